@@ -1,0 +1,154 @@
+//! The blobnode's whole configuration, one typed struct: flags and environment variables are read here and
+//! nowhere else.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default bound on shard buffer memory: room for four largest shards at once.
+pub const DEFAULT_IO_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+const DEFAULT_LISTEN_PORT: u16 = 9200;
+const DEFAULT_METADATA: &str = "http://127.0.0.1:9100";
+const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BlobnodeConfig {
+    /// Address to serve the blobnode gRPC API on.
+    #[arg(long, env = "COFFER_LISTEN", default_value = "127.0.0.1:9200")]
+    pub listen: SocketAddr,
+
+    /// Directory of a disk to store shards on; repeat the flag once per disk (the variable takes a comma-separated
+    /// list). Created if missing; each disk gets a persistent id on first use.
+    #[arg(long = "disk", env = "COFFER_DISKS", value_delimiter = ',', required = true)]
+    pub disks: Vec<PathBuf>,
+
+    /// URL of the metadata service to register with; repeat or comma-separate to name several replicas.
+    #[arg(long, env = "COFFER_METADATA", value_delimiter = ',', default_value = DEFAULT_METADATA)]
+    pub metadata: Vec<String>,
+
+    /// URL other services use to reach this node (default: http://<listen address>). Set it when listening on
+    /// 0.0.0.0 or behind NAT.
+    #[arg(long, env = "COFFER_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Time between heartbeats to the metadata service, e.g. "2s" or "500ms".
+    #[arg(long, env = "COFFER_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_interval)]
+    pub heartbeat_interval: Duration,
+
+    /// Upper bound on memory held by shard buffers in flight (puts being received, reads being sent), in bytes or
+    /// with a KiB/MiB/GiB suffix.
+    #[arg(long = "io-memory", env = "COFFER_IO_MEMORY", default_value = "256MiB", value_parser = parse_bytes)]
+    pub io_memory_bytes: u64,
+}
+
+impl BlobnodeConfig {
+    /// The defaults of every flag, for embedding the blobnode without a command line.
+    pub fn new(disks: Vec<PathBuf>) -> Self {
+        BlobnodeConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_LISTEN_PORT)),
+            disks,
+            metadata: vec![DEFAULT_METADATA.to_string()],
+            advertise: None,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
+        }
+    }
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    // Zero would turn the heartbeat loop into a busy loop against the metadata service.
+    if interval < Duration::from_millis(10) {
+        return Err("must be at least 10ms".into());
+    }
+    Ok(interval)
+}
+
+/// Parses "268435456", "256MiB", "1GiB", "512KiB" (binary units; "MB" and friends are read the same way).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let value: u64 = digits.parse().map_err(|_| format!("{s:?} is not a byte size"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} in {s:?}")),
+    };
+    value
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: BlobnodeConfig,
+    }
+
+    #[test]
+    fn flags_are_well_formed() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--listen",
+            "--disk",
+            "--metadata",
+            "--advertise",
+            "--heartbeat-interval",
+            "--io-memory",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+        }
+    }
+
+    #[test]
+    fn parses_flags() {
+        // Environment variables would leak in here; none of COFFER_* is set in the test environment.
+        let cli = Cli::try_parse_from([
+            "blobnode",
+            "--disk",
+            "/d1",
+            "--disk",
+            "/d2,/d3",
+            "--metadata",
+            "http://a:1,http://b:2",
+            "--heartbeat-interval",
+            "500ms",
+            "--io-memory",
+            "64MiB",
+        ])
+        .expect("parse");
+        let c = cli.config;
+        assert_eq!(c.disks, ["/d1", "/d2", "/d3"].map(PathBuf::from));
+        assert_eq!(c.metadata, ["http://a:1", "http://b:2"]);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(c.io_memory_bytes, 64 << 20);
+        // BlobnodeConfig::new must agree with the flag defaults.
+        let parsed = Cli::try_parse_from(["blobnode", "--disk", "/d"])
+            .expect("defaults")
+            .config;
+        let built = BlobnodeConfig::new(vec!["/d".into()]);
+        assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
+        assert!(Cli::try_parse_from(["blobnode"]).is_err(), "--disk is required");
+        assert!(Cli::try_parse_from(["blobnode", "--disk", "/d", "--heartbeat-interval", "0s"]).is_err());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("3k"), Ok(3072));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
+}

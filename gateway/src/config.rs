@@ -1,0 +1,173 @@
+//! The gateway's configuration: one typed struct, every flag with a `COFFER_*` twin.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Reed-Solomon geometry: k data shards and m parity shards per stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErasureCode {
+    pub data_shards: u32,
+    pub parity_shards: u32,
+}
+
+impl ErasureCode {
+    pub fn total(self) -> u32 {
+        self.data_shards + self.parity_shards
+    }
+}
+
+impl FromStr for ErasureCode {
+    type Err = String;
+
+    /// Parses `K+M`, e.g. `4+2`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (k, m) = s
+            .split_once('+')
+            .ok_or_else(|| format!("expected K+M such as 4+2, got {s:?}"))?;
+        let data_shards: u32 = k.trim().parse().map_err(|_| format!("bad data shard count in {s:?}"))?;
+        let parity_shards: u32 = m
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad parity shard count in {s:?}"))?;
+        if data_shards == 0 {
+            return Err("at least one data shard is needed".into());
+        }
+        if data_shards + parity_shards > 32 {
+            return Err("at most 32 shards per stripe".into());
+        }
+        Ok(ErasureCode {
+            data_shards,
+            parity_shards,
+        })
+    }
+}
+
+impl std::fmt::Display for ErasureCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}+{}", self.data_shards, self.parity_shards)
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("bad size {s:?}"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} overflows"))
+}
+
+/// `coffer gateway`: the S3 front end.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayConfig {
+    /// Address the S3 API listens on.
+    #[arg(long, env = "COFFER_ADDRESS", default_value = "0.0.0.0:9000")]
+    pub address: SocketAddr,
+
+    /// Metadata service URL(s); calls are balanced over several.
+    #[arg(
+        long = "metadata",
+        env = "COFFER_METADATA",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:9100"
+    )]
+    pub metadata: Vec<String>,
+
+    /// Base domain(s) for virtual-hosted-style requests (BUCKET.DOMAIN); path style always works.
+    #[arg(long = "domain", env = "COFFER_DOMAIN", value_delimiter = ',')]
+    pub domains: Vec<String>,
+
+    /// Erasure code for new objects, K+M (data+parity shards per stripe).
+    #[arg(long, env = "COFFER_EC", default_value = "4+2")]
+    pub ec: ErasureCode,
+
+    /// Object bytes per stripe; each stripe is coded on its own (e.g. 4MiB).
+    #[arg(long, env = "COFFER_STRIPE_SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub stripe_size: u64,
+
+    /// Objects and parts up to this size live inside the metadata record instead of on blobnodes.
+    #[arg(long, env = "COFFER_INLINE_THRESHOLD", default_value = "128KiB", value_parser = parse_size)]
+    pub inline_threshold: u64,
+
+    /// Region reported to clients and expected in signatures.
+    #[arg(long, env = "COFFER_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// Access key of the root user.
+    #[arg(long, env = "COFFER_ROOT_USER", default_value = coffer_iam::DEFAULT_ROOT_USER)]
+    pub root_user: String,
+
+    /// Secret key of the root user.
+    #[arg(long, env = "COFFER_ROOT_PASSWORD", default_value = coffer_iam::DEFAULT_ROOT_PASSWORD, hide_env_values = true)]
+    pub root_password: String,
+
+    /// Upper bound on one call to the metadata service or a blobnode.
+    #[arg(long, env = "COFFER_RPC_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub rpc_timeout: Duration,
+
+    /// Stripes of one request being written or read ahead at once (memory: ~this x stripe size x (k+m)/k).
+    #[arg(long, env = "COFFER_STRIPES_IN_FLIGHT", default_value_t = 2)]
+    pub stripes_in_flight: usize,
+
+    /// How long SIGTERM waits for in-flight requests before closing connections.
+    #[arg(long, env = "COFFER_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl GatewayConfig {
+    /// Checks combinations that clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let k = u64::from(self.ec.data_shards);
+        if self.stripe_size < 2 * k || self.stripe_size > 64 << 20 {
+            return Err(format!("--stripe-size must be between {} bytes and 64MiB", 2 * k));
+        }
+        if self.inline_threshold > 1 << 20 {
+            return Err("--inline-threshold must be at most 1MiB".into());
+        }
+        if self.stripes_in_flight == 0 || self.stripes_in_flight > 64 {
+            return Err("--stripes-in-flight must be between 1 and 64".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erasure_code_parses() {
+        assert_eq!(
+            "4+2".parse(),
+            Ok(ErasureCode {
+                data_shards: 4,
+                parity_shards: 2
+            })
+        );
+        assert_eq!(
+            "1+0".parse(),
+            Ok(ErasureCode {
+                data_shards: 1,
+                parity_shards: 0
+            })
+        );
+        assert!("0+2".parse::<ErasureCode>().is_err());
+        assert!("30+3".parse::<ErasureCode>().is_err());
+        assert!("4".parse::<ErasureCode>().is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("128KiB"), Ok(128 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("4XB").is_err());
+    }
+}

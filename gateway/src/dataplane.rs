@@ -1,0 +1,20 @@
+//! The data path's shared handles: metadata client, blobnode pool, cluster view and limits.
+//! The write and read halves live in `write_path` and `read_path`.
+
+use coffer_proto::blobnode_client::BlobnodePool;
+use coffer_proto::metadata_client::MetadataClient;
+
+use crate::cluster::ClusterView;
+use crate::config::ErasureCode;
+
+/// Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct DataPlane {
+    pub metadata: MetadataClient,
+    pub blobnodes: BlobnodePool,
+    pub cluster: ClusterView,
+    pub ec: ErasureCode,
+    pub stripe_size: u64,
+    pub inline_threshold: u64,
+    pub stripes_in_flight: usize,
+}

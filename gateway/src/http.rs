@@ -1,0 +1,163 @@
+//! The HTTP edge: health endpoints, request ids, and s3s for everything else, served by
+//! hyper-util with graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use s3s::Body;
+use s3s::service::S3Service;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::cluster::ClusterView;
+
+const LIVE_PATHS: [&str; 2] = ["/health/live", "/minio/health/live"];
+const READY_PATHS: [&str; 2] = ["/health/ready", "/minio/health/ready"];
+/// Error bodies are small XML documents; anything bigger is passed through untouched.
+const MAX_PATCHED_ERROR_BYTES: u64 = 64 * 1024;
+
+pub struct Edge {
+    pub s3: S3Service,
+    pub cluster: ClusterView,
+    /// Live disks needed before the gateway calls itself ready (k+m).
+    pub disks_needed: usize,
+}
+
+fn request_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}
+
+impl Edge {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        let id = request_id();
+        let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+        let mut response = async {
+            let response = self.route(req).await;
+            tracing::debug!(status = response.status().as_u16(), "done");
+            response
+        }
+        .instrument(span)
+        .await;
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-amz-request-id", value.clone());
+            response.headers_mut().insert("x-amz-id-2", value);
+        }
+        if response.status().is_client_error() || response.status().is_server_error() {
+            response = with_request_id_in_error(response, &id).await;
+        }
+        Ok(response)
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path();
+        if matches!(*req.method(), Method::GET | Method::HEAD) {
+            if LIVE_PATHS.contains(&path) {
+                return plain(StatusCode::OK, "OK");
+            }
+            if READY_PATHS.contains(&path) {
+                return if self.cluster.is_ready(self.disks_needed) {
+                    plain(StatusCode::OK, "OK")
+                } else {
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: metadata or blobnodes unreachable",
+                    )
+                };
+            }
+        }
+        match self.s3.call(req.map(Body::from)).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!(error = ?e, "unhandled S3 service error");
+                let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code>\
+                           <Message>We encountered an internal error. Please try again.</Message></Error>";
+                let mut response = Response::new(Body::from(xml.to_string()));
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+                response
+            }
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text.to_string()));
+    *response.status_mut() = status;
+    response
+}
+
+/// S3 error documents carry the request id; s3s does not know it, so it is added here.
+async fn with_request_id_in_error(response: Response<Body>, id: &str) -> Response<Body> {
+    let small = http_body::Body::size_hint(response.body())
+        .upper()
+        .is_some_and(|n| n <= MAX_PATCHED_ERROR_BYTES);
+    if !small {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Response::from_parts(parts, Body::empty()),
+    };
+    let patched = match std::str::from_utf8(&bytes) {
+        Ok(text) if text.contains("</Error>") && !text.contains("<RequestId>") => {
+            Bytes::from(text.replacen("</Error>", &format!("<RequestId>{id}</RequestId></Error>"), 1))
+        }
+        _ => bytes,
+    };
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(patched.len()));
+    Response::from_parts(parts, Body::from(patched))
+}
+
+/// Accepts connections until `shutdown` resolves, then waits up to `grace` for in-flight
+/// requests to finish.
+pub async fn serve(listener: TcpListener, edge: Edge, shutdown: impl Future<Output = ()>, grace: Duration) {
+    let edge = Arc::new(edge);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let edge = edge.clone();
+                let service = hyper::service::service_fn(move |req| edge.clone().handle(req));
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("draining in-flight requests");
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?grace, "requests still in flight after the grace period; closing");
+    }
+}

@@ -1,0 +1,97 @@
+//! Coffer's S3 gateway: stateless. It authenticates requests (s3s), erasure-codes object data
+//! onto blobnodes and commits object records in the metadata service. It keeps no durable
+//! state: everything it knows comes from the metadata service and is cached only briefly.
+
+mod auth;
+mod cluster;
+pub mod config;
+mod dataplane;
+pub mod erasure;
+mod error;
+mod http;
+mod read_path;
+mod s3;
+mod write_path;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use coffer_iam::{Credentials, IdentityStore};
+use coffer_proto::blobnode_client::BlobnodePool;
+use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
+use s3s::host::MultiDomain;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+
+pub use config::{ErasureCode, GatewayConfig};
+pub use error::GatewayError;
+
+use crate::cluster::ClusterView;
+use crate::dataplane::DataPlane;
+use crate::s3::CofferS3;
+
+/// Binds `config.address` and serves until `shutdown` resolves.
+pub async fn run(
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let listener = TcpListener::bind(config.address)
+        .await
+        .map_err(|e| GatewayError::Internal(format!("cannot listen on {}: {e}", config.address)))?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves S3 on an already-bound listener until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    config.validate().map_err(GatewayError::Internal)?;
+    let identities = IdentityStore::with_root(Credentials::new(&config.root_user, &config.root_password))
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    if identities.uses_default_root() {
+        tracing::warn!(
+            "using the default root credentials {}/{}; set COFFER_ROOT_USER and COFFER_ROOT_PASSWORD",
+            coffer_iam::DEFAULT_ROOT_USER,
+            coffer_iam::DEFAULT_ROOT_PASSWORD
+        );
+    }
+    let client_config = ClientConfig {
+        timeout: config.rpc_timeout,
+        ..ClientConfig::default()
+    };
+    let metadata = MetadataClient::connect(&config.metadata, &client_config)?;
+    let blobnodes = BlobnodePool::new(client_config);
+    let cluster = ClusterView::new(metadata.clone(), blobnodes.clone());
+    if let Err(e) = cluster.refresh().await {
+        tracing::warn!(error = %e, "metadata service not reachable yet; will keep trying");
+    }
+    let refresher = cluster.spawn_refresher();
+    let plane = DataPlane {
+        metadata,
+        blobnodes,
+        cluster: cluster.clone(),
+        ec: config.ec,
+        stripe_size: config.stripe_size,
+        inline_threshold: config.inline_threshold,
+        stripes_in_flight: config.stripes_in_flight,
+    };
+    let mut builder = S3ServiceBuilder::new(CofferS3::new(plane, config.region.clone(), config.root_user.clone()));
+    builder.set_auth(auth::CofferAuth::new(Arc::new(identities)));
+    if !config.domains.is_empty() {
+        let host =
+            MultiDomain::new(&config.domains).map_err(|e| GatewayError::Internal(format!("bad --domain: {e:?}")))?;
+        builder.set_host(host);
+    }
+    let edge = http::Edge {
+        s3: builder.build(),
+        cluster,
+        disks_needed: config.ec.total() as usize,
+    };
+    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%address, ec = %config.ec, "S3 gateway listening");
+    http::serve(listener, edge, shutdown, config.shutdown_grace).await;
+    refresher.abort();
+    Ok(())
+}

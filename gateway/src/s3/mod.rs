@@ -1,0 +1,122 @@
+//! The S3 API: s3s parses and authenticates, these handlers do the work. The trait impl below
+//! only dispatches; each operation family lives in its own file.
+
+mod bucket;
+mod conditions;
+pub(crate) mod convert;
+mod list;
+mod multipart;
+mod object;
+
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result};
+
+use crate::dataplane::DataPlane;
+
+/// The S3 backend. Cheap to clone.
+#[derive(Clone)]
+pub struct CofferS3 {
+    pub(crate) plane: DataPlane,
+    pub(crate) region: String,
+    pub(crate) root_access_key: String,
+}
+
+impl CofferS3 {
+    pub fn new(plane: DataPlane, region: String, root_access_key: String) -> Self {
+        CofferS3 {
+            plane,
+            region,
+            root_access_key,
+        }
+    }
+}
+
+type Res<T> = S3Result<S3Response<T>>;
+
+#[async_trait::async_trait]
+impl S3 for CofferS3 {
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> Res<ListBucketsOutput> {
+        self.do_list_buckets(req.input).await.map(S3Response::new)
+    }
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> Res<CreateBucketOutput> {
+        self.do_create_bucket(req.input).await.map(S3Response::new)
+    }
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> Res<HeadBucketOutput> {
+        self.do_head_bucket(req.input).await.map(S3Response::new)
+    }
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> Res<DeleteBucketOutput> {
+        self.do_delete_bucket(req.input).await.map(S3Response::new)
+    }
+    async fn get_bucket_location(&self, req: S3Request<GetBucketLocationInput>) -> Res<GetBucketLocationOutput> {
+        self.do_get_bucket_location(req.input).await.map(S3Response::new)
+    }
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> Res<PutObjectOutput> {
+        let decoded_length = decoded_content_length(&req.headers);
+        self.do_put_object(req.input, decoded_length).await.map(S3Response::new)
+    }
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> Res<GetObjectOutput> {
+        self.do_get_object(req.input).await.map(S3Response::new)
+    }
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> Res<HeadObjectOutput> {
+        self.do_head_object(req.input).await.map(S3Response::new)
+    }
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> Res<DeleteObjectOutput> {
+        self.do_delete_object(req.input).await.map(S3Response::new)
+    }
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> Res<DeleteObjectsOutput> {
+        self.do_delete_objects(req.input).await.map(S3Response::new)
+    }
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> Res<CopyObjectOutput> {
+        self.do_copy_object(req.input).await.map(S3Response::new)
+    }
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> Res<ListObjectsOutput> {
+        self.do_list_objects(req.input).await.map(S3Response::new)
+    }
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> Res<ListObjectsV2Output> {
+        self.do_list_objects_v2(req.input).await.map(S3Response::new)
+    }
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> Res<CreateMultipartUploadOutput> {
+        self.do_create_multipart_upload(req.input).await.map(S3Response::new)
+    }
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> Res<UploadPartOutput> {
+        let decoded_length = decoded_content_length(&req.headers);
+        self.do_upload_part(req.input, decoded_length)
+            .await
+            .map(S3Response::new)
+    }
+    async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> Res<UploadPartCopyOutput> {
+        self.do_upload_part_copy(req.input).await.map(S3Response::new)
+    }
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> Res<CompleteMultipartUploadOutput> {
+        self.do_complete_multipart_upload(req.input).await.map(S3Response::new)
+    }
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> Res<AbortMultipartUploadOutput> {
+        self.do_abort_multipart_upload(req.input).await.map(S3Response::new)
+    }
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> Res<ListPartsOutput> {
+        self.do_list_parts(req.input).await.map(S3Response::new)
+    }
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> Res<ListMultipartUploadsOutput> {
+        self.do_list_multipart_uploads(req.input).await.map(S3Response::new)
+    }
+}
+
+/// s3s leaves `content_length` empty for aws-chunked uploads; the real length is here.
+fn decoded_content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get("x-amz-decoded-content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}

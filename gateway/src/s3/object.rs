@@ -1,0 +1,408 @@
+//! Object operations: PUT, GET, HEAD, DELETE, DeleteObjects and CopyObject.
+
+use std::ops::Range;
+
+use coffer_proto::pb::metadata::{DeleteObjectRequest, GetObjectRequest, ObjectRecord, PutObjectRequest};
+use futures::{StreamExt, TryStreamExt};
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Result};
+
+use super::CofferS3;
+use super::conditions::Conditions;
+use super::convert::{MAX_PUT_BYTES, ObjectHeaders, StoredHeaders, content_md5, etag, now_unix_ms, remote, timestamp};
+use crate::error::GatewayError;
+use crate::write_path::Written;
+
+/// DeleteObjects requests handled at once.
+const DELETE_CONCURRENCY: usize = 16;
+/// AWS's limit on keys in one DeleteObjects request.
+const MAX_DELETE_KEYS: usize = 1000;
+
+type StdError = Box<dyn std::error::Error + Send + Sync>;
+
+impl CofferS3 {
+    pub(super) async fn get_record(&self, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
+        let request = GetObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
+        let response = remote(self.plane.metadata.rpc().get_object(request).await)?;
+        response
+            .record
+            .ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "metadata returned no record"))
+    }
+
+    /// Stores a request body: checks the declared length and Content-MD5 against what arrived.
+    pub(super) async fn store_body(
+        &self,
+        body: Option<StreamingBlob>,
+        declared_length: Option<u64>,
+        content_md5_header: Option<&str>,
+    ) -> S3Result<Written> {
+        let expected_md5 = content_md5(content_md5_header)?;
+        if let Some(len) = declared_length
+            && len > MAX_PUT_BYTES
+        {
+            return Err(GatewayError::EntityTooLarge.into());
+        }
+        let stream: futures::stream::BoxStream<'static, Result<bytes::Bytes, StdError>> = match body {
+            Some(blob) => blob.map_err(|e| -> StdError { e }).boxed(),
+            None => futures::stream::empty().boxed(),
+        };
+        let written = self
+            .plane
+            .write(stream, declared_length.unwrap_or(MAX_PUT_BYTES))
+            .await?;
+        let abandon = |w: Written| {
+            let plane = self.plane.clone();
+            async move {
+                for intent in w.intents {
+                    let request = coffer_proto::pb::metadata::AbandonDataRequest { intent };
+                    if let Err(e) = plane.metadata.rpc().abandon_data(request).await {
+                        tracing::warn!(error = %e, "abandoning data failed; its intent will expire");
+                    }
+                }
+            }
+        };
+        if let Some(len) = declared_length
+            && written.segment.size != len
+        {
+            abandon(written).await;
+            return Err(GatewayError::IncompleteBody.into());
+        }
+        if let Some(expected) = expected_md5
+            && expected != written.md5
+        {
+            abandon(written).await;
+            return Err(GatewayError::BadDigest.into());
+        }
+        Ok(written)
+    }
+
+    pub(super) async fn do_put_object(
+        &self,
+        input: PutObjectInput,
+        decoded_length: Option<u64>,
+    ) -> S3Result<PutObjectOutput> {
+        let declared = decoded_length.or(input.content_length.and_then(|l| u64::try_from(l).ok()));
+        if declared.is_none() {
+            return Err(S3Error::new(S3ErrorCode::MissingContentLength));
+        }
+        let written = self
+            .store_body(input.body, declared, input.content_md5.as_deref())
+            .await?;
+        let headers = ObjectHeaders {
+            content_type: input.content_type,
+            content_encoding: input.content_encoding,
+            content_disposition: input.content_disposition,
+            content_language: input.content_language,
+            cache_control: input.cache_control,
+            expires: input.expires,
+            metadata: input.metadata,
+            storage_class: input.storage_class.map(|s| s.as_str().to_string()),
+        };
+        let record = self
+            .commit(headers.into_record(&input.bucket, &input.key), written)
+            .await?;
+        Ok(PutObjectOutput {
+            e_tag: Some(etag(&record.etag)),
+            size: Some(record.size as i64),
+            ..Default::default()
+        })
+    }
+
+    /// Commits `written` as the object described by `record` (headers filled in).
+    pub(super) async fn commit(&self, mut record: ObjectRecord, written: Written) -> S3Result<ObjectRecord> {
+        record.size = written.segment.size;
+        record.etag = hex::encode(written.md5);
+        record.last_modified_unix_ms = now_unix_ms();
+        record.segments = vec![written.segment];
+        let request = PutObjectRequest {
+            record: Some(record),
+            intents: written.intents,
+        };
+        let response = remote(self.plane.metadata.rpc().put_object(request).await)?;
+        response
+            .record
+            .ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "metadata returned no record"))
+    }
+
+    pub(super) async fn do_get_object(&self, input: GetObjectInput) -> S3Result<GetObjectOutput> {
+        let record = self.get_record(&input.bucket, &input.key).await?;
+        let conditions = Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        };
+        conditions.check_read(&record.etag, record.last_modified_unix_ms)?;
+        let (range, content_range) = select_range(&record, input.range.as_ref(), input.part_number)?;
+        let length = range.end - range.start;
+        let body = self.plane.read_body(record.segments.clone(), range);
+        let stored = StoredHeaders::of(&record);
+        Ok(GetObjectOutput {
+            body: Some(StreamingBlob::wrap(body)),
+            content_length: Some(length as i64),
+            content_range,
+            accept_ranges: Some("bytes".to_string()),
+            e_tag: Some(etag(&record.etag)),
+            last_modified: Some(timestamp(record.last_modified_unix_ms)),
+            content_type: input.response_content_type.or(stored.content_type),
+            content_encoding: input.response_content_encoding.or(stored.content_encoding),
+            content_disposition: input.response_content_disposition.or(stored.content_disposition),
+            content_language: input.response_content_language.or(stored.content_language),
+            cache_control: input.response_cache_control.or(stored.cache_control),
+            expires: input.response_expires.or(stored.expires),
+            metadata: stored.metadata,
+            parts_count: parts_count(&record),
+            storage_class: storage_class(&record),
+            ..Default::default()
+        })
+    }
+
+    pub(super) async fn do_head_object(&self, input: HeadObjectInput) -> S3Result<HeadObjectOutput> {
+        let record = self.get_record(&input.bucket, &input.key).await?;
+        let conditions = Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        };
+        conditions.check_read(&record.etag, record.last_modified_unix_ms)?;
+        let (range, content_range) = select_range(&record, input.range.as_ref(), input.part_number)?;
+        let stored = StoredHeaders::of(&record);
+        Ok(HeadObjectOutput {
+            content_length: Some((range.end - range.start) as i64),
+            content_range,
+            accept_ranges: Some("bytes".to_string()),
+            e_tag: Some(etag(&record.etag)),
+            last_modified: Some(timestamp(record.last_modified_unix_ms)),
+            content_type: input.response_content_type.or(stored.content_type),
+            content_encoding: input.response_content_encoding.or(stored.content_encoding),
+            content_disposition: input.response_content_disposition.or(stored.content_disposition),
+            content_language: input.response_content_language.or(stored.content_language),
+            cache_control: input.response_cache_control.or(stored.cache_control),
+            expires: input.response_expires.or(stored.expires),
+            metadata: stored.metadata,
+            parts_count: parts_count(&record),
+            storage_class: storage_class(&record),
+            ..Default::default()
+        })
+    }
+
+    pub(super) async fn do_delete_object(&self, input: DeleteObjectInput) -> S3Result<DeleteObjectOutput> {
+        let request = DeleteObjectRequest {
+            bucket: input.bucket,
+            key: input.key,
+        };
+        remote(self.plane.metadata.rpc().delete_object(request).await)?;
+        Ok(DeleteObjectOutput::default())
+    }
+
+    pub(super) async fn do_delete_objects(&self, input: DeleteObjectsInput) -> S3Result<DeleteObjectsOutput> {
+        if input.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedXML,
+                "at most 1000 keys per request",
+            ));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let bucket = input.bucket;
+        let results: Vec<(ObjectIdentifier, Result<(), S3Error>)> =
+            futures::stream::iter(input.delete.objects.into_iter().map(|object| {
+                let request = DeleteObjectRequest {
+                    bucket: bucket.clone(),
+                    key: object.key.clone(),
+                };
+                let mut client = self.plane.metadata.rpc();
+                async move {
+                    let result = remote(client.delete_object(request).await)
+                        .map(|_| ())
+                        .map_err(S3Error::from);
+                    (object, result)
+                }
+            }))
+            .buffered(DELETE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for (object, result) in results {
+            match result {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(object.key),
+                    version_id: object.version_id,
+                    ..Default::default()
+                }),
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(object.key),
+                    message: e.message().map(str::to_string),
+                    version_id: object.version_id,
+                }),
+            }
+        }
+        Ok(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        })
+    }
+
+    pub(super) async fn do_copy_object(&self, input: CopyObjectInput) -> S3Result<CopyObjectOutput> {
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let source = self.get_record(&src_bucket, &src_key).await?;
+        let conditions = Conditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        };
+        conditions.check_copy_source(&source.etag, source.last_modified_unix_ms)?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if !replace && src_bucket == input.bucket && src_key == input.key && input.storage_class.is_none() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing \
+                 the object's metadata, storage class, website redirect location or encryption attributes.",
+            ));
+        }
+        if source.size > MAX_PUT_BYTES {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120",
+            ));
+        }
+        let written = self.copy_bytes(&source, 0..source.size).await?;
+        let mut record = if replace {
+            ObjectHeaders {
+                content_type: input.content_type,
+                content_encoding: input.content_encoding,
+                content_disposition: input.content_disposition,
+                content_language: input.content_language,
+                cache_control: input.cache_control,
+                expires: input.expires,
+                metadata: input.metadata,
+                storage_class: None,
+            }
+            .into_record(&input.bucket, &input.key)
+        } else {
+            ObjectRecord {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+                ..source.clone()
+            }
+        };
+        if let Some(class) = input.storage_class {
+            record.storage_class = class.as_str().to_string();
+        }
+        let committed = self.commit(record, written).await?;
+        Ok(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&committed.etag)),
+                last_modified: Some(timestamp(committed.last_modified_unix_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// Reads `range` of an object and writes it as new data.
+    pub(super) async fn copy_bytes(&self, source: &ObjectRecord, range: Range<u64>) -> S3Result<Written> {
+        let len = range.end - range.start;
+        let stream = self
+            .plane
+            .read(source.segments.clone(), range)
+            .map_err(|e| -> StdError { Box::new(e) })
+            .boxed();
+        let written = self.plane.write(stream, len).await?;
+        if written.segment.size != len {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InternalError,
+                "copy source ended early",
+            ));
+        }
+        Ok(written)
+    }
+}
+
+pub(super) fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
+    match source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
+            if version_id.as_deref().is_some_and(|v| v != "null") {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::NoSuchVersion,
+                    "versioning is not enabled",
+                ));
+            }
+            Ok((bucket.to_string(), key.to_string()))
+        }
+        _ => Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "access point copy sources are not supported",
+        )),
+    }
+}
+
+/// The byte range a GET or HEAD selects, and its Content-Range header.
+fn select_range(
+    record: &ObjectRecord,
+    range: Option<&s3s::dto::Range>,
+    part_number: Option<i32>,
+) -> S3Result<(Range<u64>, Option<String>)> {
+    let size = record.size;
+    if let Some(part) = part_number {
+        if range.is_some() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "Range and partNumber cannot both be set",
+            ));
+        }
+        let index = usize::try_from(part).ok().filter(|&p| p >= 1).ok_or_else(|| {
+            S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                "Part number must be an integer between 1 and 10000",
+            )
+        })?;
+        let segment = record.segments.get(index - 1).ok_or_else(invalid_part_number)?;
+        let start: u64 = record.segments[..index - 1].iter().map(|s| s.size).sum();
+        let end = start + segment.size;
+        let content_range = (end > start).then(|| format!("bytes {start}-{}/{size}", end - 1));
+        return Ok((start..end, content_range));
+    }
+    match range {
+        None => Ok((0..size, None)),
+        Some(r) => {
+            let selected = r.check(size)?;
+            let content_range = format!("bytes {}-{}/{size}", selected.start, selected.end - 1);
+            Ok((selected, Some(content_range)))
+        }
+    }
+}
+
+/// AWS's InvalidPartNumber (416), which s3s has no constant for.
+fn invalid_part_number() -> S3Error {
+    let mut e = S3Error::with_message(
+        S3ErrorCode::Custom("InvalidPartNumber".into()),
+        "The requested partnumber is not satisfiable",
+    );
+    e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    e
+}
+
+fn parts_count(record: &ObjectRecord) -> Option<i32> {
+    record.etag.contains('-').then_some(record.segments.len() as i32)
+}
+
+fn storage_class(record: &ObjectRecord) -> Option<StorageClass> {
+    (!record.storage_class.is_empty() && record.storage_class != "STANDARD")
+        .then(|| StorageClass::from(record.storage_class.clone()))
+}

@@ -1,0 +1,270 @@
+//! PUT: body stream → inline bytes, or stripes → Reed-Solomon → k+m shards on k+m disks.
+//!
+//! Memory is bounded by `stripes_in_flight` stripes (each stripe_size x (k+m)/k bytes once
+//! coded), whatever the object size. The data is acknowledged to the caller only after every
+//! shard is durable; committing the metadata is the caller's next step, with the returned
+//! intents, and until then the shards are invisible and owned by the garbage collector.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use coffer_proto::pb::blobnode::ShardId;
+use coffer_proto::pb::metadata::{AbandonDataRequest, AllocateDataRequest, DataLayout, Segment, ShardLocation};
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use tokio::task::JoinHandle;
+
+use crate::dataplane::DataPlane;
+use crate::erasure::{Geometry, encode_stripe};
+use crate::error::{GatewayError, GatewayResult};
+
+type StdError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Bytes written but not yet committed.
+pub struct Written {
+    pub segment: Segment,
+    pub md5: [u8; 16],
+    /// Hand these to the metadata commit so the data stops being garbage.
+    pub intents: Vec<Vec<u8>>,
+}
+
+/// Abandons allocated data when dropped without being disarmed (an error, or the client went
+/// away mid-upload), so the shards are collected now rather than when the intent expires.
+struct IntentGuard {
+    plane: DataPlane,
+    intent: Option<Vec<u8>>,
+}
+
+impl IntentGuard {
+    fn disarm(mut self) -> Vec<u8> {
+        self.intent.take().unwrap_or_default()
+    }
+}
+
+impl Drop for IntentGuard {
+    fn drop(&mut self) {
+        if let Some(intent) = self.intent.take() {
+            let mut client = self.plane.metadata.rpc();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    if let Err(e) = client.abandon_data(AbandonDataRequest { intent }).await {
+                        tracing::warn!(error = %e, "abandoning unwritten data failed; its intent will expire");
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl DataPlane {
+    /// Consumes `body` and stores it. `max_len` bounds the body (EntityTooLarge beyond it).
+    pub async fn write<S>(&self, mut body: S, max_len: u64) -> GatewayResult<Written>
+    where
+        S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+    {
+        let mut md5 = Md5::new();
+        let mut head = BytesMut::new();
+        let mut ended = false;
+        while head.len() as u64 <= self.inline_threshold {
+            match body.next().await {
+                Some(chunk) => {
+                    let chunk = chunk.map_err(|e| GatewayError::Body(e.to_string()))?;
+                    md5.update(&chunk);
+                    head.extend_from_slice(&chunk);
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if head.len() as u64 > max_len {
+            return Err(GatewayError::EntityTooLarge);
+        }
+        if ended {
+            let md5: [u8; 16] = md5.finalize().into();
+            let data = head.freeze();
+            let segment = Segment {
+                size: data.len() as u64,
+                inline_data: data.to_vec(),
+                layout: None,
+                etag: hex::encode(md5),
+                part_number: 0,
+            };
+            return Ok(Written {
+                segment,
+                md5,
+                intents: Vec::new(),
+            });
+        }
+        self.write_striped(head.freeze(), md5, body, max_len).await
+    }
+
+    async fn write_striped<S>(&self, head: Bytes, mut md5: Md5, mut body: S, max_len: u64) -> GatewayResult<Written>
+    where
+        S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+    {
+        let allocation = self
+            .metadata
+            .rpc()
+            .allocate_data(AllocateDataRequest {
+                data_shards: self.ec.data_shards,
+                parity_shards: self.ec.parity_shards,
+            })
+            .await
+            .map_err(coffer_proto::RemoteError::from)?
+            .into_inner();
+        let guard = IntentGuard {
+            plane: self.clone(),
+            intent: Some(allocation.intent),
+        };
+        if allocation.shards.len() != self.ec.total() as usize {
+            return Err(GatewayError::Internal(
+                "metadata returned a placement of the wrong width".into(),
+            ));
+        }
+        self.cluster
+            .ensure_known(allocation.shards.iter().map(|s| s.node_id.as_str()))
+            .await;
+
+        let stripe_size = self.stripe_size as usize;
+        let mut in_flight: VecDeque<JoinHandle<GatewayResult<()>>> = VecDeque::new();
+        let mut stripe = BytesMut::with_capacity(stripe_size);
+        let mut stripe_index: u32 = 0;
+        let mut total: u64 = 0;
+        let mut pending = Some(head);
+        loop {
+            let chunk = match pending.take() {
+                Some(chunk) => Some(chunk),
+                None => match body.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk.map_err(|e| GatewayError::Body(e.to_string()))?;
+                        md5.update(&chunk);
+                        Some(chunk)
+                    }
+                    None => None,
+                },
+            };
+            let Some(mut chunk) = chunk else { break };
+            total += chunk.len() as u64;
+            if total > max_len {
+                return Err(GatewayError::EntityTooLarge);
+            }
+            while !chunk.is_empty() {
+                let take = (stripe_size - stripe.len()).min(chunk.len());
+                stripe.extend_from_slice(&chunk.split_to(take));
+                if stripe.len() == stripe_size {
+                    let full = std::mem::replace(&mut stripe, BytesMut::with_capacity(stripe_size)).freeze();
+                    self.dispatch_stripe(
+                        &mut in_flight,
+                        &allocation.data_id,
+                        &allocation.shards,
+                        stripe_index,
+                        full,
+                    )
+                    .await?;
+                    stripe_index += 1;
+                }
+            }
+        }
+        if !stripe.is_empty() {
+            let last = stripe.freeze();
+            self.dispatch_stripe(
+                &mut in_flight,
+                &allocation.data_id,
+                &allocation.shards,
+                stripe_index,
+                last,
+            )
+            .await?;
+        }
+        while let Some(task) = in_flight.pop_front() {
+            join_stripe(task).await?;
+        }
+        let md5: [u8; 16] = md5.finalize().into();
+        let layout = DataLayout {
+            data_id: allocation.data_id,
+            data_shards: self.ec.data_shards,
+            parity_shards: self.ec.parity_shards,
+            stripe_size: self.stripe_size,
+            size: total,
+            shards: allocation.shards,
+        };
+        let segment = Segment {
+            size: total,
+            inline_data: Vec::new(),
+            layout: Some(layout),
+            etag: hex::encode(md5),
+            part_number: 0,
+        };
+        Ok(Written {
+            segment,
+            md5,
+            intents: vec![guard.disarm()],
+        })
+    }
+
+    /// Starts writing one stripe, first waiting for the oldest one when the window is full.
+    async fn dispatch_stripe(
+        &self,
+        in_flight: &mut VecDeque<JoinHandle<GatewayResult<()>>>,
+        data_id: &[u8],
+        shards: &[ShardLocation],
+        stripe_index: u32,
+        stripe: Bytes,
+    ) -> GatewayResult<()> {
+        if in_flight.len() >= self.stripes_in_flight
+            && let Some(oldest) = in_flight.pop_front()
+        {
+            join_stripe(oldest).await?;
+        }
+        let plane = self.clone();
+        let data_id = data_id.to_vec();
+        let shards = shards.to_vec();
+        in_flight.push_back(tokio::spawn(async move {
+            plane.write_stripe(data_id, shards, stripe_index, stripe).await
+        }));
+        Ok(())
+    }
+
+    async fn write_stripe(
+        self,
+        data_id: Vec<u8>,
+        locations: Vec<ShardLocation>,
+        stripe_index: u32,
+        stripe: Bytes,
+    ) -> GatewayResult<()> {
+        let geometry = Geometry {
+            data_shards: self.ec.data_shards as usize,
+            parity_shards: self.ec.parity_shards as usize,
+            stripe_size: self.stripe_size,
+            size: self.stripe_size,
+        };
+        let shards = tokio::task::spawn_blocking(move || encode_stripe(&geometry, stripe))
+            .await
+            .map_err(|e| GatewayError::Internal(format!("encoder task failed: {e}")))??;
+        let writes = shards
+            .into_iter()
+            .zip(&locations)
+            .enumerate()
+            .map(|(index, (shard, location))| {
+                let id = ShardId {
+                    data_id: data_id.clone(),
+                    stripe: stripe_index,
+                    index: index as u32,
+                };
+                self.blobnodes
+                    .put_shard(&location.node_id, &location.disk_id, id, shard)
+            });
+        // Every shard must land: write quorums and repair of partial writes come later.
+        for result in futures::future::join_all(writes).await {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+async fn join_stripe(task: JoinHandle<GatewayResult<()>>) -> GatewayResult<()> {
+    task.await
+        .map_err(|e| GatewayError::Internal(format!("stripe writer failed: {e}")))?
+}

@@ -1,0 +1,252 @@
+//! The cluster map: every blobnode ever registered (persisted) and its liveness (in memory only:
+//! a node counts as alive once it has heartbeated to this process within the node timeout).
+
+use std::collections::BTreeMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use coffer_proto::pb::metadata::{NodeInfo, NodeStatus};
+
+/// Disk figures change with every heartbeat; storing them this often keeps the stored map fresh
+/// without one write per heartbeat.
+const PERSIST_FIGURES_EVERY: Duration = Duration::from_secs(60);
+
+struct NodeEntry {
+    info: NodeInfo,
+    last_heartbeat: Option<(Instant, i64)>,
+    /// What is stored, and when it was stored by this process.
+    stored: Option<(NodeInfo, Option<Instant>)>,
+}
+
+#[derive(Default)]
+struct State {
+    nodes: BTreeMap<String, NodeEntry>,
+    /// Bumped whenever a node's address changes, so the collector refreshes its channels only then.
+    addresses_version: u64,
+}
+
+pub struct Cluster {
+    node_timeout: Duration,
+    state: RwLock<State>,
+}
+
+/// What the collector may do about one shard location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardTarget {
+    /// The node is alive and has the disk: call it.
+    Reachable,
+    /// The node is alive and no longer lists the disk: the disk and its shards are gone.
+    DiskGone,
+    /// Dead or never registered: try again later.
+    Unreachable,
+}
+
+/// Address, disk set and health: what placement and the collector depend on.
+fn same_structure(a: &NodeInfo, b: &NodeInfo) -> bool {
+    a.address == b.address
+        && a.disks.len() == b.disks.len()
+        && a.disks
+            .iter()
+            .zip(&b.disks)
+            .all(|(x, y)| x.disk_id == y.disk_id && x.path == y.path && x.healthy == y.healthy)
+}
+
+impl Cluster {
+    pub fn new(node_timeout: Duration, stored: Vec<NodeInfo>) -> Cluster {
+        let mut state = State::default();
+        for info in stored {
+            let entry = NodeEntry {
+                info: info.clone(),
+                last_heartbeat: None,
+                stored: Some((info, None)),
+            };
+            state.nodes.insert(entry.info.node_id.clone(), entry);
+        }
+        Cluster {
+            node_timeout,
+            state: RwLock::new(state),
+        }
+    }
+
+    // The lock guards plain data with no invariant a panicking writer could break halfway.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn alive(&self, entry: &NodeEntry, now: Instant) -> bool {
+        entry
+            .last_heartbeat
+            .is_some_and(|(at, _)| now.saturating_duration_since(at) <= self.node_timeout)
+    }
+
+    /// Records a registration or heartbeat. Returns the info to store when the stored copy is stale
+    /// (or `always_store`); call [`Cluster::stored`] once it is.
+    pub fn observe(&self, info: NodeInfo, now: Instant, now_unix_ms: i64, always_store: bool) -> Option<NodeInfo> {
+        let mut state = self.write();
+        let State {
+            nodes,
+            addresses_version,
+        } = &mut *state;
+        let entry = nodes.entry(info.node_id.clone()).or_insert_with(|| NodeEntry {
+            info: info.clone(),
+            last_heartbeat: None,
+            stored: None,
+        });
+        if entry.info.address != info.address || entry.stored.is_none() {
+            *addresses_version += 1;
+        }
+        entry.info = info;
+        entry.last_heartbeat = Some((now, now_unix_ms));
+        let stale = match &entry.stored {
+            None => true,
+            Some((stored, at)) => {
+                !same_structure(stored, &entry.info)
+                    || at.is_none_or(|at| now.saturating_duration_since(at) >= PERSIST_FIGURES_EVERY)
+            }
+        };
+        (stale || always_store).then(|| entry.info.clone())
+    }
+
+    pub fn stored(&self, info: NodeInfo, now: Instant) {
+        if let Some(entry) = self.write().nodes.get_mut(&info.node_id) {
+            entry.stored = Some((info, Some(now)));
+        }
+    }
+
+    /// Every known node, by id.
+    pub fn status(&self, now: Instant) -> Vec<NodeStatus> {
+        self.read()
+            .nodes
+            .values()
+            .map(|entry| NodeStatus {
+                info: Some(entry.info.clone()),
+                last_heartbeat_unix_ms: entry.last_heartbeat.map_or(0, |(_, ms)| ms),
+                alive: self.alive(entry, now),
+            })
+            .collect()
+    }
+
+    pub fn alive_nodes(&self, now: Instant) -> Vec<NodeInfo> {
+        self.read()
+            .nodes
+            .values()
+            .filter(|e| self.alive(e, now))
+            .map(|e| e.info.clone())
+            .collect()
+    }
+
+    pub fn addresses_version(&self) -> u64 {
+        self.read().addresses_version
+    }
+
+    pub fn addresses(&self) -> Vec<(String, String)> {
+        self.read()
+            .nodes
+            .values()
+            .map(|e| (e.info.node_id.clone(), e.info.address.clone()))
+            .collect()
+    }
+
+    pub fn shard_target(&self, node_id: &str, disk_id: &str, now: Instant) -> ShardTarget {
+        let state = self.read();
+        match state.nodes.get(node_id) {
+            Some(entry) if self.alive(entry, now) => {
+                if entry.info.disks.iter().any(|d| d.disk_id == disk_id) {
+                    ShardTarget::Reachable
+                } else {
+                    ShardTarget::DiskGone
+                }
+            }
+            _ => ShardTarget::Unreachable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer_proto::pb::metadata::DiskInfo;
+
+    use super::*;
+
+    fn info(id: &str, used: u64) -> NodeInfo {
+        NodeInfo {
+            node_id: id.into(),
+            address: format!("http://{id}:9200"),
+            disks: vec![DiskInfo {
+                disk_id: "d0".into(),
+                capacity_bytes: 100,
+                used_bytes: used,
+                healthy: true,
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn liveness_follows_heartbeats() {
+        let start = Instant::now();
+        let cluster = Cluster::new(Duration::from_secs(10), vec![info("stored", 0)]);
+        assert!(
+            cluster.alive_nodes(start).is_empty(),
+            "a stored node is dead until it heartbeats"
+        );
+        cluster.observe(info("a", 0), start, 1_000, false);
+        assert_eq!(cluster.alive_nodes(start + Duration::from_secs(10)).len(), 1);
+        assert!(cluster.alive_nodes(start + Duration::from_secs(11)).is_empty());
+        let status = cluster.status(start);
+        assert_eq!(
+            status
+                .iter()
+                .map(|s| (s.alive, s.last_heartbeat_unix_ms))
+                .collect::<Vec<_>>(),
+            [(true, 1_000), (false, 0)]
+        );
+        assert_eq!(cluster.shard_target("a", "d0", start), ShardTarget::Reachable);
+        assert_eq!(cluster.shard_target("a", "d9", start), ShardTarget::DiskGone);
+        assert_eq!(cluster.shard_target("stored", "d0", start), ShardTarget::Unreachable);
+        assert_eq!(cluster.shard_target("nope", "d0", start), ShardTarget::Unreachable);
+    }
+
+    #[test]
+    fn only_changes_and_old_figures_are_stored() {
+        let start = Instant::now();
+        let cluster = Cluster::new(Duration::from_secs(10), vec![]);
+        let first = cluster
+            .observe(info("a", 0), start, 0, false)
+            .expect("a new node is stored");
+        cluster.stored(first, start);
+        assert!(
+            cluster
+                .observe(info("a", 5), start + Duration::from_secs(1), 0, false)
+                .is_none()
+        );
+        assert!(
+            cluster.observe(info("a", 5), start, 0, true).is_some(),
+            "registration always stores"
+        );
+        let mut moved = info("a", 5);
+        moved.address = "http://elsewhere".into();
+        let version = cluster.addresses_version();
+        let stale = cluster
+            .observe(moved.clone(), start, 0, false)
+            .expect("a moved node is stored");
+        assert!(cluster.addresses_version() > version);
+        cluster.stored(stale, start);
+        moved.disks[0].used_bytes = 6;
+        assert!(
+            cluster
+                .observe(moved.clone(), start + Duration::from_secs(59), 0, false)
+                .is_none()
+        );
+        assert!(
+            cluster
+                .observe(moved, start + PERSIST_FIGURES_EVERY, 0, false)
+                .is_some(),
+            "figures age"
+        );
+    }
+}

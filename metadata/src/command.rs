@@ -1,0 +1,768 @@
+//! Every change to the database is a [`Command`] applied by [`apply`].
+//!
+//! `apply` is deterministic: it reads only the database and the command, never the clock or a
+//! random source, so replaying the same commands on the same state (a Raft log, later) yields the
+//! same state. Times, ids and placements are decided before a command is built.
+
+use coffer_proto::Message;
+use coffer_proto::pb::metadata::{
+    BucketRecord, CompletedPart, GcRecord, NodeInfo, ObjectRecord, PartRecord, ShardLocation, UploadRecord,
+};
+use rocksdb::WriteBatch;
+
+use crate::data;
+use crate::error::MetadataError;
+use crate::keys;
+use crate::multipart;
+use crate::store::{Cf, Store};
+
+/// The times one command works with, all taken from one clock reading before it was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub now_unix_ms: i64,
+    /// When the data of a replaced or deleted object may go: readers still streaming it get this long.
+    pub replaced_gc_unix_ms: i64,
+    /// A commit refuses an intent due before this, since the collector may already be deleting it.
+    pub intent_deadline_unix_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    CreateBucket {
+        bucket: BucketRecord,
+    },
+    DeleteBucket {
+        name: String,
+        stamp: Stamp,
+    },
+    /// `intent` is the gc key the record is stored at.
+    RecordIntent {
+        intent: Vec<u8>,
+        record: GcRecord,
+    },
+    AbandonData {
+        intent: Vec<u8>,
+        stamp: Stamp,
+    },
+    PutObject {
+        record: ObjectRecord,
+        intents: Vec<Vec<u8>>,
+        stamp: Stamp,
+    },
+    DeleteObject {
+        bucket: String,
+        key: String,
+        stamp: Stamp,
+    },
+    CreateUpload {
+        upload: UploadRecord,
+    },
+    PutPart {
+        bucket: String,
+        key: String,
+        part: PartRecord,
+        intents: Vec<Vec<u8>>,
+        stamp: Stamp,
+    },
+    CompleteUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        parts: Vec<CompletedPart>,
+        stamp: Stamp,
+    },
+    AbortUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        stamp: Stamp,
+    },
+    PutNode {
+        node: NodeInfo,
+    },
+    /// The collector's results: entries whose data is gone, and entries to retry later.
+    FinishGc {
+        done: Vec<Vec<u8>>,
+        retry: Vec<GcRetry>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcRetry {
+    pub key: Vec<u8>,
+    pub not_before_unix_ms: i64,
+    /// The shards still to delete; the ones already deleted are not tried again.
+    pub remaining: Vec<ShardLocation>,
+}
+
+/// What a command produced, for the response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    Bucket(BucketRecord),
+    Object(ObjectRecord),
+    Existed(bool),
+    Upload(UploadRecord),
+    Part(PartRecord),
+    Done,
+}
+
+impl Applied {
+    fn mismatch(self, wanted: &str) -> MetadataError {
+        MetadataError::Internal(format!("command produced {self:?}, expected {wanted}"))
+    }
+
+    pub fn into_bucket(self) -> Result<BucketRecord, MetadataError> {
+        match self {
+            Applied::Bucket(b) => Ok(b),
+            other => Err(other.mismatch("a bucket")),
+        }
+    }
+
+    pub fn into_object(self) -> Result<ObjectRecord, MetadataError> {
+        match self {
+            Applied::Object(o) => Ok(o),
+            other => Err(other.mismatch("an object")),
+        }
+    }
+
+    pub fn into_existed(self) -> Result<bool, MetadataError> {
+        match self {
+            Applied::Existed(e) => Ok(e),
+            other => Err(other.mismatch("an existed flag")),
+        }
+    }
+
+    pub fn into_upload(self) -> Result<UploadRecord, MetadataError> {
+        match self {
+            Applied::Upload(u) => Ok(u),
+            other => Err(other.mismatch("an upload")),
+        }
+    }
+
+    pub fn into_part(self) -> Result<PartRecord, MetadataError> {
+        match self {
+            Applied::Part(p) => Ok(p),
+            other => Err(other.mismatch("a part")),
+        }
+    }
+}
+
+/// Applies one command as one atomic, unsynced write. On error nothing is written.
+pub fn apply(store: &Store, command: Command) -> Result<Applied, MetadataError> {
+    let mut batch = WriteBatch::default();
+    let applied = plan(store, &mut batch, command)?;
+    if !batch.is_empty() {
+        store.write(batch)?;
+    }
+    Ok(applied)
+}
+
+fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Applied, MetadataError> {
+    match command {
+        Command::CreateBucket { bucket } => create_bucket(store, batch, bucket),
+        Command::DeleteBucket { name, stamp } => delete_bucket(store, batch, &name, &stamp),
+        Command::RecordIntent { intent, record } => {
+            data::parse_intent(&intent)?;
+            batch.put_cf(store.cf(Cf::Gc)?, &intent, record.encode_to_vec());
+            Ok(Applied::Done)
+        }
+        Command::AbandonData { intent, stamp } => abandon_data(store, batch, &intent, &stamp),
+        Command::PutObject { record, intents, stamp } => put_object(store, batch, record, &intents, &stamp),
+        Command::DeleteObject { bucket, key, stamp } => delete_object(store, batch, &bucket, &key, &stamp),
+        Command::CreateUpload { upload } => multipart::create_upload(store, batch, upload),
+        Command::PutPart {
+            bucket,
+            key,
+            part,
+            intents,
+            stamp,
+        } => multipart::put_part(store, batch, &bucket, &key, part, &intents, &stamp),
+        Command::CompleteUpload {
+            bucket,
+            key,
+            upload_id,
+            parts,
+            stamp,
+        } => multipart::complete_upload(store, batch, &bucket, &key, &upload_id, &parts, &stamp),
+        Command::AbortUpload {
+            bucket,
+            key,
+            upload_id,
+            stamp,
+        } => multipart::abort_upload(store, batch, &bucket, &key, &upload_id, &stamp),
+        Command::PutNode { node } => {
+            validate_node(&node)?;
+            batch.put_cf(store.cf(Cf::Nodes)?, keys::node(&node.node_id), node.encode_to_vec());
+            Ok(Applied::Done)
+        }
+        Command::FinishGc { done, retry } => finish_gc(store, batch, &done, &retry),
+    }
+}
+
+/// Names end up in keys, where NUL is the separator.
+pub fn validate_bucket_name(name: &str) -> Result<(), MetadataError> {
+    if name.is_empty() || name.len() > 255 || name.contains('\0') {
+        return Err(MetadataError::InvalidArgument(format!("invalid bucket name {name:?}")));
+    }
+    Ok(())
+}
+
+/// S3 keys are 1 to 1024 bytes of UTF-8; NUL would break the key layout.
+pub fn validate_key(key: &str) -> Result<(), MetadataError> {
+    if key.is_empty() || key.len() > 1024 || key.contains('\0') {
+        return Err(MetadataError::InvalidArgument(format!("invalid object key {key:?}")));
+    }
+    Ok(())
+}
+
+pub fn validate_node(node: &NodeInfo) -> Result<(), MetadataError> {
+    if node.node_id.is_empty() || node.address.is_empty() {
+        return Err(MetadataError::InvalidArgument(
+            "a node needs an id and an address".into(),
+        ));
+    }
+    let mut disk_ids: Vec<&str> = node.disks.iter().map(|d| d.disk_id.as_str()).collect();
+    disk_ids.sort_unstable();
+    if disk_ids.iter().any(|d| d.is_empty()) || disk_ids.windows(2).any(|w| w[0] == w[1]) {
+        return Err(MetadataError::InvalidArgument(format!(
+            "node {} has empty or duplicate disk ids",
+            node.node_id
+        )));
+    }
+    Ok(())
+}
+
+fn create_bucket(store: &Store, batch: &mut WriteBatch, bucket: BucketRecord) -> Result<Applied, MetadataError> {
+    validate_bucket_name(&bucket.name)?;
+    if store.find_bucket(&bucket.name)?.is_some() {
+        return Err(MetadataError::BucketAlreadyOwnedByYou(bucket.name));
+    }
+    batch.put_cf(
+        store.cf(Cf::Buckets)?,
+        keys::bucket(&bucket.name),
+        bucket.encode_to_vec(),
+    );
+    Ok(Applied::Bucket(bucket))
+}
+
+fn delete_bucket(store: &Store, batch: &mut WriteBatch, name: &str, stamp: &Stamp) -> Result<Applied, MetadataError> {
+    store.bucket(name)?;
+    if store.bucket_has_objects(name)? {
+        return Err(MetadataError::BucketNotEmpty(name.to_string()));
+    }
+    for (upload_key, upload) in store.all_uploads(name)? {
+        multipart::drop_upload(store, batch, &upload_key, &upload.upload_id, stamp.now_unix_ms)?;
+    }
+    batch.delete_cf(store.cf(Cf::Buckets)?, keys::bucket(name));
+    Ok(Applied::Done)
+}
+
+fn abandon_data(store: &Store, batch: &mut WriteBatch, intent: &[u8], stamp: &Stamp) -> Result<Applied, MetadataError> {
+    let (not_before, _) = data::parse_intent(intent)?;
+    // Gone already (committed, abandoned before, collected): abandoning is idempotent.
+    if let Some(record) = store.gc_entry(intent)?
+        && not_before > stamp.now_unix_ms
+    {
+        data::expire_intent(store, batch, intent, &record, stamp.now_unix_ms)?;
+    }
+    Ok(Applied::Done)
+}
+
+fn put_object(
+    store: &Store,
+    batch: &mut WriteBatch,
+    mut record: ObjectRecord,
+    intents: &[Vec<u8>],
+    stamp: &Stamp,
+) -> Result<Applied, MetadataError> {
+    validate_key(&record.key)?;
+    store.bucket(&record.bucket)?;
+    data::validate_segments(&record.segments, record.size)?;
+    record.last_modified_unix_ms = stamp.now_unix_ms;
+    let replaced = store.find_object(&record.bucket, &record.key)?;
+    let replaced_segments = replaced.as_ref().map_or(&[][..], |r| &r.segments[..]);
+    data::commit(
+        store,
+        batch,
+        intents,
+        &record.segments,
+        replaced_segments,
+        stamp,
+        stamp.replaced_gc_unix_ms,
+    )?;
+    batch.put_cf(
+        store.cf(Cf::Objects)?,
+        keys::object(&record.bucket, &record.key),
+        record.encode_to_vec(),
+    );
+    Ok(Applied::Object(record))
+}
+
+fn delete_object(
+    store: &Store,
+    batch: &mut WriteBatch,
+    bucket: &str,
+    key: &str,
+    stamp: &Stamp,
+) -> Result<Applied, MetadataError> {
+    store.bucket(bucket)?;
+    let Some(existing) = store.find_object(bucket, key)? else {
+        return Ok(Applied::Existed(false));
+    };
+    data::schedule_all(store, batch, stamp.replaced_gc_unix_ms, &existing.segments)?;
+    batch.delete_cf(store.cf(Cf::Objects)?, keys::object(bucket, key));
+    Ok(Applied::Existed(true))
+}
+
+fn finish_gc(
+    store: &Store,
+    batch: &mut WriteBatch,
+    done: &[Vec<u8>],
+    retry: &[GcRetry],
+) -> Result<Applied, MetadataError> {
+    let cf = store.cf(Cf::Gc)?;
+    for key in done {
+        batch.delete_cf(cf, key);
+    }
+    for r in retry {
+        // Only an entry that still exists is moved: never resurrect one another command removed.
+        let Some(mut record) = store.gc_entry(&r.key)? else {
+            continue;
+        };
+        batch.delete_cf(cf, &r.key);
+        if r.remaining.is_empty() {
+            continue;
+        }
+        record.shards.clone_from(&r.remaining);
+        batch.put_cf(
+            cf,
+            keys::gc(r.not_before_unix_ms, &record.data_id),
+            record.encode_to_vec(),
+        );
+    }
+    Ok(Applied::Done)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use coffer_proto::pb::metadata::{DataLayout, Segment};
+
+    use super::*;
+
+    pub const GRACE_MS: i64 = 900_000;
+
+    pub fn stamp(now: i64) -> Stamp {
+        Stamp {
+            now_unix_ms: now,
+            replaced_gc_unix_ms: now + GRACE_MS,
+            intent_deadline_unix_ms: now + 60_000,
+        }
+    }
+
+    pub fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    pub fn make_bucket(store: &Store, name: &str) {
+        apply(
+            store,
+            Command::CreateBucket {
+                bucket: BucketRecord {
+                    name: name.into(),
+                    ..Default::default()
+                },
+            },
+        )
+        .unwrap();
+    }
+
+    /// Allocates data of `size` bytes on two shards with an intent due at `due`; returns (segment, intent).
+    pub fn allocate(store: &Store, data_id: &[u8], size: u64, due: i64) -> (Segment, Vec<u8>) {
+        let shards: Vec<ShardLocation> = (0..2)
+            .map(|i| ShardLocation {
+                node_id: format!("n{i}"),
+                disk_id: "d".into(),
+            })
+            .collect();
+        let intent = keys::gc(due, data_id);
+        apply(
+            store,
+            Command::RecordIntent {
+                intent: intent.clone(),
+                record: GcRecord {
+                    data_id: data_id.to_vec(),
+                    shards: shards.clone(),
+                },
+            },
+        )
+        .unwrap();
+        let layout = DataLayout {
+            data_id: data_id.to_vec(),
+            data_shards: 1,
+            parity_shards: 1,
+            stripe_size: 1 << 20,
+            size,
+            shards,
+        };
+        (
+            Segment {
+                size,
+                layout: Some(layout),
+                etag: format!("{:032x}", size),
+                ..Default::default()
+            },
+            intent,
+        )
+    }
+
+    pub fn object(bucket: &str, key: &str, segment: Segment) -> ObjectRecord {
+        ObjectRecord {
+            bucket: bucket.into(),
+            key: key.into(),
+            size: segment.size,
+            segments: vec![segment],
+            ..Default::default()
+        }
+    }
+
+    /// Every gc entry as (due, data id).
+    pub fn gc_entries(store: &Store) -> Vec<(i64, Vec<u8>)> {
+        store
+            .due_gc(i64::MAX - 1, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(k, r)| (keys::parse_gc(&k).unwrap().0, r.data_id))
+            .collect()
+    }
+
+    #[test]
+    fn create_bucket_twice_is_already_owned() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let again = Command::CreateBucket {
+            bucket: BucketRecord {
+                name: "b".into(),
+                ..Default::default()
+            },
+        };
+        assert!(matches!(
+            apply(&store, again),
+            Err(MetadataError::BucketAlreadyOwnedByYou(_))
+        ));
+        assert!(matches!(
+            apply(
+                &store,
+                Command::CreateBucket {
+                    bucket: BucketRecord::default()
+                }
+            ),
+            Err(MetadataError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn put_object_needs_its_bucket() {
+        let (_dir, store) = store();
+        let record = ObjectRecord {
+            bucket: "nope".into(),
+            key: "k".into(),
+            ..Default::default()
+        };
+        let result = apply(
+            &store,
+            Command::PutObject {
+                record,
+                intents: vec![],
+                stamp: stamp(1),
+            },
+        );
+        assert!(matches!(result, Err(MetadataError::NoSuchBucket(_))));
+    }
+
+    #[test]
+    fn commit_removes_the_intent_and_replacing_schedules_the_old_data_after_the_grace() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let (seg1, intent1) = allocate(&store, b"data-1", 10, 1_000_000);
+        assert_eq!(gc_entries(&store), vec![(1_000_000, b"data-1".to_vec())]);
+
+        let put = |segment: Segment, intent: Vec<u8>, now: i64| {
+            let record = object("b", "k", segment);
+            apply(
+                &store,
+                Command::PutObject {
+                    record,
+                    intents: vec![intent],
+                    stamp: stamp(now),
+                },
+            )
+        };
+        let stored = put(seg1, intent1, 100).unwrap().into_object().unwrap();
+        assert_eq!(stored.last_modified_unix_ms, 100);
+        assert!(gc_entries(&store).is_empty(), "the commit removes the intent");
+
+        let (seg2, intent2) = allocate(&store, b"data-2", 20, 1_000_000);
+        put(seg2, intent2, 200).unwrap();
+        assert_eq!(gc_entries(&store), vec![(200 + GRACE_MS, b"data-1".to_vec())]);
+        assert_eq!(store.object("b", "k").unwrap().size, 20);
+
+        let deleted = apply(
+            &store,
+            Command::DeleteObject {
+                bucket: "b".into(),
+                key: "k".into(),
+                stamp: stamp(300),
+            },
+        );
+        assert!(deleted.unwrap().into_existed().unwrap());
+        assert_eq!(
+            gc_entries(&store),
+            vec![
+                (200 + GRACE_MS, b"data-1".to_vec()),
+                (300 + GRACE_MS, b"data-2".to_vec())
+            ]
+        );
+        let again = apply(
+            &store,
+            Command::DeleteObject {
+                bucket: "b".into(),
+                key: "k".into(),
+                stamp: stamp(400),
+            },
+        );
+        assert!(!again.unwrap().into_existed().unwrap());
+    }
+
+    #[test]
+    fn retried_commit_and_metadata_rewrite_do_not_collect_live_data() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let (seg, intent) = allocate(&store, b"data-1", 10, 1_000_000);
+        let cmd = Command::PutObject {
+            record: object("b", "k", seg.clone()),
+            intents: vec![intent],
+            stamp: stamp(1),
+        };
+        apply(&store, cmd.clone()).unwrap();
+        apply(&store, cmd).unwrap();
+        let mut rewrite = object("b", "k", seg);
+        rewrite.content_type = "text/plain".into();
+        apply(
+            &store,
+            Command::PutObject {
+                record: rewrite,
+                intents: vec![],
+                stamp: stamp(2),
+            },
+        )
+        .unwrap();
+        assert!(gc_entries(&store).is_empty());
+        assert_eq!(store.object("b", "k").unwrap().content_type, "text/plain");
+    }
+
+    #[test]
+    fn commit_refuses_data_without_a_live_intent() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let (seg, intent) = allocate(&store, b"data-1", 10, 1_000_000);
+        // Never allocated at all.
+        let no_intent = Command::PutObject {
+            record: object("b", "k", seg.clone()),
+            intents: vec![],
+            stamp: stamp(1),
+        };
+        assert!(matches!(
+            apply(&store, no_intent),
+            Err(MetadataError::InvalidArgument(_))
+        ));
+        // Too close to its expiry: the collector may be deleting it.
+        let late = Command::PutObject {
+            record: object("b", "k", seg.clone()),
+            intents: vec![intent.clone()],
+            stamp: stamp(999_000),
+        };
+        assert!(matches!(apply(&store, late), Err(MetadataError::InvalidArgument(_))));
+        // Abandoned: the collector owns it now.
+        apply(
+            &store,
+            Command::AbandonData {
+                intent: intent.clone(),
+                stamp: stamp(5),
+            },
+        )
+        .unwrap();
+        assert_eq!(gc_entries(&store), vec![(5, b"data-1".to_vec())]);
+        let abandoned = Command::PutObject {
+            record: object("b", "k", seg),
+            intents: vec![intent],
+            stamp: stamp(6),
+        };
+        assert!(matches!(
+            apply(&store, abandoned),
+            Err(MetadataError::InvalidArgument(_))
+        ));
+        assert!(store.find_object("b", "k").unwrap().is_none());
+    }
+
+    #[test]
+    fn intents_the_record_does_not_use_are_collected_at_once() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let (_unused, intent) = allocate(&store, b"data-1", 10, 1_000_000);
+        let inline = Segment {
+            size: 3,
+            inline_data: b"abc".to_vec(),
+            ..Default::default()
+        };
+        let cmd = Command::PutObject {
+            record: object("b", "k", inline),
+            intents: vec![intent],
+            stamp: stamp(7),
+        };
+        apply(&store, cmd).unwrap();
+        assert_eq!(gc_entries(&store), vec![(7, b"data-1".to_vec())]);
+    }
+
+    #[test]
+    fn abandon_is_idempotent_and_rejects_garbage() {
+        let (_dir, store) = store();
+        let (_, intent) = allocate(&store, b"data-1", 10, 1_000_000);
+        apply(
+            &store,
+            Command::AbandonData {
+                intent: intent.clone(),
+                stamp: stamp(5),
+            },
+        )
+        .unwrap();
+        apply(
+            &store,
+            Command::AbandonData {
+                intent,
+                stamp: stamp(6),
+            },
+        )
+        .unwrap();
+        assert_eq!(gc_entries(&store), vec![(5, b"data-1".to_vec())]);
+        let garbage = Command::AbandonData {
+            intent: b"x".to_vec(),
+            stamp: stamp(6),
+        };
+        assert!(matches!(apply(&store, garbage), Err(MetadataError::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn finish_gc_removes_done_entries_and_moves_retries_with_what_remains() {
+        let (_dir, store) = store();
+        let (_, a) = allocate(&store, b"a", 1, 10);
+        let (_, b) = allocate(&store, b"b", 1, 10);
+        let remaining = vec![ShardLocation {
+            node_id: "n1".into(),
+            disk_id: "d".into(),
+        }];
+        let retry = GcRetry {
+            key: b.clone(),
+            not_before_unix_ms: 50,
+            remaining: remaining.clone(),
+        };
+        apply(
+            &store,
+            Command::FinishGc {
+                done: vec![a],
+                retry: vec![retry.clone()],
+            },
+        )
+        .unwrap();
+        assert_eq!(gc_entries(&store), vec![(50, b"b".to_vec())]);
+        assert_eq!(store.gc_entry(&keys::gc(50, b"b")).unwrap().unwrap().shards, remaining);
+        // A retry of an entry that is gone does not bring it back.
+        apply(
+            &store,
+            Command::FinishGc {
+                done: vec![],
+                retry: vec![retry],
+            },
+        )
+        .unwrap();
+        assert_eq!(gc_entries(&store), vec![(50, b"b".to_vec())]);
+    }
+
+    #[test]
+    fn delete_bucket_refuses_objects_and_aborts_uploads() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let inline = Segment {
+            size: 1,
+            inline_data: b"x".to_vec(),
+            ..Default::default()
+        };
+        apply(
+            &store,
+            Command::PutObject {
+                record: object("b", "k", inline),
+                intents: vec![],
+                stamp: stamp(1),
+            },
+        )
+        .unwrap();
+        let delete = Command::DeleteBucket {
+            name: "b".into(),
+            stamp: stamp(2),
+        };
+        assert!(matches!(
+            apply(&store, delete.clone()),
+            Err(MetadataError::BucketNotEmpty(_))
+        ));
+        apply(
+            &store,
+            Command::DeleteObject {
+                bucket: "b".into(),
+                key: "k".into(),
+                stamp: stamp(3),
+            },
+        )
+        .unwrap();
+
+        let template = ObjectRecord {
+            bucket: "b".into(),
+            key: "u".into(),
+            ..Default::default()
+        };
+        let upload = UploadRecord {
+            upload_id: "up".into(),
+            bucket: "b".into(),
+            key: "u".into(),
+            template: Some(template),
+            ..Default::default()
+        };
+        apply(&store, Command::CreateUpload { upload }).unwrap();
+        let (seg, intent) = allocate(&store, b"part-1", 10, 1_000_000);
+        let part = PartRecord {
+            upload_id: "up".into(),
+            part_number: 1,
+            segment: Some(seg),
+            ..Default::default()
+        };
+        let put_part = Command::PutPart {
+            bucket: "b".into(),
+            key: "u".into(),
+            part,
+            intents: vec![intent],
+            stamp: stamp(4),
+        };
+        apply(&store, put_part).unwrap();
+
+        apply(&store, delete).unwrap();
+        assert!(matches!(store.bucket("b"), Err(MetadataError::NoSuchBucket(_))));
+        assert!(store.all_uploads("b").unwrap().is_empty());
+        assert!(store.all_parts("up").unwrap().is_empty());
+        assert_eq!(gc_entries(&store), vec![(2, b"part-1".to_vec())]);
+        let missing = Command::DeleteBucket {
+            name: "b".into(),
+            stamp: stamp(5),
+        };
+        assert!(matches!(apply(&store, missing), Err(MetadataError::NoSuchBucket(_))));
+    }
+}

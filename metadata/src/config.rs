@@ -1,0 +1,78 @@
+//! Command-line and environment configuration of `coffer metadata`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Configuration of the metadata service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetadataConfig {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "COFFER_LISTEN", default_value = "127.0.0.1:9100")]
+    pub listen: SocketAddr,
+
+    /// Directory of the RocksDB database; created if missing.
+    #[arg(long, env = "COFFER_DB")]
+    pub db: PathBuf,
+
+    /// How long the shards of a replaced or deleted object outlive it, so readers still streaming
+    /// them are not cut off (e.g. "15m").
+    #[arg(long, env = "COFFER_GC_GRACE", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub gc_grace: Duration,
+
+    /// How long allocated data may stay uncommitted before its shards are garbage-collected: the
+    /// longest a single upload of one object or part may take (e.g. "24h").
+    #[arg(long, env = "COFFER_INTENT_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub intent_ttl: Duration,
+
+    /// How often the garbage collector looks for shards due for deletion (e.g. "5s").
+    #[arg(long, env = "COFFER_GC_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub gc_interval: Duration,
+
+    /// A blobnode without a heartbeat for this long counts as dead: no new data is placed on it.
+    #[arg(long, env = "COFFER_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub node_timeout: Duration,
+}
+
+impl MetadataConfig {
+    /// The defaults of every flag, with the database at `db`; for tests and embedding.
+    pub fn new(db: impl Into<PathBuf>) -> MetadataConfig {
+        MetadataConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9100)),
+            db: db.into(),
+            gc_grace: Duration::from_secs(15 * 60),
+            intent_ttl: Duration::from_secs(24 * 60 * 60),
+            gc_interval: Duration::from_secs(5),
+            node_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: MetadataConfig,
+    }
+
+    #[test]
+    fn flag_defaults_match_new() {
+        let parsed = Cli::try_parse_from(["coffer", "--db", "/tmp/x"]).unwrap().config;
+        let built = MetadataConfig::new("/tmp/x");
+        assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
+    }
+
+    #[test]
+    fn durations_parse_as_humantime() {
+        let cli =
+            Cli::try_parse_from(["coffer", "--db", "d", "--gc-grace", "1m 30s", "--node-timeout", "250ms"]).unwrap();
+        assert_eq!(cli.config.gc_grace, Duration::from_secs(90));
+        assert_eq!(cli.config.node_timeout, Duration::from_millis(250));
+        assert!(Cli::try_parse_from(["coffer"]).is_err(), "--db is required");
+    }
+}

@@ -1,0 +1,98 @@
+//! The one error type of the metadata service; mapped to a typed [`RemoteError`] at the gRPC edge.
+
+use coffer_proto::{ErrorCode, RemoteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("bucket {0} does not exist")]
+    NoSuchBucket(String),
+    #[error("bucket {0} already exists")]
+    BucketAlreadyOwnedByYou(String),
+    #[error("bucket {0} is not empty")]
+    BucketNotEmpty(String),
+    #[error("no object {key} in bucket {bucket}")]
+    NoSuchKey { bucket: String, key: String },
+    #[error("no upload {0}")]
+    NoSuchUpload(String),
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    #[error("invalid part order: {0}")]
+    InvalidPartOrder(String),
+    #[error("entity too small: {0}")]
+    EntityTooSmall(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("insufficient capacity: {0}")]
+    InsufficientCapacity(String),
+    #[error("database error while {context}: {source}")]
+    Db {
+        context: &'static str,
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A stored record that does not decode: never served, never silently skipped.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+    /// The write path is stopped (shutdown, or a failed WAL sync made it unsafe to go on).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl MetadataError {
+    pub(crate) fn db(context: &'static str) -> impl FnOnce(rocksdb::Error) -> MetadataError {
+        move |source| MetadataError::Db { context, source }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> MetadataError {
+        MetadataError::Corrupt {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            MetadataError::NoSuchBucket(_) => ErrorCode::NoSuchBucket,
+            MetadataError::BucketAlreadyOwnedByYou(_) => ErrorCode::BucketAlreadyOwnedByYou,
+            MetadataError::BucketNotEmpty(_) => ErrorCode::BucketNotEmpty,
+            MetadataError::NoSuchKey { .. } => ErrorCode::NoSuchKey,
+            MetadataError::NoSuchUpload(_) => ErrorCode::NoSuchUpload,
+            MetadataError::InvalidPart(_) => ErrorCode::InvalidPart,
+            MetadataError::InvalidPartOrder(_) => ErrorCode::InvalidPartOrder,
+            MetadataError::EntityTooSmall(_) => ErrorCode::EntityTooSmall,
+            MetadataError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            MetadataError::InsufficientCapacity(_) => ErrorCode::InsufficientCapacity,
+            MetadataError::Unavailable(_) => ErrorCode::Unavailable,
+            MetadataError::Db { .. }
+            | MetadataError::Corrupt { .. }
+            | MetadataError::Bind { .. }
+            | MetadataError::Transport(_)
+            | MetadataError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<MetadataError> for RemoteError {
+    fn from(e: MetadataError) -> Self {
+        RemoteError::new(e.code(), e.to_string())
+    }
+}
+
+impl From<MetadataError> for tonic::Status {
+    fn from(e: MetadataError) -> Self {
+        if e.code() == ErrorCode::Internal {
+            tracing::error!(error = %e, "metadata request failed");
+        }
+        RemoteError::from(e).into_status()
+    }
+}

@@ -1,0 +1,315 @@
+//! Coffer's metadata service: buckets, objects, multipart uploads, data placement, the cluster map
+//! and the garbage collector of unreferenced shards, on RocksDB.
+//!
+//! Writes go through one applier thread as deterministic commands with group commit (see
+//! [`applier`] and [`command`]), so a replicated log can later feed the same state machine.
+
+mod applier;
+mod cluster;
+mod command;
+mod config;
+mod data;
+mod error;
+mod gc;
+mod keys;
+mod listing;
+mod multipart;
+mod placement;
+mod service;
+mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coffer_proto::limits::MAX_MESSAGE_BYTES;
+use coffer_proto::pb::metadata::metadata_server::MetadataServer;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::MetadataConfig;
+pub use error::MetadataError;
+
+use crate::applier::Applier;
+use crate::cluster::Cluster;
+use crate::gc::Collector;
+use crate::service::{MetadataService, Timing};
+use crate::store::Store;
+
+/// Wall-clock milliseconds since the Unix epoch; the one clock commands are stamped with.
+pub(crate) fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Binds `config.listen` and serves until `shutdown` completes.
+pub async fn run(
+    config: MetadataConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), MetadataError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| MetadataError::Bind {
+            address: config.listen.to_string(),
+            source,
+        })?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves the metadata gRPC API on `listener` until `shutdown` completes, then stops the garbage
+/// collector and the applier (after the commands already queued).
+pub async fn serve(
+    listener: TcpListener,
+    config: MetadataConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), MetadataError> {
+    let path = config.db.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path).map(Arc::new))
+        .await
+        .map_err(|e| MetadataError::Internal(format!("open task failed: {e}")))??;
+    let nodes = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.nodes())
+            .await
+            .map_err(|e| MetadataError::Internal(format!("load task failed: {e}")))??
+    };
+    let cluster = Arc::new(Cluster::new(config.node_timeout, nodes));
+    let (applier, applier_thread) = Applier::start(store.clone())?;
+
+    let (stop_gc, gc_stop) = oneshot::channel();
+    let collector = Collector::new(store.clone(), applier.clone(), cluster.clone(), config.gc_interval);
+    let gc_task = tokio::spawn(collector.run(gc_stop));
+
+    let service = MetadataService::new(store, applier, cluster, Timing::from(&config));
+    let server = MetadataServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tracing::info!(address = ?listener.local_addr().ok(), db = %config.db.display(), "metadata service listening");
+    let served = tonic::transport::Server::builder()
+        .add_service(server)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+
+    let _ = stop_gc.send(());
+    if let Err(e) = gc_task.await {
+        tracing::error!(error = %e, "the garbage collector task failed");
+    }
+    applier_thread.stop().await;
+    tracing::info!("metadata service stopped");
+    served.map_err(MetadataError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer_proto::pb::metadata::metadata_client::MetadataClient;
+    use coffer_proto::pb::metadata::*;
+    use coffer_proto::{ErrorCode, RemoteError};
+    use tonic::transport::Channel;
+
+    use super::*;
+
+    async fn start(
+        db: &std::path::Path,
+    ) -> (
+        MetadataClient<Channel>,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), MetadataError>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, MetadataConfig::new(db), async {
+            let _ = stopped.await;
+        }));
+        let client = MetadataClient::connect(address).await.unwrap();
+        (client, stop, server)
+    }
+
+    fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> ErrorCode {
+        RemoteError::from(result.expect_err("expected an error")).code
+    }
+
+    fn node(id: &str) -> NodeInfo {
+        let disk = DiskInfo {
+            disk_id: "d0".into(),
+            capacity_bytes: 1 << 40,
+            healthy: true,
+            ..Default::default()
+        };
+        NodeInfo {
+            node_id: id.into(),
+            address: "http://127.0.0.1:1".into(),
+            disks: vec![disk],
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_the_api_and_keeps_state_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let (mut client, stop, server) = start(&db).await;
+
+        let bucket = CreateBucketRequest {
+            name: "b".into(),
+            owner: "me".into(),
+            region: "r".into(),
+        };
+        client.create_bucket(bucket.clone()).await.unwrap();
+        assert_eq!(
+            code(client.create_bucket(bucket).await),
+            ErrorCode::BucketAlreadyOwnedByYou
+        );
+
+        let shape = AllocateDataRequest {
+            data_shards: 2,
+            parity_shards: 1,
+        };
+        assert_eq!(code(client.allocate_data(shape).await), ErrorCode::InsufficientCapacity);
+        for id in ["n1", "n2"] {
+            client
+                .register_node(RegisterNodeRequest { node: Some(node(id)) })
+                .await
+                .unwrap();
+        }
+        client
+            .heartbeat(HeartbeatRequest { node: Some(node("n3")) })
+            .await
+            .unwrap();
+        let map = client
+            .get_cluster_map(GetClusterMapRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(map.nodes.iter().filter(|n| n.alive).count(), 3);
+
+        let allocated = client.allocate_data(shape).await.unwrap().into_inner();
+        let nodes: std::collections::BTreeSet<_> = allocated.shards.iter().map(|s| s.node_id.clone()).collect();
+        assert_eq!(nodes.len(), 3);
+        let layout = DataLayout {
+            data_id: allocated.data_id.clone(),
+            data_shards: 2,
+            parity_shards: 1,
+            stripe_size: 1 << 20,
+            size: 100,
+            shards: allocated.shards.clone(),
+        };
+        let record = ObjectRecord {
+            bucket: "b".into(),
+            key: "dir/k".into(),
+            size: 100,
+            etag: "abc".into(),
+            segments: vec![Segment {
+                size: 100,
+                layout: Some(layout),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let put = PutObjectRequest {
+            record: Some(record),
+            intents: vec![allocated.intent],
+        };
+        let stored = client.put_object(put).await.unwrap().into_inner().record.unwrap();
+        assert!(stored.last_modified_unix_ms > 0);
+
+        let get = GetObjectRequest {
+            bucket: "b".into(),
+            key: "dir/k".into(),
+        };
+        assert_eq!(
+            client
+                .get_object(get.clone())
+                .await
+                .unwrap()
+                .into_inner()
+                .record
+                .unwrap(),
+            stored
+        );
+        let list = ListObjectsRequest {
+            bucket: "b".into(),
+            delimiter: "/".into(),
+            max_keys: 10,
+            ..Default::default()
+        };
+        let listed = client.list_objects(list).await.unwrap().into_inner();
+        assert_eq!(listed.common_prefixes, ["dir/"]);
+
+        let template = ObjectRecord {
+            bucket: "b".into(),
+            key: "big".into(),
+            ..Default::default()
+        };
+        let upload = client
+            .create_upload(CreateUploadRequest {
+                template: Some(template),
+            })
+            .await
+            .unwrap();
+        let upload = upload.into_inner().upload.unwrap();
+        let get_upload = GetUploadRequest {
+            bucket: "b".into(),
+            key: "big".into(),
+            upload_id: upload.upload_id.clone(),
+        };
+        assert_eq!(
+            client
+                .get_upload(get_upload)
+                .await
+                .unwrap()
+                .into_inner()
+                .upload
+                .unwrap(),
+            upload
+        );
+
+        assert_eq!(
+            code(client.delete_bucket(DeleteBucketRequest { name: "b".into() }).await),
+            ErrorCode::BucketNotEmpty
+        );
+        let delete = DeleteObjectRequest {
+            bucket: "b".into(),
+            key: "dir/k".into(),
+        };
+        assert!(client.delete_object(delete.clone()).await.unwrap().into_inner().existed);
+        assert!(!client.delete_object(delete).await.unwrap().into_inner().existed);
+        assert_eq!(code(client.get_object(get).await), ErrorCode::NoSuchKey);
+        let elsewhere = GetObjectRequest {
+            bucket: "nope".into(),
+            key: "k".into(),
+        };
+        assert_eq!(code(client.get_object(elsewhere).await), ErrorCode::NoSuchBucket);
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+
+        let (mut client, stop, server) = start(&db).await;
+        let buckets = client
+            .list_buckets(ListBucketsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .buckets;
+        assert_eq!(buckets.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        let map = client
+            .get_cluster_map(GetClusterMapRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(map.nodes.len(), 3);
+        assert!(map.nodes.iter().all(|n| !n.alive), "liveness is not persisted");
+        let uploads = ListUploadsRequest {
+            bucket: "b".into(),
+            max_uploads: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            client.list_uploads(uploads).await.unwrap().into_inner().uploads,
+            [upload]
+        );
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,712 @@
+//! ListObjects, ListUploads and ListParts as range scans.
+//!
+//! A listing never reads more than it returns plus one entry: it seeks to its start, and after
+//! folding a key into a common prefix it seeks past every key of that prefix.
+
+use coffer_proto::pb::metadata::{
+    ListObjectsRequest, ListObjectsResponse, ListPartsRequest, ListPartsResponse, ListUploadsRequest,
+    ListUploadsResponse, ObjectRecord, ObjectSummary, PartRecord, UploadRecord,
+};
+
+use crate::error::MetadataError;
+use crate::keys;
+use crate::store::{Cf, Store, bounded, decode};
+
+/// S3's cap on one page of any listing.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The common prefix `key` folds into: the prefix, then up to and including the first delimiter.
+fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: &str) -> Option<&'k str> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    let rest = key.strip_prefix(prefix)?;
+    let at = rest.find(delimiter)?;
+    Some(&key[..prefix.len() + at + delimiter.len()])
+}
+
+/// Where a listing of `bucket`'s keys under `prefix` that resumes after `marker` starts: `None`
+/// when nothing can follow. A marker inside a common prefix skips the whole prefix, since the
+/// prefix was already returned.
+fn start_key(base: &[u8], prefix: &str, delimiter: &str, marker: &str, after_marker: &[u8]) -> Option<Vec<u8>> {
+    let join = |tail: &[u8]| [base, tail].concat();
+    if marker.is_empty() || marker < prefix {
+        return Some(join(prefix.as_bytes()));
+    }
+    if let Some(cp) = common_prefix(marker, prefix, delimiter) {
+        return keys::successor(&join(cp.as_bytes()));
+    }
+    Some([join(marker.as_bytes()).as_slice(), after_marker].concat())
+}
+
+fn check_no_nul(fields: &[(&str, &str)]) -> Result<(), MetadataError> {
+    match fields.iter().find(|(_, value)| value.contains('\0')) {
+        Some((name, _)) => Err(MetadataError::InvalidArgument(format!("{name} contains NUL"))),
+        None => Ok(()),
+    }
+}
+
+fn key_str(cf: Cf, key: &[u8]) -> Result<&str, MetadataError> {
+    std::str::from_utf8(key).map_err(|e| MetadataError::corrupt(format!("key in {}", cf.name()), e))
+}
+
+pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjectsResponse, MetadataError> {
+    let (prefix, delimiter, start_after) = (req.prefix.as_str(), req.delimiter.as_str(), req.start_after.as_str());
+    check_no_nul(&[
+        ("prefix", prefix),
+        ("delimiter", delimiter),
+        ("start-after", start_after),
+    ])?;
+    store.bucket(&req.bucket)?;
+    let mut out = ListObjectsResponse::default();
+    let limit = req.max_keys.min(MAX_PAGE) as usize;
+    let base = keys::bucket_prefix(&req.bucket);
+    // Keys hold no NUL, so appending one gives the first key after `start_after` itself.
+    let Some(start) = start_key(&base, prefix, delimiter, start_after, &[keys::SEP]) else {
+        return Ok(out);
+    };
+    if limit == 0 {
+        return Ok(out);
+    }
+    let range = [base.as_slice(), prefix.as_bytes()].concat();
+    let mut iter = store.db().raw_iterator_cf_opt(store.cf(Cf::Objects)?, bounded(&range));
+    iter.seek(&start);
+    while let Some((db_key, value)) = iter.item() {
+        if !db_key.starts_with(&range) {
+            break;
+        }
+        let key = key_str(Cf::Objects, &db_key[base.len()..])?;
+        if out.objects.len() + out.common_prefixes.len() == limit {
+            out.is_truncated = true;
+            break;
+        }
+        if let Some(cp) = common_prefix(key, prefix, delimiter) {
+            out.common_prefixes.push(cp.to_string());
+            out.next_marker = cp.to_string();
+            match keys::successor(&[base.as_slice(), cp.as_bytes()].concat()) {
+                Some(next) => iter.seek(next),
+                None => break,
+            }
+            continue;
+        }
+        let record: ObjectRecord = decode(Cf::Objects, db_key, value)?;
+        out.objects.push(ObjectSummary {
+            key: key.to_string(),
+            size: record.size,
+            etag: record.etag,
+            last_modified_unix_ms: record.last_modified_unix_ms,
+            storage_class: record.storage_class,
+        });
+        out.next_marker = key.to_string();
+        iter.next();
+    }
+    iter.status().map_err(MetadataError::db("listing objects"))?;
+    Ok(out)
+}
+
+pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploadsResponse, MetadataError> {
+    let (prefix, delimiter) = (req.prefix.as_str(), req.delimiter.as_str());
+    let (key_marker, upload_id_marker) = (req.key_marker.as_str(), req.upload_id_marker.as_str());
+    check_no_nul(&[
+        ("prefix", prefix),
+        ("delimiter", delimiter),
+        ("key-marker", key_marker),
+        ("upload-id-marker", upload_id_marker),
+    ])?;
+    store.bucket(&req.bucket)?;
+    let mut out = ListUploadsResponse::default();
+    let limit = req.max_uploads.min(MAX_PAGE) as usize;
+    let base = keys::bucket_prefix(&req.bucket);
+    // Without an upload-id-marker, every upload of the marker key is skipped (its keys all start
+    // with `key 0x00`, so `key 0x01` follows them); with one, only those up to and including it.
+    let after_marker = if upload_id_marker.is_empty() {
+        vec![keys::SEP + 1]
+    } else {
+        [&[keys::SEP][..], upload_id_marker.as_bytes(), &[keys::SEP]].concat()
+    };
+    let Some(start) = start_key(&base, prefix, delimiter, key_marker, &after_marker) else {
+        return Ok(out);
+    };
+    if limit == 0 {
+        return Ok(out);
+    }
+    let range = [base.as_slice(), prefix.as_bytes()].concat();
+    let mut iter = store.db().raw_iterator_cf_opt(store.cf(Cf::Uploads)?, bounded(&range));
+    iter.seek(&start);
+    while let Some((db_key, value)) = iter.item() {
+        if !db_key.starts_with(&range) {
+            break;
+        }
+        let (key, upload_id) = keys::split_upload(&db_key[base.len()..])
+            .ok_or_else(|| MetadataError::corrupt("upload key", "no separator before the upload id"))?;
+        let key = key_str(Cf::Uploads, key)?;
+        if out.uploads.len() + out.common_prefixes.len() == limit {
+            out.is_truncated = true;
+            break;
+        }
+        if let Some(cp) = common_prefix(key, prefix, delimiter) {
+            out.common_prefixes.push(cp.to_string());
+            out.next_key_marker = cp.to_string();
+            out.next_upload_id_marker.clear();
+            match keys::successor(&[base.as_slice(), cp.as_bytes()].concat()) {
+                Some(next) => iter.seek(next),
+                None => break,
+            }
+            continue;
+        }
+        out.next_key_marker = key.to_string();
+        out.next_upload_id_marker = key_str(Cf::Uploads, upload_id)?.to_string();
+        out.uploads.push(decode::<UploadRecord>(Cf::Uploads, db_key, value)?);
+        iter.next();
+    }
+    iter.status().map_err(MetadataError::db("listing uploads"))?;
+    Ok(out)
+}
+
+pub fn list_parts(store: &Store, req: &ListPartsRequest) -> Result<ListPartsResponse, MetadataError> {
+    let upload = store.upload(&req.bucket, &req.key, &req.upload_id)?;
+    let mut out = ListPartsResponse {
+        upload: Some(upload),
+        ..Default::default()
+    };
+    let limit = req.max_parts.min(MAX_PAGE) as usize;
+    let Some(first) = req.part_number_marker.checked_add(1) else {
+        return Ok(out);
+    };
+    if limit == 0 {
+        return Ok(out);
+    }
+    let range = keys::part_prefix(&req.upload_id);
+    let mut iter = store.db().raw_iterator_cf_opt(store.cf(Cf::Parts)?, bounded(&range));
+    iter.seek(keys::part(&req.upload_id, first));
+    while let Some((db_key, value)) = iter.item() {
+        if !db_key.starts_with(&range) {
+            break;
+        }
+        if out.parts.len() == limit {
+            out.is_truncated = true;
+            break;
+        }
+        let part: PartRecord = decode(Cf::Parts, db_key, value)?;
+        out.next_part_number_marker = part.part_number;
+        out.parts.push(part);
+        iter.next();
+    }
+    iter.status().map_err(MetadataError::db("listing parts"))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use coffer_proto::pb::metadata::Segment;
+
+    use super::*;
+    use crate::command::tests::{allocate, make_bucket, stamp, store};
+    use crate::command::{Command, apply};
+
+    fn put_keys<'a>(store: &Store, keys: impl IntoIterator<Item = &'a str>) {
+        for key in keys {
+            let record = ObjectRecord {
+                bucket: "b".into(),
+                key: key.into(),
+                size: 1,
+                segments: vec![Segment {
+                    size: 1,
+                    inline_data: b"x".to_vec(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            apply(
+                store,
+                Command::PutObject {
+                    record,
+                    intents: vec![],
+                    stamp: stamp(1),
+                },
+            )
+            .unwrap();
+        }
+    }
+
+    fn list(store: &Store, prefix: &str, delimiter: &str, start_after: &str, max_keys: u32) -> ListObjectsResponse {
+        let req = ListObjectsRequest {
+            bucket: "b".into(),
+            prefix: prefix.into(),
+            delimiter: delimiter.into(),
+            start_after: start_after.into(),
+            max_keys,
+        };
+        list_objects(store, &req).unwrap()
+    }
+
+    fn names(out: &ListObjectsResponse) -> (Vec<&str>, Vec<&str>) {
+        (
+            out.objects.iter().map(|o| o.key.as_str()).collect(),
+            out.common_prefixes.iter().map(String::as_str).collect(),
+        )
+    }
+
+    #[test]
+    fn list_objects_cases() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        make_bucket(&store, "b2");
+        put_keys(
+            &store,
+            [
+                "a",
+                "a/1",
+                "a/2",
+                "a/b/1",
+                "ab",
+                "b/1",
+                "b/2",
+                "c",
+                "photos/2024/x.jpg",
+                "photos/y.jpg",
+            ],
+        );
+        let other = ObjectRecord {
+            bucket: "b2".into(),
+            key: "a".into(),
+            ..Default::default()
+        };
+        apply(
+            &store,
+            Command::PutObject {
+                record: other,
+                intents: vec![],
+                stamp: stamp(1),
+            },
+        )
+        .unwrap();
+
+        struct Case {
+            name: &'static str,
+            prefix: &'static str,
+            delimiter: &'static str,
+            start_after: &'static str,
+            max: u32,
+            objects: &'static [&'static str],
+            prefixes: &'static [&'static str],
+            truncated: bool,
+        }
+        let cases = [
+            Case {
+                name: "everything",
+                prefix: "",
+                delimiter: "",
+                start_after: "",
+                max: 1000,
+                objects: &[
+                    "a",
+                    "a/1",
+                    "a/2",
+                    "a/b/1",
+                    "ab",
+                    "b/1",
+                    "b/2",
+                    "c",
+                    "photos/2024/x.jpg",
+                    "photos/y.jpg",
+                ],
+                prefixes: &[],
+                truncated: false,
+            },
+            Case {
+                name: "prefix",
+                prefix: "a/",
+                delimiter: "",
+                start_after: "",
+                max: 1000,
+                objects: &["a/1", "a/2", "a/b/1"],
+                prefixes: &[],
+                truncated: false,
+            },
+            Case {
+                name: "delimiter",
+                prefix: "",
+                delimiter: "/",
+                start_after: "",
+                max: 1000,
+                objects: &["a", "ab", "c"],
+                prefixes: &["a/", "b/", "photos/"],
+                truncated: false,
+            },
+            Case {
+                name: "prefix and delimiter",
+                prefix: "a/",
+                delimiter: "/",
+                start_after: "",
+                max: 1000,
+                objects: &["a/1", "a/2"],
+                prefixes: &["a/b/"],
+                truncated: false,
+            },
+            Case {
+                name: "nested prefix",
+                prefix: "photos/",
+                delimiter: "/",
+                start_after: "",
+                max: 1000,
+                objects: &["photos/y.jpg"],
+                prefixes: &["photos/2024/"],
+                truncated: false,
+            },
+            Case {
+                name: "start after a key",
+                prefix: "",
+                delimiter: "",
+                start_after: "a/2",
+                max: 3,
+                objects: &["a/b/1", "ab", "b/1"],
+                prefixes: &[],
+                truncated: true,
+            },
+            Case {
+                name: "start after equals a common prefix",
+                prefix: "",
+                delimiter: "/",
+                start_after: "a/",
+                max: 1000,
+                objects: &["ab", "c"],
+                prefixes: &["b/", "photos/"],
+                truncated: false,
+            },
+            Case {
+                name: "start after inside a common prefix",
+                prefix: "",
+                delimiter: "/",
+                start_after: "a/1",
+                max: 1000,
+                objects: &["ab", "c"],
+                prefixes: &["b/", "photos/"],
+                truncated: false,
+            },
+            Case {
+                name: "start after before the prefix",
+                prefix: "b/",
+                delimiter: "",
+                start_after: "a",
+                max: 1000,
+                objects: &["b/1", "b/2"],
+                prefixes: &[],
+                truncated: false,
+            },
+            Case {
+                name: "start after past the prefix",
+                prefix: "a/",
+                delimiter: "",
+                start_after: "b",
+                max: 1000,
+                objects: &[],
+                prefixes: &[],
+                truncated: false,
+            },
+            Case {
+                name: "prefixes count toward max",
+                prefix: "",
+                delimiter: "/",
+                start_after: "",
+                max: 2,
+                objects: &["a"],
+                prefixes: &["a/"],
+                truncated: true,
+            },
+            Case {
+                name: "exactly max is not truncated",
+                prefix: "a/",
+                delimiter: "",
+                start_after: "",
+                max: 3,
+                objects: &["a/1", "a/2", "a/b/1"],
+                prefixes: &[],
+                truncated: false,
+            },
+            Case {
+                name: "max zero",
+                prefix: "",
+                delimiter: "",
+                start_after: "",
+                max: 0,
+                objects: &[],
+                prefixes: &[],
+                truncated: false,
+            },
+            Case {
+                name: "multi-byte delimiter",
+                prefix: "",
+                delimiter: "/2",
+                start_after: "",
+                max: 1000,
+                objects: &["a", "a/1", "a/b/1", "ab", "b/1", "c", "photos/y.jpg"],
+                prefixes: &["a/2", "b/2", "photos/2"],
+                truncated: false,
+            },
+            Case {
+                name: "no match",
+                prefix: "zzz",
+                delimiter: "/",
+                start_after: "",
+                max: 1000,
+                objects: &[],
+                prefixes: &[],
+                truncated: false,
+            },
+        ];
+        for case in cases {
+            let out = list(&store, case.prefix, case.delimiter, case.start_after, case.max);
+            let (objects, prefixes) = names(&out);
+            assert_eq!(objects, case.objects, "{}", case.name);
+            assert_eq!(prefixes, case.prefixes, "{}", case.name);
+            assert_eq!(out.is_truncated, case.truncated, "{}", case.name);
+        }
+        let next = list(&store, "", "/", "", 2).next_marker;
+        assert_eq!(
+            next, "a/",
+            "the marker of a page ending in a common prefix is that prefix"
+        );
+    }
+
+    #[test]
+    fn list_objects_of_a_missing_bucket_is_no_such_bucket() {
+        let (_dir, store) = store();
+        let req = ListObjectsRequest {
+            bucket: "nope".into(),
+            max_keys: 10,
+            ..Default::default()
+        };
+        assert!(matches!(
+            list_objects(&store, &req),
+            Err(MetadataError::NoSuchBucket(_))
+        ));
+    }
+
+    /// Listing semantics written the slow, obvious way.
+    fn reference(keys: &BTreeSet<String>, prefix: &str, delimiter: &str, start_after: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for key in keys.iter().filter(|k| k.starts_with(prefix)) {
+            let entry = match common_prefix(key, prefix, delimiter) {
+                Some(cp) => cp.to_string(),
+                None => key.clone(),
+            };
+            if entry.as_str() > start_after && out.last() != Some(&entry) {
+                out.push(entry);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pagination_reproduces_the_full_listing() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let mut all = BTreeSet::new();
+        let parts = ["a", "b", "a/", "é", "x-", "/", "zz"];
+        for i in 0..parts.len() {
+            for j in 0..parts.len() {
+                for k in 0..3 {
+                    all.insert(format!("{}{}{}", parts[i], parts[j], parts[(i + j + k) % parts.len()]));
+                }
+            }
+        }
+        put_keys(&store, all.iter().map(String::as_str));
+        for prefix in ["", "a", "a/", "é", "zzz"] {
+            for delimiter in ["", "/", "-", "a/"] {
+                let expected = reference(&all, prefix, delimiter, "");
+                let full = list(&store, prefix, delimiter, "", MAX_PAGE);
+                assert!(!full.is_truncated);
+                let (objects, prefixes) = names(&full);
+                let mut merged: Vec<&str> = objects.into_iter().chain(prefixes).collect();
+                merged.sort_unstable();
+                assert_eq!(merged, expected, "prefix {prefix:?} delimiter {delimiter:?}");
+
+                for page_size in [1, 2, 7] {
+                    let mut paged = Vec::new();
+                    let mut marker = String::new();
+                    loop {
+                        let page = list(&store, prefix, delimiter, &marker, page_size);
+                        let (objects, prefixes) = names(&page);
+                        let mut entries: Vec<String> =
+                            objects.into_iter().chain(prefixes).map(str::to_string).collect();
+                        entries.sort_unstable();
+                        assert!(entries.len() <= page_size as usize);
+                        if let Some(last) = entries.last() {
+                            assert_eq!(&page.next_marker, last);
+                        }
+                        paged.extend(entries);
+                        if !page.is_truncated {
+                            break;
+                        }
+                        marker = page.next_marker;
+                    }
+                    assert_eq!(
+                        paged, expected,
+                        "prefix {prefix:?} delimiter {delimiter:?} page {page_size}"
+                    );
+                }
+                for start_after in ["a", "a/", "a/a", "b", "é/"] {
+                    let page = list(&store, prefix, delimiter, start_after, MAX_PAGE);
+                    let (objects, prefixes) = names(&page);
+                    let mut merged: Vec<&str> = objects.into_iter().chain(prefixes).collect();
+                    merged.sort_unstable();
+                    let skipped_prefix = common_prefix(start_after, prefix, delimiter);
+                    let want: Vec<String> = reference(&all, prefix, delimiter, start_after)
+                        .into_iter()
+                        .filter(|e| Some(e.as_str()) != skipped_prefix)
+                        .collect();
+                    assert_eq!(
+                        merged, want,
+                        "prefix {prefix:?} delimiter {delimiter:?} after {start_after:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn start_upload(store: &Store, key: &str, id: &str) {
+        let upload = UploadRecord {
+            upload_id: id.into(),
+            bucket: "b".into(),
+            key: key.into(),
+            ..Default::default()
+        };
+        apply(store, Command::CreateUpload { upload }).unwrap();
+    }
+
+    fn uploads(
+        store: &Store,
+        prefix: &str,
+        delimiter: &str,
+        key_marker: &str,
+        id_marker: &str,
+        max: u32,
+    ) -> ListUploadsResponse {
+        let req = ListUploadsRequest {
+            bucket: "b".into(),
+            prefix: prefix.into(),
+            delimiter: delimiter.into(),
+            key_marker: key_marker.into(),
+            upload_id_marker: id_marker.into(),
+            max_uploads: max,
+        };
+        list_uploads(store, &req).unwrap()
+    }
+
+    fn upload_names(out: &ListUploadsResponse) -> Vec<String> {
+        out.uploads
+            .iter()
+            .map(|u| format!("{}#{}", u.key, u.upload_id))
+            .collect()
+    }
+
+    #[test]
+    fn list_uploads_cases() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        for (key, id) in [
+            ("a", "1"),
+            ("a", "2"),
+            ("a/x", "3"),
+            ("a/y", "4"),
+            ("ab", "5"),
+            ("b", "6"),
+        ] {
+            start_upload(&store, key, id);
+        }
+        let all = uploads(&store, "", "", "", "", 1000);
+        assert_eq!(upload_names(&all), ["a#1", "a#2", "a/x#3", "a/y#4", "ab#5", "b#6"]);
+
+        let folded = uploads(&store, "", "/", "", "", 1000);
+        assert_eq!(upload_names(&folded), ["a#1", "a#2", "ab#5", "b#6"]);
+        assert_eq!(folded.common_prefixes, ["a/"]);
+
+        let after_key = uploads(&store, "", "", "a", "", 1000);
+        assert_eq!(upload_names(&after_key), ["a/x#3", "a/y#4", "ab#5", "b#6"]);
+        let after_id = uploads(&store, "", "", "a", "1", 1000);
+        assert_eq!(upload_names(&after_id), ["a#2", "a/x#3", "a/y#4", "ab#5", "b#6"]);
+        let inside_prefix = uploads(&store, "", "/", "a/x", "", 1000);
+        assert_eq!(upload_names(&inside_prefix), ["ab#5", "b#6"]);
+        assert!(inside_prefix.common_prefixes.is_empty());
+
+        let page = uploads(&store, "", "", "", "", 2);
+        assert!(page.is_truncated);
+        assert_eq!(
+            (page.next_key_marker.as_str(), page.next_upload_id_marker.as_str()),
+            ("a", "2")
+        );
+        assert!(!uploads(&store, "", "", "", "", 0).is_truncated);
+
+        // Paging through reproduces the full listing, whatever the page size.
+        for (delimiter, page_size) in [("", 1), ("/", 1), ("", 4), ("/", 3)] {
+            let full = uploads(&store, "", delimiter, "", "", 1000);
+            let mut entries = Vec::new();
+            let (mut key_marker, mut id_marker) = (String::new(), String::new());
+            loop {
+                let page = uploads(&store, "", delimiter, &key_marker, &id_marker, page_size);
+                entries.extend(upload_names(&page));
+                entries.extend(page.common_prefixes.iter().cloned());
+                if !page.is_truncated {
+                    break;
+                }
+                (key_marker, id_marker) = (page.next_key_marker, page.next_upload_id_marker);
+            }
+            let mut expected = upload_names(&full);
+            expected.extend(full.common_prefixes.iter().cloned());
+            entries.sort();
+            expected.sort();
+            assert_eq!(entries, expected, "delimiter {delimiter:?} page {page_size}");
+        }
+    }
+
+    #[test]
+    fn list_parts_pages_in_ascending_order() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        start_upload(&store, "k", "up");
+        for number in [3, 1, 10_000, 2] {
+            let (segment, intent) = allocate(&store, format!("d{number}").as_bytes(), 1, 1_000_000);
+            let part = PartRecord {
+                upload_id: "up".into(),
+                part_number: number,
+                segment: Some(segment),
+                ..Default::default()
+            };
+            let cmd = Command::PutPart {
+                bucket: "b".into(),
+                key: "k".into(),
+                part,
+                intents: vec![intent],
+                stamp: stamp(1),
+            };
+            apply(&store, cmd).unwrap();
+        }
+        let req = |marker: u32, max: u32| ListPartsRequest {
+            bucket: "b".into(),
+            key: "k".into(),
+            upload_id: "up".into(),
+            part_number_marker: marker,
+            max_parts: max,
+        };
+        let numbers = |out: &ListPartsResponse| out.parts.iter().map(|p| p.part_number).collect::<Vec<_>>();
+        let first = list_parts(&store, &req(0, 2)).unwrap();
+        assert_eq!(
+            (numbers(&first), first.is_truncated, first.next_part_number_marker),
+            (vec![1, 2], true, 2)
+        );
+        let rest = list_parts(&store, &req(2, 1000)).unwrap();
+        assert_eq!((numbers(&rest), rest.is_truncated), (vec![3, 10_000], false));
+        assert!(list_parts(&store, &req(u32::MAX, 10)).unwrap().parts.is_empty());
+        let missing = ListPartsRequest {
+            upload_id: "nope".into(),
+            ..req(0, 10)
+        };
+        assert!(matches!(
+            list_parts(&store, &missing),
+            Err(MetadataError::NoSuchUpload(_))
+        ));
+    }
+}

@@ -1,0 +1,312 @@
+//! The gRPC edge: turns requests into reads or commands, deciding everything nondeterministic
+//! (clock, ids, placement) before a command is queued.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coffer_proto::pb::metadata::metadata_server::Metadata;
+use coffer_proto::pb::metadata::*;
+use tonic::{Request, Response, Status};
+
+use crate::applier::Applier;
+use crate::cluster::Cluster;
+use crate::command::{Command, Stamp, validate_node};
+use crate::config::MetadataConfig;
+use crate::error::MetadataError;
+use crate::store::Store;
+use crate::{data, keys, listing, multipart, now_unix_ms, placement};
+
+/// A commit refuses an intent due within this margin: the collector may already be deleting it.
+const INTENT_MARGIN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub gc_grace: Duration,
+    pub intent_ttl: Duration,
+}
+
+impl From<&MetadataConfig> for Timing {
+    fn from(config: &MetadataConfig) -> Self {
+        Timing {
+            gc_grace: config.gc_grace,
+            intent_ttl: config.intent_ttl,
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Timing {
+    fn stamp(&self, now_unix_ms: i64) -> Stamp {
+        // With a short intent TTL (tests), the margin shrinks so commits stay possible.
+        let margin = INTENT_MARGIN.min(self.intent_ttl / 2);
+        Stamp {
+            now_unix_ms,
+            replaced_gc_unix_ms: now_unix_ms.saturating_add(ms(self.gc_grace)),
+            intent_deadline_unix_ms: now_unix_ms.saturating_add(ms(margin)),
+        }
+    }
+}
+
+pub struct MetadataService {
+    store: Arc<Store>,
+    applier: Applier,
+    cluster: Arc<Cluster>,
+    timing: Timing,
+}
+
+fn required<T>(field: Option<T>, name: &str) -> Result<T, Status> {
+    field.ok_or_else(|| MetadataError::InvalidArgument(format!("{name} is required")).into())
+}
+
+impl MetadataService {
+    pub fn new(store: Arc<Store>, applier: Applier, cluster: Arc<Cluster>, timing: Timing) -> MetadataService {
+        MetadataService {
+            store,
+            applier,
+            cluster,
+            timing,
+        }
+    }
+
+    fn stamp(&self) -> Stamp {
+        self.timing.stamp(now_unix_ms())
+    }
+
+    /// Runs a read off the async runtime: RocksDB reads block.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Store) -> Result<T, MetadataError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| MetadataError::Internal(format!("read task failed: {e}")))?;
+        Ok(result?)
+    }
+
+    async fn submit(&self, command: Command) -> Result<crate::command::Applied, Status> {
+        Ok(self.applier.submit(command).await?)
+    }
+
+    async fn observe_node(&self, node: Option<NodeInfo>, always_store: bool) -> Result<(), Status> {
+        let node = required(node, "node")?;
+        validate_node(&node)?;
+        let now = Instant::now();
+        if let Some(to_store) = self.cluster.observe(node, now, now_unix_ms(), always_store) {
+            self.submit(Command::PutNode { node: to_store.clone() }).await?;
+            self.cluster.stored(to_store, now);
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Metadata for MetadataService {
+    async fn create_bucket(&self, req: Request<CreateBucketRequest>) -> Result<Response<CreateBucketResponse>, Status> {
+        let req = req.into_inner();
+        let bucket = BucketRecord {
+            name: req.name,
+            created_unix_ms: now_unix_ms(),
+            owner: req.owner,
+            region: req.region,
+        };
+        let bucket = self.submit(Command::CreateBucket { bucket }).await?.into_bucket()?;
+        Ok(Response::new(CreateBucketResponse { bucket: Some(bucket) }))
+    }
+
+    async fn get_bucket(&self, req: Request<GetBucketRequest>) -> Result<Response<GetBucketResponse>, Status> {
+        let name = req.into_inner().name;
+        let bucket = self.read(move |store| store.bucket(&name)).await?;
+        Ok(Response::new(GetBucketResponse { bucket: Some(bucket) }))
+    }
+
+    async fn delete_bucket(&self, req: Request<DeleteBucketRequest>) -> Result<Response<DeleteBucketResponse>, Status> {
+        let name = req.into_inner().name;
+        self.submit(Command::DeleteBucket {
+            name,
+            stamp: self.stamp(),
+        })
+        .await?;
+        Ok(Response::new(DeleteBucketResponse {}))
+    }
+
+    async fn list_buckets(&self, _: Request<ListBucketsRequest>) -> Result<Response<ListBucketsResponse>, Status> {
+        let buckets = self.read(|store| store.list_buckets()).await?;
+        Ok(Response::new(ListBucketsResponse { buckets }))
+    }
+
+    async fn allocate_data(&self, req: Request<AllocateDataRequest>) -> Result<Response<AllocateDataResponse>, Status> {
+        let req = req.into_inner();
+        let count = placement::validate_shape(req.data_shards, req.parity_shards)?;
+        let alive = self.cluster.alive_nodes(Instant::now());
+        let shards = placement::place(&alive, count, &mut rand::rng())?;
+        let data_id = data::new_data_id();
+        let due = now_unix_ms().saturating_add(ms(self.timing.intent_ttl));
+        let intent = keys::gc(due, &data_id);
+        let record = GcRecord {
+            data_id: data_id.clone(),
+            shards: shards.clone(),
+        };
+        self.submit(Command::RecordIntent {
+            intent: intent.clone(),
+            record,
+        })
+        .await?;
+        Ok(Response::new(AllocateDataResponse {
+            data_id,
+            shards,
+            intent,
+        }))
+    }
+
+    async fn abandon_data(&self, req: Request<AbandonDataRequest>) -> Result<Response<AbandonDataResponse>, Status> {
+        let intent = req.into_inner().intent;
+        self.submit(Command::AbandonData {
+            intent,
+            stamp: self.stamp(),
+        })
+        .await?;
+        Ok(Response::new(AbandonDataResponse {}))
+    }
+
+    async fn put_object(&self, req: Request<PutObjectRequest>) -> Result<Response<PutObjectResponse>, Status> {
+        let req = req.into_inner();
+        let record = required(req.record, "record")?;
+        let command = Command::PutObject {
+            record,
+            intents: req.intents,
+            stamp: self.stamp(),
+        };
+        let record = self.submit(command).await?.into_object()?;
+        Ok(Response::new(PutObjectResponse { record: Some(record) }))
+    }
+
+    async fn get_object(&self, req: Request<GetObjectRequest>) -> Result<Response<GetObjectResponse>, Status> {
+        let req = req.into_inner();
+        let record = self.read(move |store| store.object(&req.bucket, &req.key)).await?;
+        Ok(Response::new(GetObjectResponse { record: Some(record) }))
+    }
+
+    async fn delete_object(&self, req: Request<DeleteObjectRequest>) -> Result<Response<DeleteObjectResponse>, Status> {
+        let req = req.into_inner();
+        let command = Command::DeleteObject {
+            bucket: req.bucket,
+            key: req.key,
+            stamp: self.stamp(),
+        };
+        let existed = self.submit(command).await?.into_existed()?;
+        Ok(Response::new(DeleteObjectResponse { existed }))
+    }
+
+    async fn list_objects(&self, req: Request<ListObjectsRequest>) -> Result<Response<ListObjectsResponse>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.read(move |store| listing::list_objects(store, &req)).await?,
+        ))
+    }
+
+    async fn create_upload(&self, req: Request<CreateUploadRequest>) -> Result<Response<CreateUploadResponse>, Status> {
+        let template = required(req.into_inner().template, "template")?;
+        let now = now_unix_ms();
+        let upload = UploadRecord {
+            upload_id: multipart::new_upload_id(now),
+            bucket: template.bucket.clone(),
+            key: template.key.clone(),
+            initiated_unix_ms: now,
+            template: Some(template),
+        };
+        let upload = self.submit(Command::CreateUpload { upload }).await?.into_upload()?;
+        Ok(Response::new(CreateUploadResponse { upload: Some(upload) }))
+    }
+
+    async fn get_upload(&self, req: Request<GetUploadRequest>) -> Result<Response<GetUploadResponse>, Status> {
+        let req = req.into_inner();
+        let upload = self
+            .read(move |store| store.upload(&req.bucket, &req.key, &req.upload_id))
+            .await?;
+        Ok(Response::new(GetUploadResponse { upload: Some(upload) }))
+    }
+
+    async fn put_part(&self, req: Request<PutPartRequest>) -> Result<Response<PutPartResponse>, Status> {
+        let req = req.into_inner();
+        let part = PartRecord {
+            upload_id: req.upload_id,
+            part_number: req.part_number,
+            last_modified_unix_ms: 0,
+            segment: Some(required(req.segment, "segment")?),
+        };
+        let command = Command::PutPart {
+            bucket: req.bucket,
+            key: req.key,
+            part,
+            intents: req.intents,
+            stamp: self.stamp(),
+        };
+        let part = self.submit(command).await?.into_part()?;
+        Ok(Response::new(PutPartResponse { part: Some(part) }))
+    }
+
+    async fn list_parts(&self, req: Request<ListPartsRequest>) -> Result<Response<ListPartsResponse>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.read(move |store| listing::list_parts(store, &req)).await?,
+        ))
+    }
+
+    async fn complete_upload(
+        &self,
+        req: Request<CompleteUploadRequest>,
+    ) -> Result<Response<CompleteUploadResponse>, Status> {
+        let req = req.into_inner();
+        let command = Command::CompleteUpload {
+            bucket: req.bucket,
+            key: req.key,
+            upload_id: req.upload_id,
+            parts: req.parts,
+            stamp: self.stamp(),
+        };
+        let record = self.submit(command).await?.into_object()?;
+        Ok(Response::new(CompleteUploadResponse { record: Some(record) }))
+    }
+
+    async fn abort_upload(&self, req: Request<AbortUploadRequest>) -> Result<Response<AbortUploadResponse>, Status> {
+        let req = req.into_inner();
+        let command = Command::AbortUpload {
+            bucket: req.bucket,
+            key: req.key,
+            upload_id: req.upload_id,
+            stamp: self.stamp(),
+        };
+        self.submit(command).await?;
+        Ok(Response::new(AbortUploadResponse {}))
+    }
+
+    async fn list_uploads(&self, req: Request<ListUploadsRequest>) -> Result<Response<ListUploadsResponse>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.read(move |store| listing::list_uploads(store, &req)).await?,
+        ))
+    }
+
+    async fn register_node(&self, req: Request<RegisterNodeRequest>) -> Result<Response<RegisterNodeResponse>, Status> {
+        self.observe_node(req.into_inner().node, true).await?;
+        Ok(Response::new(RegisterNodeResponse {}))
+    }
+
+    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        self.observe_node(req.into_inner().node, false).await?;
+        Ok(Response::new(HeartbeatResponse {}))
+    }
+
+    async fn get_cluster_map(
+        &self,
+        _: Request<GetClusterMapRequest>,
+    ) -> Result<Response<GetClusterMapResponse>, Status> {
+        Ok(Response::new(GetClusterMapResponse {
+            nodes: self.cluster.status(Instant::now()),
+        }))
+    }
+}

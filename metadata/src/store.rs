@@ -1,0 +1,304 @@
+//! The RocksDB database: opening it and every read. Writes happen only in the applier, through
+//! [`crate::command`].
+
+use std::path::Path;
+
+use coffer_proto::Message;
+use coffer_proto::pb::metadata::{BucketRecord, GcRecord, NodeInfo, ObjectRecord, PartRecord, UploadRecord};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use crate::error::MetadataError;
+use crate::keys;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    Buckets,
+    Objects,
+    Uploads,
+    Parts,
+    Nodes,
+    Gc,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 6] = [Cf::Buckets, Cf::Objects, Cf::Uploads, Cf::Parts, Cf::Nodes, Cf::Gc];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Buckets => "buckets",
+            Cf::Objects => "objects",
+            Cf::Uploads => "uploads",
+            Cf::Parts => "parts",
+            Cf::Nodes => "nodes",
+            Cf::Gc => "gc",
+        }
+    }
+}
+
+pub struct Store {
+    db: DB,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database with all column families. Blocking.
+    pub fn open(path: &Path) -> Result<Store, MetadataError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(DBCompressionType::Lz4);
+        let cfs = Cf::ALL.map(|cf| {
+            let mut cf_options = Options::default();
+            cf_options.set_compression_type(DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(cf.name(), cf_options)
+        });
+        let db = DB::open_cf_descriptors(&options, path, cfs).map_err(MetadataError::db("opening the database"))?;
+        Ok(Store { db })
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, cf: Cf) -> Result<&ColumnFamily, MetadataError> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| MetadataError::Internal(format!("column family {} is not open", cf.name())))
+    }
+
+    /// Applies one command's changes. Not synced: the applier syncs the WAL once per group.
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), MetadataError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(MetadataError::db("writing a batch"))
+    }
+
+    /// Makes every write so far durable (one fsync for the whole group).
+    pub(crate) fn sync_wal(&self) -> Result<(), MetadataError> {
+        self.db.flush_wal(true).map_err(MetadataError::db("syncing the WAL"))
+    }
+
+    pub(crate) fn get<M: Message + Default>(&self, cf: Cf, key: &[u8]) -> Result<Option<M>, MetadataError> {
+        let handle = self.cf(cf)?;
+        let Some(bytes) = self
+            .db
+            .get_pinned_cf(handle, key)
+            .map_err(MetadataError::db("reading a record"))?
+        else {
+            return Ok(None);
+        };
+        decode(cf, key, &bytes).map(Some)
+    }
+
+    /// Calls `visit` for every entry whose key starts with `prefix`, in key order, until it returns
+    /// `false`.
+    pub(crate) fn scan_prefix(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, MetadataError>,
+    ) -> Result<(), MetadataError> {
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf)?, bounded(prefix));
+        iter.seek(prefix);
+        while let Some((key, value)) = iter.item() {
+            if !key.starts_with(prefix) || !visit(key, value)? {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status().map_err(MetadataError::db("scanning"))
+    }
+
+    pub fn find_bucket(&self, name: &str) -> Result<Option<BucketRecord>, MetadataError> {
+        self.get(Cf::Buckets, &keys::bucket(name))
+    }
+
+    pub fn bucket(&self, name: &str) -> Result<BucketRecord, MetadataError> {
+        self.find_bucket(name)?
+            .ok_or_else(|| MetadataError::NoSuchBucket(name.to_string()))
+    }
+
+    /// Sorted by name: the key order of the buckets column family.
+    pub fn list_buckets(&self) -> Result<Vec<BucketRecord>, MetadataError> {
+        let mut out = Vec::new();
+        self.scan_prefix(Cf::Buckets, b"", |key, value| {
+            out.push(decode(Cf::Buckets, key, value)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    pub fn find_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>, MetadataError> {
+        self.get(Cf::Objects, &keys::object(bucket, key))
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord, MetadataError> {
+        if let Some(record) = self.find_object(bucket, key)? {
+            return Ok(record);
+        }
+        self.bucket(bucket)?;
+        Err(MetadataError::NoSuchKey {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    pub fn bucket_has_objects(&self, bucket: &str) -> Result<bool, MetadataError> {
+        let mut any = false;
+        self.scan_prefix(Cf::Objects, &keys::bucket_prefix(bucket), |_, _| {
+            any = true;
+            Ok(false)
+        })?;
+        Ok(any)
+    }
+
+    /// The upload, which must belong to `bucket`/`key`.
+    pub fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord, MetadataError> {
+        if let Some(upload) = self.get(Cf::Uploads, &keys::upload(bucket, key, upload_id))? {
+            return Ok(upload);
+        }
+        self.bucket(bucket)?;
+        Err(MetadataError::NoSuchUpload(upload_id.to_string()))
+    }
+
+    pub fn find_part(&self, upload_id: &str, part_number: u32) -> Result<Option<PartRecord>, MetadataError> {
+        self.get(Cf::Parts, &keys::part(upload_id, part_number))
+    }
+
+    /// Every part of an upload, ascending, with its key.
+    pub fn all_parts(&self, upload_id: &str) -> Result<Vec<(Vec<u8>, PartRecord)>, MetadataError> {
+        let mut out = Vec::new();
+        self.scan_prefix(Cf::Parts, &keys::part_prefix(upload_id), |key, value| {
+            out.push((key.to_vec(), decode(Cf::Parts, key, value)?));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Every upload of a bucket with its key.
+    pub fn all_uploads(&self, bucket: &str) -> Result<Vec<(Vec<u8>, UploadRecord)>, MetadataError> {
+        let mut out = Vec::new();
+        self.scan_prefix(Cf::Uploads, &keys::bucket_prefix(bucket), |key, value| {
+            out.push((key.to_vec(), decode(Cf::Uploads, key, value)?));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    pub fn nodes(&self) -> Result<Vec<NodeInfo>, MetadataError> {
+        let mut out = Vec::new();
+        self.scan_prefix(Cf::Nodes, b"", |key, value| {
+            out.push(decode(Cf::Nodes, key, value)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    pub fn gc_entry(&self, key: &[u8]) -> Result<Option<GcRecord>, MetadataError> {
+        self.get(Cf::Gc, key)
+    }
+
+    /// Up to `limit` gc entries due at `now_unix_ms`, oldest first.
+    pub fn due_gc(&self, now_unix_ms: i64, limit: usize) -> Result<Vec<(Vec<u8>, GcRecord)>, MetadataError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let mut options = ReadOptions::default();
+        // Every key of a due entry is below the first key of the next millisecond.
+        options.set_iterate_upper_bound(keys::gc(now_unix_ms.saturating_add(1), b""));
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(Cf::Gc)?, options);
+        iter.seek_to_first();
+        while let Some((key, value)) = iter.item() {
+            out.push((key.to_vec(), decode(Cf::Gc, key, value)?));
+            if out.len() >= limit {
+                return Ok(out);
+            }
+            iter.next();
+        }
+        iter.status().map_err(MetadataError::db("scanning gc entries"))?;
+        Ok(out)
+    }
+}
+
+/// Read options whose upper bound ends the scan at the end of `prefix`'s range, so RocksDB does not
+/// wade through tombstones beyond it.
+pub(crate) fn bounded(prefix: &[u8]) -> ReadOptions {
+    let mut options = ReadOptions::default();
+    if let Some(end) = keys::successor(prefix) {
+        options.set_iterate_upper_bound(end);
+    }
+    options
+}
+
+pub(crate) fn decode<M: Message + Default>(cf: Cf, key: &[u8], value: &[u8]) -> Result<M, MetadataError> {
+    M::decode(value).map_err(|e| {
+        MetadataError::corrupt(
+            format!("record in {} at key {:?}", cf.name(), String::from_utf8_lossy(key)),
+            e,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let record = BucketRecord {
+                name: "b".into(),
+                created_unix_ms: 7,
+                ..Default::default()
+            };
+            let mut batch = WriteBatch::default();
+            batch.put_cf(
+                store.cf(Cf::Buckets).unwrap(),
+                keys::bucket("b"),
+                record.encode_to_vec(),
+            );
+            store.write(batch).unwrap();
+            store.sync_wal().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.bucket("b").unwrap().created_unix_ms, 7);
+        assert_eq!(store.list_buckets().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_an_internal_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(store.cf(Cf::Buckets).unwrap(), keys::bucket("b"), [0xFF, 0xFF, 0xFF]);
+        store.write(batch).unwrap();
+        let err = store.bucket("b").unwrap_err();
+        assert!(matches!(err, MetadataError::Corrupt { .. }), "{err}");
+        assert_eq!(err.code(), coffer_proto::ErrorCode::Internal);
+    }
+
+    #[test]
+    fn due_gc_returns_only_entries_whose_time_has_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::default();
+        for (t, id) in [(10, b"a"), (20, b"b"), (30, b"c")] {
+            let record = GcRecord {
+                data_id: id.to_vec(),
+                shards: vec![],
+            };
+            batch.put_cf(store.cf(Cf::Gc).unwrap(), keys::gc(t, id), record.encode_to_vec());
+        }
+        store.write(batch).unwrap();
+        let ids = |v: Vec<(Vec<u8>, GcRecord)>| v.into_iter().map(|(_, r)| r.data_id).collect::<Vec<_>>();
+        assert_eq!(ids(store.due_gc(20, 10).unwrap()), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(ids(store.due_gc(100, 1).unwrap()), vec![b"a".to_vec()]);
+        assert!(store.due_gc(9, 10).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,24 @@
+//! Coffer's wire contract and the client plumbing every service uses to reach the others.
+//!
+//! Only this crate knows protobuf: the generated messages and services are re-exported from
+//! [`pb`], and the typed error codes that cross the wire live in [`error`].
+
+pub mod blobnode_client;
+pub mod error;
+pub mod limits;
+pub mod metadata_client;
+
+/// Generated protobuf messages, clients and servers.
+pub mod pb {
+    pub mod metadata {
+        tonic::include_proto!("coffer.metadata.v1");
+    }
+    pub mod blobnode {
+        tonic::include_proto!("coffer.blobnode.v1");
+    }
+}
+
+pub use error::{ErrorCode, RemoteError};
+/// Encoding and decoding of the records above, for the services that store them.
+pub use prost::Message;
+pub use tonic;

@@ -1,0 +1,137 @@
+//! The control-plane client: a tower stack over one channel per metadata endpoint.
+//!
+//! Every call passes load shedding (fail fast instead of queueing without bound), a concurrency
+//! limit and a per-call timeout. With several endpoints, calls are spread by power-of-two-choices
+//! over the number of requests in flight on each endpoint.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tower::ServiceBuilder;
+use tower::balance::p2c::Balance;
+use tower::buffer::Buffer;
+use tower::discover::ServiceList;
+use tower::load::{CompleteOnResponse, PendingRequests};
+use tower::util::BoxCloneSyncService;
+
+use crate::error::{ErrorCode, RemoteError};
+use crate::limits::MAX_MESSAGE_BYTES;
+use crate::pb::metadata::metadata_client::MetadataClient as GeneratedClient;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type HttpRequest = http::Request<tonic::body::Body>;
+type HttpResponse = http::Response<tonic::body::Body>;
+
+/// The transport under the generated metadata client: a boxed tower stack.
+pub type MetadataChannel = BoxCloneSyncService<HttpRequest, HttpResponse, CallError>;
+
+/// Why a call failed below gRPC: transport, timeout or shed load. A concrete type rather than a
+/// boxed trait object, because async code generic over tonic's `Into<StdError>` bound trips
+/// over the trait object's lifetime ("implementation of From is not general enough").
+#[derive(Debug)]
+pub struct CallError(BoxError);
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Limits of one client; shared by the metadata and blobnode clients.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Upper bound on one call, from sending the request to receiving the response headers.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Calls in flight at once through this client; beyond it calls are shed with Unavailable.
+    pub concurrency_limit: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(3),
+            concurrency_limit: 1024,
+        }
+    }
+}
+
+/// Requests waiting for the balancer's worker; past this the buffer pushes back (and is shed).
+const BALANCER_QUEUE_BOUND: usize = 1024;
+
+/// A cheap-to-clone handle on the metadata service.
+#[derive(Clone)]
+pub struct MetadataClient {
+    client: GeneratedClient<MetadataChannel>,
+}
+
+impl MetadataClient {
+    /// Builds the stack over lazily connected channels; never blocks and never fails because an
+    /// endpoint is down (calls fail instead). Must be called inside a tokio runtime.
+    pub fn connect(endpoints: &[String], config: &ClientConfig) -> Result<MetadataClient, RemoteError> {
+        let channels = endpoints
+            .iter()
+            .map(|url| lazy_channel(url, config))
+            .collect::<Result<Vec<_>, _>>()?;
+        let transport = match channels.len() {
+            0 => {
+                return Err(RemoteError::new(
+                    ErrorCode::InvalidArgument,
+                    "no metadata endpoint given",
+                ));
+            }
+            1 => limit(channels.into_iter().next().expect("one channel"), config),
+            _ => {
+                let loaded = channels
+                    .into_iter()
+                    .map(|c| PendingRequests::new(c, CompleteOnResponse::default()));
+                let balanced = Balance::new(ServiceList::new(loaded.collect::<Vec<_>>()));
+                limit(Buffer::new(balanced, BALANCER_QUEUE_BOUND), config)
+            }
+        };
+        let client = GeneratedClient::new(transport)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(MetadataClient { client })
+    }
+
+    /// The generated client over this stack; clones share the limits.
+    pub fn rpc(&self) -> GeneratedClient<MetadataChannel> {
+        self.client.clone()
+    }
+}
+
+/// A channel that connects on first use and reconnects by itself.
+pub(crate) fn lazy_channel(url: &str, config: &ClientConfig) -> Result<Channel, RemoteError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, format!("bad endpoint URL {url:?}: {e}")))?
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_adaptive_window(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10));
+    Ok(endpoint.connect_lazy())
+}
+
+/// Load shedding over a concurrency limit over a per-call timeout.
+pub(crate) fn limit<S>(service: S, config: &ClientConfig) -> MetadataChannel
+where
+    S: tower::Service<HttpRequest, Response = HttpResponse> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let stack = ServiceBuilder::new()
+        .map_err(CallError)
+        .load_shed()
+        .concurrency_limit(config.concurrency_limit)
+        .timeout(config.timeout)
+        .service(service);
+    BoxCloneSyncService::new(stack)
+}

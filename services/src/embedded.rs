@@ -1,0 +1,266 @@
+//! `coffer server DIR`: metadata, one blobnode with N disks and the gateway in one process,
+//! talking over loopback gRPC exactly as the split roles do.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser};
+use coffer_gateway::ErasureCode;
+use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
+use coffer_proto::pb::metadata::GetClusterMapRequest;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How long start-up waits for the blobnode to register before serving anyway.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Data directory: metadata in DIR/meta, blobnode disks in DIR/disk1..DIR/diskN.
+    #[arg(env = "COFFER_DIR")]
+    pub dir: PathBuf,
+
+    /// Address the S3 API listens on.
+    #[arg(long, env = "COFFER_ADDRESS", default_value = "0.0.0.0:9000")]
+    pub address: SocketAddr,
+
+    /// Number of disk folders (DIR/disk1..N).
+    #[arg(long, env = "COFFER_SERVER_DISKS", default_value_t = 6)]
+    pub disks: u32,
+
+    /// Erasure code K+M; defaults to 4+2 with six or more disks, and to what fits otherwise (1 disk: 1+0).
+    #[arg(long, env = "COFFER_EC")]
+    pub ec: Option<ErasureCode>,
+
+    /// Access key of the root user.
+    #[arg(long, env = "COFFER_ROOT_USER", default_value = coffer_iam::DEFAULT_ROOT_USER)]
+    pub root_user: String,
+
+    /// Secret key of the root user.
+    #[arg(long, env = "COFFER_ROOT_PASSWORD", default_value = coffer_iam::DEFAULT_ROOT_PASSWORD, hide_env_values = true)]
+    pub root_password: String,
+
+    /// Region reported to clients and expected in signatures.
+    #[arg(long, env = "COFFER_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// Base domain(s) for virtual-hosted-style requests.
+    #[arg(long = "domain", env = "COFFER_DOMAIN", value_delimiter = ',')]
+    pub domains: Vec<String>,
+
+    /// Garbage-collection grace: replaced or deleted data is removed after this long.
+    #[arg(long, env = "COFFER_GC_GRACE", default_value = "15m")]
+    pub gc_grace: String,
+}
+
+/// The code a given number of disks supports when none is asked for.
+fn default_code(disks: u32) -> ErasureCode {
+    let (data_shards, parity_shards) = match disks {
+        0 | 1 => (1, 0),
+        2 => (1, 1),
+        3 => (2, 1),
+        4 => (2, 2),
+        5 => (3, 2),
+        _ => (4, 2),
+    };
+    ErasureCode {
+        data_shards,
+        parity_shards,
+    }
+}
+
+/// Builds a role's typed config through its own clap parser, so defaults and validation stay
+/// in one place.
+fn parse_role<C: Args>(args: &[String]) -> anyhow::Result<C> {
+    #[derive(Parser)]
+    struct Wrapper<C: Args> {
+        #[command(flatten)]
+        config: C,
+    }
+    let argv = std::iter::once("coffer".to_string()).chain(args.iter().cloned());
+    Ok(Wrapper::<C>::try_parse_from(argv)?.config)
+}
+
+fn trigger(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    if config.disks == 0 || config.disks > 64 {
+        bail!("--disks must be between 1 and 64");
+    }
+    let ec = config.ec.unwrap_or_else(|| default_code(config.disks));
+    if ec.total() > config.disks {
+        bail!("--ec {ec} needs {} disks but --disks is {}", ec.total(), config.disks);
+    }
+    std::fs::create_dir_all(&config.dir).with_context(|| format!("creating {}", config.dir.display()))?;
+    let dir = config
+        .dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", config.dir.display()))?;
+
+    let meta_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the metadata port")?;
+    let meta_addr = meta_listener.local_addr()?;
+    let blob_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the blobnode port")?;
+    let blob_addr = blob_listener.local_addr()?;
+    let s3_listener = TcpListener::bind(config.address)
+        .await
+        .with_context(|| format!("binding the S3 port {}", config.address))?;
+    let meta_url = format!("http://{meta_addr}");
+
+    let metadata_config: coffer_metadata::MetadataConfig = parse_role(&[
+        "--listen".into(),
+        meta_addr.to_string(),
+        "--db".into(),
+        dir.join("meta").display().to_string(),
+        "--gc-grace".into(),
+        config.gc_grace.clone(),
+    ])?;
+    let mut blob_args = vec![
+        "--listen".into(),
+        blob_addr.to_string(),
+        "--metadata".into(),
+        meta_url.clone(),
+    ];
+    for i in 1..=config.disks {
+        let disk = dir.join(format!("disk{i}"));
+        std::fs::create_dir_all(&disk).with_context(|| format!("creating {}", disk.display()))?;
+        blob_args.push("--disk".into());
+        blob_args.push(disk.display().to_string());
+    }
+    let blobnode_config: coffer_blobnode::BlobnodeConfig = parse_role(&blob_args)?;
+    let mut gateway_args = vec![
+        "--address".into(),
+        config.address.to_string(),
+        "--metadata".into(),
+        meta_url.clone(),
+        "--ec".into(),
+        ec.to_string(),
+        "--region".into(),
+        config.region.clone(),
+        "--root-user".into(),
+        config.root_user.clone(),
+        "--root-password".into(),
+        config.root_password.clone(),
+    ];
+    for domain in &config.domains {
+        gateway_args.push("--domain".into());
+        gateway_args.push(domain.clone());
+    }
+    let gateway_config: coffer_gateway::GatewayConfig = parse_role(&gateway_args)?;
+
+    // Stop order: the gateway drains first, then the services under it.
+    let (stop_gateway, gateway_rx) = watch::channel(false);
+    let (stop_services, services_rx) = watch::channel(false);
+    let metadata = tokio::spawn(coffer_metadata::serve(
+        meta_listener,
+        metadata_config,
+        trigger(&services_rx),
+    ));
+    let blobnode = tokio::spawn(coffer_blobnode::serve(
+        blob_listener,
+        blobnode_config,
+        trigger(&services_rx),
+    ));
+    wait_for_disks(&meta_url, ec.total() as usize).await;
+    let gateway = tokio::spawn(coffer_gateway::serve(s3_listener, gateway_config, trigger(&gateway_rx)));
+    print_banner(&config, ec, &dir);
+
+    // Run until a signal, or until a service stops on its own (which is a failure to report).
+    let mut gateway = gateway;
+    let mut metadata = metadata;
+    let mut blobnode = blobnode;
+    let early = tokio::select! {
+        () = shutdown => None,
+        r = &mut gateway => Some(("gateway", r.map(|r| r.map_err(anyhow::Error::from)))),
+        r = &mut metadata => Some(("metadata", r.map(|r| r.map_err(anyhow::Error::from)))),
+        r = &mut blobnode => Some(("blobnode", r.map(|r| r.map_err(anyhow::Error::from)))),
+    };
+    let _ = stop_gateway.send(true);
+    if let Some((role, result)) = early {
+        let _ = stop_services.send(true);
+        let inner = result.with_context(|| format!("{role} task panicked"))?;
+        inner.with_context(|| format!("{role} stopped"))?;
+        bail!("{role} stopped unexpectedly");
+    }
+    gateway.await.context("gateway task")??;
+    let _ = stop_services.send(true);
+    blobnode.await.context("blobnode task")??;
+    metadata.await.context("metadata task")??;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_disks(meta_url: &str, needed: usize) {
+    let Ok(client) = MetadataClient::connect(&[meta_url.to_string()], &ClientConfig::default()) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + REGISTRATION_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(map) = client.rpc().get_cluster_map(GetClusterMapRequest {}).await {
+            let disks: usize = map
+                .into_inner()
+                .nodes
+                .iter()
+                .filter(|n| n.alive)
+                .filter_map(|n| n.info.as_ref())
+                .map(|i| i.disks.len())
+                .sum();
+            if disks >= needed {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!("blobnode disks did not register in time; the gateway reports not-ready until they do");
+}
+
+fn print_banner(config: &ServerConfig, ec: ErasureCode, dir: &std::path::Path) {
+    let host = if config.address.ip().is_unspecified() {
+        format!("127.0.0.1:{}", config.address.port())
+    } else {
+        config.address.to_string()
+    };
+    let secret = if config.root_password == coffer_iam::DEFAULT_ROOT_PASSWORD {
+        config.root_password.clone()
+    } else {
+        "(the value of COFFER_ROOT_PASSWORD)".to_string()
+    };
+    println!(
+        "Coffer is running: {} disks in {}, erasure code {ec}",
+        config.disks,
+        dir.display()
+    );
+    println!("  S3 endpoint: http://{host}");
+    println!("  Access key:  {}", config.root_user);
+    println!("  Secret key:  {secret}");
+    println!(
+        "  Try:  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY=... aws --endpoint-url http://{host} s3 mb s3://my-bucket",
+        config.root_user
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_codes_fit_the_disks() {
+        for disks in 1..=12 {
+            let ec = default_code(disks);
+            assert!(ec.total() <= disks, "{disks} disks: {ec}");
+        }
+        assert_eq!(default_code(1).to_string(), "1+0");
+        assert_eq!(default_code(6).to_string(), "4+2");
+    }
+}

@@ -1,0 +1,64 @@
+//! `coffer`: every Coffer role as a subcommand, and `coffer server DIR` running them all in one
+//! process over the same gRPC contract the split roles use.
+
+mod embedded;
+mod logging;
+mod shutdown;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "coffer", version, about = "Coffer: an S3-compatible object store", long_about = None)]
+struct Cli {
+    /// Log line format: text or json.
+    #[arg(long, env = "COFFER_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: logging::LogFormat,
+
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Everything in one process: metadata in DIR/meta, blobnode disks DIR/disk1..N, S3 gateway.
+    Server(embedded::ServerConfig),
+    /// The metadata service (RocksDB): buckets, objects, uploads, placement, cluster map.
+    Metadata(coffer_metadata::MetadataConfig),
+    /// A blobnode: stores erasure shards on its disks.
+    Blobnode(coffer_blobnode::BlobnodeConfig),
+    /// The stateless S3 gateway.
+    Gateway(coffer_gateway::GatewayConfig),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coffer: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = shutdown::on_signal();
+        match cli.role {
+            Role::Server(config) => embedded::run(config, shutdown).await,
+            Role::Metadata(config) => coffer_metadata::run(config, shutdown)
+                .await
+                .map_err(anyhow::Error::from),
+            Role::Blobnode(config) => coffer_blobnode::run(config, shutdown)
+                .await
+                .map_err(anyhow::Error::from),
+            Role::Gateway(config) => coffer_gateway::run(config, shutdown).await.map_err(anyhow::Error::from),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("coffer: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Test harness: starts the real `coffer` binary (embedded or as split roles) on free loopback
+//! ports and hands out real AWS SDK clients pointed at it.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region};
+
+pub const ACCESS_KEY: &str = "testadmin";
+pub const SECRET_KEY: &str = "testadmin-secret";
+
+pub fn coffer_bin() -> PathBuf {
+    std::env::var_os("COFFER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coffer")))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A `coffer` child process, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[String], log_dir: &Path) -> Proc {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(coffer_bin())
+            .args(args)
+            .env("COFFER_ROOT_USER", ACCESS_KEY)
+            .env("COFFER_ROOT_PASSWORD", SECRET_KEY)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn coffer");
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9: no chance to clean up, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let code = self.terminate();
+        // A failing test shows what the process said; its temp dir is about to vanish.
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("==== {} (exit {code:?}), last log lines ====", self.name);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub fn wait_ready(addr: SocketAddr, procs: &[&Proc]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if http_get_status(addr, "/health/ready") == Some(200) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for p in procs {
+        eprintln!("==== {} log ====\n{}", p.name, p.log());
+    }
+    panic!("coffer at {addr} did not become ready");
+}
+
+/// `coffer server DIR` on a free port.
+pub struct Embedded {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub proc: Proc,
+}
+
+impl Embedded {
+    pub fn start(extra: &[&str]) -> Embedded {
+        let dir = tempfile::Builder::new()
+            .prefix("coffer-test")
+            .tempdir_in(test_root())
+            .expect("tempdir");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let mut args = vec!["server".to_string(), dir.path().join("data").display().to_string()];
+        args.extend(["--address".to_string(), addr.to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let proc = Proc::spawn("server", &args, dir.path());
+        wait_ready(addr, &[&proc]);
+        Embedded { dir, addr, proc }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn client(&self) -> Client {
+        client(&self.endpoint())
+    }
+}
+
+/// The split roles as separate processes: 1 metadata, N blobnodes (one disk each), 1 gateway.
+pub struct Split {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub metadata: Proc,
+    pub blobnodes: Vec<Proc>,
+    pub blobnode_disks: Vec<PathBuf>,
+    pub gateway: Proc,
+}
+
+impl Split {
+    pub fn start(blobnodes: usize, ec: &str) -> Split {
+        let dir = tempfile::Builder::new()
+            .prefix("coffer-split")
+            .tempdir_in(test_root())
+            .expect("tempdir");
+        let meta_port = free_port();
+        let meta_url = format!("http://127.0.0.1:{meta_port}");
+        let metadata = Proc::spawn(
+            "metadata",
+            &[
+                "metadata".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{meta_port}"),
+                "--db".into(),
+                dir.path().join("meta").display().to_string(),
+            ],
+            dir.path(),
+        );
+        let mut procs = Vec::new();
+        let mut disks = Vec::new();
+        for i in 0..blobnodes {
+            let disk = dir.path().join(format!("node{i}-disk"));
+            std::fs::create_dir_all(&disk).expect("disk dir");
+            procs.push(Proc::spawn(
+                &format!("blobnode{i}"),
+                &[
+                    "blobnode".into(),
+                    "--listen".into(),
+                    format!("127.0.0.1:{}", free_port()),
+                    "--disk".into(),
+                    disk.display().to_string(),
+                    "--metadata".into(),
+                    meta_url.clone(),
+                ],
+                dir.path(),
+            ));
+            disks.push(disk);
+        }
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let gateway = Proc::spawn(
+            "gateway",
+            &[
+                "gateway".into(),
+                "--address".into(),
+                addr.to_string(),
+                "--metadata".into(),
+                meta_url,
+                "--ec".into(),
+                ec.into(),
+            ],
+            dir.path(),
+        );
+        let mut all: Vec<&Proc> = vec![&metadata, &gateway];
+        all.extend(procs.iter());
+        wait_ready(addr, &all);
+        Split {
+            dir,
+            addr,
+            metadata,
+            blobnodes: procs,
+            blobnode_disks: disks,
+            gateway,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        client(&format!("http://{}", self.addr))
+    }
+}
+
+/// Where test data lives: under the target dir (a real disk, where O_DIRECT alignment is
+/// enforced), not tmpfs.
+fn test_root() -> PathBuf {
+    let root = std::env::var_os("COFFER_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("coffer-tests"));
+    std::fs::create_dir_all(&root).expect("test root");
+    root
+}
+
+pub fn client_with(endpoint: &str, access: &str, secret: &str) -> Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(access, secret, None, None, "test"))
+        .force_path_style(true)
+        .build();
+    Client::from_conf(config)
+}
+
+pub fn client(endpoint: &str) -> Client {
+    client_with(endpoint, ACCESS_KEY, SECRET_KEY)
+}
+
+/// Deterministic, incompressible-looking bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(data))
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("get_object");
+    out.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+pub async fn get_range(client: &Client, bucket: &str, key: &str, first: u64, last: u64) -> Vec<u8> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(format!("bytes={first}-{last}"))
+        .send()
+        .await
+        .expect("ranged get_object");
+    out.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+pub async fn put_bytes(client: &Client, bucket: &str, key: &str, data: Vec<u8>) -> String {
+    let out = client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(data))
+        .send()
+        .await
+        .expect("put_object");
+    out.e_tag.unwrap_or_default()
+}
+
+/// The S3 error code of a failed SDK call.
+pub fn error_code<E, R>(result: Result<R, aws_sdk_s3::error::SdkError<E>>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(r) => panic!("expected an error, got {r:?}"),
+        Err(e) => e
+            .as_service_error()
+            .and_then(|s| s.code())
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                // HEAD errors and some early failures carry no body: fall back to the raw status.
+                e.raw_response()
+                    .map(|r| format!("HTTP {}", r.status().as_u16()))
+                    .unwrap_or_else(|| format!("{e:?}"))
+            }),
+    }
+}
