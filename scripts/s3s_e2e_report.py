@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Turn an s3s-e2e run into a per-case pass/fail report and an exit status.
 
-Usage: s3s_e2e_report.py LIST_FILE JSON_REPORT S3S_E2E_EXIT_CODE [KNOWN_FAILURES_FILE]
+Usage: s3s_e2e_report.py LIST_FILE JSON_REPORT S3S_E2E_EXIT_CODE [KNOWN_FAILURES_FILE [OUTPUT_FILE]]
 
 LIST_FILE is the output of `s3s-e2e --list` (every registered case, as suite/fixture/case), JSON_REPORT the file
 written by `s3s-e2e --json` (may be missing when s3s-e2e crashed). Known failures come from KNOWN_FAILURES_FILE (one
 entry a line, `#` comments) and from the env variable COFFER_E2E_ALLOW_FAIL (entries separated by spaces or commas);
-an entry is a case path or a shell-style glob (`advanced/*`, `*/STS/*`).
+an entry is a case path or a shell-style glob (`advanced/*`, `*/STS/*`). OUTPUT_FILE is what s3s-e2e printed: the
+report only says PANICKED, so the panic messages are taken from there (cases run one at a time, in report order).
 
 Why not just s3s-e2e's exit code: s3s-test 0.14.1 reports a suite or fixture whose *setup* failed as passed with no
 cases (and ignores teardown failures), so a server that cannot even create the test bucket would pass. Here every
@@ -51,6 +52,24 @@ def read_list(path):
     return cases
 
 
+PANIC = re.compile(r"^thread '.*' (?:\(\d+\) )?panicked at (.*):$")
+
+
+def read_panics(path):
+    """The messages of the panics s3s-e2e printed, in order: ["file:line: message", ...]."""
+    if not path or not os.path.exists(path):
+        return []
+    panics = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [ANSI.sub("", line.rstrip("\n")) for line in f]
+    for i, line in enumerate(lines):
+        m = PANIC.match(line)
+        if m:
+            msg = lines[i + 1] if i + 1 < len(lines) else ""
+            panics.append(f"{msg} ({m.group(1)})")
+    return panics
+
+
 def read_allow(path):
     entries = []
     if path and os.path.exists(path):
@@ -74,6 +93,14 @@ def main(argv):
     def known(path):
         return any(fnmatch.fnmatchcase(path, pat) for pat in allow)
 
+    panics = iter(read_panics(argv[5] if len(argv) > 5 else None))
+
+    def result_of(summary):
+        ok, msg = fn_result(summary)
+        if msg == "PANICKED":
+            msg = "PANICKED: " + next(panics, "(message not found in the output)")
+        return ok, msg
+
     listed = read_list(list_file)
     # path -> (status, duration_ms, message); status in PASS, FAIL, IGNORED, NOTRUN
     results: dict[str, tuple[str, float, str]] = {}
@@ -86,24 +113,18 @@ def main(argv):
     if report is None:
         blocked[""] = f"s3s-e2e wrote no report (exit code {tool_rc})"
     else:
-        for suite in report.get("suites", []):
+        for suite in report.get("suites", []):  # in execution order, so panics match up
             sname = suite["name"]
-            ok, msg = fn_result(suite.get("setup"))
+            ok, msg = result_of(suite.get("setup"))
             if not ok:
                 results[f"{sname}/(setup)"] = ("FAIL", suite["setup"].get("duration_ms", 0.0), msg)
                 blocked[sname + "/"] = f"suite setup failed: {msg}"
-            ok, msg = fn_result(suite.get("teardown"))
-            if not ok:
-                results[f"{sname}/(teardown)"] = ("FAIL", suite["teardown"].get("duration_ms", 0.0), msg)
             for fixture in suite.get("fixtures", []):
                 fpath = f"{sname}/{fixture['name']}"
-                ok, msg = fn_result(fixture.get("setup"))
+                ok, msg = result_of(fixture.get("setup"))
                 if not ok:
                     results[f"{fpath}/(setup)"] = ("FAIL", fixture["setup"].get("duration_ms", 0.0), msg)
                     blocked[fpath + "/"] = f"fixture setup failed: {msg}"
-                ok, msg = fn_result(fixture.get("teardown"))
-                if not ok:
-                    results[f"{fpath}/(teardown)"] = ("FAIL", fixture["teardown"].get("duration_ms", 0.0), msg)
                 for case in fixture.get("cases", []):
                     path = f"{fpath}/{case['name']}"
                     if case.get("ignored"):
@@ -111,8 +132,14 @@ def main(argv):
                     elif case.get("passed"):
                         results[path] = ("PASS", case.get("duration_ms", 0.0), "")
                     else:
-                        _, msg = fn_result(case.get("run"))
+                        _, msg = result_of(case.get("run"))
                         results[path] = ("FAIL", case.get("duration_ms", 0.0), msg or "failed")
+                ok, msg = result_of(fixture.get("teardown"))
+                if not ok:
+                    results[f"{fpath}/(teardown)"] = ("FAIL", fixture["teardown"].get("duration_ms", 0.0), msg)
+            ok, msg = result_of(suite.get("teardown"))
+            if not ok:
+                results[f"{sname}/(teardown)"] = ("FAIL", suite["teardown"].get("duration_ms", 0.0), msg)
 
     for path in listed:
         if path not in results:

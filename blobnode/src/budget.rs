@@ -26,10 +26,7 @@ impl IoBudget {
     pub fn new(total_bytes: u64) -> Self {
         let max_pages = (Semaphore::MAX_PERMITS as u64).min(u32::MAX.into());
         let total_pages = total_bytes.div_ceil(PAGE_BYTES).clamp(1, max_pages) as u32;
-        IoBudget {
-            semaphore: Arc::new(Semaphore::new(total_pages as usize)),
-            total_pages,
-        }
+        IoBudget { semaphore: Arc::new(Semaphore::new(total_pages as usize)), total_pages }
     }
 
     /// Waits until `bytes` are free. A request larger than the whole budget waits for all of it and so runs alone,

@@ -77,9 +77,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("unknown unit {other:?} in {s:?}")),
     };
-    value
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    value.checked_mul(multiplier).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -97,14 +95,7 @@ mod tests {
     fn flags_are_well_formed() {
         Cli::command().debug_assert();
         let help = Cli::command().render_long_help().to_string();
-        for flag in [
-            "--listen",
-            "--disk",
-            "--metadata",
-            "--advertise",
-            "--heartbeat-interval",
-            "--io-memory",
-        ] {
+        for flag in ["--listen", "--disk", "--metadata", "--advertise", "--heartbeat-interval", "--io-memory"] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
     }
@@ -132,9 +123,7 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_millis(500));
         assert_eq!(c.io_memory_bytes, 64 << 20);
         // BlobnodeConfig::new must agree with the flag defaults.
-        let parsed = Cli::try_parse_from(["blobnode", "--disk", "/d"])
-            .expect("defaults")
-            .config;
+        let parsed = Cli::try_parse_from(["blobnode", "--disk", "/d"]).expect("defaults").config;
         let built = BlobnodeConfig::new(vec!["/d".into()]);
         assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
         assert!(Cli::try_parse_from(["blobnode"]).is_err(), "--disk is required");

@@ -74,11 +74,7 @@ impl Disk {
                 "filesystem refuses O_DIRECT: using buffered I/O + fdatasync on this disk"
             );
         }
-        Ok(Disk {
-            id,
-            root: root.to_path_buf(),
-            direct_io,
-        })
+        Ok(Disk { id, root: root.to_path_buf(), direct_io })
     }
 
     pub fn id(&self) -> &str {
@@ -99,10 +95,7 @@ impl Disk {
 
     pub fn data_dir(&self, data_id: &[u8]) -> PathBuf {
         let prefix = crc32c(data_id) & 0xff;
-        self.root
-            .join(SHARDS_DIR)
-            .join(format!("{prefix:02x}"))
-            .join(hex::encode(data_id))
+        self.root.join(SHARDS_DIR).join(format!("{prefix:02x}")).join(hex::encode(data_id))
     }
 
     pub fn shard_path(&self, key: &ShardKey) -> PathBuf {
@@ -111,9 +104,7 @@ impl Disk {
 
     /// A fresh name under the disk's tmp directory; `kind` only helps a human reading the directory.
     pub fn tmp_path(&self, kind: &str) -> PathBuf {
-        self.root
-            .join(TMP_DIR)
-            .join(format!("{}.{kind}", uuid::Uuid::new_v4().simple()))
+        self.root.join(TMP_DIR).join(format!("{}.{kind}", uuid::Uuid::new_v4().simple()))
     }
 }
 
@@ -139,9 +130,7 @@ pub fn node_id(disks: &[Disk]) -> Result<String, BlobnodeError> {
     if let Some((id, _)) = found {
         return Ok(id);
     }
-    let first = disks
-        .first()
-        .ok_or_else(|| BlobnodeError::Config("no disks given".into()))?;
+    let first = disks.first().ok_or_else(|| BlobnodeError::Config("no disks given".into()))?;
     let id = uuid::Uuid::new_v4().to_string();
     fsutil::write_file_atomic(first.root(), NODE_ID_FILE, format!("{id}\n").as_bytes())?;
     tracing::info!(node_id = %id, disk = %first.root().display(), "created node identity");
@@ -165,11 +154,7 @@ fn read_id_file(dir: &Path, name: &str) -> Result<Option<String>, BlobnodeError>
 fn probe_direct_io(tmp: &Path) -> Result<bool, BlobnodeError> {
     let path = tmp.join("probe.direct-io");
     let attempt = || -> io::Result<()> {
-        let file = fsutil::shard_open_options(true)
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let file = fsutil::shard_open_options(true).read(true).write(true).create_new(true).open(&path)?;
         let mut buf = AlignedBuf::zeroed(ALIGN);
         buf[0] = 0xc0;
         file.write_all_at(&buf, 0)?;

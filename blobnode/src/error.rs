@@ -63,18 +63,11 @@ pub enum BlobnodeError {
 
 impl BlobnodeError {
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        BlobnodeError::Io {
-            what,
-            path: path.into(),
-            source,
-        }
+        BlobnodeError::Io { what, path: path.into(), source }
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
-        BlobnodeError::CorruptShard {
-            path: path.into(),
-            detail: detail.into(),
-        }
+        BlobnodeError::CorruptShard { path: path.into(), detail: detail.into() }
     }
 
     /// The code a remote caller sees.
@@ -127,9 +120,6 @@ mod tests {
         let full = BlobnodeError::io("write", "/d", io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(full.code(), ErrorCode::InsufficientCapacity);
         let mismatch = BlobnodeError::ChecksumMismatch { expected: 1, actual: 2 };
-        assert_eq!(
-            RemoteError::from(tonic::Status::from(mismatch)).code,
-            ErrorCode::ChecksumMismatch
-        );
+        assert_eq!(RemoteError::from(tonic::Status::from(mismatch)).code, ErrorCode::ChecksumMismatch);
     }
 }

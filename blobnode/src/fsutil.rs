@@ -10,9 +10,7 @@ use std::path::Path;
 use crate::error::BlobnodeError;
 
 pub fn sync_dir(dir: &Path) -> Result<(), BlobnodeError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| BlobnodeError::io("sync directory", dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| BlobnodeError::io("sync directory", dir, e))
 }
 
 fn sync_parent(path: &Path) -> Result<(), BlobnodeError> {
@@ -78,11 +76,7 @@ pub fn empty_dir(dir: &Path) -> Result<usize, BlobnodeError> {
         let path = entry.map_err(|e| BlobnodeError::io("list", dir, e))?.path();
         // symlink_metadata: a symlink is removed itself, never followed.
         let is_dir = fs::symlink_metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
-        let result = if is_dir {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
+        let result = if is_dir { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
         match result {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

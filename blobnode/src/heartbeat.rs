@@ -21,10 +21,7 @@ const WARN_EVERY_FAILURES: u32 = 20;
 
 /// Client limits for the announcer: a hung metadata replica delays one heartbeat, not the next ones.
 pub(crate) fn client_config() -> ClientConfig {
-    ClientConfig {
-        timeout: CALL_TIMEOUT,
-        ..ClientConfig::default()
-    }
+    ClientConfig { timeout: CALL_TIMEOUT, ..ClientConfig::default() }
 }
 
 /// The two calls the loop makes; a trait so tests can stand in for the metadata service.
@@ -35,9 +32,7 @@ pub(crate) trait Registry: Send + Sync + 'static {
 
 impl Registry for MetadataClient {
     async fn register(&self, node: NodeInfo) -> Result<(), RemoteError> {
-        self.rpc()
-            .register_node(RegisterNodeRequest { node: Some(node) })
-            .await?;
+        self.rpc().register_node(RegisterNodeRequest { node: Some(node) }).await?;
         Ok(())
     }
 
@@ -53,11 +48,7 @@ fn backoff(consecutive_failures: u32) -> Duration {
 }
 
 async fn node_info(store: &Store, address: &str) -> NodeInfo {
-    NodeInfo {
-        node_id: store.node_id().to_string(),
-        address: address.to_string(),
-        disks: store.disk_infos().await,
-    }
+    NodeInfo { node_id: store.node_id().to_string(), address: address.to_string(), disks: store.disk_infos().await }
 }
 
 async fn call(fut: impl Future<Output = Result<(), RemoteError>>) -> Result<(), RemoteError> {
@@ -72,11 +63,8 @@ pub(crate) async fn announce(registry: impl Registry, store: Arc<Store>, address
     let mut failures: u32 = 0;
     loop {
         let node = node_info(&store, &address).await;
-        let result = if registered {
-            call(registry.heartbeat(node)).await
-        } else {
-            call(registry.register(node)).await
-        };
+        let result =
+            if registered { call(registry.heartbeat(node)).await } else { call(registry.register(node)).await };
         let pause = match result {
             Ok(()) => {
                 if !registered {
@@ -148,10 +136,7 @@ mod tests {
     async fn retries_until_registered_then_heartbeats() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(vec![dir.path().into()], 1 << 20).await.expect("store"));
-        let registry = Arc::new(FakeRegistry {
-            fail_at: vec![0, 1, 2],
-            ..Default::default()
-        });
+        let registry = Arc::new(FakeRegistry { fail_at: vec![0, 1, 2], ..Default::default() });
         let task = tokio::spawn(announce(
             Arc::clone(&registry),
             Arc::clone(&store),
@@ -182,23 +167,11 @@ mod tests {
     async fn failed_heartbeat_leads_to_a_fresh_registration() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(vec![dir.path().into()], 1 << 20).await.expect("store"));
-        let registry = Arc::new(FakeRegistry {
-            fail_at: vec![2],
-            ..Default::default()
-        });
-        let task = tokio::spawn(announce(
-            Arc::clone(&registry),
-            store,
-            "http://x".into(),
-            Duration::from_millis(10),
-        ));
+        let registry = Arc::new(FakeRegistry { fail_at: vec![2], ..Default::default() });
+        let task = tokio::spawn(announce(Arc::clone(&registry), store, "http://x".into(), Duration::from_millis(10)));
         tokio::time::sleep(Duration::from_millis(400)).await;
         task.abort();
         let kinds: Vec<&str> = registry.calls.lock().expect("lock").iter().map(|c| c.0).collect();
-        assert_eq!(
-            &kinds[..5],
-            ["register", "heartbeat", "heartbeat", "register", "heartbeat"],
-            "{kinds:?}"
-        );
+        assert_eq!(&kinds[..5], ["register", "heartbeat", "heartbeat", "register", "heartbeat"], "{kinds:?}");
     }
 }

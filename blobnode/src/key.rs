@@ -20,11 +20,7 @@ impl ShardKey {
     pub fn from_proto(id: Option<ShardId>) -> Result<Self, BlobnodeError> {
         let id = id.ok_or_else(|| BlobnodeError::InvalidArgument("shard id missing".into()))?;
         check_data_id(&id.data_id)?;
-        Ok(ShardKey {
-            data_id: id.data_id,
-            stripe: id.stripe,
-            index: id.index,
-        })
+        Ok(ShardKey { data_id: id.data_id, stripe: id.stripe, index: id.index })
     }
 
     pub fn file_name(&self) -> String {
@@ -55,13 +51,7 @@ mod tests {
     #[test]
     fn validates_ids() {
         assert!(ShardKey::from_proto(None).is_err());
-        let id = |data_id: Vec<u8>| {
-            Some(ShardId {
-                data_id,
-                stripe: 3,
-                index: 4,
-            })
-        };
+        let id = |data_id: Vec<u8>| Some(ShardId { data_id, stripe: 3, index: 4 });
         assert!(ShardKey::from_proto(id(vec![])).is_err());
         assert!(ShardKey::from_proto(id(vec![1; MAX_DATA_ID_BYTES + 1])).is_err());
         let key = ShardKey::from_proto(id(vec![0xab, 0x01])).expect("valid");

@@ -50,12 +50,8 @@ pub async fn run(
     config: BlobnodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BlobnodeError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| BlobnodeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| BlobnodeError::Bind { addr: config.listen, source })?;
     serve(listener, config, shutdown).await
 }
 
@@ -66,10 +62,7 @@ pub async fn serve(
     config: BlobnodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BlobnodeError> {
-    let local = listener.local_addr().map_err(|source| BlobnodeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let local = listener.local_addr().map_err(|source| BlobnodeError::Bind { addr: config.listen, source })?;
     let store = Arc::new(Store::open(config.disks.clone(), config.io_memory_bytes).await?);
     let address = advertised_address(&config, local)?;
     let metadata =
@@ -109,9 +102,7 @@ pub async fn serve(
 fn advertised_address(config: &BlobnodeConfig, local: std::net::SocketAddr) -> Result<String, BlobnodeError> {
     match &config.advertise {
         Some(url) if url.starts_with("http://") || url.starts_with("https://") => Ok(url.clone()),
-        Some(url) => Err(BlobnodeError::Config(format!(
-            "--advertise {url:?} must be an http:// or https:// URL"
-        ))),
+        Some(url) => Err(BlobnodeError::Config(format!("--advertise {url:?} must be an http:// or https:// URL"))),
         None => {
             if local.ip().is_unspecified() {
                 tracing::warn!(%local, "listening on a wildcard address without --advertise; peers cannot reach it");
@@ -140,24 +131,12 @@ mod tests {
     use super::*;
 
     fn put_request(disk_id: &str, data: &'static [u8]) -> Vec<PutShardRequest> {
-        let id = Some(ShardId {
-            data_id: vec![1, 2, 3],
-            stripe: 0,
-            index: 0,
-        });
-        let header = PutShardHeader {
-            disk_id: disk_id.into(),
-            id,
-            length: data.len() as u64,
-            crc32c: shard_file::crc32c(data),
-        };
+        let id = Some(ShardId { data_id: vec![1, 2, 3], stripe: 0, index: 0 });
+        let header =
+            PutShardHeader { disk_id: disk_id.into(), id, length: data.len() as u64, crc32c: shard_file::crc32c(data) };
         vec![
-            PutShardRequest {
-                msg: Some(Msg::Header(header)),
-            },
-            PutShardRequest {
-                msg: Some(Msg::Chunk(bytes::Bytes::from_static(data))),
-            },
+            PutShardRequest { msg: Some(Msg::Header(header)) },
+            PutShardRequest { msg: Some(Msg::Chunk(bytes::Bytes::from_static(data))) },
         ]
     }
 
@@ -174,32 +153,15 @@ mod tests {
             let _ = stopped.await;
         }));
 
-        let mut client = BlobnodeClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect");
-        let refused = client
-            .put_shard(tokio_stream::iter(put_request("nope", b"x")))
-            .await
-            .expect_err("no disk");
+        let mut client = BlobnodeClient::connect(format!("http://{addr}")).await.expect("connect");
+        let refused = client.put_shard(tokio_stream::iter(put_request("nope", b"x"))).await.expect_err("no disk");
         assert_eq!(RemoteError::from(refused).code, ErrorCode::NoSuchDisk);
         // The disks were opened before the server answered, so the identity file exists now.
         let disk_id = std::fs::read_to_string(dir.path().join("coffer-disk.id")).expect("disk id");
         let disk_id = disk_id.trim();
-        client
-            .put_shard(tokio_stream::iter(put_request(disk_id, b"hello shard")))
-            .await
-            .expect("put");
-        let id = Some(ShardId {
-            data_id: vec![1, 2, 3],
-            stripe: 0,
-            index: 0,
-        });
-        let request = GetShardRequest {
-            disk_id: disk_id.into(),
-            id,
-            offset: 6,
-            length: 0,
-        };
+        client.put_shard(tokio_stream::iter(put_request(disk_id, b"hello shard"))).await.expect("put");
+        let id = Some(ShardId { data_id: vec![1, 2, 3], stripe: 0, index: 0 });
+        let request = GetShardRequest { disk_id: disk_id.into(), id, offset: 6, length: 0 };
         let mut stream = client.get_shard(request).await.expect("get").into_inner();
         let chunk = stream.message().await.expect("chunk").expect("one chunk");
         assert_eq!(&chunk.data[..], b"shard");
@@ -207,9 +169,7 @@ mod tests {
         drop(client);
 
         stop.send(()).expect("signal");
-        let result = tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("stops in time");
+        let result = tokio::time::timeout(Duration::from_secs(10), server).await.expect("stops in time");
         result.expect("task").expect("clean exit");
     }
 

@@ -38,22 +38,13 @@ impl BlobnodeService {
 
     async fn put(&self, mut stream: Streaming<PutShardRequest>) -> Result<(), BlobnodeError> {
         let header = match stream.message().await.map_err(BlobnodeError::RequestStream)? {
-            Some(PutShardRequest {
-                msg: Some(Msg::Header(header)),
-            }) => header,
+            Some(PutShardRequest { msg: Some(Msg::Header(header)) }) => header,
             Some(_) => {
-                return Err(BlobnodeError::InvalidArgument(
-                    "the first message must be the header".into(),
-                ));
+                return Err(BlobnodeError::InvalidArgument("the first message must be the header".into()));
             }
             None => return Err(BlobnodeError::InvalidArgument("empty PutShard stream".into())),
         };
-        let PutShardHeader {
-            disk_id,
-            id,
-            length,
-            crc32c,
-        } = header;
+        let PutShardHeader { disk_id, id, length, crc32c } = header;
         let disk = self.store.disk(&disk_id)?;
         let key = ShardKey::from_proto(id)?;
         shard_file::check_len(length)?;
@@ -96,9 +87,7 @@ impl BlobnodeService {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(send_range(Arc::clone(&self.store), shard, range, tx));
         // The permit is released as the server takes the chunk to encode it.
-        Ok(Box::pin(
-            ReceiverStream::new(rx).map(|item| item.map(|(response, _permit)| response)),
-        ))
+        Ok(Box::pin(ReceiverStream::new(rx).map(|item| item.map(|(response, _permit)| response))))
     }
 }
 
@@ -110,9 +99,7 @@ async fn send_range(store: Arc<Store>, shard: OpenShard, range: Range<u64>, tx: 
     while position < range.end {
         let window_end = ((position / READ_WINDOW_BYTES + 1) * READ_WINDOW_BYTES).min(range.end);
         let window = position..window_end;
-        let item = read_window(&store, &shard, window)
-            .await
-            .map_err(|e| edge_error("GetShard", e));
+        let item = read_window(&store, &shard, window).await.map_err(|e| edge_error("GetShard", e));
         let failed = item.is_err();
         // A send error means the client went away; nothing left to do.
         if tx.send(item).await.is_err() || failed {
@@ -131,13 +118,7 @@ async fn read_window(
     let bytes = shard.header().plan_read(window.clone()).read_len as u64;
     let permit = store.budget().acquire(bytes).await?;
     let data = store.read_range(shard.clone(), window).await?;
-    Ok((
-        GetShardResponse {
-            crc32c: shard_file::crc32c(&data),
-            data,
-        },
-        permit,
-    ))
+    Ok((GetShardResponse { crc32c: shard_file::crc32c(&data), data }, permit))
 }
 
 /// Turns an error into the status the caller sees, logging it once, here, at a level matching who must act.
@@ -156,19 +137,14 @@ impl Blobnode for BlobnodeService {
         &self,
         request: Request<Streaming<PutShardRequest>>,
     ) -> Result<Response<PutShardResponse>, Status> {
-        self.put(request.into_inner())
-            .await
-            .map_err(|e| edge_error("PutShard", e))?;
+        self.put(request.into_inner()).await.map_err(|e| edge_error("PutShard", e))?;
         Ok(Response::new(PutShardResponse {}))
     }
 
     type GetShardStream = GetShardStream;
 
     async fn get_shard(&self, request: Request<GetShardRequest>) -> Result<Response<Self::GetShardStream>, Status> {
-        let stream = self
-            .get(request.into_inner())
-            .await
-            .map_err(|e| edge_error("GetShard", e))?;
+        let stream = self.get(request.into_inner()).await.map_err(|e| edge_error("GetShard", e))?;
         Ok(Response::new(stream))
     }
 
@@ -188,10 +164,7 @@ impl Blobnode for BlobnodeService {
         // Reads and verifies the header only; block checksums are checked when the bytes are read.
         let shard = self.open(&disk_id, id).await.map_err(|e| edge_error("StatShard", e))?;
         let header = shard.header();
-        Ok(Response::new(StatShardResponse {
-            length: header.shard_len,
-            crc32c: header.crc32c,
-        }))
+        Ok(Response::new(StatShardResponse { length: header.shard_len, crc32c: header.crc32c }))
     }
 }
 
@@ -226,40 +199,21 @@ mod tests {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let server = tonic::transport::Server::builder().add_service(service);
         tokio::spawn(server.serve_with_incoming(TcpListenerStream::new(listener)));
-        let client = BlobnodeClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect");
-        Node {
-            dir,
-            disk_id,
-            client: client.max_decoding_message_size(MAX_MESSAGE_BYTES),
-        }
+        let client = BlobnodeClient::connect(format!("http://{addr}")).await.expect("connect");
+        Node { dir, disk_id, client: client.max_decoding_message_size(MAX_MESSAGE_BYTES) }
     }
 
     fn shard_id(stripe: u32) -> Option<ShardId> {
-        Some(ShardId {
-            data_id: b"data-1".to_vec(),
-            stripe,
-            index: 2,
-        })
+        Some(ShardId { data_id: b"data-1".to_vec(), stripe, index: 2 })
     }
 
     fn header(disk_id: &str, stripe: u32, length: u64, crc32c: u32) -> PutShardRequest {
-        let header = PutShardHeader {
-            disk_id: disk_id.into(),
-            id: shard_id(stripe),
-            length,
-            crc32c,
-        };
-        PutShardRequest {
-            msg: Some(Msg::Header(header)),
-        }
+        let header = PutShardHeader { disk_id: disk_id.into(), id: shard_id(stripe), length, crc32c };
+        PutShardRequest { msg: Some(Msg::Header(header)) }
     }
 
     fn chunks(data: &[u8], chunk_bytes: usize) -> impl Iterator<Item = PutShardRequest> + '_ {
-        data.chunks(chunk_bytes).map(|c| PutShardRequest {
-            msg: Some(Msg::Chunk(bytes::Bytes::copy_from_slice(c))),
-        })
+        data.chunks(chunk_bytes).map(|c| PutShardRequest { msg: Some(Msg::Chunk(bytes::Bytes::copy_from_slice(c))) })
     }
 
     impl Node {
@@ -269,24 +223,14 @@ mod tests {
         }
 
         async fn put(&self, stripe: u32, data: &[u8]) -> Result<(), RemoteError> {
-            let mut messages = vec![header(
-                &self.disk_id,
-                stripe,
-                data.len() as u64,
-                shard_file::crc32c(data),
-            )];
+            let mut messages = vec![header(&self.disk_id, stripe, data.len() as u64, shard_file::crc32c(data))];
             messages.extend(chunks(data, 300_000));
             self.put_raw(messages).await
         }
 
         /// The chunks received before the stream ended, and how it ended.
         async fn get(&self, stripe: u32, offset: u64, length: u64) -> (Vec<u8>, Result<(), RemoteError>) {
-            let request = GetShardRequest {
-                disk_id: self.disk_id.clone(),
-                id: shard_id(stripe),
-                offset,
-                length,
-            };
+            let request = GetShardRequest { disk_id: self.disk_id.clone(), id: shard_id(stripe), offset, length };
             let mut received = Vec::new();
             let mut stream = match self.client.clone().get_shard(request).await {
                 Ok(response) => response.into_inner(),
@@ -306,18 +250,12 @@ mod tests {
         }
 
         async fn stat(&self, stripe: u32) -> Result<StatShardResponse, RemoteError> {
-            let request = StatShardRequest {
-                disk_id: self.disk_id.clone(),
-                id: shard_id(stripe),
-            };
+            let request = StatShardRequest { disk_id: self.disk_id.clone(), id: shard_id(stripe) };
             Ok(self.client.clone().stat_shard(request).await?.into_inner())
         }
 
         fn tmp_is_empty(&self) -> bool {
-            std::fs::read_dir(self.dir.path().join("tmp"))
-                .expect("list tmp")
-                .next()
-                .is_none()
+            std::fs::read_dir(self.dir.path().join("tmp")).expect("list tmp").next().is_none()
         }
     }
 
@@ -333,40 +271,22 @@ mod tests {
         let (all, end) = node.get(0, 0, 0).await;
         end.expect("get");
         assert_eq!(all, data);
-        for (offset, length) in [
-            (MAX_CHUNK_BYTES as u64 - 5, 10),
-            (70_000, 2_000_000),
-            (data.len() as u64 - 1, 0),
-        ] {
+        for (offset, length) in [(MAX_CHUNK_BYTES as u64 - 5, 10), (70_000, 2_000_000), (data.len() as u64 - 1, 0)] {
             let (part, end) = node.get(0, offset, length).await;
             end.expect("range");
-            let end_at = if length == 0 {
-                data.len()
-            } else {
-                (offset + length) as usize
-            };
+            let end_at = if length == 0 { data.len() } else { (offset + length) as usize };
             assert_eq!(part, &data[offset as usize..end_at], "{offset}+{length}");
         }
         let stat = node.stat(0).await.expect("stat");
-        assert_eq!(
-            (stat.length, stat.crc32c),
-            (data.len() as u64, shard_file::crc32c(&data))
-        );
+        assert_eq!((stat.length, stat.crc32c), (data.len() as u64, shard_file::crc32c(&data)));
 
         node.put(1, b"").await.expect("empty shard");
         let (empty, end) = node.get(1, 0, 0).await;
         assert!(end.is_ok() && empty.is_empty());
 
-        let delete = DeleteDataRequest {
-            disk_id: node.disk_id.clone(),
-            data_id: b"data-1".to_vec(),
-        };
+        let delete = DeleteDataRequest { disk_id: node.disk_id.clone(), data_id: b"data-1".to_vec() };
         node.client.clone().delete_data(delete.clone()).await.expect("delete");
-        node.client
-            .clone()
-            .delete_data(delete)
-            .await
-            .expect("delete is idempotent");
+        node.client.clone().delete_data(delete).await.expect("delete is idempotent");
         assert_eq!(code(node.stat(0).await), ErrorCode::NoSuchShard);
         assert_eq!(code(node.get(1, 0, 0).await.1), ErrorCode::NoSuchShard);
     }
@@ -383,28 +303,13 @@ mod tests {
             messages
         };
         let d = node.disk_id.as_str();
-        assert_eq!(
-            code(node.put_raw(with(header(d, 0, len, crc ^ 1), &data)).await),
-            ErrorCode::ChecksumMismatch
-        );
-        assert_eq!(
-            code(node.put_raw(with(header(d, 0, len, crc), &data[1..])).await),
-            ErrorCode::InvalidArgument
-        );
-        assert_eq!(
-            code(node.put_raw(with(header(d, 0, len - 1, crc), &data)).await),
-            ErrorCode::InvalidArgument
-        );
-        assert_eq!(
-            code(node.put_raw(with(header("nope", 0, len, crc), &data)).await),
-            ErrorCode::NoSuchDisk
-        );
+        assert_eq!(code(node.put_raw(with(header(d, 0, len, crc ^ 1), &data)).await), ErrorCode::ChecksumMismatch);
+        assert_eq!(code(node.put_raw(with(header(d, 0, len, crc), &data[1..])).await), ErrorCode::InvalidArgument);
+        assert_eq!(code(node.put_raw(with(header(d, 0, len - 1, crc), &data)).await), ErrorCode::InvalidArgument);
+        assert_eq!(code(node.put_raw(with(header("nope", 0, len, crc), &data)).await), ErrorCode::NoSuchDisk);
         let too_big = header(d, 0, shard_file::MAX_SHARD_BYTES + 1, 0);
         assert_eq!(code(node.put_raw(vec![too_big]).await), ErrorCode::InvalidArgument);
-        assert_eq!(
-            code(node.put_raw(chunks(&data, 10_000).collect()).await),
-            ErrorCode::InvalidArgument
-        );
+        assert_eq!(code(node.put_raw(chunks(&data, 10_000).collect()).await), ErrorCode::InvalidArgument);
         assert_eq!(code(node.put_raw(vec![]).await), ErrorCode::InvalidArgument);
         let twice = vec![header(d, 0, 0, 0), header(d, 0, 0, 0)];
         assert_eq!(code(node.put_raw(twice).await), ErrorCode::InvalidArgument);
@@ -425,12 +330,7 @@ mod tests {
         assert_eq!(code(node.get(0, 11, 0).await.1), ErrorCode::InvalidArgument);
         assert_eq!(code(node.get(0, 5, 6).await.1), ErrorCode::InvalidArgument);
         assert_eq!(code(node.get(9, 0, 0).await.1), ErrorCode::NoSuchShard);
-        let request = GetShardRequest {
-            disk_id: "nope".into(),
-            id: shard_id(0),
-            offset: 0,
-            length: 0,
-        };
+        let request = GetShardRequest { disk_id: "nope".into(), id: shard_id(0), offset: 0, length: 0 };
         let status = node.client.clone().get_shard(request).await.expect_err("unknown disk");
         assert_eq!(RemoteError::from(status).code, ErrorCode::NoSuchDisk);
         let (bytes, end) = node.get(0, 3, 4).await;

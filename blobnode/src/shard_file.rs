@@ -83,15 +83,9 @@ impl ShardHeader {
         let crc32c = data
             .chunks(BLOCK_BYTES)
             .zip(&block_crcs)
-            .fold(None, |acc, (block, &crc)| {
-                Some(acc.map_or(crc, |a| crc32c_combine(a, crc, block.len())))
-            })
+            .fold(None, |acc, (block, &crc)| Some(acc.map_or(crc, |a| crc32c_combine(a, crc, block.len()))))
             .unwrap_or_else(|| crc32c(&[]));
-        Ok(ShardHeader {
-            shard_len: data.len() as u64,
-            crc32c,
-            block_crcs,
-        })
+        Ok(ShardHeader { shard_len: data.len() as u64, crc32c, block_crcs })
     }
 
     pub fn encode(&self, out: &mut [u8]) {
@@ -139,20 +133,12 @@ impl ShardHeader {
             return Err(format!("{count} blocks recorded for a shard of {shard_len} bytes"));
         }
         let block_crcs = (0..count).map(|i| le_u32(block, TABLE_OFFSET + 4 * i)).collect();
-        Ok(ShardHeader {
-            shard_len,
-            crc32c: le_u32(block, 24),
-            block_crcs,
-        })
+        Ok(ShardHeader { shard_len, crc32c: le_u32(block, 24), block_crcs })
     }
 
     /// The data range asked for by (offset, length), length 0 meaning "to the end".
     pub fn range(&self, offset: u64, length: u64) -> Result<Range<u64>, BlobnodeError> {
-        let end = if length == 0 {
-            Some(self.shard_len)
-        } else {
-            offset.checked_add(length)
-        };
+        let end = if length == 0 { Some(self.shard_len) } else { offset.checked_add(length) };
         match end {
             Some(end) if offset <= end && end <= self.shard_len => Ok(offset..end),
             _ => Err(BlobnodeError::InvalidArgument(format!(
@@ -168,11 +154,7 @@ impl ShardHeader {
         let block = BLOCK_BYTES as u64;
         let first_block = range.start / block;
         let read_start = first_block * block;
-        let read_end = range
-            .end
-            .div_ceil(block)
-            .saturating_mul(block)
-            .min(align_up(self.shard_len));
+        let read_end = range.end.div_ceil(block).saturating_mul(block).min(align_up(self.shard_len));
         // All of these are bounded by MAX_SHARD_BYTES, far inside usize.
         ReadPlan {
             first_block: first_block as usize,
@@ -186,10 +168,7 @@ impl ShardHeader {
     pub fn verify_blocks(&self, first_block: usize, data: &[u8]) -> Result<(), String> {
         for (i, chunk) in data.chunks(BLOCK_BYTES).enumerate() {
             let index = first_block + i;
-            let expected = *self
-                .block_crcs
-                .get(index)
-                .ok_or_else(|| format!("read past the last block ({index})"))?;
+            let expected = *self.block_crcs.get(index).ok_or_else(|| format!("read past the last block ({index})"))?;
             let block_start = index as u64 * BLOCK_BYTES as u64;
             let valid = (self.shard_len - block_start).min(BLOCK_BYTES as u64) as usize;
             let (payload, padding) = chunk.split_at(valid.min(chunk.len()));
@@ -198,9 +177,7 @@ impl ShardHeader {
             }
             let actual = crc32c(payload);
             if actual != expected {
-                return Err(format!(
-                    "block {index} crc32c {actual:#010x}, expected {expected:#010x}"
-                ));
+                return Err(format!("block {index} crc32c {actual:#010x}, expected {expected:#010x}"));
             }
             // The padding is not covered by a CRC; insisting it stays zero catches damage there too.
             if padding.iter().any(|&b| b != 0) {
@@ -243,11 +220,7 @@ impl ShardImage {
     pub fn new(shard_len: u64) -> Result<Self, BlobnodeError> {
         check_len(shard_len)?;
         let buf = AlignedBuf::zeroed(file_bytes(shard_len) as usize);
-        Ok(ShardImage {
-            buf,
-            shard_len: shard_len as usize,
-            filled: 0,
-        })
+        Ok(ShardImage { buf, shard_len: shard_len as usize, filled: 0 })
     }
 
     pub fn append(&mut self, chunk: &[u8]) -> Result<(), BlobnodeError> {
@@ -273,16 +246,10 @@ impl ShardImage {
         }
         let header = ShardHeader::for_data(&self.buf[HEADER_BYTES..HEADER_BYTES + self.shard_len])?;
         if header.crc32c != expected_crc32c {
-            return Err(BlobnodeError::ChecksumMismatch {
-                expected: expected_crc32c,
-                actual: header.crc32c,
-            });
+            return Err(BlobnodeError::ChecksumMismatch { expected: expected_crc32c, actual: header.crc32c });
         }
         header.encode(&mut self.buf);
-        Ok(SealedShard {
-            image: self.buf,
-            header,
-        })
+        Ok(SealedShard { image: self.buf, header })
     }
 }
 
@@ -311,21 +278,9 @@ pub(crate) mod tests {
 
     #[test]
     fn block_crcs_combine_to_the_whole_crc() {
-        for len in [
-            0,
-            1,
-            4095,
-            BLOCK_BYTES - 1,
-            BLOCK_BYTES,
-            BLOCK_BYTES + 1,
-            3 * BLOCK_BYTES + 17,
-        ] {
+        for len in [0, 1, 4095, BLOCK_BYTES - 1, BLOCK_BYTES, BLOCK_BYTES + 1, 3 * BLOCK_BYTES + 17] {
             let data = pattern(len, 1);
-            assert_eq!(
-                ShardHeader::for_data(&data).expect("header").crc32c,
-                crc32c(&data),
-                "len {len}"
-            );
+            assert_eq!(ShardHeader::for_data(&data).expect("header").crc32c, crc32c(&data), "len {len}");
         }
     }
 
@@ -346,11 +301,7 @@ pub(crate) mod tests {
 
     #[test]
     fn largest_shard_table_fits() {
-        let header = ShardHeader {
-            shard_len: MAX_SHARD_BYTES,
-            crc32c: 5,
-            block_crcs: vec![7; MAX_BLOCKS],
-        };
+        let header = ShardHeader { shard_len: MAX_SHARD_BYTES, crc32c: 5, block_crcs: vec![7; MAX_BLOCKS] };
         let mut block = vec![0u8; HEADER_BYTES];
         header.encode(&mut block);
         assert_eq!(ShardHeader::decode(&block), Ok(header));
@@ -362,17 +313,11 @@ pub(crate) mod tests {
         let data = pattern(1000, 3);
         let mut image = ShardImage::new(1000).expect("new");
         image.append(&data).expect("append");
-        assert!(matches!(
-            image.seal(crc32c(&data) ^ 1),
-            Err(BlobnodeError::ChecksumMismatch { .. })
-        ));
+        assert!(matches!(image.seal(crc32c(&data) ^ 1), Err(BlobnodeError::ChecksumMismatch { .. })));
 
         let mut short = ShardImage::new(1000).expect("new");
         short.append(&data[..999]).expect("append");
-        assert!(matches!(
-            short.seal(crc32c(&data)),
-            Err(BlobnodeError::InvalidArgument(_))
-        ));
+        assert!(matches!(short.seal(crc32c(&data)), Err(BlobnodeError::InvalidArgument(_))));
 
         let mut long = ShardImage::new(999).expect("new");
         assert!(matches!(long.append(&data), Err(BlobnodeError::InvalidArgument(_))));

@@ -49,20 +49,15 @@ fn move_into_place(disk: &Disk, key: &ShardKey, tmp: &Path) -> Result<(), Blobno
 fn write_synced(disk: &Disk, path: &Path, sealed: &SealedShard) -> Result<(), BlobnodeError> {
     // Checked on the way out as on the way in: a header that would not read back is a bug, never written.
     if ShardHeader::decode(&sealed.image).as_ref() != Ok(&sealed.header) {
-        return Err(BlobnodeError::Internal(format!(
-            "sealed image of {} does not carry its header",
-            path.display()
-        )));
+        return Err(BlobnodeError::Internal(format!("sealed image of {} does not carry its header", path.display())));
     }
     let file = fsutil::shard_open_options(disk.direct_io())
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(|e| BlobnodeError::io("create shard", path, e))?;
-    file.write_all_at(&sealed.image, 0)
-        .map_err(|e| BlobnodeError::io("write shard", path, e))?;
-    file.sync_data()
-        .map_err(|e| BlobnodeError::io("fdatasync shard", path, e))
+    file.write_all_at(&sealed.image, 0).map_err(|e| BlobnodeError::io("write shard", path, e))?;
+    file.sync_data().map_err(|e| BlobnodeError::io("fdatasync shard", path, e))
 }
 
 /// An open shard whose header has been verified. Cheap to clone, so each blocking read can own one.
@@ -86,22 +81,12 @@ impl OpenShard {
         let mut block = AlignedBuf::zeroed(HEADER_BYTES);
         read_exact_at(&file, &mut block, 0, &path)?;
         let header = ShardHeader::decode(&block).map_err(|detail| BlobnodeError::corrupt(&path, detail))?;
-        let on_disk = file
-            .metadata()
-            .map_err(|e| BlobnodeError::io("stat shard", &path, e))?
-            .len();
+        let on_disk = file.metadata().map_err(|e| BlobnodeError::io("stat shard", &path, e))?.len();
         let expected = file_bytes(header.shard_len);
         if on_disk < expected {
-            return Err(BlobnodeError::corrupt(
-                &path,
-                format!("truncated: {on_disk} bytes, {expected} expected"),
-            ));
+            return Err(BlobnodeError::corrupt(&path, format!("truncated: {on_disk} bytes, {expected} expected")));
         }
-        Ok(OpenShard {
-            file: Arc::new(file),
-            header: Arc::new(header),
-            path: Arc::new(path),
-        })
+        Ok(OpenShard { file: Arc::new(file), header: Arc::new(header), path: Arc::new(path) })
     }
 
     pub fn header(&self) -> &ShardHeader {
@@ -162,11 +147,7 @@ mod tests {
     }
 
     fn key(stripe: u32) -> ShardKey {
-        ShardKey {
-            data_id: vec![0xde, 0xad, 0xbe, 0xef],
-            stripe,
-            index: 1,
-        }
+        ShardKey { data_id: vec![0xde, 0xad, 0xbe, 0xef], stripe, index: 1 }
     }
 
     fn put(disk: &Disk, key: &ShardKey, data: &[u8]) {
@@ -176,16 +157,7 @@ mod tests {
     #[test]
     fn round_trip_of_many_sizes() {
         let (_dir, disk) = disk();
-        let sizes = [
-            0,
-            1,
-            4095,
-            4096,
-            BLOCK_BYTES - 1,
-            BLOCK_BYTES,
-            BLOCK_BYTES + 1,
-            (1 << 20) + 3,
-        ];
+        let sizes = [0, 1, 4095, 4096, BLOCK_BYTES - 1, BLOCK_BYTES, BLOCK_BYTES + 1, (1 << 20) + 3];
         for (i, &len) in sizes.iter().enumerate() {
             let data = pattern(len, i as u32);
             let key = key(i as u32);
@@ -208,14 +180,7 @@ mod tests {
         put(&disk, &key(0), &data);
         let shard = OpenShard::open(&disk, &key(0)).expect("open");
         let b = BLOCK_BYTES;
-        for (start, end) in [
-            (0, 1),
-            (b - 1, b + 1),
-            (b - 10, 2 * b + 10),
-            (5, len),
-            (len - 1, len),
-            (2 * b, 3 * b),
-        ] {
+        for (start, end) in [(0, 1), (b - 1, b + 1), (b - 10, 2 * b + 10), (5, len), (len - 1, len), (2 * b, 3 * b)] {
             let got = shard.read_range(start as u64..end as u64).expect("read");
             assert_eq!(got, &data[start..end], "{start}..{end}");
         }
@@ -242,9 +207,7 @@ mod tests {
         fs::write(&path, &bytes).expect("damage");
         let shard = OpenShard::open(&disk, &key(0)).expect("header still fine");
         assert_eq!(shard.read_range(0..10).expect("first block intact"), &data[..10]);
-        let err = shard
-            .read_range(0..data.len() as u64)
-            .expect_err("second block corrupt");
+        let err = shard.read_range(0..data.len() as u64).expect_err("second block corrupt");
         assert!(matches!(err, BlobnodeError::CorruptShard { .. }), "{err}");
 
         bytes[20] ^= 1;
@@ -259,8 +222,7 @@ mod tests {
         put(&disk, &key(0), &pattern(3 * BLOCK_BYTES, 11));
         let path = disk.shard_path(&key(0));
         let file = fs::OpenOptions::new().write(true).open(&path).expect("open");
-        file.set_len(HEADER_BYTES as u64 + BLOCK_BYTES as u64)
-            .expect("truncate");
+        file.set_len(HEADER_BYTES as u64 + BLOCK_BYTES as u64).expect("truncate");
         let err = OpenShard::open(&disk, &key(0)).err().expect("truncated");
         assert!(matches!(err, BlobnodeError::CorruptShard { .. }), "{err}");
         file.set_len(100).expect("truncate into header");
@@ -271,28 +233,15 @@ mod tests {
     #[test]
     fn missing_shard_and_idempotent_delete() {
         let (_dir, disk) = disk();
-        assert!(matches!(
-            OpenShard::open(&disk, &key(0)),
-            Err(BlobnodeError::NoSuchShard(_))
-        ));
+        assert!(matches!(OpenShard::open(&disk, &key(0)), Err(BlobnodeError::NoSuchShard(_))));
         put(&disk, &key(0), b"a");
         put(&disk, &key(1), b"b");
-        let other = ShardKey {
-            data_id: vec![1],
-            stripe: 0,
-            index: 0,
-        };
+        let other = ShardKey { data_id: vec![1], stripe: 0, index: 0 };
         put(&disk, &other, b"c");
         delete_data(&disk, &key(0).data_id).expect("delete");
         delete_data(&disk, &key(0).data_id).expect("delete again");
-        assert!(matches!(
-            OpenShard::open(&disk, &key(0)),
-            Err(BlobnodeError::NoSuchShard(_))
-        ));
-        assert!(matches!(
-            OpenShard::open(&disk, &key(1)),
-            Err(BlobnodeError::NoSuchShard(_))
-        ));
+        assert!(matches!(OpenShard::open(&disk, &key(0)), Err(BlobnodeError::NoSuchShard(_))));
+        assert!(matches!(OpenShard::open(&disk, &key(1)), Err(BlobnodeError::NoSuchShard(_))));
         assert!(OpenShard::open(&disk, &other).is_ok());
         assert_eq!(fs::read_dir(disk.root().join("tmp")).expect("list").count(), 0);
         put(&disk, &key(0), b"after delete");

@@ -36,10 +36,7 @@ impl Store {
             if roots.is_empty() {
                 return Err(BlobnodeError::Config("at least one --disk is required".into()));
             }
-            let disks = roots
-                .iter()
-                .map(|root| Disk::open(root))
-                .collect::<Result<Vec<_>, _>>()?;
+            let disks = roots.iter().map(|root| Disk::open(root)).collect::<Result<Vec<_>, _>>()?;
             for (i, disk) in disks.iter().enumerate() {
                 if let Some(twin) = disks[..i].iter().find(|d| d.id() == disk.id()) {
                     return Err(BlobnodeError::Config(format!(
@@ -54,11 +51,7 @@ impl Store {
             Ok((disks, node_id))
         })
         .await?;
-        Ok(Store {
-            disks: disks.into_iter().map(Arc::new).collect(),
-            node_id,
-            budget: IoBudget::new(io_memory_bytes),
-        })
+        Ok(Store { disks: disks.into_iter().map(Arc::new).collect(), node_id, budget: IoBudget::new(io_memory_bytes) })
     }
 
     pub fn node_id(&self) -> &str {
@@ -70,11 +63,7 @@ impl Store {
     }
 
     pub fn disk(&self, disk_id: &str) -> Result<Arc<Disk>, BlobnodeError> {
-        self.disks
-            .iter()
-            .find(|d| d.id() == disk_id)
-            .cloned()
-            .ok_or_else(|| BlobnodeError::NoSuchDisk(disk_id.into()))
+        self.disks.iter().find(|d| d.id() == disk_id).cloned().ok_or_else(|| BlobnodeError::NoSuchDisk(disk_id.into()))
     }
 
     pub fn budget(&self) -> &IoBudget {
@@ -104,9 +93,7 @@ impl Store {
             Ok(disks
                 .iter()
                 .map(|disk| {
-                    let usage = disk
-                        .usage()
-                        .inspect_err(|e| tracing::warn!(error = %e, "disk usage unavailable"));
+                    let usage = disk.usage().inspect_err(|e| tracing::warn!(error = %e, "disk usage unavailable"));
                     DiskInfo {
                         disk_id: disk.id().to_string(),
                         path: disk.root().display().to_string(),
@@ -134,9 +121,7 @@ mod tests {
     async fn disks_by_id_and_duplicates_refused() {
         let a = tempfile::tempdir().expect("tempdir");
         let b = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(vec![a.path().into(), b.path().into()], 1 << 20)
-            .await
-            .expect("open");
+        let store = Store::open(vec![a.path().into(), b.path().into()], 1 << 20).await.expect("open");
         assert_eq!(store.disks().len(), 2);
         let id = store.disks()[1].id().to_string();
         assert_eq!(store.disk(&id).expect("by id").root(), b.path());
@@ -146,16 +131,11 @@ mod tests {
         let node = store.node_id().to_string();
         drop(store);
 
-        let again = Store::open(vec![b.path().into(), a.path().into()], 1 << 20)
-            .await
-            .expect("reopen");
+        let again = Store::open(vec![b.path().into(), a.path().into()], 1 << 20).await.expect("reopen");
         assert_eq!(again.node_id(), node);
         let twice = Store::open(vec![a.path().into(), a.path().into()], 1 << 20).await;
         assert!(matches!(twice, Err(BlobnodeError::Config(_))));
-        assert!(matches!(
-            Store::open(vec![], 1 << 20).await,
-            Err(BlobnodeError::Config(_))
-        ));
+        assert!(matches!(Store::open(vec![], 1 << 20).await, Err(BlobnodeError::Config(_))));
     }
 
     #[tokio::test]
@@ -163,31 +143,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(vec![dir.path().into()], 1 << 20).await.expect("open");
         let disk = Arc::clone(&store.disks()[0]);
-        let key = ShardKey {
-            data_id: vec![9; 16],
-            stripe: 0,
-            index: 0,
-        };
+        let key = ShardKey { data_id: vec![9; 16], stripe: 0, index: 0 };
         let data = pattern(100_000, 1);
-        store
-            .write_shard(Arc::clone(&disk), key.clone(), seal(&data))
-            .await
-            .expect("write");
-        let shard = store
-            .open_shard(Arc::clone(&disk), key.clone())
-            .await
-            .expect("open shard");
-        assert_eq!(
-            store.read_range(shard, 10..99_000).await.expect("read"),
-            &data[10..99_000]
-        );
-        store
-            .delete_data(Arc::clone(&disk), key.data_id.clone())
-            .await
-            .expect("delete");
-        assert!(matches!(
-            store.open_shard(disk, key).await,
-            Err(BlobnodeError::NoSuchShard(_))
-        ));
+        store.write_shard(Arc::clone(&disk), key.clone(), seal(&data)).await.expect("write");
+        let shard = store.open_shard(Arc::clone(&disk), key.clone()).await.expect("open shard");
+        assert_eq!(store.read_range(shard, 10..99_000).await.expect("read"), &data[10..99_000]);
+        store.delete_data(Arc::clone(&disk), key.data_id.clone()).await.expect("delete");
+        assert!(matches!(store.open_shard(disk, key).await, Err(BlobnodeError::NoSuchShard(_))));
     }
 }

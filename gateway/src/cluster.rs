@@ -33,11 +33,7 @@ struct State {
 
 impl ClusterView {
     pub fn new(metadata: MetadataClient, blobnodes: BlobnodePool) -> Self {
-        ClusterView {
-            metadata,
-            blobnodes,
-            state: Arc::default(),
-        }
+        ClusterView { metadata, blobnodes, state: Arc::default() }
     }
 
     pub async fn refresh(&self) -> Result<(), RemoteError> {
@@ -58,11 +54,8 @@ impl ClusterView {
             .map(|info| info.disks.iter().filter(|d| d.healthy).count())
             .sum();
         self.state.live_disks.store(live_disks, Ordering::Relaxed);
-        let addresses: Vec<(String, String)> = nodes
-            .into_iter()
-            .filter_map(|n| n.info)
-            .map(|info| (info.node_id, info.address))
-            .collect();
+        let addresses: Vec<(String, String)> =
+            nodes.into_iter().filter_map(|n| n.info).map(|info| (info.node_id, info.address)).collect();
         if let Ok(mut known) = self.state.known_nodes.write() {
             *known = addresses.iter().map(|(id, _)| id.clone()).collect();
         }

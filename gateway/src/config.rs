@@ -22,24 +22,16 @@ impl FromStr for ErasureCode {
 
     /// Parses `K+M`, e.g. `4+2`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (k, m) = s
-            .split_once('+')
-            .ok_or_else(|| format!("expected K+M such as 4+2, got {s:?}"))?;
+        let (k, m) = s.split_once('+').ok_or_else(|| format!("expected K+M such as 4+2, got {s:?}"))?;
         let data_shards: u32 = k.trim().parse().map_err(|_| format!("bad data shard count in {s:?}"))?;
-        let parity_shards: u32 = m
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad parity shard count in {s:?}"))?;
+        let parity_shards: u32 = m.trim().parse().map_err(|_| format!("bad parity shard count in {s:?}"))?;
         if data_shards == 0 {
             return Err("at least one data shard is needed".into());
         }
         if data_shards + parity_shards > 32 {
             return Err("at most 32 shards per stripe".into());
         }
-        Ok(ErasureCode {
-            data_shards,
-            parity_shards,
-        })
+        Ok(ErasureCode { data_shards, parity_shards })
     }
 }
 
@@ -72,12 +64,7 @@ pub struct GatewayConfig {
     pub address: SocketAddr,
 
     /// Metadata service URL(s); calls are balanced over several.
-    #[arg(
-        long = "metadata",
-        env = "COFFER_METADATA",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:9100"
-    )]
+    #[arg(long = "metadata", env = "COFFER_METADATA", value_delimiter = ',', default_value = "http://127.0.0.1:9100")]
     pub metadata: Vec<String>,
 
     /// Base domain(s) for virtual-hosted-style requests (BUCKET.DOMAIN); path style always works.
@@ -144,20 +131,8 @@ mod tests {
 
     #[test]
     fn erasure_code_parses() {
-        assert_eq!(
-            "4+2".parse(),
-            Ok(ErasureCode {
-                data_shards: 4,
-                parity_shards: 2
-            })
-        );
-        assert_eq!(
-            "1+0".parse(),
-            Ok(ErasureCode {
-                data_shards: 1,
-                parity_shards: 0
-            })
-        );
+        assert_eq!("4+2".parse(), Ok(ErasureCode { data_shards: 4, parity_shards: 2 }));
+        assert_eq!("1+0".parse(), Ok(ErasureCode { data_shards: 1, parity_shards: 0 }));
         assert!("0+2".parse::<ErasureCode>().is_err());
         assert!("30+3".parse::<ErasureCode>().is_err());
         assert!("4".parse::<ErasureCode>().is_err());

@@ -52,9 +52,7 @@ pub fn encode_stripe(geometry: &Geometry, stripe: Bytes) -> GatewayResult<Vec<By
         buf[..stripe.len()].copy_from_slice(&stripe);
         buf.freeze()
     };
-    let mut shards: Vec<Bytes> = (0..k)
-        .map(|i| padded.slice(i * shard_len..(i + 1) * shard_len))
-        .collect();
+    let mut shards: Vec<Bytes> = (0..k).map(|i| padded.slice(i * shard_len..(i + 1) * shard_len)).collect();
     if geometry.parity_shards > 0 {
         let parity = reed_solomon_simd::encode(k, geometry.parity_shards, shards.iter())
             .map_err(|e| GatewayError::Codec(e.to_string()))?;
@@ -69,23 +67,13 @@ pub fn reconstruct_data(geometry: &Geometry, stripe: u64, shards: Vec<Option<Byt
     let k = geometry.data_shards;
     let available = shards.iter().filter(|s| s.is_some()).count();
     if available < k {
-        return Err(GatewayError::NotEnoughShards {
-            stripe,
-            available,
-            needed: k,
-        });
+        return Err(GatewayError::NotEnoughShards { stripe, available, needed: k });
     }
     if shards[..k].iter().all(Option::is_some) {
         return Ok(shards.into_iter().take(k).flatten().collect());
     }
-    let originals = shards[..k]
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
-    let recovery = shards[k..]
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
+    let originals = shards[..k].iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
+    let recovery = shards[k..].iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
     let mut restored = reed_solomon_simd::decode(k, geometry.parity_shards, originals, recovery)
         .map_err(|e| GatewayError::Codec(e.to_string()))?;
     let mut out = Vec::with_capacity(k);
@@ -108,12 +96,7 @@ mod tests {
     use super::*;
 
     fn geometry(k: usize, m: usize, stripe_size: u64, size: u64) -> Geometry {
-        Geometry {
-            data_shards: k,
-            parity_shards: m,
-            stripe_size,
-            size,
-        }
+        Geometry { data_shards: k, parity_shards: m, stripe_size, size }
     }
 
     fn pattern(len: usize) -> Bytes {
@@ -140,11 +123,8 @@ mod tests {
             let shards = encode_stripe(&g, data.clone()).expect("encode");
             assert_eq!(shards.len(), k + m);
             // Lose the first m shards (all data shards when m >= k).
-            let damaged: Vec<Option<Bytes>> = shards
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i >= m).then(|| s.clone()))
-                .collect();
+            let damaged: Vec<Option<Bytes>> =
+                shards.iter().enumerate().map(|(i, s)| (i >= m).then(|| s.clone())).collect();
             let rebuilt = reconstruct_data(&g, 0, damaged).expect("reconstruct");
             let joined: Vec<u8> = rebuilt.iter().flat_map(|s| s.iter().copied()).collect();
             assert_eq!(&joined[..len], &data[..], "k={k} m={m} len={len}");
@@ -155,15 +135,8 @@ mod tests {
     fn too_many_losses_is_an_error() {
         let g = geometry(4, 2, 4096, 4096);
         let shards = encode_stripe(&g, pattern(4096)).expect("encode");
-        let damaged: Vec<Option<Bytes>> = shards
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| (i >= 3).then_some(s))
-            .collect();
-        assert!(matches!(
-            reconstruct_data(&g, 7, damaged),
-            Err(GatewayError::NotEnoughShards { stripe: 7, .. })
-        ));
+        let damaged: Vec<Option<Bytes>> = shards.into_iter().enumerate().map(|(i, s)| (i >= 3).then_some(s)).collect();
+        assert!(matches!(reconstruct_data(&g, 7, damaged), Err(GatewayError::NotEnoughShards { stripe: 7, .. })));
     }
 
     #[test]

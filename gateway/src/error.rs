@@ -8,11 +8,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Remote(#[from] RemoteError),
     #[error("stripe {stripe}: only {available} of the {needed} shards needed could be read")]
-    NotEnoughShards {
-        stripe: u64,
-        available: usize,
-        needed: usize,
-    },
+    NotEnoughShards { stripe: u64, available: usize, needed: usize },
     #[error("erasure coding failed: {0}")]
     Codec(String),
     #[error("the Content-MD5 you specified did not match what we received")]

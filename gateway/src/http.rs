@@ -67,10 +67,7 @@ impl Edge {
                 return if self.cluster.is_ready(self.disks_needed) {
                     plain(StatusCode::OK, "OK")
                 } else {
-                    plain(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "not ready: metadata or blobnodes unreachable",
-                    )
+                    plain(StatusCode::SERVICE_UNAVAILABLE, "not ready: metadata or blobnodes unreachable")
                 };
             }
         }
@@ -82,9 +79,7 @@ impl Edge {
                            <Message>We encountered an internal error. Please try again.</Message></Error>";
                 let mut response = Response::new(Body::from(xml.to_string()));
                 *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+                response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
                 response
             }
         }
@@ -99,9 +94,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 
 /// S3 error documents carry the request id; s3s does not know it, so it is added here.
 async fn with_request_id_in_error(response: Response<Body>, id: &str) -> Response<Body> {
-    let small = http_body::Body::size_hint(response.body())
-        .upper()
-        .is_some_and(|n| n <= MAX_PATCHED_ERROR_BYTES);
+    let small = http_body::Body::size_hint(response.body()).upper().is_some_and(|n| n <= MAX_PATCHED_ERROR_BYTES);
     if !small {
         return response;
     }
@@ -116,9 +109,7 @@ async fn with_request_id_in_error(response: Response<Body>, id: &str) -> Respons
         }
         _ => bytes,
     };
-    parts
-        .headers
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(patched.len()));
+    parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(patched.len()));
     Response::from_parts(parts, Body::from(patched))
 }
 

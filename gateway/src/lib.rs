@@ -57,10 +57,7 @@ pub async fn serve(
             coffer_iam::DEFAULT_ROOT_PASSWORD
         );
     }
-    let client_config = ClientConfig {
-        timeout: config.rpc_timeout,
-        ..ClientConfig::default()
-    };
+    let client_config = ClientConfig { timeout: config.rpc_timeout, ..ClientConfig::default() };
     let metadata = MetadataClient::connect(&config.metadata, &client_config)?;
     let blobnodes = BlobnodePool::new(client_config);
     let cluster = ClusterView::new(metadata.clone(), blobnodes.clone());
@@ -84,11 +81,7 @@ pub async fn serve(
             MultiDomain::new(&config.domains).map_err(|e| GatewayError::Internal(format!("bad --domain: {e:?}")))?;
         builder.set_host(host);
     }
-    let edge = http::Edge {
-        s3: builder.build(),
-        cluster,
-        disks_needed: config.ec.total() as usize,
-    };
+    let edge = http::Edge { s3: builder.build(), cluster, disks_needed: config.ec.total() as usize };
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%address, ec = %config.ec, "S3 gateway listening");
     http::serve(listener, edge, shutdown, config.shutdown_grace).await;

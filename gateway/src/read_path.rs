@@ -21,11 +21,7 @@ use crate::error::{GatewayError, GatewayResult};
 /// One unit of reading: a slice of inline bytes, or a byte range within one stripe.
 enum Piece {
     Inline(Bytes),
-    Stripe {
-        layout: Arc<DataLayout>,
-        stripe: u64,
-        range: Range<u64>,
-    },
+    Stripe { layout: Arc<DataLayout>, stripe: u64, range: Range<u64> },
 }
 
 fn geometry(layout: &DataLayout) -> Geometry {
@@ -64,11 +60,7 @@ fn pieces(segments: Vec<Segment>, range: Range<u64>) -> impl Iterator<Item = Pie
                     let stripe_start = stripe * g.stripe_size;
                     let lo = r.start.max(stripe_start) - stripe_start;
                     let hi = r.end.min(stripe_start + g.stripe_len(stripe)) - stripe_start;
-                    Piece::Stripe {
-                        layout: layout.clone(),
-                        stripe,
-                        range: lo..hi,
-                    }
+                    Piece::Stripe { layout: layout.clone(), stripe, range: lo..hi }
                 }))
             }
         };
@@ -126,9 +118,7 @@ impl DataPlane {
 
     /// Reads `range` (relative to the stripe) of one stripe; returns it as a list of slices.
     async fn read_stripe(&self, layout: &DataLayout, stripe: u64, range: Range<u64>) -> GatewayResult<Vec<Bytes>> {
-        self.cluster
-            .ensure_known(layout.shards.iter().map(|s| s.node_id.as_str()))
-            .await;
+        self.cluster.ensure_known(layout.shards.iter().map(|s| s.node_id.as_str())).await;
         match self.read_stripe_fast(layout, stripe, range.clone()).await {
             Ok(parts) => Ok(parts),
             Err(e) => {
@@ -139,11 +129,7 @@ impl DataPlane {
     }
 
     fn shard_id(layout: &DataLayout, stripe: u64, index: usize) -> ShardId {
-        ShardId {
-            data_id: layout.data_id.clone(),
-            stripe: stripe as u32,
-            index: index as u32,
-        }
+        ShardId { data_id: layout.data_id.clone(), stripe: stripe as u32, index: index as u32 }
     }
 
     /// Reads just the byte ranges of the data shards that overlap `range`.
@@ -163,10 +149,7 @@ impl DataPlane {
                     return Err(GatewayError::Internal(format!("blobnode {} is down", location.node_id)));
                 }
                 let id = Self::shard_id(layout, stripe, index);
-                Ok(self
-                    .blobnodes
-                    .get_shard(&location.node_id, &location.disk_id, id, lo, hi - lo)
-                    .await?)
+                Ok(self.blobnodes.get_shard(&location.node_id, &location.disk_id, id, lo, hi - lo).await?)
             }
         });
         futures::future::try_join_all(reads).await
@@ -183,11 +166,7 @@ impl DataPlane {
         let shard_len = g.shard_len(g.stripe_len(stripe));
         let reads = layout.shards.iter().enumerate().map(|(index, location)| async move {
             let id = Self::shard_id(layout, stripe, index);
-            match self
-                .blobnodes
-                .get_shard(&location.node_id, &location.disk_id, id, 0, shard_len)
-                .await
-            {
+            match self.blobnodes.get_shard(&location.node_id, &location.disk_id, id, 0, shard_len).await {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
                     tracing::warn!(stripe, index, node = %location.node_id, error = %e, "shard unreadable");
@@ -217,14 +196,7 @@ mod tests {
     use super::*;
 
     fn layout(size: u64, stripe_size: u64) -> DataLayout {
-        DataLayout {
-            data_id: vec![1],
-            data_shards: 4,
-            parity_shards: 2,
-            stripe_size,
-            size,
-            shards: Vec::new(),
-        }
+        DataLayout { data_id: vec![1], data_shards: 4, parity_shards: 2, stripe_size, size, shards: Vec::new() }
     }
 
     fn describe(segments: Vec<Segment>, range: Range<u64>) -> Vec<(String, u64, u64)> {
@@ -238,45 +210,22 @@ mod tests {
 
     #[test]
     fn ranges_map_to_stripes() {
-        let seg = Segment {
-            size: 250,
-            layout: Some(layout(250, 100)),
-            ..Default::default()
-        };
+        let seg = Segment { size: 250, layout: Some(layout(250, 100)), ..Default::default() };
         assert_eq!(
             describe(vec![seg.clone()], 0..250),
-            vec![
-                ("stripe0".into(), 0, 100),
-                ("stripe1".into(), 0, 100),
-                ("stripe2".into(), 0, 50)
-            ]
+            vec![("stripe0".into(), 0, 100), ("stripe1".into(), 0, 100), ("stripe2".into(), 0, 50)]
         );
-        assert_eq!(
-            describe(vec![seg.clone()], 99..101),
-            vec![("stripe0".into(), 99, 100), ("stripe1".into(), 0, 1)]
-        );
+        assert_eq!(describe(vec![seg.clone()], 99..101), vec![("stripe0".into(), 99, 100), ("stripe1".into(), 0, 1)]);
         assert_eq!(describe(vec![seg], 200..201), vec![("stripe2".into(), 0, 1)]);
     }
 
     #[test]
     fn ranges_cross_segments() {
-        let inline = Segment {
-            size: 10,
-            inline_data: vec![7; 10],
-            ..Default::default()
-        };
-        let striped = Segment {
-            size: 100,
-            layout: Some(layout(100, 64)),
-            ..Default::default()
-        };
+        let inline = Segment { size: 10, inline_data: vec![7; 10], ..Default::default() };
+        let striped = Segment { size: 100, layout: Some(layout(100, 64)), ..Default::default() };
         assert_eq!(
             describe(vec![inline, striped], 5..80),
-            vec![
-                ("inline".into(), 0, 5),
-                ("stripe0".into(), 0, 64),
-                ("stripe1".into(), 0, 6)
-            ]
+            vec![("inline".into(), 0, 5), ("stripe0".into(), 0, 64), ("stripe1".into(), 0, 6)]
         );
     }
 }

@@ -90,12 +90,9 @@ impl DataPlane {
                 layout: None,
                 etag: hex::encode(md5),
                 part_number: 0,
+                checksums: Default::default(),
             };
-            return Ok(Written {
-                segment,
-                md5,
-                intents: Vec::new(),
-            });
+            return Ok(Written { segment, md5, intents: Vec::new() });
         }
         self.write_striped(head.freeze(), md5, body, max_len).await
     }
@@ -114,18 +111,11 @@ impl DataPlane {
             .await
             .map_err(coffer_proto::RemoteError::from)?
             .into_inner();
-        let guard = IntentGuard {
-            plane: self.clone(),
-            intent: Some(allocation.intent),
-        };
+        let guard = IntentGuard { plane: self.clone(), intent: Some(allocation.intent) };
         if allocation.shards.len() != self.ec.total() as usize {
-            return Err(GatewayError::Internal(
-                "metadata returned a placement of the wrong width".into(),
-            ));
+            return Err(GatewayError::Internal("metadata returned a placement of the wrong width".into()));
         }
-        self.cluster
-            .ensure_known(allocation.shards.iter().map(|s| s.node_id.as_str()))
-            .await;
+        self.cluster.ensure_known(allocation.shards.iter().map(|s| s.node_id.as_str())).await;
 
         let stripe_size = self.stripe_size as usize;
         let mut in_flight: VecDeque<JoinHandle<GatewayResult<()>>> = VecDeque::new();
@@ -155,28 +145,15 @@ impl DataPlane {
                 stripe.extend_from_slice(&chunk.split_to(take));
                 if stripe.len() == stripe_size {
                     let full = std::mem::replace(&mut stripe, BytesMut::with_capacity(stripe_size)).freeze();
-                    self.dispatch_stripe(
-                        &mut in_flight,
-                        &allocation.data_id,
-                        &allocation.shards,
-                        stripe_index,
-                        full,
-                    )
-                    .await?;
+                    self.dispatch_stripe(&mut in_flight, &allocation.data_id, &allocation.shards, stripe_index, full)
+                        .await?;
                     stripe_index += 1;
                 }
             }
         }
         if !stripe.is_empty() {
             let last = stripe.freeze();
-            self.dispatch_stripe(
-                &mut in_flight,
-                &allocation.data_id,
-                &allocation.shards,
-                stripe_index,
-                last,
-            )
-            .await?;
+            self.dispatch_stripe(&mut in_flight, &allocation.data_id, &allocation.shards, stripe_index, last).await?;
         }
         while let Some(task) = in_flight.pop_front() {
             join_stripe(task).await?;
@@ -196,12 +173,9 @@ impl DataPlane {
             layout: Some(layout),
             etag: hex::encode(md5),
             part_number: 0,
+            checksums: Default::default(),
         };
-        Ok(Written {
-            segment,
-            md5,
-            intents: vec![guard.disarm()],
-        })
+        Ok(Written { segment, md5, intents: vec![guard.disarm()] })
     }
 
     /// Starts writing one stripe, first waiting for the oldest one when the window is full.
@@ -221,9 +195,8 @@ impl DataPlane {
         let plane = self.clone();
         let data_id = data_id.to_vec();
         let shards = shards.to_vec();
-        in_flight.push_back(tokio::spawn(async move {
-            plane.write_stripe(data_id, shards, stripe_index, stripe).await
-        }));
+        in_flight
+            .push_back(tokio::spawn(async move { plane.write_stripe(data_id, shards, stripe_index, stripe).await }));
         Ok(())
     }
 
@@ -243,19 +216,10 @@ impl DataPlane {
         let shards = tokio::task::spawn_blocking(move || encode_stripe(&geometry, stripe))
             .await
             .map_err(|e| GatewayError::Internal(format!("encoder task failed: {e}")))??;
-        let writes = shards
-            .into_iter()
-            .zip(&locations)
-            .enumerate()
-            .map(|(index, (shard, location))| {
-                let id = ShardId {
-                    data_id: data_id.clone(),
-                    stripe: stripe_index,
-                    index: index as u32,
-                };
-                self.blobnodes
-                    .put_shard(&location.node_id, &location.disk_id, id, shard)
-            });
+        let writes = shards.into_iter().zip(&locations).enumerate().map(|(index, (shard, location))| {
+            let id = ShardId { data_id: data_id.clone(), stripe: stripe_index, index: index as u32 };
+            self.blobnodes.put_shard(&location.node_id, &location.disk_id, id, shard)
+        });
         // Every shard must land: write quorums and repair of partial writes come later.
         for result in futures::future::join_all(writes).await {
             result?;
@@ -265,6 +229,5 @@ impl DataPlane {
 }
 
 async fn join_stripe(task: JoinHandle<GatewayResult<()>>) -> GatewayResult<()> {
-    task.await
-        .map_err(|e| GatewayError::Internal(format!("stripe writer failed: {e}")))?
+    task.await.map_err(|e| GatewayError::Internal(format!("stripe writer failed: {e}")))?
 }

@@ -14,10 +14,7 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
-        Credentials {
-            access_key: access_key.into(),
-            secret_key: secret_key.into(),
-        }
+        Credentials { access_key: access_key.into(), secret_key: secret_key.into() }
     }
 
     pub fn secret_key(&self) -> &str {
@@ -27,9 +24,7 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key", &self.access_key)
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("access_key", &self.access_key).finish_non_exhaustive()
     }
 }
 

@@ -78,13 +78,7 @@ fn client(args: &Args) -> Client {
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&args.endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            &args.access_key,
-            &args.secret_key,
-            None,
-            None,
-            "loadtest",
-        ))
+        .credentials_provider(Credentials::new(&args.access_key, &args.secret_key, None, None, "loadtest"))
         .force_path_style(true)
         .build();
     Client::from_conf(config)
@@ -136,13 +130,8 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for worker in 0..args.concurrency {
         let (s3, recorder, stop, counter) = (s3.clone(), recorder.clone(), stop.clone(), counter.clone());
-        let (bucket, body, expected_md5, workload, objects) = (
-            args.bucket.clone(),
-            body.clone(),
-            expected_md5.clone(),
-            args.workload,
-            args.objects,
-        );
+        let (bucket, body, expected_md5, workload, objects) =
+            (args.bucket.clone(), body.clone(), expected_md5.clone(), args.workload, args.objects);
         workers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -200,10 +189,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut lat = recorder.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
     if lat.is_empty() {
-        bail!(
-            "no operation succeeded during the measurement ({} errors)",
-            recorder.errors.load(Ordering::Relaxed)
-        );
+        bail!("no operation succeeded during the measurement ({} errors)", recorder.errors.load(Ordering::Relaxed));
     }
     lat.sort_unstable();
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;

@@ -55,10 +55,7 @@ impl Applier {
     /// Applies `command`; returns once its effect is durable.
     pub async fn submit(&self, command: Command) -> Result<Applied, MetadataError> {
         let (reply, response) = oneshot::channel();
-        self.tx
-            .send(Job::Apply(Box::new(command), reply))
-            .await
-            .map_err(|_| stopped())?;
+        self.tx.send(Job::Apply(Box::new(command), reply)).await.map_err(|_| stopped())?;
         response.await.map_err(|_| stopped())?
     }
 }
@@ -95,15 +92,9 @@ fn run(store: &Store, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let before = store.db().latest_sequence_number();
-        let results: Vec<(Reply, Result<Applied, MetadataError>)> = group
-            .drain(..)
-            .map(|(command, reply)| (reply, apply(store, *command)))
-            .collect();
-        let synced = if store.db().latest_sequence_number() == before {
-            Ok(())
-        } else {
-            store.sync_wal()
-        };
+        let results: Vec<(Reply, Result<Applied, MetadataError>)> =
+            group.drain(..).map(|(command, reply)| (reply, apply(store, *command))).collect();
+        let synced = if store.db().latest_sequence_number() == before { Ok(()) } else { store.sync_wal() };
         match synced {
             Ok(()) => {
                 for (reply, result) in results {
@@ -137,12 +128,7 @@ mod tests {
     use super::*;
 
     fn create(name: String) -> Command {
-        Command::CreateBucket {
-            bucket: BucketRecord {
-                name,
-                ..Default::default()
-            },
-        }
+        Command::CreateBucket { bucket: BucketRecord { name, ..Default::default() } }
     }
 
     #[tokio::test]
@@ -163,10 +149,7 @@ mod tests {
             let again = applier.submit(create("b000".into())).await;
             assert!(matches!(again, Err(MetadataError::BucketAlreadyOwnedByYou(_))));
             thread.stop().await;
-            assert!(matches!(
-                applier.submit(create("late".into())).await,
-                Err(MetadataError::Unavailable(_))
-            ));
+            assert!(matches!(applier.submit(create("late".into())).await, Err(MetadataError::Unavailable(_))));
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.list_buckets().unwrap().len(), 500);

@@ -55,17 +55,10 @@ impl Cluster {
     pub fn new(node_timeout: Duration, stored: Vec<NodeInfo>) -> Cluster {
         let mut state = State::default();
         for info in stored {
-            let entry = NodeEntry {
-                info: info.clone(),
-                last_heartbeat: None,
-                stored: Some((info, None)),
-            };
+            let entry = NodeEntry { info: info.clone(), last_heartbeat: None, stored: Some((info, None)) };
             state.nodes.insert(entry.info.node_id.clone(), entry);
         }
-        Cluster {
-            node_timeout,
-            state: RwLock::new(state),
-        }
+        Cluster { node_timeout, state: RwLock::new(state) }
     }
 
     // The lock guards plain data with no invariant a panicking writer could break halfway.
@@ -78,19 +71,14 @@ impl Cluster {
     }
 
     fn alive(&self, entry: &NodeEntry, now: Instant) -> bool {
-        entry
-            .last_heartbeat
-            .is_some_and(|(at, _)| now.saturating_duration_since(at) <= self.node_timeout)
+        entry.last_heartbeat.is_some_and(|(at, _)| now.saturating_duration_since(at) <= self.node_timeout)
     }
 
     /// Records a registration or heartbeat. Returns the info to store when the stored copy is stale
     /// (or `always_store`); call [`Cluster::stored`] once it is.
     pub fn observe(&self, info: NodeInfo, now: Instant, now_unix_ms: i64, always_store: bool) -> Option<NodeInfo> {
         let mut state = self.write();
-        let State {
-            nodes,
-            addresses_version,
-        } = &mut *state;
+        let State { nodes, addresses_version } = &mut *state;
         let entry = nodes.entry(info.node_id.clone()).or_insert_with(|| NodeEntry {
             info: info.clone(),
             last_heartbeat: None,
@@ -131,12 +119,7 @@ impl Cluster {
     }
 
     pub fn alive_nodes(&self, now: Instant) -> Vec<NodeInfo> {
-        self.read()
-            .nodes
-            .values()
-            .filter(|e| self.alive(e, now))
-            .map(|e| e.info.clone())
-            .collect()
+        self.read().nodes.values().filter(|e| self.alive(e, now)).map(|e| e.info.clone()).collect()
     }
 
     pub fn addresses_version(&self) -> u64 {
@@ -144,11 +127,7 @@ impl Cluster {
     }
 
     pub fn addresses(&self) -> Vec<(String, String)> {
-        self.read()
-            .nodes
-            .values()
-            .map(|e| (e.info.node_id.clone(), e.info.address.clone()))
-            .collect()
+        self.read().nodes.values().map(|e| (e.info.node_id.clone(), e.info.address.clone())).collect()
     }
 
     pub fn shard_target(&self, node_id: &str, disk_id: &str, now: Instant) -> ShardTarget {
@@ -190,19 +169,13 @@ mod tests {
     fn liveness_follows_heartbeats() {
         let start = Instant::now();
         let cluster = Cluster::new(Duration::from_secs(10), vec![info("stored", 0)]);
-        assert!(
-            cluster.alive_nodes(start).is_empty(),
-            "a stored node is dead until it heartbeats"
-        );
+        assert!(cluster.alive_nodes(start).is_empty(), "a stored node is dead until it heartbeats");
         cluster.observe(info("a", 0), start, 1_000, false);
         assert_eq!(cluster.alive_nodes(start + Duration::from_secs(10)).len(), 1);
         assert!(cluster.alive_nodes(start + Duration::from_secs(11)).is_empty());
         let status = cluster.status(start);
         assert_eq!(
-            status
-                .iter()
-                .map(|s| (s.alive, s.last_heartbeat_unix_ms))
-                .collect::<Vec<_>>(),
+            status.iter().map(|s| (s.alive, s.last_heartbeat_unix_ms)).collect::<Vec<_>>(),
             [(true, 1_000), (false, 0)]
         );
         assert_eq!(cluster.shard_target("a", "d0", start), ShardTarget::Reachable);
@@ -215,38 +188,18 @@ mod tests {
     fn only_changes_and_old_figures_are_stored() {
         let start = Instant::now();
         let cluster = Cluster::new(Duration::from_secs(10), vec![]);
-        let first = cluster
-            .observe(info("a", 0), start, 0, false)
-            .expect("a new node is stored");
+        let first = cluster.observe(info("a", 0), start, 0, false).expect("a new node is stored");
         cluster.stored(first, start);
-        assert!(
-            cluster
-                .observe(info("a", 5), start + Duration::from_secs(1), 0, false)
-                .is_none()
-        );
-        assert!(
-            cluster.observe(info("a", 5), start, 0, true).is_some(),
-            "registration always stores"
-        );
+        assert!(cluster.observe(info("a", 5), start + Duration::from_secs(1), 0, false).is_none());
+        assert!(cluster.observe(info("a", 5), start, 0, true).is_some(), "registration always stores");
         let mut moved = info("a", 5);
         moved.address = "http://elsewhere".into();
         let version = cluster.addresses_version();
-        let stale = cluster
-            .observe(moved.clone(), start, 0, false)
-            .expect("a moved node is stored");
+        let stale = cluster.observe(moved.clone(), start, 0, false).expect("a moved node is stored");
         assert!(cluster.addresses_version() > version);
         cluster.stored(stale, start);
         moved.disks[0].used_bytes = 6;
-        assert!(
-            cluster
-                .observe(moved.clone(), start + Duration::from_secs(59), 0, false)
-                .is_none()
-        );
-        assert!(
-            cluster
-                .observe(moved, start + PERSIST_FIGURES_EVERY, 0, false)
-                .is_some(),
-            "figures age"
-        );
+        assert!(cluster.observe(moved.clone(), start + Duration::from_secs(59), 0, false).is_none());
+        assert!(cluster.observe(moved, start + PERSIST_FIGURES_EVERY, 0, false).is_some(), "figures age");
     }
 }

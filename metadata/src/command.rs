@@ -170,26 +170,15 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
         Command::PutObject { record, intents, stamp } => put_object(store, batch, record, &intents, &stamp),
         Command::DeleteObject { bucket, key, stamp } => delete_object(store, batch, &bucket, &key, &stamp),
         Command::CreateUpload { upload } => multipart::create_upload(store, batch, upload),
-        Command::PutPart {
-            bucket,
-            key,
-            part,
-            intents,
-            stamp,
-        } => multipart::put_part(store, batch, &bucket, &key, part, &intents, &stamp),
-        Command::CompleteUpload {
-            bucket,
-            key,
-            upload_id,
-            parts,
-            stamp,
-        } => multipart::complete_upload(store, batch, &bucket, &key, &upload_id, &parts, &stamp),
-        Command::AbortUpload {
-            bucket,
-            key,
-            upload_id,
-            stamp,
-        } => multipart::abort_upload(store, batch, &bucket, &key, &upload_id, &stamp),
+        Command::PutPart { bucket, key, part, intents, stamp } => {
+            multipart::put_part(store, batch, &bucket, &key, part, &intents, &stamp)
+        }
+        Command::CompleteUpload { bucket, key, upload_id, parts, stamp } => {
+            multipart::complete_upload(store, batch, &bucket, &key, &upload_id, &parts, &stamp)
+        }
+        Command::AbortUpload { bucket, key, upload_id, stamp } => {
+            multipart::abort_upload(store, batch, &bucket, &key, &upload_id, &stamp)
+        }
         Command::PutNode { node } => {
             validate_node(&node)?;
             batch.put_cf(store.cf(Cf::Nodes)?, keys::node(&node.node_id), node.encode_to_vec());
@@ -217,17 +206,12 @@ pub fn validate_key(key: &str) -> Result<(), MetadataError> {
 
 pub fn validate_node(node: &NodeInfo) -> Result<(), MetadataError> {
     if node.node_id.is_empty() || node.address.is_empty() {
-        return Err(MetadataError::InvalidArgument(
-            "a node needs an id and an address".into(),
-        ));
+        return Err(MetadataError::InvalidArgument("a node needs an id and an address".into()));
     }
     let mut disk_ids: Vec<&str> = node.disks.iter().map(|d| d.disk_id.as_str()).collect();
     disk_ids.sort_unstable();
     if disk_ids.iter().any(|d| d.is_empty()) || disk_ids.windows(2).any(|w| w[0] == w[1]) {
-        return Err(MetadataError::InvalidArgument(format!(
-            "node {} has empty or duplicate disk ids",
-            node.node_id
-        )));
+        return Err(MetadataError::InvalidArgument(format!("node {} has empty or duplicate disk ids", node.node_id)));
     }
     Ok(())
 }
@@ -237,11 +221,7 @@ fn create_bucket(store: &Store, batch: &mut WriteBatch, bucket: BucketRecord) ->
     if store.find_bucket(&bucket.name)?.is_some() {
         return Err(MetadataError::BucketAlreadyOwnedByYou(bucket.name));
     }
-    batch.put_cf(
-        store.cf(Cf::Buckets)?,
-        keys::bucket(&bucket.name),
-        bucket.encode_to_vec(),
-    );
+    batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(&bucket.name), bucket.encode_to_vec());
     Ok(Applied::Bucket(bucket))
 }
 
@@ -281,20 +261,8 @@ fn put_object(
     record.last_modified_unix_ms = stamp.now_unix_ms;
     let replaced = store.find_object(&record.bucket, &record.key)?;
     let replaced_segments = replaced.as_ref().map_or(&[][..], |r| &r.segments[..]);
-    data::commit(
-        store,
-        batch,
-        intents,
-        &record.segments,
-        replaced_segments,
-        stamp,
-        stamp.replaced_gc_unix_ms,
-    )?;
-    batch.put_cf(
-        store.cf(Cf::Objects)?,
-        keys::object(&record.bucket, &record.key),
-        record.encode_to_vec(),
-    );
+    data::commit(store, batch, intents, &record.segments, replaced_segments, stamp, stamp.replaced_gc_unix_ms)?;
+    batch.put_cf(store.cf(Cf::Objects)?, keys::object(&record.bucket, &record.key), record.encode_to_vec());
     Ok(Applied::Object(record))
 }
 
@@ -334,11 +302,7 @@ fn finish_gc(
             continue;
         }
         record.shards.clone_from(&r.remaining);
-        batch.put_cf(
-            cf,
-            keys::gc(r.not_before_unix_ms, &record.data_id),
-            record.encode_to_vec(),
-        );
+        batch.put_cf(cf, keys::gc(r.not_before_unix_ms, &record.data_id), record.encode_to_vec());
     }
     Ok(Applied::Done)
 }
@@ -352,11 +316,7 @@ pub(crate) mod tests {
     pub const GRACE_MS: i64 = 900_000;
 
     pub fn stamp(now: i64) -> Stamp {
-        Stamp {
-            now_unix_ms: now,
-            replaced_gc_unix_ms: now + GRACE_MS,
-            intent_deadline_unix_ms: now + 60_000,
-        }
+        Stamp { now_unix_ms: now, replaced_gc_unix_ms: now + GRACE_MS, intent_deadline_unix_ms: now + 60_000 }
     }
 
     pub fn store() -> (tempfile::TempDir, Store) {
@@ -366,35 +326,20 @@ pub(crate) mod tests {
     }
 
     pub fn make_bucket(store: &Store, name: &str) {
-        apply(
-            store,
-            Command::CreateBucket {
-                bucket: BucketRecord {
-                    name: name.into(),
-                    ..Default::default()
-                },
-            },
-        )
-        .unwrap();
+        apply(store, Command::CreateBucket { bucket: BucketRecord { name: name.into(), ..Default::default() } })
+            .unwrap();
     }
 
     /// Allocates data of `size` bytes on two shards with an intent due at `due`; returns (segment, intent).
     pub fn allocate(store: &Store, data_id: &[u8], size: u64, due: i64) -> (Segment, Vec<u8>) {
-        let shards: Vec<ShardLocation> = (0..2)
-            .map(|i| ShardLocation {
-                node_id: format!("n{i}"),
-                disk_id: "d".into(),
-            })
-            .collect();
+        let shards: Vec<ShardLocation> =
+            (0..2).map(|i| ShardLocation { node_id: format!("n{i}"), disk_id: "d".into() }).collect();
         let intent = keys::gc(due, data_id);
         apply(
             store,
             Command::RecordIntent {
                 intent: intent.clone(),
-                record: GcRecord {
-                    data_id: data_id.to_vec(),
-                    shards: shards.clone(),
-                },
+                record: GcRecord { data_id: data_id.to_vec(), shards: shards.clone() },
             },
         )
         .unwrap();
@@ -406,15 +351,7 @@ pub(crate) mod tests {
             size,
             shards,
         };
-        (
-            Segment {
-                size,
-                layout: Some(layout),
-                etag: format!("{:032x}", size),
-                ..Default::default()
-            },
-            intent,
-        )
+        (Segment { size, layout: Some(layout), etag: format!("{:032x}", size), ..Default::default() }, intent)
     }
 
     pub fn object(bucket: &str, key: &str, segment: Segment) -> ObjectRecord {
@@ -441,23 +378,10 @@ pub(crate) mod tests {
     fn create_bucket_twice_is_already_owned() {
         let (_dir, store) = store();
         make_bucket(&store, "b");
-        let again = Command::CreateBucket {
-            bucket: BucketRecord {
-                name: "b".into(),
-                ..Default::default()
-            },
-        };
+        let again = Command::CreateBucket { bucket: BucketRecord { name: "b".into(), ..Default::default() } };
+        assert!(matches!(apply(&store, again), Err(MetadataError::BucketAlreadyOwnedByYou(_))));
         assert!(matches!(
-            apply(&store, again),
-            Err(MetadataError::BucketAlreadyOwnedByYou(_))
-        ));
-        assert!(matches!(
-            apply(
-                &store,
-                Command::CreateBucket {
-                    bucket: BucketRecord::default()
-                }
-            ),
+            apply(&store, Command::CreateBucket { bucket: BucketRecord::default() }),
             Err(MetadataError::InvalidArgument(_))
         ));
     }
@@ -465,19 +389,8 @@ pub(crate) mod tests {
     #[test]
     fn put_object_needs_its_bucket() {
         let (_dir, store) = store();
-        let record = ObjectRecord {
-            bucket: "nope".into(),
-            key: "k".into(),
-            ..Default::default()
-        };
-        let result = apply(
-            &store,
-            Command::PutObject {
-                record,
-                intents: vec![],
-                stamp: stamp(1),
-            },
-        );
+        let record = ObjectRecord { bucket: "nope".into(), key: "k".into(), ..Default::default() };
+        let result = apply(&store, Command::PutObject { record, intents: vec![], stamp: stamp(1) });
         assert!(matches!(result, Err(MetadataError::NoSuchBucket(_))));
     }
 
@@ -490,14 +403,7 @@ pub(crate) mod tests {
 
         let put = |segment: Segment, intent: Vec<u8>, now: i64| {
             let record = object("b", "k", segment);
-            apply(
-                &store,
-                Command::PutObject {
-                    record,
-                    intents: vec![intent],
-                    stamp: stamp(now),
-                },
-            )
+            apply(&store, Command::PutObject { record, intents: vec![intent], stamp: stamp(now) })
         };
         let stored = put(seg1, intent1, 100).unwrap().into_object().unwrap();
         assert_eq!(stored.last_modified_unix_ms, 100);
@@ -508,30 +414,13 @@ pub(crate) mod tests {
         assert_eq!(gc_entries(&store), vec![(200 + GRACE_MS, b"data-1".to_vec())]);
         assert_eq!(store.object("b", "k").unwrap().size, 20);
 
-        let deleted = apply(
-            &store,
-            Command::DeleteObject {
-                bucket: "b".into(),
-                key: "k".into(),
-                stamp: stamp(300),
-            },
-        );
+        let deleted = apply(&store, Command::DeleteObject { bucket: "b".into(), key: "k".into(), stamp: stamp(300) });
         assert!(deleted.unwrap().into_existed().unwrap());
         assert_eq!(
             gc_entries(&store),
-            vec![
-                (200 + GRACE_MS, b"data-1".to_vec()),
-                (300 + GRACE_MS, b"data-2".to_vec())
-            ]
+            vec![(200 + GRACE_MS, b"data-1".to_vec()), (300 + GRACE_MS, b"data-2".to_vec())]
         );
-        let again = apply(
-            &store,
-            Command::DeleteObject {
-                bucket: "b".into(),
-                key: "k".into(),
-                stamp: stamp(400),
-            },
-        );
+        let again = apply(&store, Command::DeleteObject { bucket: "b".into(), key: "k".into(), stamp: stamp(400) });
         assert!(!again.unwrap().into_existed().unwrap());
     }
 
@@ -540,24 +429,12 @@ pub(crate) mod tests {
         let (_dir, store) = store();
         make_bucket(&store, "b");
         let (seg, intent) = allocate(&store, b"data-1", 10, 1_000_000);
-        let cmd = Command::PutObject {
-            record: object("b", "k", seg.clone()),
-            intents: vec![intent],
-            stamp: stamp(1),
-        };
+        let cmd = Command::PutObject { record: object("b", "k", seg.clone()), intents: vec![intent], stamp: stamp(1) };
         apply(&store, cmd.clone()).unwrap();
         apply(&store, cmd).unwrap();
         let mut rewrite = object("b", "k", seg);
         rewrite.content_type = "text/plain".into();
-        apply(
-            &store,
-            Command::PutObject {
-                record: rewrite,
-                intents: vec![],
-                stamp: stamp(2),
-            },
-        )
-        .unwrap();
+        apply(&store, Command::PutObject { record: rewrite, intents: vec![], stamp: stamp(2) }).unwrap();
         assert!(gc_entries(&store).is_empty());
         assert_eq!(store.object("b", "k").unwrap().content_type, "text/plain");
     }
@@ -568,15 +445,8 @@ pub(crate) mod tests {
         make_bucket(&store, "b");
         let (seg, intent) = allocate(&store, b"data-1", 10, 1_000_000);
         // Never allocated at all.
-        let no_intent = Command::PutObject {
-            record: object("b", "k", seg.clone()),
-            intents: vec![],
-            stamp: stamp(1),
-        };
-        assert!(matches!(
-            apply(&store, no_intent),
-            Err(MetadataError::InvalidArgument(_))
-        ));
+        let no_intent = Command::PutObject { record: object("b", "k", seg.clone()), intents: vec![], stamp: stamp(1) };
+        assert!(matches!(apply(&store, no_intent), Err(MetadataError::InvalidArgument(_))));
         // Too close to its expiry: the collector may be deleting it.
         let late = Command::PutObject {
             record: object("b", "k", seg.clone()),
@@ -585,24 +455,10 @@ pub(crate) mod tests {
         };
         assert!(matches!(apply(&store, late), Err(MetadataError::InvalidArgument(_))));
         // Abandoned: the collector owns it now.
-        apply(
-            &store,
-            Command::AbandonData {
-                intent: intent.clone(),
-                stamp: stamp(5),
-            },
-        )
-        .unwrap();
+        apply(&store, Command::AbandonData { intent: intent.clone(), stamp: stamp(5) }).unwrap();
         assert_eq!(gc_entries(&store), vec![(5, b"data-1".to_vec())]);
-        let abandoned = Command::PutObject {
-            record: object("b", "k", seg),
-            intents: vec![intent],
-            stamp: stamp(6),
-        };
-        assert!(matches!(
-            apply(&store, abandoned),
-            Err(MetadataError::InvalidArgument(_))
-        ));
+        let abandoned = Command::PutObject { record: object("b", "k", seg), intents: vec![intent], stamp: stamp(6) };
+        assert!(matches!(apply(&store, abandoned), Err(MetadataError::InvalidArgument(_))));
         assert!(store.find_object("b", "k").unwrap().is_none());
     }
 
@@ -611,16 +467,8 @@ pub(crate) mod tests {
         let (_dir, store) = store();
         make_bucket(&store, "b");
         let (_unused, intent) = allocate(&store, b"data-1", 10, 1_000_000);
-        let inline = Segment {
-            size: 3,
-            inline_data: b"abc".to_vec(),
-            ..Default::default()
-        };
-        let cmd = Command::PutObject {
-            record: object("b", "k", inline),
-            intents: vec![intent],
-            stamp: stamp(7),
-        };
+        let inline = Segment { size: 3, inline_data: b"abc".to_vec(), ..Default::default() };
+        let cmd = Command::PutObject { record: object("b", "k", inline), intents: vec![intent], stamp: stamp(7) };
         apply(&store, cmd).unwrap();
         assert_eq!(gc_entries(&store), vec![(7, b"data-1".to_vec())]);
     }
@@ -629,27 +477,10 @@ pub(crate) mod tests {
     fn abandon_is_idempotent_and_rejects_garbage() {
         let (_dir, store) = store();
         let (_, intent) = allocate(&store, b"data-1", 10, 1_000_000);
-        apply(
-            &store,
-            Command::AbandonData {
-                intent: intent.clone(),
-                stamp: stamp(5),
-            },
-        )
-        .unwrap();
-        apply(
-            &store,
-            Command::AbandonData {
-                intent,
-                stamp: stamp(6),
-            },
-        )
-        .unwrap();
+        apply(&store, Command::AbandonData { intent: intent.clone(), stamp: stamp(5) }).unwrap();
+        apply(&store, Command::AbandonData { intent, stamp: stamp(6) }).unwrap();
         assert_eq!(gc_entries(&store), vec![(5, b"data-1".to_vec())]);
-        let garbage = Command::AbandonData {
-            intent: b"x".to_vec(),
-            stamp: stamp(6),
-        };
+        let garbage = Command::AbandonData { intent: b"x".to_vec(), stamp: stamp(6) };
         assert!(matches!(apply(&store, garbage), Err(MetadataError::InvalidArgument(_))));
     }
 
@@ -658,34 +489,13 @@ pub(crate) mod tests {
         let (_dir, store) = store();
         let (_, a) = allocate(&store, b"a", 1, 10);
         let (_, b) = allocate(&store, b"b", 1, 10);
-        let remaining = vec![ShardLocation {
-            node_id: "n1".into(),
-            disk_id: "d".into(),
-        }];
-        let retry = GcRetry {
-            key: b.clone(),
-            not_before_unix_ms: 50,
-            remaining: remaining.clone(),
-        };
-        apply(
-            &store,
-            Command::FinishGc {
-                done: vec![a],
-                retry: vec![retry.clone()],
-            },
-        )
-        .unwrap();
+        let remaining = vec![ShardLocation { node_id: "n1".into(), disk_id: "d".into() }];
+        let retry = GcRetry { key: b.clone(), not_before_unix_ms: 50, remaining: remaining.clone() };
+        apply(&store, Command::FinishGc { done: vec![a], retry: vec![retry.clone()] }).unwrap();
         assert_eq!(gc_entries(&store), vec![(50, b"b".to_vec())]);
         assert_eq!(store.gc_entry(&keys::gc(50, b"b")).unwrap().unwrap().shards, remaining);
         // A retry of an entry that is gone does not bring it back.
-        apply(
-            &store,
-            Command::FinishGc {
-                done: vec![],
-                retry: vec![retry],
-            },
-        )
-        .unwrap();
+        apply(&store, Command::FinishGc { done: vec![], retry: vec![retry] }).unwrap();
         assert_eq!(gc_entries(&store), vec![(50, b"b".to_vec())]);
     }
 
@@ -693,43 +503,14 @@ pub(crate) mod tests {
     fn delete_bucket_refuses_objects_and_aborts_uploads() {
         let (_dir, store) = store();
         make_bucket(&store, "b");
-        let inline = Segment {
-            size: 1,
-            inline_data: b"x".to_vec(),
-            ..Default::default()
-        };
-        apply(
-            &store,
-            Command::PutObject {
-                record: object("b", "k", inline),
-                intents: vec![],
-                stamp: stamp(1),
-            },
-        )
-        .unwrap();
-        let delete = Command::DeleteBucket {
-            name: "b".into(),
-            stamp: stamp(2),
-        };
-        assert!(matches!(
-            apply(&store, delete.clone()),
-            Err(MetadataError::BucketNotEmpty(_))
-        ));
-        apply(
-            &store,
-            Command::DeleteObject {
-                bucket: "b".into(),
-                key: "k".into(),
-                stamp: stamp(3),
-            },
-        )
-        .unwrap();
+        let inline = Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
+        apply(&store, Command::PutObject { record: object("b", "k", inline), intents: vec![], stamp: stamp(1) })
+            .unwrap();
+        let delete = Command::DeleteBucket { name: "b".into(), stamp: stamp(2) };
+        assert!(matches!(apply(&store, delete.clone()), Err(MetadataError::BucketNotEmpty(_))));
+        apply(&store, Command::DeleteObject { bucket: "b".into(), key: "k".into(), stamp: stamp(3) }).unwrap();
 
-        let template = ObjectRecord {
-            bucket: "b".into(),
-            key: "u".into(),
-            ..Default::default()
-        };
+        let template = ObjectRecord { bucket: "b".into(), key: "u".into(), ..Default::default() };
         let upload = UploadRecord {
             upload_id: "up".into(),
             bucket: "b".into(),
@@ -739,19 +520,9 @@ pub(crate) mod tests {
         };
         apply(&store, Command::CreateUpload { upload }).unwrap();
         let (seg, intent) = allocate(&store, b"part-1", 10, 1_000_000);
-        let part = PartRecord {
-            upload_id: "up".into(),
-            part_number: 1,
-            segment: Some(seg),
-            ..Default::default()
-        };
-        let put_part = Command::PutPart {
-            bucket: "b".into(),
-            key: "u".into(),
-            part,
-            intents: vec![intent],
-            stamp: stamp(4),
-        };
+        let part = PartRecord { upload_id: "up".into(), part_number: 1, segment: Some(seg), ..Default::default() };
+        let put_part =
+            Command::PutPart { bucket: "b".into(), key: "u".into(), part, intents: vec![intent], stamp: stamp(4) };
         apply(&store, put_part).unwrap();
 
         apply(&store, delete).unwrap();
@@ -759,10 +530,7 @@ pub(crate) mod tests {
         assert!(store.all_uploads("b").unwrap().is_empty());
         assert!(store.all_parts("up").unwrap().is_empty());
         assert_eq!(gc_entries(&store), vec![(2, b"part-1".to_vec())]);
-        let missing = Command::DeleteBucket {
-            name: "b".into(),
-            stamp: stamp(5),
-        };
+        let missing = Command::DeleteBucket { name: "b".into(), stamp: stamp(5) };
         assert!(matches!(apply(&store, missing), Err(MetadataError::NoSuchBucket(_))));
     }
 }

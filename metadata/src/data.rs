@@ -41,15 +41,8 @@ pub fn schedule(
     if layout.shards.is_empty() {
         return Ok(());
     }
-    let record = GcRecord {
-        data_id: layout.data_id.clone(),
-        shards: layout.shards.clone(),
-    };
-    batch.put_cf(
-        store.cf(Cf::Gc)?,
-        keys::gc(not_before_unix_ms, &layout.data_id),
-        record.encode_to_vec(),
-    );
+    let record = GcRecord { data_id: layout.data_id.clone(), shards: layout.shards.clone() };
+    batch.put_cf(store.cf(Cf::Gc)?, keys::gc(not_before_unix_ms, &layout.data_id), record.encode_to_vec());
     Ok(())
 }
 
@@ -115,18 +108,12 @@ pub fn commit(
         }
         // The collector takes entries once due; one this close to due may already be in its hands.
         if not_before < stamp.intent_deadline_unix_ms {
-            return Err(MetadataError::InvalidArgument(format!(
-                "data intent {} has expired",
-                hex::encode(data_id)
-            )));
+            return Err(MetadataError::InvalidArgument(format!("data intent {} has expired", hex::encode(data_id))));
         }
         batch.delete_cf(store.cf(Cf::Gc)?, intent);
         covered.insert(data_id);
     }
-    if let Some(orphan) = new_ids
-        .iter()
-        .find(|id| !covered.contains(*id) && !old_ids.contains(*id))
-    {
+    if let Some(orphan) = new_ids.iter().find(|id| !covered.contains(*id) && !old_ids.contains(*id)) {
         return Err(MetadataError::InvalidArgument(format!(
             "data {} has no live intent (expired, abandoned or never allocated)",
             hex::encode(orphan)

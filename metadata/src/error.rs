@@ -54,10 +54,7 @@ impl MetadataError {
     }
 
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> MetadataError {
-        MetadataError::Corrupt {
-            what: what.into(),
-            detail: detail.to_string(),
-        }
+        MetadataError::Corrupt { what: what.into(), detail: detail.to_string() }
     }
 
     pub fn code(&self) -> ErrorCode {

@@ -51,10 +51,7 @@ pub struct Pass {
 
 impl Collector {
     pub fn new(store: Arc<Store>, applier: Applier, cluster: Arc<Cluster>, interval: Duration) -> Collector {
-        let client = ClientConfig {
-            timeout: DELETE_TIMEOUT,
-            ..ClientConfig::default()
-        };
+        let client = ClientConfig { timeout: DELETE_TIMEOUT, ..ClientConfig::default() };
         Collector {
             store,
             applier,
@@ -128,22 +125,11 @@ impl Collector {
             let failures = *failures;
             let delay = self.backoff(failures);
             let not_before_unix_ms = now_unix_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-            retry.push(GcRetry {
-                key: key.clone(),
-                not_before_unix_ms,
-                remaining,
-            });
+            retry.push(GcRetry { key: key.clone(), not_before_unix_ms, remaining });
         }
-        let pass = Pass {
-            done: done.len(),
-            retried: retry.len(),
-            more: due.len() == BATCH,
-        };
+        let pass = Pass { done: done.len(), retried: retry.len(), more: due.len() == BATCH };
         if !retry.is_empty() {
-            tracing::debug!(
-                count = retry.len(),
-                "some shards could not be deleted yet; retrying later"
-            );
+            tracing::debug!(count = retry.len(), "some shards could not be deleted yet; retrying later");
         }
         self.applier.submit(Command::FinishGc { done, retry }).await?;
         Ok(pass)
@@ -156,11 +142,7 @@ impl Collector {
             .iter()
             .enumerate()
             .flat_map(|(entry, (_, record))| {
-                record
-                    .shards
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, s)| (entry, i, s.clone(), record.data_id.clone()))
+                record.shards.iter().enumerate().map(move |(i, s)| (entry, i, s.clone(), record.data_id.clone()))
             })
             .collect();
         let mut outcomes: Vec<(usize, usize, bool)> = futures::stream::iter(jobs)
@@ -254,23 +236,12 @@ mod tests {
     }
 
     fn node(id: &str, address: &str) -> NodeInfo {
-        let disks = vec![DiskInfo {
-            disk_id: "d0".into(),
-            healthy: true,
-            ..Default::default()
-        }];
-        NodeInfo {
-            node_id: id.into(),
-            address: address.into(),
-            disks,
-        }
+        let disks = vec![DiskInfo { disk_id: "d0".into(), healthy: true, ..Default::default() }];
+        NodeInfo { node_id: id.into(), address: address.into(), disks }
     }
 
     fn shard(node_id: &str, disk_id: &str) -> ShardLocation {
-        ShardLocation {
-            node_id: node_id.into(),
-            disk_id: disk_id.into(),
-        }
+        ShardLocation { node_id: node_id.into(), disk_id: disk_id.into() }
     }
 
     #[tokio::test]
@@ -280,10 +251,7 @@ mod tests {
         let (applier, thread) = Applier::start(store.clone()).unwrap();
         let (fake, address) = start_fake().await;
         let now = Instant::now();
-        let cluster = Arc::new(Cluster::new(
-            Duration::from_secs(10),
-            vec![node("dead", "http://127.0.0.1:1")],
-        ));
+        let cluster = Arc::new(Cluster::new(Duration::from_secs(10), vec![node("dead", "http://127.0.0.1:1")]));
         cluster.observe(node("live", &address), now, 0, true);
 
         let entries = [
@@ -293,57 +261,27 @@ mod tests {
             (1_000, b"d", vec![shard("live", "d0")]),
         ];
         for (due, id, shards) in entries {
-            let record = GcRecord {
-                data_id: id.to_vec(),
-                shards,
-            };
-            applier
-                .submit(Command::RecordIntent {
-                    intent: keys::gc(due, id),
-                    record,
-                })
-                .await
-                .unwrap();
+            let record = GcRecord { data_id: id.to_vec(), shards };
+            applier.submit(Command::RecordIntent { intent: keys::gc(due, id), record }).await.unwrap();
         }
 
         let mut collector = Collector::new(store.clone(), applier.clone(), cluster, Duration::from_secs(5));
         let pass = collector.pass(100, now).await.unwrap();
-        assert_eq!(
-            pass,
-            Pass {
-                done: 2,
-                retried: 1,
-                more: false
-            }
-        );
+        assert_eq!(pass, Pass { done: 2, retried: 1, more: false });
         let mut deleted = fake.deleted.lock().unwrap().clone();
         deleted.sort();
-        assert_eq!(
-            deleted,
-            [("d0".to_string(), b"a".to_vec()), ("d0".to_string(), b"b".to_vec())]
-        );
+        assert_eq!(deleted, [("d0".to_string(), b"a".to_vec()), ("d0".to_string(), b"b".to_vec())]);
 
         let first_retry = 100 + 10_000;
         let left: Vec<(Vec<u8>, GcRecord)> = store.due_gc(i64::MAX - 1, 10).unwrap();
         assert_eq!(left.len(), 2);
-        assert_eq!(keys::parse_gc(&left[0].0), Some((first_retry, &b"b"[..])));
-        assert_eq!(
-            left[0].1.shards,
-            [shard("dead", "d0")],
-            "only the shard not yet deleted is retried"
-        );
-        assert_eq!(keys::parse_gc(&left[1].0), Some((1_000, &b"d"[..])));
+        assert_eq!(keys::parse_gc(&left[0].0), Some((1_000, &b"d"[..])));
+        assert_eq!(keys::parse_gc(&left[1].0), Some((first_retry, &b"b"[..])));
+        assert_eq!(left[1].1.shards, [shard("dead", "d0")], "only the shard not yet deleted is retried");
 
         // Still failing: the wait doubles. Meanwhile d has come due and goes.
         let pass = collector.pass(first_retry, now).await.unwrap();
-        assert_eq!(
-            pass,
-            Pass {
-                done: 1,
-                retried: 1,
-                more: false
-            }
-        );
+        assert_eq!(pass, Pass { done: 1, retried: 1, more: false });
         let left = store.due_gc(i64::MAX - 1, 10).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(keys::parse_gc(&left[0].0), Some((first_retry + 20_000, &b"b"[..])));

@@ -100,21 +100,9 @@ mod tests {
 
     #[test]
     fn object_keys_of_a_bucket_sort_before_the_next_bucket_and_by_key() {
-        let mut keys = vec![
-            object("b", "z"),
-            object("a-", "a"),
-            object("a", "b/c"),
-            object("a", "b"),
-            object("a", ""),
-        ];
+        let mut keys = vec![object("b", "z"), object("a-", "a"), object("a", "b/c"), object("a", "b"), object("a", "")];
         keys.sort();
-        let expected = vec![
-            object("a", ""),
-            object("a", "b"),
-            object("a", "b/c"),
-            object("a-", "a"),
-            object("b", "z"),
-        ];
+        let expected = vec![object("a", ""), object("a", "b"), object("a", "b/c"), object("a-", "a"), object("b", "z")];
         assert_eq!(keys, expected);
         assert!(object("a", "zzz") < bucket_prefix("a-"));
         assert!(object("a", "b") < object("a", "b\u{1}"));

@@ -39,9 +39,7 @@ use crate::store::Store;
 
 /// Wall-clock milliseconds since the Unix epoch; the one clock commands are stamped with.
 pub(crate) fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Binds `config.listen` and serves until `shutdown` completes.
@@ -51,10 +49,7 @@ pub async fn run(
 ) -> Result<(), MetadataError> {
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| MetadataError::Bind {
-            address: config.listen.to_string(),
-            source,
-        })?;
+        .map_err(|source| MetadataError::Bind { address: config.listen.to_string(), source })?;
     serve(listener, config, shutdown).await
 }
 
@@ -112,11 +107,7 @@ mod tests {
 
     async fn start(
         db: &std::path::Path,
-    ) -> (
-        MetadataClient<Channel>,
-        oneshot::Sender<()>,
-        tokio::task::JoinHandle<Result<(), MetadataError>>,
-    ) {
+    ) -> (MetadataClient<Channel>, oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), MetadataError>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -132,17 +123,8 @@ mod tests {
     }
 
     fn node(id: &str) -> NodeInfo {
-        let disk = DiskInfo {
-            disk_id: "d0".into(),
-            capacity_bytes: 1 << 40,
-            healthy: true,
-            ..Default::default()
-        };
-        NodeInfo {
-            node_id: id.into(),
-            address: "http://127.0.0.1:1".into(),
-            disks: vec![disk],
-        }
+        let disk = DiskInfo { disk_id: "d0".into(), capacity_bytes: 1 << 40, healthy: true, ..Default::default() };
+        NodeInfo { node_id: id.into(), address: "http://127.0.0.1:1".into(), disks: vec![disk] }
     }
 
     #[tokio::test]
@@ -151,37 +133,17 @@ mod tests {
         let db = dir.path().join("db");
         let (mut client, stop, server) = start(&db).await;
 
-        let bucket = CreateBucketRequest {
-            name: "b".into(),
-            owner: "me".into(),
-            region: "r".into(),
-        };
+        let bucket = CreateBucketRequest { name: "b".into(), owner: "me".into(), region: "r".into() };
         client.create_bucket(bucket.clone()).await.unwrap();
-        assert_eq!(
-            code(client.create_bucket(bucket).await),
-            ErrorCode::BucketAlreadyOwnedByYou
-        );
+        assert_eq!(code(client.create_bucket(bucket).await), ErrorCode::BucketAlreadyOwnedByYou);
 
-        let shape = AllocateDataRequest {
-            data_shards: 2,
-            parity_shards: 1,
-        };
+        let shape = AllocateDataRequest { data_shards: 2, parity_shards: 1 };
         assert_eq!(code(client.allocate_data(shape).await), ErrorCode::InsufficientCapacity);
         for id in ["n1", "n2"] {
-            client
-                .register_node(RegisterNodeRequest { node: Some(node(id)) })
-                .await
-                .unwrap();
+            client.register_node(RegisterNodeRequest { node: Some(node(id)) }).await.unwrap();
         }
-        client
-            .heartbeat(HeartbeatRequest { node: Some(node("n3")) })
-            .await
-            .unwrap();
-        let map = client
-            .get_cluster_map(GetClusterMapRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        client.heartbeat(HeartbeatRequest { node: Some(node("n3")) }).await.unwrap();
+        let map = client.get_cluster_map(GetClusterMapRequest {}).await.unwrap().into_inner();
         assert_eq!(map.nodes.iter().filter(|n| n.alive).count(), 3);
 
         let allocated = client.allocate_data(shape).await.unwrap().into_inner();
@@ -200,115 +162,48 @@ mod tests {
             key: "dir/k".into(),
             size: 100,
             etag: "abc".into(),
-            segments: vec![Segment {
-                size: 100,
-                layout: Some(layout),
-                ..Default::default()
-            }],
+            segments: vec![Segment { size: 100, layout: Some(layout), ..Default::default() }],
             ..Default::default()
         };
-        let put = PutObjectRequest {
-            record: Some(record),
-            intents: vec![allocated.intent],
-        };
+        let put = PutObjectRequest { record: Some(record), intents: vec![allocated.intent] };
         let stored = client.put_object(put).await.unwrap().into_inner().record.unwrap();
         assert!(stored.last_modified_unix_ms > 0);
 
-        let get = GetObjectRequest {
-            bucket: "b".into(),
-            key: "dir/k".into(),
-        };
-        assert_eq!(
-            client
-                .get_object(get.clone())
-                .await
-                .unwrap()
-                .into_inner()
-                .record
-                .unwrap(),
-            stored
-        );
-        let list = ListObjectsRequest {
-            bucket: "b".into(),
-            delimiter: "/".into(),
-            max_keys: 10,
-            ..Default::default()
-        };
+        let get = GetObjectRequest { bucket: "b".into(), key: "dir/k".into() };
+        assert_eq!(client.get_object(get.clone()).await.unwrap().into_inner().record.unwrap(), stored);
+        let list = ListObjectsRequest { bucket: "b".into(), delimiter: "/".into(), max_keys: 10, ..Default::default() };
         let listed = client.list_objects(list).await.unwrap().into_inner();
         assert_eq!(listed.common_prefixes, ["dir/"]);
 
-        let template = ObjectRecord {
-            bucket: "b".into(),
-            key: "big".into(),
-            ..Default::default()
-        };
-        let upload = client
-            .create_upload(CreateUploadRequest {
-                template: Some(template),
-            })
-            .await
-            .unwrap();
+        let template = ObjectRecord { bucket: "b".into(), key: "big".into(), ..Default::default() };
+        let upload = client.create_upload(CreateUploadRequest { template: Some(template) }).await.unwrap();
         let upload = upload.into_inner().upload.unwrap();
-        let get_upload = GetUploadRequest {
-            bucket: "b".into(),
-            key: "big".into(),
-            upload_id: upload.upload_id.clone(),
-        };
-        assert_eq!(
-            client
-                .get_upload(get_upload)
-                .await
-                .unwrap()
-                .into_inner()
-                .upload
-                .unwrap(),
-            upload
-        );
+        let get_upload =
+            GetUploadRequest { bucket: "b".into(), key: "big".into(), upload_id: upload.upload_id.clone() };
+        assert_eq!(client.get_upload(get_upload).await.unwrap().into_inner().upload.unwrap(), upload);
 
         assert_eq!(
             code(client.delete_bucket(DeleteBucketRequest { name: "b".into() }).await),
             ErrorCode::BucketNotEmpty
         );
-        let delete = DeleteObjectRequest {
-            bucket: "b".into(),
-            key: "dir/k".into(),
-        };
+        let delete = DeleteObjectRequest { bucket: "b".into(), key: "dir/k".into() };
         assert!(client.delete_object(delete.clone()).await.unwrap().into_inner().existed);
         assert!(!client.delete_object(delete).await.unwrap().into_inner().existed);
         assert_eq!(code(client.get_object(get).await), ErrorCode::NoSuchKey);
-        let elsewhere = GetObjectRequest {
-            bucket: "nope".into(),
-            key: "k".into(),
-        };
+        let elsewhere = GetObjectRequest { bucket: "nope".into(), key: "k".into() };
         assert_eq!(code(client.get_object(elsewhere).await), ErrorCode::NoSuchBucket);
 
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
 
         let (mut client, stop, server) = start(&db).await;
-        let buckets = client
-            .list_buckets(ListBucketsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .buckets;
+        let buckets = client.list_buckets(ListBucketsRequest {}).await.unwrap().into_inner().buckets;
         assert_eq!(buckets.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["b"]);
-        let map = client
-            .get_cluster_map(GetClusterMapRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let map = client.get_cluster_map(GetClusterMapRequest {}).await.unwrap().into_inner();
         assert_eq!(map.nodes.len(), 3);
         assert!(map.nodes.iter().all(|n| !n.alive), "liveness is not persisted");
-        let uploads = ListUploadsRequest {
-            bucket: "b".into(),
-            max_uploads: 10,
-            ..Default::default()
-        };
-        assert_eq!(
-            client.list_uploads(uploads).await.unwrap().into_inner().uploads,
-            [upload]
-        );
+        let uploads = ListUploadsRequest { bucket: "b".into(), max_uploads: 10, ..Default::default() };
+        assert_eq!(client.list_uploads(uploads).await.unwrap().into_inner().uploads, [upload]);
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

@@ -52,11 +52,7 @@ fn key_str(cf: Cf, key: &[u8]) -> Result<&str, MetadataError> {
 
 pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjectsResponse, MetadataError> {
     let (prefix, delimiter, start_after) = (req.prefix.as_str(), req.delimiter.as_str(), req.start_after.as_str());
-    check_no_nul(&[
-        ("prefix", prefix),
-        ("delimiter", delimiter),
-        ("start-after", start_after),
-    ])?;
+    check_no_nul(&[("prefix", prefix), ("delimiter", delimiter), ("start-after", start_after)])?;
     store.bucket(&req.bucket)?;
     let mut out = ListObjectsResponse::default();
     let limit = req.max_keys.min(MAX_PAGE) as usize;
@@ -165,10 +161,7 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
 
 pub fn list_parts(store: &Store, req: &ListPartsRequest) -> Result<ListPartsResponse, MetadataError> {
     let upload = store.upload(&req.bucket, &req.key, &req.upload_id)?;
-    let mut out = ListPartsResponse {
-        upload: Some(upload),
-        ..Default::default()
-    };
+    let mut out = ListPartsResponse { upload: Some(upload), ..Default::default() };
     let limit = req.max_parts.min(MAX_PAGE) as usize;
     let Some(first) = req.part_number_marker.checked_add(1) else {
         return Ok(out);
@@ -212,22 +205,10 @@ mod tests {
                 bucket: "b".into(),
                 key: key.into(),
                 size: 1,
-                segments: vec![Segment {
-                    size: 1,
-                    inline_data: b"x".to_vec(),
-                    ..Default::default()
-                }],
+                segments: vec![Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() }],
                 ..Default::default()
             };
-            apply(
-                store,
-                Command::PutObject {
-                    record,
-                    intents: vec![],
-                    stamp: stamp(1),
-                },
-            )
-            .unwrap();
+            apply(store, Command::PutObject { record, intents: vec![], stamp: stamp(1) }).unwrap();
         }
     }
 
@@ -243,10 +224,7 @@ mod tests {
     }
 
     fn names(out: &ListObjectsResponse) -> (Vec<&str>, Vec<&str>) {
-        (
-            out.objects.iter().map(|o| o.key.as_str()).collect(),
-            out.common_prefixes.iter().map(String::as_str).collect(),
-        )
+        (out.objects.iter().map(|o| o.key.as_str()).collect(), out.common_prefixes.iter().map(String::as_str).collect())
     }
 
     #[test]
@@ -254,235 +232,57 @@ mod tests {
         let (_dir, store) = store();
         make_bucket(&store, "b");
         make_bucket(&store, "b2");
-        put_keys(
-            &store,
-            [
-                "a",
-                "a/1",
-                "a/2",
-                "a/b/1",
-                "ab",
-                "b/1",
-                "b/2",
-                "c",
-                "photos/2024/x.jpg",
-                "photos/y.jpg",
-            ],
-        );
-        let other = ObjectRecord {
-            bucket: "b2".into(),
-            key: "a".into(),
-            ..Default::default()
-        };
-        apply(
-            &store,
-            Command::PutObject {
-                record: other,
-                intents: vec![],
-                stamp: stamp(1),
-            },
-        )
-        .unwrap();
+        put_keys(&store, ["a", "a/1", "a/2", "a/b/1", "ab", "b/1", "b/2", "c", "photos/2024/x.jpg", "photos/y.jpg"]);
+        let other = ObjectRecord { bucket: "b2".into(), key: "a".into(), ..Default::default() };
+        apply(&store, Command::PutObject { record: other, intents: vec![], stamp: stamp(1) }).unwrap();
 
-        struct Case {
-            name: &'static str,
-            prefix: &'static str,
-            delimiter: &'static str,
-            start_after: &'static str,
-            max: u32,
-            objects: &'static [&'static str],
-            prefixes: &'static [&'static str],
-            truncated: bool,
-        }
-        let cases = [
-            Case {
-                name: "everything",
-                prefix: "",
-                delimiter: "",
-                start_after: "",
-                max: 1000,
-                objects: &[
-                    "a",
-                    "a/1",
-                    "a/2",
-                    "a/b/1",
-                    "ab",
-                    "b/1",
-                    "b/2",
-                    "c",
-                    "photos/2024/x.jpg",
-                    "photos/y.jpg",
-                ],
-                prefixes: &[],
-                truncated: false,
-            },
-            Case {
-                name: "prefix",
-                prefix: "a/",
-                delimiter: "",
-                start_after: "",
-                max: 1000,
-                objects: &["a/1", "a/2", "a/b/1"],
-                prefixes: &[],
-                truncated: false,
-            },
-            Case {
-                name: "delimiter",
-                prefix: "",
-                delimiter: "/",
-                start_after: "",
-                max: 1000,
-                objects: &["a", "ab", "c"],
-                prefixes: &["a/", "b/", "photos/"],
-                truncated: false,
-            },
-            Case {
-                name: "prefix and delimiter",
-                prefix: "a/",
-                delimiter: "/",
-                start_after: "",
-                max: 1000,
-                objects: &["a/1", "a/2"],
-                prefixes: &["a/b/"],
-                truncated: false,
-            },
-            Case {
-                name: "nested prefix",
-                prefix: "photos/",
-                delimiter: "/",
-                start_after: "",
-                max: 1000,
-                objects: &["photos/y.jpg"],
-                prefixes: &["photos/2024/"],
-                truncated: false,
-            },
-            Case {
-                name: "start after a key",
-                prefix: "",
-                delimiter: "",
-                start_after: "a/2",
-                max: 3,
-                objects: &["a/b/1", "ab", "b/1"],
-                prefixes: &[],
-                truncated: true,
-            },
-            Case {
-                name: "start after equals a common prefix",
-                prefix: "",
-                delimiter: "/",
-                start_after: "a/",
-                max: 1000,
-                objects: &["ab", "c"],
-                prefixes: &["b/", "photos/"],
-                truncated: false,
-            },
-            Case {
-                name: "start after inside a common prefix",
-                prefix: "",
-                delimiter: "/",
-                start_after: "a/1",
-                max: 1000,
-                objects: &["ab", "c"],
-                prefixes: &["b/", "photos/"],
-                truncated: false,
-            },
-            Case {
-                name: "start after before the prefix",
-                prefix: "b/",
-                delimiter: "",
-                start_after: "a",
-                max: 1000,
-                objects: &["b/1", "b/2"],
-                prefixes: &[],
-                truncated: false,
-            },
-            Case {
-                name: "start after past the prefix",
-                prefix: "a/",
-                delimiter: "",
-                start_after: "b",
-                max: 1000,
-                objects: &[],
-                prefixes: &[],
-                truncated: false,
-            },
-            Case {
-                name: "prefixes count toward max",
-                prefix: "",
-                delimiter: "/",
-                start_after: "",
-                max: 2,
-                objects: &["a"],
-                prefixes: &["a/"],
-                truncated: true,
-            },
-            Case {
-                name: "exactly max is not truncated",
-                prefix: "a/",
-                delimiter: "",
-                start_after: "",
-                max: 3,
-                objects: &["a/1", "a/2", "a/b/1"],
-                prefixes: &[],
-                truncated: false,
-            },
-            Case {
-                name: "max zero",
-                prefix: "",
-                delimiter: "",
-                start_after: "",
-                max: 0,
-                objects: &[],
-                prefixes: &[],
-                truncated: false,
-            },
-            Case {
-                name: "multi-byte delimiter",
-                prefix: "",
-                delimiter: "/2",
-                start_after: "",
-                max: 1000,
-                objects: &["a", "a/1", "a/b/1", "ab", "b/1", "c", "photos/y.jpg"],
-                prefixes: &["a/2", "b/2", "photos/2"],
-                truncated: false,
-            },
-            Case {
-                name: "no match",
-                prefix: "zzz",
-                delimiter: "/",
-                start_after: "",
-                max: 1000,
-                objects: &[],
-                prefixes: &[],
-                truncated: false,
-            },
+        // (name, prefix, delimiter, start_after, max_keys, objects, common prefixes, truncated)
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            u32,
+            &'static [&'static str],
+            &'static [&'static str],
+            bool,
+        );
+        #[rustfmt::skip]
+        let cases: [Case; 15] = [
+            ("everything", "", "", "", 1000,
+                &["a", "a/1", "a/2", "a/b/1", "ab", "b/1", "b/2", "c", "photos/2024/x.jpg", "photos/y.jpg"], &[], false),
+            ("prefix", "a/", "", "", 1000, &["a/1", "a/2", "a/b/1"], &[], false),
+            ("delimiter", "", "/", "", 1000, &["a", "ab", "c"], &["a/", "b/", "photos/"], false),
+            ("prefix and delimiter", "a/", "/", "", 1000, &["a/1", "a/2"], &["a/b/"], false),
+            ("nested prefix", "photos/", "/", "", 1000, &["photos/y.jpg"], &["photos/2024/"], false),
+            ("start after a key", "", "", "a/2", 3, &["a/b/1", "ab", "b/1"], &[], true),
+            ("start after equals a common prefix", "", "/", "a/", 1000, &["ab", "c"], &["b/", "photos/"], false),
+            ("start after inside a common prefix", "", "/", "a/1", 1000, &["ab", "c"], &["b/", "photos/"], false),
+            ("start after before the prefix", "b/", "", "a", 1000, &["b/1", "b/2"], &[], false),
+            ("start after past the prefix", "a/", "", "b", 1000, &[], &[], false),
+            ("prefixes count toward max", "", "/", "", 2, &["a"], &["a/"], true),
+            ("exactly max is not truncated", "a/", "", "", 3, &["a/1", "a/2", "a/b/1"], &[], false),
+            ("max zero", "", "", "", 0, &[], &[], false),
+            ("multi-byte delimiter", "", "/2", "", 1000,
+                &["a", "a/1", "a/b/1", "ab", "b/1", "c", "photos/y.jpg"], &["a/2", "b/2", "photos/2"], false),
+            ("no match", "zzz", "/", "", 1000, &[], &[], false),
         ];
-        for case in cases {
-            let out = list(&store, case.prefix, case.delimiter, case.start_after, case.max);
+        for (name, prefix, delimiter, start_after, max, want_objects, want_prefixes, truncated) in cases {
+            let out = list(&store, prefix, delimiter, start_after, max);
             let (objects, prefixes) = names(&out);
-            assert_eq!(objects, case.objects, "{}", case.name);
-            assert_eq!(prefixes, case.prefixes, "{}", case.name);
-            assert_eq!(out.is_truncated, case.truncated, "{}", case.name);
+            assert_eq!(objects, want_objects, "{name}");
+            assert_eq!(prefixes, want_prefixes, "{name}");
+            assert_eq!(out.is_truncated, truncated, "{name}");
         }
         let next = list(&store, "", "/", "", 2).next_marker;
-        assert_eq!(
-            next, "a/",
-            "the marker of a page ending in a common prefix is that prefix"
-        );
+        assert_eq!(next, "a/", "the marker of a page ending in a common prefix is that prefix");
     }
 
     #[test]
     fn list_objects_of_a_missing_bucket_is_no_such_bucket() {
         let (_dir, store) = store();
-        let req = ListObjectsRequest {
-            bucket: "nope".into(),
-            max_keys: 10,
-            ..Default::default()
-        };
-        assert!(matches!(
-            list_objects(&store, &req),
-            Err(MetadataError::NoSuchBucket(_))
-        ));
+        let req = ListObjectsRequest { bucket: "nope".into(), max_keys: 10, ..Default::default() };
+        assert!(matches!(list_objects(&store, &req), Err(MetadataError::NoSuchBucket(_))));
     }
 
     /// Listing semantics written the slow, obvious way.
@@ -543,10 +343,7 @@ mod tests {
                         }
                         marker = page.next_marker;
                     }
-                    assert_eq!(
-                        paged, expected,
-                        "prefix {prefix:?} delimiter {delimiter:?} page {page_size}"
-                    );
+                    assert_eq!(paged, expected, "prefix {prefix:?} delimiter {delimiter:?} page {page_size}");
                 }
                 for start_after in ["a", "a/", "a/a", "b", "é/"] {
                     let page = list(&store, prefix, delimiter, start_after, MAX_PAGE);
@@ -558,22 +355,14 @@ mod tests {
                         .into_iter()
                         .filter(|e| Some(e.as_str()) != skipped_prefix)
                         .collect();
-                    assert_eq!(
-                        merged, want,
-                        "prefix {prefix:?} delimiter {delimiter:?} after {start_after:?}"
-                    );
+                    assert_eq!(merged, want, "prefix {prefix:?} delimiter {delimiter:?} after {start_after:?}");
                 }
             }
         }
     }
 
     fn start_upload(store: &Store, key: &str, id: &str) {
-        let upload = UploadRecord {
-            upload_id: id.into(),
-            bucket: "b".into(),
-            key: key.into(),
-            ..Default::default()
-        };
+        let upload = UploadRecord { upload_id: id.into(), bucket: "b".into(), key: key.into(), ..Default::default() };
         apply(store, Command::CreateUpload { upload }).unwrap();
     }
 
@@ -597,24 +386,14 @@ mod tests {
     }
 
     fn upload_names(out: &ListUploadsResponse) -> Vec<String> {
-        out.uploads
-            .iter()
-            .map(|u| format!("{}#{}", u.key, u.upload_id))
-            .collect()
+        out.uploads.iter().map(|u| format!("{}#{}", u.key, u.upload_id)).collect()
     }
 
     #[test]
     fn list_uploads_cases() {
         let (_dir, store) = store();
         make_bucket(&store, "b");
-        for (key, id) in [
-            ("a", "1"),
-            ("a", "2"),
-            ("a/x", "3"),
-            ("a/y", "4"),
-            ("ab", "5"),
-            ("b", "6"),
-        ] {
+        for (key, id) in [("a", "1"), ("a", "2"), ("a/x", "3"), ("a/y", "4"), ("ab", "5"), ("b", "6")] {
             start_upload(&store, key, id);
         }
         let all = uploads(&store, "", "", "", "", 1000);
@@ -634,10 +413,7 @@ mod tests {
 
         let page = uploads(&store, "", "", "", "", 2);
         assert!(page.is_truncated);
-        assert_eq!(
-            (page.next_key_marker.as_str(), page.next_upload_id_marker.as_str()),
-            ("a", "2")
-        );
+        assert_eq!((page.next_key_marker.as_str(), page.next_upload_id_marker.as_str()), ("a", "2"));
         assert!(!uploads(&store, "", "", "", "", 0).is_truncated);
 
         // Paging through reproduces the full listing, whatever the page size.
@@ -675,13 +451,8 @@ mod tests {
                 segment: Some(segment),
                 ..Default::default()
             };
-            let cmd = Command::PutPart {
-                bucket: "b".into(),
-                key: "k".into(),
-                part,
-                intents: vec![intent],
-                stamp: stamp(1),
-            };
+            let cmd =
+                Command::PutPart { bucket: "b".into(), key: "k".into(), part, intents: vec![intent], stamp: stamp(1) };
             apply(&store, cmd).unwrap();
         }
         let req = |marker: u32, max: u32| ListPartsRequest {
@@ -693,20 +464,11 @@ mod tests {
         };
         let numbers = |out: &ListPartsResponse| out.parts.iter().map(|p| p.part_number).collect::<Vec<_>>();
         let first = list_parts(&store, &req(0, 2)).unwrap();
-        assert_eq!(
-            (numbers(&first), first.is_truncated, first.next_part_number_marker),
-            (vec![1, 2], true, 2)
-        );
+        assert_eq!((numbers(&first), first.is_truncated, first.next_part_number_marker), (vec![1, 2], true, 2));
         let rest = list_parts(&store, &req(2, 1000)).unwrap();
         assert_eq!((numbers(&rest), rest.is_truncated), (vec![3, 10_000], false));
         assert!(list_parts(&store, &req(u32::MAX, 10)).unwrap().parts.is_empty());
-        let missing = ListPartsRequest {
-            upload_id: "nope".into(),
-            ..req(0, 10)
-        };
-        assert!(matches!(
-            list_parts(&store, &missing),
-            Err(MetadataError::NoSuchUpload(_))
-        ));
+        let missing = ListPartsRequest { upload_id: "nope".into(), ..req(0, 10) };
+        assert!(matches!(list_parts(&store, &missing), Err(MetadataError::NoSuchUpload(_))));
     }
 }

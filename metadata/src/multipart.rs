@@ -54,10 +54,7 @@ pub fn create_upload(
     store.bucket(&upload.bucket)?;
     let key = keys::upload(&upload.bucket, &upload.key, &upload.upload_id);
     if store.get::<UploadRecord>(Cf::Uploads, &key)?.is_some() {
-        return Err(MetadataError::Internal(format!(
-            "upload id {} is taken",
-            upload.upload_id
-        )));
+        return Err(MetadataError::Internal(format!("upload id {} is taken", upload.upload_id)));
     }
     let template = upload.template.get_or_insert_with(ObjectRecord::default);
     template.bucket.clone_from(&upload.bucket);
@@ -84,16 +81,10 @@ pub fn put_part(
         )));
     }
     store.upload(bucket, key, &part.upload_id)?;
-    let segment = part
-        .segment
-        .as_mut()
-        .ok_or_else(|| MetadataError::InvalidArgument("part without data".into()))?;
+    let segment = part.segment.as_mut().ok_or_else(|| MetadataError::InvalidArgument("part without data".into()))?;
     let etag = unquote(&segment.etag).to_ascii_lowercase();
     if etag.len() != 32 || hex::decode(&etag).is_err() {
-        return Err(MetadataError::InvalidArgument(format!(
-            "part ETag {:?} is not a hex MD5",
-            segment.etag
-        )));
+        return Err(MetadataError::InvalidArgument(format!("part ETag {:?} is not a hex MD5", segment.etag)));
     }
     segment.etag = etag;
     segment.part_number = part.part_number;
@@ -103,20 +94,8 @@ pub fn put_part(
     let replaced = store.find_part(&part.upload_id, part.part_number)?;
     let replaced_segments: Vec<Segment> = replaced.and_then(|p| p.segment).into_iter().collect();
     // Nobody reads a part's bytes before completion, so a replaced part's data can go at once.
-    data::commit(
-        store,
-        batch,
-        intents,
-        std::slice::from_ref(segment),
-        &replaced_segments,
-        stamp,
-        stamp.now_unix_ms,
-    )?;
-    batch.put_cf(
-        store.cf(Cf::Parts)?,
-        keys::part(&part.upload_id, part.part_number),
-        part.encode_to_vec(),
-    );
+    data::commit(store, batch, intents, std::slice::from_ref(segment), &replaced_segments, stamp, stamp.now_unix_ms)?;
+    batch.put_cf(store.cf(Cf::Parts)?, keys::part(&part.upload_id, part.part_number), part.encode_to_vec());
     Ok(Applied::Part(part))
 }
 
@@ -131,9 +110,7 @@ pub fn complete_upload(
 ) -> Result<Applied, MetadataError> {
     let upload = store.upload(bucket, key, upload_id)?;
     if listed.is_empty() {
-        return Err(MetadataError::InvalidArgument(
-            "a multipart upload needs at least one part".into(),
-        ));
+        return Err(MetadataError::InvalidArgument("a multipart upload needs at least one part".into()));
     }
     if let Some(w) = listed.windows(2).find(|w| w[1].part_number <= w[0].part_number) {
         return Err(MetadataError::InvalidPartOrder(format!(
@@ -150,16 +127,10 @@ pub fn complete_upload(
     let mut segments = Vec::with_capacity(listed.len());
     for wanted in listed {
         let Some((_, part)) = stored.get(&wanted.part_number) else {
-            return Err(MetadataError::InvalidPart(format!(
-                "part {} was not uploaded",
-                wanted.part_number
-            )));
+            return Err(MetadataError::InvalidPart(format!("part {} was not uploaded", wanted.part_number)));
         };
         let segment = part.segment.as_ref().ok_or_else(|| {
-            MetadataError::corrupt(
-                format!("part {} of upload {upload_id}", wanted.part_number),
-                "no segment",
-            )
+            MetadataError::corrupt(format!("part {} of upload {upload_id}", wanted.part_number), "no segment")
         })?;
         if !unquote(&wanted.etag).eq_ignore_ascii_case(&segment.etag) {
             return Err(MetadataError::InvalidPart(format!(
@@ -188,13 +159,7 @@ pub fn complete_upload(
     record.segments = segments;
 
     if let Some(replaced) = store.find_object(bucket, key)? {
-        data::retire(
-            store,
-            batch,
-            &record.segments,
-            &replaced.segments,
-            stamp.replaced_gc_unix_ms,
-        )?;
+        data::retire(store, batch, &record.segments, &replaced.segments, stamp.replaced_gc_unix_ms)?;
     }
     let parts_cf = store.cf(Cf::Parts)?;
     for (number, (part_key, part)) in &stored {
@@ -205,11 +170,7 @@ pub fn complete_upload(
         batch.delete_cf(parts_cf, part_key);
     }
     batch.delete_cf(store.cf(Cf::Uploads)?, keys::upload(bucket, key, upload_id));
-    batch.put_cf(
-        store.cf(Cf::Objects)?,
-        keys::object(bucket, key),
-        record.encode_to_vec(),
-    );
+    batch.put_cf(store.cf(Cf::Objects)?, keys::object(bucket, key), record.encode_to_vec());
     Ok(Applied::Object(record))
 }
 
@@ -222,13 +183,7 @@ pub fn abort_upload(
     stamp: &Stamp,
 ) -> Result<Applied, MetadataError> {
     store.upload(bucket, key, upload_id)?;
-    drop_upload(
-        store,
-        batch,
-        &keys::upload(bucket, key, upload_id),
-        upload_id,
-        stamp.now_unix_ms,
-    )?;
+    drop_upload(store, batch, &keys::upload(bucket, key, upload_id), upload_id, stamp.now_unix_ms)?;
     Ok(Applied::Done)
 }
 
@@ -259,10 +214,7 @@ mod tests {
     const MIB: u64 = 1024 * 1024;
 
     fn start_upload(store: &Store, id: &str) {
-        let template = ObjectRecord {
-            content_type: "image/png".into(),
-            ..Default::default()
-        };
+        let template = ObjectRecord { content_type: "image/png".into(), ..Default::default() };
         let upload = UploadRecord {
             upload_id: id.into(),
             bucket: "b".into(),
@@ -276,30 +228,15 @@ mod tests {
     /// Uploads part `number` of `size` bytes; its ETag is the hex of `size` (distinct per size).
     fn put(store: &Store, number: u32, size: u64, data_id: &str) -> Result<PartRecord, MetadataError> {
         let (segment, intent) = allocate(store, data_id.as_bytes(), size, 1_000_000);
-        let part = PartRecord {
-            upload_id: "up".into(),
-            part_number: number,
-            segment: Some(segment),
-            ..Default::default()
-        };
-        let cmd = Command::PutPart {
-            bucket: "b".into(),
-            key: "k".into(),
-            part,
-            intents: vec![intent],
-            stamp: stamp(10),
-        };
+        let part =
+            PartRecord { upload_id: "up".into(), part_number: number, segment: Some(segment), ..Default::default() };
+        let cmd =
+            Command::PutPart { bucket: "b".into(), key: "k".into(), part, intents: vec![intent], stamp: stamp(10) };
         apply(store, cmd).and_then(Applied::into_part)
     }
 
     fn listed(parts: &[(u32, u64)]) -> Vec<CompletedPart> {
-        parts
-            .iter()
-            .map(|&(n, size)| CompletedPart {
-                part_number: n,
-                etag: format!("\"{size:032x}\""),
-            })
-            .collect()
+        parts.iter().map(|&(n, size)| CompletedPart { part_number: n, etag: format!("\"{size:032x}\"") }).collect()
     }
 
     fn complete(store: &Store, parts: Vec<CompletedPart>) -> Result<ObjectRecord, MetadataError> {
@@ -327,38 +264,21 @@ mod tests {
     #[test]
     fn complete_upload_validation() {
         type Check = fn(&MetadataError) -> bool;
-        let wrong_etag = vec![CompletedPart {
-            part_number: 1,
-            etag: format!("\"{:032x}\"", 0),
-        }];
-        let unquoted = vec![CompletedPart {
-            part_number: 3,
-            etag: format!("{:032X}", 1),
-        }];
+        let wrong_etag = vec![CompletedPart { part_number: 1, etag: format!("\"{:032x}\"", 0) }];
+        let unquoted = vec![CompletedPart { part_number: 3, etag: format!("{:032X}", 1) }];
         let cases: Vec<(&str, Vec<CompletedPart>, Check)> = vec![
             ("empty list", vec![], |e| matches!(e, MetadataError::InvalidArgument(_))),
-            ("descending", listed(&[(2, 6 * MIB), (1, 5 * MIB)]), |e| {
-                matches!(e, MetadataError::InvalidPartOrder(_))
-            }),
-            ("repeated", listed(&[(1, 5 * MIB), (1, 5 * MIB)]), |e| {
-                matches!(e, MetadataError::InvalidPartOrder(_))
-            }),
-            ("missing part", listed(&[(1, 5 * MIB), (5, 1)]), |e| {
-                matches!(e, MetadataError::InvalidPart(_))
-            }),
+            ("descending", listed(&[(2, 6 * MIB), (1, 5 * MIB)]), |e| matches!(e, MetadataError::InvalidPartOrder(_))),
+            ("repeated", listed(&[(1, 5 * MIB), (1, 5 * MIB)]), |e| matches!(e, MetadataError::InvalidPartOrder(_))),
+            ("missing part", listed(&[(1, 5 * MIB), (5, 1)]), |e| matches!(e, MetadataError::InvalidPart(_))),
             ("wrong etag", wrong_etag, |e| matches!(e, MetadataError::InvalidPart(_))),
-            ("small non-last part", listed(&[(3, 1), (4, 1)]), |e| {
-                matches!(e, MetadataError::EntityTooSmall(_))
-            }),
+            ("small non-last part", listed(&[(3, 1), (4, 1)]), |e| matches!(e, MetadataError::EntityTooSmall(_))),
         ];
         for (name, parts, check) in cases {
             let (_dir, store) = setup();
             let err = complete(&store, parts).expect_err(name);
             assert!(check(&err), "{name}: {err}");
-            assert!(
-                store.upload("b", "k", "up").is_ok(),
-                "{name}: a failed completion changes nothing"
-            );
+            assert!(store.upload("b", "k", "up").is_ok(), "{name}: a failed completion changes nothing");
             assert_eq!(store.all_parts("up").unwrap().len(), 4, "{name}");
         }
 
@@ -382,41 +302,24 @@ mod tests {
         let (_dir, store) = setup();
         // An older version of the key, replaced by the completion.
         let (old, intent) = allocate(&store, b"old", 3, 1_000_000);
-        let cmd = Command::PutObject {
-            record: object("b", "k", old),
-            intents: vec![intent],
-            stamp: stamp(5),
-        };
+        let cmd = Command::PutObject { record: object("b", "k", old), intents: vec![intent], stamp: stamp(5) };
         apply(&store, cmd).unwrap();
 
         let record = complete(&store, listed(&[(1, 5 * MIB), (3, 1)])).unwrap();
         assert_eq!(record.size, 5 * MIB + 1);
         assert_eq!(record.content_type, "image/png");
         assert_eq!(record.last_modified_unix_ms, 100);
-        assert_eq!(
-            record.segments.iter().map(|s| s.part_number).collect::<Vec<_>>(),
-            vec![1, 3]
-        );
+        assert_eq!(record.segments.iter().map(|s| s.part_number).collect::<Vec<_>>(), vec![1, 3]);
         let expected_etag =
             multipart_etag([format!("{:032x}", 5 * MIB).as_str(), format!("{:032x}", 1).as_str()]).unwrap();
         assert_eq!(record.etag, expected_etag);
         assert!(record.etag.ends_with("-2"));
         assert_eq!(store.object("b", "k").unwrap(), record);
 
-        assert!(matches!(
-            store.upload("b", "k", "up"),
-            Err(MetadataError::NoSuchUpload(_))
-        ));
+        assert!(matches!(store.upload("b", "k", "up"), Err(MetadataError::NoSuchUpload(_))));
         assert!(store.all_parts("up").unwrap().is_empty());
         let entries = gc_entries(&store);
-        assert_eq!(
-            entries,
-            vec![
-                (100, b"p2".to_vec()),
-                (100, b"p4".to_vec()),
-                (100 + GRACE_MS, b"old".to_vec())
-            ]
-        );
+        assert_eq!(entries, vec![(100, b"p2".to_vec()), (100, b"p4".to_vec()), (100 + GRACE_MS, b"old".to_vec())]);
     }
 
     #[test]
@@ -436,10 +339,7 @@ mod tests {
         make_bucket(&store, "b");
         start_upload(&store, "up");
         for bad in [0, MAX_PART_NUMBER + 1] {
-            assert!(
-                matches!(put(&store, bad, 1, "x"), Err(MetadataError::InvalidArgument(_))),
-                "{bad}"
-            );
+            assert!(matches!(put(&store, bad, 1, "x"), Err(MetadataError::InvalidArgument(_))), "{bad}");
         }
         put(&store, 7, 1, "first").unwrap();
         let part = put(&store, 7, 2, "second").unwrap();
@@ -460,12 +360,8 @@ mod tests {
     #[test]
     fn abort_collects_every_part() {
         let (_dir, store) = setup();
-        let abort = Command::AbortUpload {
-            bucket: "b".into(),
-            key: "k".into(),
-            upload_id: "up".into(),
-            stamp: stamp(50),
-        };
+        let abort =
+            Command::AbortUpload { bucket: "b".into(), key: "k".into(), upload_id: "up".into(), stamp: stamp(50) };
         apply(&store, abort.clone()).unwrap();
         let mut ids: Vec<Vec<u8>> = gc_entries(&store)
             .into_iter()
@@ -475,10 +371,7 @@ mod tests {
             })
             .collect();
         ids.sort();
-        assert_eq!(
-            ids,
-            vec![b"p1".to_vec(), b"p2".to_vec(), b"p3".to_vec(), b"p4".to_vec()]
-        );
+        assert_eq!(ids, vec![b"p1".to_vec(), b"p2".to_vec(), b"p3".to_vec(), b"p4".to_vec()]);
         assert!(matches!(apply(&store, abort), Err(MetadataError::NoSuchUpload(_))));
     }
 

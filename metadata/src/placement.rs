@@ -31,12 +31,7 @@ pub fn place(nodes: &[NodeInfo], count: usize, rng: &mut impl Rng) -> Result<Vec
     let mut candidates: Vec<(&str, Vec<&str>)> = nodes
         .iter()
         .map(|node| {
-            let mut disks: Vec<&str> = node
-                .disks
-                .iter()
-                .filter(|d| usable(d))
-                .map(|d| d.disk_id.as_str())
-                .collect();
+            let mut disks: Vec<&str> = node.disks.iter().filter(|d| usable(d)).map(|d| d.disk_id.as_str()).collect();
             disks.shuffle(rng);
             (node.node_id.as_str(), disks)
         })
@@ -58,10 +53,7 @@ pub fn place(nodes: &[NodeInfo], count: usize, rng: &mut impl Rng) -> Result<Vec
             if let Some(disk_id) = disks.get(round)
                 && out.len() < count
             {
-                out.push(ShardLocation {
-                    node_id: node_id.to_string(),
-                    disk_id: disk_id.to_string(),
-                });
+                out.push(ShardLocation { node_id: node_id.to_string(), disk_id: disk_id.to_string() });
             }
         }
         round += 1;
@@ -100,18 +92,14 @@ mod tests {
         assert_eq!(validate_shape(1, 0).unwrap(), 1);
         assert_eq!(validate_shape(28, 4).unwrap(), 32);
         for (k, m) in [(0, 2), (30, 3), (u32::MAX, 1)] {
-            assert!(
-                matches!(validate_shape(k, m), Err(MetadataError::InvalidArgument(_))),
-                "{k}+{m}"
-            );
+            assert!(matches!(validate_shape(k, m), Err(MetadataError::InvalidArgument(_))), "{k}+{m}");
         }
     }
 
     #[test]
     fn shards_land_on_distinct_nodes_while_there_are_enough() {
-        let nodes: Vec<NodeInfo> = (0..6)
-            .map(|i| node(&format!("n{i}"), &[("d0", true), ("d1", true), ("d2", true)]))
-            .collect();
+        let nodes: Vec<NodeInfo> =
+            (0..6).map(|i| node(&format!("n{i}"), &[("d0", true), ("d1", true), ("d2", true)])).collect();
         let mut rng = StdRng::seed_from_u64(7);
         let mut first_node_counts = BTreeMap::new();
         for _ in 0..200 {
@@ -120,11 +108,7 @@ mod tests {
             assert_eq!(distinct_nodes.len(), 6);
             *first_node_counts.entry(placed[0].node_id.clone()).or_insert(0) += 1;
         }
-        assert_eq!(
-            first_node_counts.len(),
-            6,
-            "placement is randomised: {first_node_counts:?}"
-        );
+        assert_eq!(first_node_counts.len(), 6, "placement is randomised: {first_node_counts:?}");
     }
 
     #[test]
@@ -137,10 +121,8 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         for _ in 0..100 {
             let placed = place(&nodes, 6, &mut rng).unwrap();
-            let distinct: BTreeSet<(&str, &str)> = placed
-                .iter()
-                .map(|s| (s.node_id.as_str(), s.disk_id.as_str()))
-                .collect();
+            let distinct: BTreeSet<(&str, &str)> =
+                placed.iter().map(|s| (s.node_id.as_str(), s.disk_id.as_str())).collect();
             assert_eq!(distinct.len(), 6);
             assert!(!distinct.contains(&("c", "d1")), "unhealthy disks are never chosen");
             let mut per_node = BTreeMap::new();

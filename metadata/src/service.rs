@@ -27,10 +27,7 @@ pub struct Timing {
 
 impl From<&MetadataConfig> for Timing {
     fn from(config: &MetadataConfig) -> Self {
-        Timing {
-            gc_grace: config.gc_grace,
-            intent_ttl: config.intent_ttl,
-        }
+        Timing { gc_grace: config.gc_grace, intent_ttl: config.intent_ttl }
     }
 }
 
@@ -63,12 +60,7 @@ fn required<T>(field: Option<T>, name: &str) -> Result<T, Status> {
 
 impl MetadataService {
     pub fn new(store: Arc<Store>, applier: Applier, cluster: Arc<Cluster>, timing: Timing) -> MetadataService {
-        MetadataService {
-            store,
-            applier,
-            cluster,
-            timing,
-        }
+        MetadataService { store, applier, cluster, timing }
     }
 
     fn stamp(&self) -> Stamp {
@@ -107,12 +99,8 @@ impl MetadataService {
 impl Metadata for MetadataService {
     async fn create_bucket(&self, req: Request<CreateBucketRequest>) -> Result<Response<CreateBucketResponse>, Status> {
         let req = req.into_inner();
-        let bucket = BucketRecord {
-            name: req.name,
-            created_unix_ms: now_unix_ms(),
-            owner: req.owner,
-            region: req.region,
-        };
+        let bucket =
+            BucketRecord { name: req.name, created_unix_ms: now_unix_ms(), owner: req.owner, region: req.region };
         let bucket = self.submit(Command::CreateBucket { bucket }).await?.into_bucket()?;
         Ok(Response::new(CreateBucketResponse { bucket: Some(bucket) }))
     }
@@ -125,11 +113,7 @@ impl Metadata for MetadataService {
 
     async fn delete_bucket(&self, req: Request<DeleteBucketRequest>) -> Result<Response<DeleteBucketResponse>, Status> {
         let name = req.into_inner().name;
-        self.submit(Command::DeleteBucket {
-            name,
-            stamp: self.stamp(),
-        })
-        .await?;
+        self.submit(Command::DeleteBucket { name, stamp: self.stamp() }).await?;
         Ok(Response::new(DeleteBucketResponse {}))
     }
 
@@ -146,40 +130,21 @@ impl Metadata for MetadataService {
         let data_id = data::new_data_id();
         let due = now_unix_ms().saturating_add(ms(self.timing.intent_ttl));
         let intent = keys::gc(due, &data_id);
-        let record = GcRecord {
-            data_id: data_id.clone(),
-            shards: shards.clone(),
-        };
-        self.submit(Command::RecordIntent {
-            intent: intent.clone(),
-            record,
-        })
-        .await?;
-        Ok(Response::new(AllocateDataResponse {
-            data_id,
-            shards,
-            intent,
-        }))
+        let record = GcRecord { data_id: data_id.clone(), shards: shards.clone() };
+        self.submit(Command::RecordIntent { intent: intent.clone(), record }).await?;
+        Ok(Response::new(AllocateDataResponse { data_id, shards, intent }))
     }
 
     async fn abandon_data(&self, req: Request<AbandonDataRequest>) -> Result<Response<AbandonDataResponse>, Status> {
         let intent = req.into_inner().intent;
-        self.submit(Command::AbandonData {
-            intent,
-            stamp: self.stamp(),
-        })
-        .await?;
+        self.submit(Command::AbandonData { intent, stamp: self.stamp() }).await?;
         Ok(Response::new(AbandonDataResponse {}))
     }
 
     async fn put_object(&self, req: Request<PutObjectRequest>) -> Result<Response<PutObjectResponse>, Status> {
         let req = req.into_inner();
         let record = required(req.record, "record")?;
-        let command = Command::PutObject {
-            record,
-            intents: req.intents,
-            stamp: self.stamp(),
-        };
+        let command = Command::PutObject { record, intents: req.intents, stamp: self.stamp() };
         let record = self.submit(command).await?.into_object()?;
         Ok(Response::new(PutObjectResponse { record: Some(record) }))
     }
@@ -192,20 +157,14 @@ impl Metadata for MetadataService {
 
     async fn delete_object(&self, req: Request<DeleteObjectRequest>) -> Result<Response<DeleteObjectResponse>, Status> {
         let req = req.into_inner();
-        let command = Command::DeleteObject {
-            bucket: req.bucket,
-            key: req.key,
-            stamp: self.stamp(),
-        };
+        let command = Command::DeleteObject { bucket: req.bucket, key: req.key, stamp: self.stamp() };
         let existed = self.submit(command).await?.into_existed()?;
         Ok(Response::new(DeleteObjectResponse { existed }))
     }
 
     async fn list_objects(&self, req: Request<ListObjectsRequest>) -> Result<Response<ListObjectsResponse>, Status> {
         let req = req.into_inner();
-        Ok(Response::new(
-            self.read(move |store| listing::list_objects(store, &req)).await?,
-        ))
+        Ok(Response::new(self.read(move |store| listing::list_objects(store, &req)).await?))
     }
 
     async fn create_upload(&self, req: Request<CreateUploadRequest>) -> Result<Response<CreateUploadResponse>, Status> {
@@ -224,9 +183,7 @@ impl Metadata for MetadataService {
 
     async fn get_upload(&self, req: Request<GetUploadRequest>) -> Result<Response<GetUploadResponse>, Status> {
         let req = req.into_inner();
-        let upload = self
-            .read(move |store| store.upload(&req.bucket, &req.key, &req.upload_id))
-            .await?;
+        let upload = self.read(move |store| store.upload(&req.bucket, &req.key, &req.upload_id)).await?;
         Ok(Response::new(GetUploadResponse { upload: Some(upload) }))
     }
 
@@ -238,22 +195,15 @@ impl Metadata for MetadataService {
             last_modified_unix_ms: 0,
             segment: Some(required(req.segment, "segment")?),
         };
-        let command = Command::PutPart {
-            bucket: req.bucket,
-            key: req.key,
-            part,
-            intents: req.intents,
-            stamp: self.stamp(),
-        };
+        let command =
+            Command::PutPart { bucket: req.bucket, key: req.key, part, intents: req.intents, stamp: self.stamp() };
         let part = self.submit(command).await?.into_part()?;
         Ok(Response::new(PutPartResponse { part: Some(part) }))
     }
 
     async fn list_parts(&self, req: Request<ListPartsRequest>) -> Result<Response<ListPartsResponse>, Status> {
         let req = req.into_inner();
-        Ok(Response::new(
-            self.read(move |store| listing::list_parts(store, &req)).await?,
-        ))
+        Ok(Response::new(self.read(move |store| listing::list_parts(store, &req)).await?))
     }
 
     async fn complete_upload(
@@ -274,21 +224,15 @@ impl Metadata for MetadataService {
 
     async fn abort_upload(&self, req: Request<AbortUploadRequest>) -> Result<Response<AbortUploadResponse>, Status> {
         let req = req.into_inner();
-        let command = Command::AbortUpload {
-            bucket: req.bucket,
-            key: req.key,
-            upload_id: req.upload_id,
-            stamp: self.stamp(),
-        };
+        let command =
+            Command::AbortUpload { bucket: req.bucket, key: req.key, upload_id: req.upload_id, stamp: self.stamp() };
         self.submit(command).await?;
         Ok(Response::new(AbortUploadResponse {}))
     }
 
     async fn list_uploads(&self, req: Request<ListUploadsRequest>) -> Result<Response<ListUploadsResponse>, Status> {
         let req = req.into_inner();
-        Ok(Response::new(
-            self.read(move |store| listing::list_uploads(store, &req)).await?,
-        ))
+        Ok(Response::new(self.read(move |store| listing::list_uploads(store, &req)).await?))
     }
 
     async fn register_node(&self, req: Request<RegisterNodeRequest>) -> Result<Response<RegisterNodeResponse>, Status> {
@@ -305,8 +249,6 @@ impl Metadata for MetadataService {
         &self,
         _: Request<GetClusterMapRequest>,
     ) -> Result<Response<GetClusterMapResponse>, Status> {
-        Ok(Response::new(GetClusterMapResponse {
-            nodes: self.cluster.status(Instant::now()),
-        }))
+        Ok(Response::new(GetClusterMapResponse { nodes: self.cluster.status(Instant::now()) }))
     }
 }

@@ -71,9 +71,7 @@ impl Store {
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), MetadataError> {
         let mut options = WriteOptions::default();
         options.set_sync(false);
-        self.db
-            .write_opt(batch, &options)
-            .map_err(MetadataError::db("writing a batch"))
+        self.db.write_opt(batch, &options).map_err(MetadataError::db("writing a batch"))
     }
 
     /// Makes every write so far durable (one fsync for the whole group).
@@ -83,11 +81,7 @@ impl Store {
 
     pub(crate) fn get<M: Message + Default>(&self, cf: Cf, key: &[u8]) -> Result<Option<M>, MetadataError> {
         let handle = self.cf(cf)?;
-        let Some(bytes) = self
-            .db
-            .get_pinned_cf(handle, key)
-            .map_err(MetadataError::db("reading a record"))?
-        else {
+        let Some(bytes) = self.db.get_pinned_cf(handle, key).map_err(MetadataError::db("reading a record"))? else {
             return Ok(None);
         };
         decode(cf, key, &bytes).map(Some)
@@ -117,8 +111,7 @@ impl Store {
     }
 
     pub fn bucket(&self, name: &str) -> Result<BucketRecord, MetadataError> {
-        self.find_bucket(name)?
-            .ok_or_else(|| MetadataError::NoSuchBucket(name.to_string()))
+        self.find_bucket(name)?.ok_or_else(|| MetadataError::NoSuchBucket(name.to_string()))
     }
 
     /// Sorted by name: the key order of the buckets column family.
@@ -140,10 +133,7 @@ impl Store {
             return Ok(record);
         }
         self.bucket(bucket)?;
-        Err(MetadataError::NoSuchKey {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-        })
+        Err(MetadataError::NoSuchKey { bucket: bucket.to_string(), key: key.to_string() })
     }
 
     pub fn bucket_has_objects(&self, bucket: &str) -> Result<bool, MetadataError> {
@@ -236,10 +226,7 @@ pub(crate) fn bounded(prefix: &[u8]) -> ReadOptions {
 
 pub(crate) fn decode<M: Message + Default>(cf: Cf, key: &[u8], value: &[u8]) -> Result<M, MetadataError> {
     M::decode(value).map_err(|e| {
-        MetadataError::corrupt(
-            format!("record in {} at key {:?}", cf.name(), String::from_utf8_lossy(key)),
-            e,
-        )
+        MetadataError::corrupt(format!("record in {} at key {:?}", cf.name(), String::from_utf8_lossy(key)), e)
     })
 }
 
@@ -252,17 +239,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            let record = BucketRecord {
-                name: "b".into(),
-                created_unix_ms: 7,
-                ..Default::default()
-            };
+            let record = BucketRecord { name: "b".into(), created_unix_ms: 7, ..Default::default() };
             let mut batch = WriteBatch::default();
-            batch.put_cf(
-                store.cf(Cf::Buckets).unwrap(),
-                keys::bucket("b"),
-                record.encode_to_vec(),
-            );
+            batch.put_cf(store.cf(Cf::Buckets).unwrap(), keys::bucket("b"), record.encode_to_vec());
             store.write(batch).unwrap();
             store.sync_wal().unwrap();
         }
@@ -289,10 +268,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let mut batch = WriteBatch::default();
         for (t, id) in [(10, b"a"), (20, b"b"), (30, b"c")] {
-            let record = GcRecord {
-                data_id: id.to_vec(),
-                shards: vec![],
-            };
+            let record = GcRecord { data_id: id.to_vec(), shards: vec![] };
             batch.put_cf(store.cf(Cf::Gc).unwrap(), keys::gc(t, id), record.encode_to_vec());
         }
         store.write(batch).unwrap();

@@ -52,11 +52,7 @@ impl NodeHealth {
             return NodeState::Suspect;
         }
         let since_ms = now_unix_ms().saturating_sub(self.last_failure_unix_ms.load(Ordering::Relaxed));
-        if since_ms < DOWN_PROBE_INTERVAL.as_millis() as u64 {
-            NodeState::Down
-        } else {
-            NodeState::Suspect
-        }
+        if since_ms < DOWN_PROBE_INTERVAL.as_millis() as u64 { NodeState::Down } else { NodeState::Suspect }
     }
 
     fn record<T>(&self, result: &Result<T, RemoteError>) {
@@ -88,10 +84,7 @@ pub struct BlobnodePool {
 
 impl BlobnodePool {
     pub fn new(config: ClientConfig) -> Self {
-        BlobnodePool {
-            config,
-            nodes: Arc::default(),
-        }
+        BlobnodePool { config, nodes: Arc::default() }
     }
 
     /// Brings the pool in line with the cluster map: new nodes get a channel, moved nodes a new
@@ -109,14 +102,7 @@ impl BlobnodePool {
                     let client = BlobnodeClient::new(limit(channel, &self.config))
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                    map.insert(
-                        id,
-                        Arc::new(NodeConn {
-                            address,
-                            client,
-                            health: NodeHealth::default(),
-                        }),
-                    );
+                    map.insert(id, Arc::new(NodeConn { address, client, health: NodeHealth::default() }));
                 }
                 Err(e) => tracing::warn!(node_id = %id, error = %e, "ignoring blobnode with a bad address"),
             }
@@ -129,15 +115,10 @@ impl BlobnodePool {
     }
 
     fn conn(&self, node_id: &str) -> Result<Arc<NodeConn>, RemoteError> {
-        let map = self
-            .nodes
-            .read()
-            .map_err(|_| RemoteError::new(ErrorCode::Internal, "blobnode pool lock poisoned"))?;
+        let map =
+            self.nodes.read().map_err(|_| RemoteError::new(ErrorCode::Internal, "blobnode pool lock poisoned"))?;
         map.get(node_id).cloned().ok_or_else(|| {
-            RemoteError::new(
-                ErrorCode::Unavailable,
-                format!("blobnode {node_id} is not in the cluster map"),
-            )
+            RemoteError::new(ErrorCode::Unavailable, format!("blobnode {node_id} is not in the cluster map"))
         })
     }
 
@@ -152,24 +133,15 @@ impl BlobnodePool {
             crc32c: crc32c(&data),
         };
         let mut messages = Vec::with_capacity(1 + data.len().div_ceil(MAX_CHUNK_BYTES));
-        messages.push(PutShardRequest {
-            msg: Some(put_shard_request::Msg::Header(header)),
-        });
+        messages.push(PutShardRequest { msg: Some(put_shard_request::Msg::Header(header)) });
         let mut offset = 0;
         while offset < data.len() {
             let end = (offset + MAX_CHUNK_BYTES).min(data.len());
-            messages.push(PutShardRequest {
-                msg: Some(put_shard_request::Msg::Chunk(data.slice(offset..end))),
-            });
+            messages.push(PutShardRequest { msg: Some(put_shard_request::Msg::Chunk(data.slice(offset..end))) });
             offset = end;
         }
-        let result = conn
-            .client
-            .clone()
-            .put_shard(futures::stream::iter(messages))
-            .await
-            .map(|_| ())
-            .map_err(RemoteError::from);
+        let result =
+            conn.client.clone().put_shard(futures::stream::iter(messages)).await.map(|_| ()).map_err(RemoteError::from);
         conn.health.record(&result);
         result
     }
@@ -197,27 +169,16 @@ impl BlobnodePool {
         offset: u64,
         length: u64,
     ) -> Result<Bytes, RemoteError> {
-        let request = GetShardRequest {
-            disk_id: disk_id.to_string(),
-            id: Some(id),
-            offset,
-            length,
-        };
+        let request = GetShardRequest { disk_id: disk_id.to_string(), id: Some(id), offset, length };
         let mut stream = conn.client.clone().get_shard(request).await?.into_inner();
         let mut out = BytesMut::with_capacity(usize::try_from(length).unwrap_or(0).min(64 * MAX_CHUNK_BYTES));
         while let Some(message) = stream.next().await {
             let chunk = message?;
             if crc32c(&chunk.data) != chunk.crc32c {
-                return Err(RemoteError::new(
-                    ErrorCode::ChecksumMismatch,
-                    "shard chunk damaged in transit",
-                ));
+                return Err(RemoteError::new(ErrorCode::ChecksumMismatch, "shard chunk damaged in transit"));
             }
             if length != 0 && (out.len() + chunk.data.len()) as u64 > length {
-                return Err(RemoteError::new(
-                    ErrorCode::Internal,
-                    "blobnode sent more bytes than asked for",
-                ));
+                return Err(RemoteError::new(ErrorCode::Internal, "blobnode sent more bytes than asked for"));
             }
             out.extend_from_slice(&chunk.data);
         }
@@ -232,17 +193,8 @@ impl BlobnodePool {
 
     pub async fn delete_data(&self, node_id: &str, disk_id: &str, data_id: &[u8]) -> Result<(), RemoteError> {
         let conn = self.conn(node_id)?;
-        let request = DeleteDataRequest {
-            disk_id: disk_id.to_string(),
-            data_id: data_id.to_vec(),
-        };
-        let result = conn
-            .client
-            .clone()
-            .delete_data(request)
-            .await
-            .map(|_| ())
-            .map_err(RemoteError::from);
+        let request = DeleteDataRequest { disk_id: disk_id.to_string(), data_id: data_id.to_vec() };
+        let result = conn.client.clone().delete_data(request).await.map(|_| ()).map_err(RemoteError::from);
         conn.health.record(&result);
         result
     }
@@ -254,17 +206,8 @@ impl BlobnodePool {
         id: ShardId,
     ) -> Result<StatShardResponse, RemoteError> {
         let conn = self.conn(node_id)?;
-        let request = StatShardRequest {
-            disk_id: disk_id.to_string(),
-            id: Some(id),
-        };
-        let result = conn
-            .client
-            .clone()
-            .stat_shard(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(RemoteError::from);
+        let request = StatShardRequest { disk_id: disk_id.to_string(), id: Some(id) };
+        let result = conn.client.clone().stat_shard(request).await.map(|r| r.into_inner()).map_err(RemoteError::from);
         conn.health.record(&result);
         result
     }
@@ -276,8 +219,5 @@ pub fn crc32c(data: &[u8]) -> u32 {
 }
 
 fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -82,10 +82,7 @@ pub struct RemoteError {
 
 impl RemoteError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        RemoteError {
-            code,
-            message: message.into(),
-        }
+        RemoteError { code, message: message.into() }
     }
 
     pub fn into_status(self) -> tonic::Status {
@@ -105,11 +102,7 @@ impl From<RemoteError> for tonic::Status {
 
 impl From<tonic::Status> for RemoteError {
     fn from(status: tonic::Status) -> Self {
-        let typed = status
-            .metadata()
-            .get(ERROR_CODE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(ErrorCode::parse);
+        let typed = status.metadata().get(ERROR_CODE_HEADER).and_then(|v| v.to_str().ok()).and_then(ErrorCode::parse);
         let code = typed.unwrap_or(match status.code() {
             // Transport failures, timeouts and shed load all mean "try elsewhere or later".
             tonic::Code::Unavailable
@@ -121,10 +114,7 @@ impl From<tonic::Status> for RemoteError {
             tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
             _ => ErrorCode::Internal,
         });
-        RemoteError {
-            code,
-            message: status.message().to_string(),
-        }
+        RemoteError { code, message: status.message().to_string() }
     }
 }
 

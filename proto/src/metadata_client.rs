@@ -76,22 +76,14 @@ impl MetadataClient {
     /// Builds the stack over lazily connected channels; never blocks and never fails because an
     /// endpoint is down (calls fail instead). Must be called inside a tokio runtime.
     pub fn connect(endpoints: &[String], config: &ClientConfig) -> Result<MetadataClient, RemoteError> {
-        let channels = endpoints
-            .iter()
-            .map(|url| lazy_channel(url, config))
-            .collect::<Result<Vec<_>, _>>()?;
+        let channels = endpoints.iter().map(|url| lazy_channel(url, config)).collect::<Result<Vec<_>, _>>()?;
         let transport = match channels.len() {
             0 => {
-                return Err(RemoteError::new(
-                    ErrorCode::InvalidArgument,
-                    "no metadata endpoint given",
-                ));
+                return Err(RemoteError::new(ErrorCode::InvalidArgument, "no metadata endpoint given"));
             }
             1 => limit(channels.into_iter().next().expect("one channel"), config),
             _ => {
-                let loaded = channels
-                    .into_iter()
-                    .map(|c| PendingRequests::new(c, CompleteOnResponse::default()));
+                let loaded = channels.into_iter().map(|c| PendingRequests::new(c, CompleteOnResponse::default()));
                 let balanced = Balance::new(ServiceList::new(loaded.collect::<Vec<_>>()));
                 limit(Buffer::new(balanced, BALANCER_QUEUE_BOUND), config)
             }

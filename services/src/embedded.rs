@@ -66,10 +66,7 @@ fn default_code(disks: u32) -> ErasureCode {
         5 => (3, 2),
         _ => (4, 2),
     };
-    ErasureCode {
-        data_shards,
-        parity_shards,
-    }
+    ErasureCode { data_shards, parity_shards }
 }
 
 /// Builds a role's typed config through its own clap parser, so defaults and validation stay
@@ -100,22 +97,14 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
         bail!("--ec {ec} needs {} disks but --disks is {}", ec.total(), config.disks);
     }
     std::fs::create_dir_all(&config.dir).with_context(|| format!("creating {}", config.dir.display()))?;
-    let dir = config
-        .dir
-        .canonicalize()
-        .with_context(|| format!("resolving {}", config.dir.display()))?;
+    let dir = config.dir.canonicalize().with_context(|| format!("resolving {}", config.dir.display()))?;
 
-    let meta_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the metadata port")?;
+    let meta_listener = TcpListener::bind("127.0.0.1:0").await.context("binding the metadata port")?;
     let meta_addr = meta_listener.local_addr()?;
-    let blob_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the blobnode port")?;
+    let blob_listener = TcpListener::bind("127.0.0.1:0").await.context("binding the blobnode port")?;
     let blob_addr = blob_listener.local_addr()?;
-    let s3_listener = TcpListener::bind(config.address)
-        .await
-        .with_context(|| format!("binding the S3 port {}", config.address))?;
+    let s3_listener =
+        TcpListener::bind(config.address).await.with_context(|| format!("binding the S3 port {}", config.address))?;
     let meta_url = format!("http://{meta_addr}");
 
     let metadata_config: coffer_metadata::MetadataConfig = parse_role(&[
@@ -126,12 +115,7 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
         "--gc-grace".into(),
         config.gc_grace.clone(),
     ])?;
-    let mut blob_args = vec![
-        "--listen".into(),
-        blob_addr.to_string(),
-        "--metadata".into(),
-        meta_url.clone(),
-    ];
+    let mut blob_args = vec!["--listen".into(), blob_addr.to_string(), "--metadata".into(), meta_url.clone()];
     for i in 1..=config.disks {
         let disk = dir.join(format!("disk{i}"));
         std::fs::create_dir_all(&disk).with_context(|| format!("creating {}", disk.display()))?;
@@ -162,16 +146,8 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
     // Stop order: the gateway drains first, then the services under it.
     let (stop_gateway, gateway_rx) = watch::channel(false);
     let (stop_services, services_rx) = watch::channel(false);
-    let metadata = tokio::spawn(coffer_metadata::serve(
-        meta_listener,
-        metadata_config,
-        trigger(&services_rx),
-    ));
-    let blobnode = tokio::spawn(coffer_blobnode::serve(
-        blob_listener,
-        blobnode_config,
-        trigger(&services_rx),
-    ));
+    let metadata = tokio::spawn(coffer_metadata::serve(meta_listener, metadata_config, trigger(&services_rx)));
+    let blobnode = tokio::spawn(coffer_blobnode::serve(blob_listener, blobnode_config, trigger(&services_rx)));
     wait_for_disks(&meta_url, ec.total() as usize).await;
     let gateway = tokio::spawn(coffer_gateway::serve(s3_listener, gateway_config, trigger(&gateway_rx)));
     print_banner(&config, ec, &dir);
@@ -236,11 +212,7 @@ fn print_banner(config: &ServerConfig, ec: ErasureCode, dir: &std::path::Path) {
     } else {
         "(the value of COFFER_ROOT_PASSWORD)".to_string()
     };
-    println!(
-        "Coffer is running: {} disks in {}, erasure code {ec}",
-        config.disks,
-        dir.display()
-    );
+    println!("Coffer is running: {} disks in {}, erasure code {ec}", config.disks, dir.display());
     println!("  S3 endpoint: http://{host}");
     println!("  Access key:  {}", config.root_user);
     println!("  Secret key:  {secret}");

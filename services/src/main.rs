@@ -44,12 +44,8 @@ fn main() -> std::process::ExitCode {
         let shutdown = shutdown::on_signal();
         match cli.role {
             Role::Server(config) => embedded::run(config, shutdown).await,
-            Role::Metadata(config) => coffer_metadata::run(config, shutdown)
-                .await
-                .map_err(anyhow::Error::from),
-            Role::Blobnode(config) => coffer_blobnode::run(config, shutdown)
-                .await
-                .map_err(anyhow::Error::from),
+            Role::Metadata(config) => coffer_metadata::run(config, shutdown).await.map_err(anyhow::Error::from),
+            Role::Blobnode(config) => coffer_blobnode::run(config, shutdown).await.map_err(anyhow::Error::from),
             Role::Gateway(config) => coffer_gateway::run(config, shutdown).await.map_err(anyhow::Error::from),
         }
     });

@@ -20,10 +20,7 @@ fn raw(method: &str, url: &str) -> (u16, String) {
 }
 
 fn code_of(body: &str) -> &str {
-    body.split("<Code>")
-        .nth(1)
-        .and_then(|s| s.split("</Code>").next())
-        .unwrap_or("")
+    body.split("<Code>").nth(1).and_then(|s| s.split("</Code>").next()).unwrap_or("")
 }
 
 #[test]
@@ -88,35 +85,19 @@ fn invalid_input_is_refused_and_nothing_is_stored() {
     runtime().block_on(async {
         s3.create_bucket().bucket("bad").send().await.expect("create");
         for name in ["Bad_Bucket", "ab", "-leading", "a..b", "192.168.1.1"] {
-            assert_eq!(
-                error_code(s3.create_bucket().bucket(name).send().await),
-                "InvalidBucketName",
-                "{name}"
-            );
+            assert_eq!(error_code(s3.create_bucket().bucket(name).send().await), "InvalidBucketName", "{name}");
         }
         let listed = s3.list_buckets().send().await.expect("list");
         assert_eq!(listed.buckets().len(), 1);
 
         let long_key = "k".repeat(1025);
         assert_eq!(
-            error_code(
-                s3.put_object()
-                    .bucket("bad")
-                    .key(&long_key)
-                    .body(ByteStream::from_static(b"x"))
-                    .send()
-                    .await
-            ),
+            error_code(s3.put_object().bucket("bad").key(&long_key).body(ByteStream::from_static(b"x")).send().await),
             "KeyTooLongError"
         );
         let ok_key = "k".repeat(1024);
         put_bytes(&s3, "bad", &ok_key, b"fits".to_vec()).await;
-        s3.delete_object()
-            .bucket("bad")
-            .key(&ok_key)
-            .send()
-            .await
-            .expect("delete");
+        s3.delete_object().bucket("bad").key(&ok_key).send().await.expect("delete");
 
         // Content-MD5 of other bytes: BadDigest, for an inline and a striped body.
         for size in [10usize, 1024 * 1024] {
@@ -129,10 +110,7 @@ fn invalid_input_is_refused_and_nothing_is_stored() {
                 .send()
                 .await;
             assert_eq!(error_code(result), "BadDigest", "{size} bytes");
-            assert_eq!(
-                error_code(s3.head_object().bucket("bad").key("digest").send().await),
-                "NotFound"
-            );
+            assert_eq!(error_code(s3.head_object().bucket("bad").key("digest").send().await), "NotFound");
         }
         let result = s3
             .put_object()
@@ -145,13 +123,7 @@ fn invalid_input_is_refused_and_nothing_is_stored() {
         assert_eq!(error_code(result), "InvalidDigest");
 
         // Completing with a wrong part ETag: InvalidPart, and no object appears.
-        let upload = s3
-            .create_multipart_upload()
-            .bucket("bad")
-            .key("mp")
-            .send()
-            .await
-            .expect("create upload");
+        let upload = s3.create_multipart_upload().bucket("bad").key("mp").send().await.expect("create upload");
         let id = upload.upload_id().expect("id");
         s3.upload_part()
             .bucket("bad")
@@ -163,12 +135,7 @@ fn invalid_input_is_refused_and_nothing_is_stored() {
             .await
             .expect("part");
         let wrong = CompletedMultipartUpload::builder()
-            .parts(
-                CompletedPart::builder()
-                    .part_number(1)
-                    .e_tag("\"0123456789abcdef0123456789abcdef\"")
-                    .build(),
-            )
+            .parts(CompletedPart::builder().part_number(1).e_tag("\"0123456789abcdef0123456789abcdef\"").build())
             .build();
         assert_eq!(
             error_code(
@@ -183,12 +150,7 @@ fn invalid_input_is_refused_and_nothing_is_stored() {
             "InvalidPart"
         );
         let missing = CompletedMultipartUpload::builder()
-            .parts(
-                CompletedPart::builder()
-                    .part_number(7)
-                    .e_tag("\"0123456789abcdef0123456789abcdef\"")
-                    .build(),
-            )
+            .parts(CompletedPart::builder().part_number(7).e_tag("\"0123456789abcdef0123456789abcdef\"").build())
             .build();
         assert_eq!(
             error_code(
@@ -202,10 +164,7 @@ fn invalid_input_is_refused_and_nothing_is_stored() {
             ),
             "InvalidPart"
         );
-        assert_eq!(
-            error_code(s3.head_object().bucket("bad").key("mp").send().await),
-            "NotFound"
-        );
+        assert_eq!(error_code(s3.head_object().bucket("bad").key("mp").send().await), "NotFound");
         assert_eq!(
             error_code(
                 s3.upload_part()

@@ -23,11 +23,7 @@ fn shard_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn flip_byte(path: &Path, offset: u64) {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open shard");
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open shard");
     let mut byte = [0u8; 1];
     file.read_exact_at(&mut byte, offset).expect("read byte");
     byte[0] ^= 0x5A;
@@ -40,11 +36,8 @@ fn two_lost_blobnodes_and_a_corrupt_shard_do_not_change_the_bytes() {
     let mut cluster = Split::start(6, "4+2");
     let s3 = cluster.client();
     let sizes = [200 * 1024, STRIPE + 3, 3 * STRIPE + 1];
-    let objects: Vec<(String, Vec<u8>)> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| (format!("obj-{i}"), pattern(n, 100 + i as u64)))
-        .collect();
+    let objects: Vec<(String, Vec<u8>)> =
+        sizes.iter().enumerate().map(|(i, &n)| (format!("obj-{i}"), pattern(n, 100 + i as u64))).collect();
     let rt = runtime();
     rt.block_on(async {
         s3.create_bucket().bucket("deg").send().await.expect("create");
@@ -75,16 +68,10 @@ fn two_lost_blobnodes_and_a_corrupt_shard_do_not_change_the_bytes() {
     cluster.blobnodes[1].kill9();
     rt.block_on(async {
         for (key, data) in &objects {
-            assert!(
-                get_bytes(&s3, "deg", key).await == *data,
-                "{key} with two blobnodes down"
-            );
+            assert!(get_bytes(&s3, "deg", key).await == *data, "{key} with two blobnodes down");
             let mid = data.len() as u64 / 2;
             let got = get_range(&s3, "deg", key, mid, mid + 10).await;
-            assert!(
-                got == data[mid as usize..=mid as usize + 10],
-                "{key} ranged with two blobnodes down"
-            );
+            assert!(got == data[mid as usize..=mid as usize + 10], "{key} ranged with two blobnodes down");
         }
     });
 }

@@ -13,18 +13,8 @@ const SHARD: usize = STRIPE / 4;
 fn sizes_round_trip_byte_exact() {
     let server = Embedded::start(&[]);
     let s3 = server.client();
-    let sizes = [
-        0,
-        1,
-        INLINE - 1,
-        INLINE,
-        INLINE + 1,
-        STRIPE - 1,
-        STRIPE,
-        STRIPE + 1,
-        3 * STRIPE + 1,
-        100 * 1024 * 1024,
-    ];
+    let sizes =
+        [0, 1, INLINE - 1, INLINE, INLINE + 1, STRIPE - 1, STRIPE, STRIPE + 1, 3 * STRIPE + 1, 100 * 1024 * 1024];
     runtime().block_on(async {
         s3.create_bucket().bucket("sizes").send().await.expect("create");
         for (i, size) in sizes.into_iter().enumerate() {
@@ -52,15 +42,7 @@ fn ranges_at_stripe_and_shard_boundaries() {
         s3.create_bucket().bucket("ranges").send().await.expect("create");
         put_bytes(&s3, "ranges", "r", data.clone()).await;
         let mut cases: Vec<(usize, usize)> = vec![(0, 0), (size - 1, size - 1), (0, size - 1)];
-        for boundary in [
-            SHARD,
-            2 * SHARD,
-            3 * SHARD,
-            STRIPE,
-            STRIPE + SHARD,
-            2 * STRIPE,
-            3 * STRIPE,
-        ] {
+        for boundary in [SHARD, 2 * SHARD, 3 * SHARD, STRIPE, STRIPE + SHARD, 2 * STRIPE, 3 * STRIPE] {
             cases.push((boundary - 1, boundary));
             cases.push((boundary - 1, boundary - 1));
             cases.push((boundary, boundary));

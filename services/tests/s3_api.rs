@@ -13,10 +13,7 @@ fn buckets() {
     runtime().block_on(async {
         s3.create_bucket().bucket("alpha").send().await.expect("create alpha");
         s3.create_bucket().bucket("beta").send().await.expect("create beta");
-        assert_eq!(
-            error_code(s3.create_bucket().bucket("alpha").send().await),
-            "BucketAlreadyOwnedByYou"
-        );
+        assert_eq!(error_code(s3.create_bucket().bucket("alpha").send().await), "BucketAlreadyOwnedByYou");
 
         let listed = s3.list_buckets().send().await.expect("list");
         let names: Vec<_> = listed.buckets().iter().filter_map(|b| b.name()).collect();
@@ -29,25 +26,11 @@ fn buckets() {
         assert!(location.location_constraint().is_none_or(|c| c.as_str().is_empty()));
 
         put_bytes(&s3, "alpha", "k", b"x".to_vec()).await;
-        assert_eq!(
-            error_code(s3.delete_bucket().bucket("alpha").send().await),
-            "BucketNotEmpty"
-        );
-        s3.delete_object()
-            .bucket("alpha")
-            .key("k")
-            .send()
-            .await
-            .expect("delete object");
+        assert_eq!(error_code(s3.delete_bucket().bucket("alpha").send().await), "BucketNotEmpty");
+        s3.delete_object().bucket("alpha").key("k").send().await.expect("delete object");
         s3.delete_bucket().bucket("alpha").send().await.expect("delete bucket");
-        assert_eq!(
-            error_code(s3.delete_bucket().bucket("alpha").send().await),
-            "NoSuchBucket"
-        );
-        assert_eq!(
-            error_code(s3.get_object().bucket("alpha").key("k").send().await),
-            "NoSuchBucket"
-        );
+        assert_eq!(error_code(s3.delete_bucket().bucket("alpha").send().await), "NoSuchBucket");
+        assert_eq!(error_code(s3.get_object().bucket("alpha").key("k").send().await), "NoSuchBucket");
     });
 }
 
@@ -76,13 +59,7 @@ fn objects_headers_conditions_and_copies() {
         let etag = put.e_tag().expect("etag").to_string();
         assert_eq!(etag, format!("\"{}\"", md5_hex(&body)));
 
-        let head = s3
-            .head_object()
-            .bucket("bkt")
-            .key("dir/hello.txt")
-            .send()
-            .await
-            .expect("head");
+        let head = s3.head_object().bucket("bkt").key("dir/hello.txt").send().await.expect("head");
         assert_eq!(head.content_length(), Some(body.len() as i64));
         assert_eq!(head.content_type(), Some("text/plain"));
         assert_eq!(head.content_encoding(), Some("identity"));
@@ -94,67 +71,25 @@ fn objects_headers_conditions_and_copies() {
         assert_eq!(meta.get("mixed-case").map(String::as_str), Some("yes"));
 
         // Conditions.
-        let ok = s3
-            .get_object()
-            .bucket("bkt")
-            .key("dir/hello.txt")
-            .if_match(&etag)
-            .send()
-            .await;
+        let ok = s3.get_object().bucket("bkt").key("dir/hello.txt").if_match(&etag).send().await;
         assert!(ok.is_ok());
         assert_eq!(
-            error_code(
-                s3.get_object()
-                    .bucket("bkt")
-                    .key("dir/hello.txt")
-                    .if_match("\"nope\"")
-                    .send()
-                    .await
-            ),
+            error_code(s3.get_object().bucket("bkt").key("dir/hello.txt").if_match("\"nope\"").send().await),
             "PreconditionFailed"
         );
         assert_eq!(
-            error_code(
-                s3.get_object()
-                    .bucket("bkt")
-                    .key("dir/hello.txt")
-                    .if_none_match(&etag)
-                    .send()
-                    .await
-            ),
+            error_code(s3.get_object().bucket("bkt").key("dir/hello.txt").if_none_match(&etag).send().await),
             "HTTP 304"
         );
         let future = aws_sdk_s3::primitives::DateTime::from_secs(4_000_000_000);
         let past = aws_sdk_s3::primitives::DateTime::from_secs(1_000_000_000);
         assert_eq!(
-            error_code(
-                s3.get_object()
-                    .bucket("bkt")
-                    .key("dir/hello.txt")
-                    .if_modified_since(future)
-                    .send()
-                    .await
-            ),
+            error_code(s3.get_object().bucket("bkt").key("dir/hello.txt").if_modified_since(future).send().await),
             "HTTP 304"
         );
-        assert!(
-            s3.get_object()
-                .bucket("bkt")
-                .key("dir/hello.txt")
-                .if_modified_since(past)
-                .send()
-                .await
-                .is_ok()
-        );
+        assert!(s3.get_object().bucket("bkt").key("dir/hello.txt").if_modified_since(past).send().await.is_ok());
         assert_eq!(
-            error_code(
-                s3.get_object()
-                    .bucket("bkt")
-                    .key("dir/hello.txt")
-                    .if_unmodified_since(past)
-                    .send()
-                    .await
-            ),
+            error_code(s3.get_object().bucket("bkt").key("dir/hello.txt").if_unmodified_since(past).send().await),
             "PreconditionFailed"
         );
 
@@ -175,53 +110,21 @@ fn objects_headers_conditions_and_copies() {
 
         // Ranges.
         assert_eq!(get_range(&s3, "bkt", "dir/hello.txt", 7, 12).await, b"coffer");
-        let suffix = s3
-            .get_object()
-            .bucket("bkt")
-            .key("dir/hello.txt")
-            .range("bytes=-6")
-            .send()
-            .await
-            .expect("suffix");
+        let suffix = s3.get_object().bucket("bkt").key("dir/hello.txt").range("bytes=-6").send().await.expect("suffix");
         assert_eq!(suffix.content_range(), Some("bytes 7-12/13"));
+        assert_eq!(suffix.body.collect().await.expect("body").into_bytes().as_ref(), b"coffer");
         assert_eq!(
-            suffix.body.collect().await.expect("body").into_bytes().as_ref(),
-            b"coffer"
-        );
-        assert_eq!(
-            error_code(
-                s3.get_object()
-                    .bucket("bkt")
-                    .key("dir/hello.txt")
-                    .range("bytes=100-200")
-                    .send()
-                    .await
-            ),
+            error_code(s3.get_object().bucket("bkt").key("dir/hello.txt").range("bytes=100-200").send().await),
             "InvalidRange"
         );
 
         // CopyObject, COPY keeps headers, REPLACE takes the request's.
-        let copied = s3
-            .copy_object()
-            .bucket("bkt")
-            .key("copy-1")
-            .copy_source("bkt/dir/hello.txt")
-            .send()
-            .await
-            .expect("copy");
+        let copied =
+            s3.copy_object().bucket("bkt").key("copy-1").copy_source("bkt/dir/hello.txt").send().await.expect("copy");
         assert_eq!(copied.copy_object_result().and_then(|r| r.e_tag()), Some(etag.as_str()));
-        let head = s3
-            .head_object()
-            .bucket("bkt")
-            .key("copy-1")
-            .send()
-            .await
-            .expect("head copy");
+        let head = s3.head_object().bucket("bkt").key("copy-1").send().await.expect("head copy");
         assert_eq!(head.content_type(), Some("text/plain"));
-        assert_eq!(
-            head.metadata().and_then(|m| m.get("colour")).map(String::as_str),
-            Some("blue")
-        );
+        assert_eq!(head.metadata().and_then(|m| m.get("colour")).map(String::as_str), Some("blue"));
         s3.copy_object()
             .bucket("bkt")
             .key("copy-2")
@@ -232,13 +135,7 @@ fn objects_headers_conditions_and_copies() {
             .send()
             .await
             .expect("copy replace");
-        let head = s3
-            .head_object()
-            .bucket("bkt")
-            .key("copy-2")
-            .send()
-            .await
-            .expect("head copy 2");
+        let head = s3.head_object().bucket("bkt").key("copy-2").send().await.expect("head copy 2");
         assert_eq!(head.content_type(), Some("application/json"));
         let meta = head.metadata().expect("metadata");
         assert!(meta.get("colour").is_none());
@@ -258,66 +155,31 @@ fn objects_headers_conditions_and_copies() {
         );
         assert_eq!(
             error_code(
-                s3.copy_object()
-                    .bucket("bkt")
-                    .key("dir/hello.txt")
-                    .copy_source("bkt/dir/hello.txt")
-                    .send()
-                    .await
+                s3.copy_object().bucket("bkt").key("dir/hello.txt").copy_source("bkt/dir/hello.txt").send().await
             ),
             "InvalidRequest"
         );
         assert_eq!(
-            error_code(
-                s3.copy_object()
-                    .bucket("bkt")
-                    .key("x")
-                    .copy_source("bkt/missing")
-                    .send()
-                    .await
-            ),
+            error_code(s3.copy_object().bucket("bkt").key("x").copy_source("bkt/missing").send().await),
             "NoSuchKey"
         );
 
         // Overwrite, delete, missing keys.
         put_bytes(&s3, "bkt", "copy-1", b"new".to_vec()).await;
         assert_eq!(get_bytes(&s3, "bkt", "copy-1").await, b"new");
-        s3.delete_object()
-            .bucket("bkt")
-            .key("copy-1")
-            .send()
-            .await
-            .expect("delete");
-        assert_eq!(
-            error_code(s3.get_object().bucket("bkt").key("copy-1").send().await),
-            "NoSuchKey"
-        );
-        assert_eq!(
-            error_code(s3.head_object().bucket("bkt").key("copy-1").send().await),
-            "NotFound"
-        );
+        s3.delete_object().bucket("bkt").key("copy-1").send().await.expect("delete");
+        assert_eq!(error_code(s3.get_object().bucket("bkt").key("copy-1").send().await), "NoSuchKey");
+        assert_eq!(error_code(s3.head_object().bucket("bkt").key("copy-1").send().await), "NotFound");
         // Deleting a missing key is not an error in S3.
-        s3.delete_object()
-            .bucket("bkt")
-            .key("never-was")
-            .send()
-            .await
-            .expect("delete missing");
+        s3.delete_object().bucket("bkt").key("never-was").send().await.expect("delete missing");
 
         // DeleteObjects.
         for i in 0..5 {
             put_bytes(&s3, "bkt", &format!("many/{i}"), vec![i as u8; 10]).await;
         }
         let ids: Vec<ObjectIdentifier> = (0..5)
-            .map(|i| {
-                ObjectIdentifier::builder()
-                    .key(format!("many/{i}"))
-                    .build()
-                    .expect("id")
-            })
-            .chain(std::iter::once(
-                ObjectIdentifier::builder().key("many/none").build().expect("id"),
-            ))
+            .map(|i| ObjectIdentifier::builder().key(format!("many/{i}")).build().expect("id"))
+            .chain(std::iter::once(ObjectIdentifier::builder().key("many/none").build().expect("id")))
             .collect();
         let deleted = s3
             .delete_objects()
@@ -328,13 +190,7 @@ fn objects_headers_conditions_and_copies() {
             .expect("delete objects");
         assert_eq!(deleted.deleted().len(), 6);
         assert!(deleted.errors().is_empty());
-        let left = s3
-            .list_objects_v2()
-            .bucket("bkt")
-            .prefix("many/")
-            .send()
-            .await
-            .expect("list");
+        let left = s3.list_objects_v2().bucket("bkt").prefix("many/").send().await.expect("list");
         assert_eq!(left.key_count(), Some(0));
     });
 }
@@ -356,27 +212,14 @@ fn listings() {
         assert_eq!(all.contents()[0].size(), Some(1));
 
         // Delimiter folds prefixes.
-        let folded = s3
-            .list_objects_v2()
-            .bucket("lst")
-            .delimiter("/")
-            .send()
-            .await
-            .expect("list");
+        let folded = s3.list_objects_v2().bucket("lst").delimiter("/").send().await.expect("list");
         let objects: Vec<_> = folded.contents().iter().filter_map(|o| o.key()).collect();
         let prefixes: Vec<_> = folded.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
         assert_eq!(objects, ["a", "c d+e", "e"]);
         assert_eq!(prefixes, ["b/", "d/"]);
         assert_eq!(folded.key_count(), Some(5));
 
-        let sub = s3
-            .list_objects_v2()
-            .bucket("lst")
-            .prefix("b/")
-            .delimiter("/")
-            .send()
-            .await
-            .expect("list");
+        let sub = s3.list_objects_v2().bucket("lst").prefix("b/").delimiter("/").send().await.expect("list");
         let objects: Vec<_> = sub.contents().iter().filter_map(|o| o.key()).collect();
         let prefixes: Vec<_> = sub.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
         assert_eq!(objects, ["b/1", "b/2"]);
@@ -403,25 +246,12 @@ fn listings() {
         assert_eq!(seen, keys);
 
         // start-after.
-        let after = s3
-            .list_objects_v2()
-            .bucket("lst")
-            .start_after("b/2")
-            .send()
-            .await
-            .expect("list");
+        let after = s3.list_objects_v2().bucket("lst").start_after("b/2").send().await.expect("list");
         let got: Vec<_> = after.contents().iter().filter_map(|o| o.key()).collect();
         assert_eq!(got, ["b/c/3", "c d+e", "d/x", "e"]);
 
         // v1 with marker.
-        let v1 = s3
-            .list_objects()
-            .bucket("lst")
-            .marker("c d+e")
-            .max_keys(1)
-            .send()
-            .await
-            .expect("v1");
+        let v1 = s3.list_objects().bucket("lst").marker("c d+e").max_keys(1).send().await.expect("v1");
         let got: Vec<_> = v1.contents().iter().filter_map(|o| o.key()).collect();
         assert_eq!(got, ["d/x"]);
         assert_eq!(v1.is_truncated(), Some(true));
@@ -438,10 +268,7 @@ fn listings() {
         let got: Vec<_> = encoded.contents().iter().filter_map(|o| o.key()).collect();
         assert_eq!(got, ["c%20d%2Be"]);
 
-        assert_eq!(
-            error_code(s3.list_objects_v2().bucket("nobucket").send().await),
-            "NoSuchBucket"
-        );
+        assert_eq!(error_code(s3.list_objects_v2().bucket("nobucket").send().await), "NoSuchBucket");
     });
 }
 
@@ -467,12 +294,7 @@ fn multipart_uploads() {
             .expect("create upload");
         let id = upload.upload_id().expect("upload id").to_string();
 
-        let listed = s3
-            .list_multipart_uploads()
-            .bucket("mpu")
-            .send()
-            .await
-            .expect("list uploads");
+        let listed = s3.list_multipart_uploads().bucket("mpu").send().await.expect("list uploads");
         assert_eq!(listed.uploads().len(), 1);
         assert_eq!(listed.uploads()[0].upload_id(), Some(id.as_str()));
 
@@ -505,44 +327,20 @@ fn multipart_uploads() {
             .await
             .expect("upload part copy");
         let part2 = pattern(part_size + 100, 9)[100..].to_vec();
-        let copy_etag = copied
-            .copy_part_result()
-            .and_then(|r| r.e_tag())
-            .expect("etag")
-            .to_string();
+        let copy_etag = copied.copy_part_result().and_then(|r| r.e_tag()).expect("etag").to_string();
         assert_eq!(copy_etag, format!("\"{}\"", md5_hex(&part2)));
         etags[1] = copy_etag;
 
-        let parts = s3
-            .list_parts()
-            .bucket("mpu")
-            .key("big")
-            .upload_id(&id)
-            .send()
-            .await
-            .expect("list parts");
+        let parts = s3.list_parts().bucket("mpu").key("big").upload_id(&id).send().await.expect("list parts");
         let numbers: Vec<_> = parts.parts().iter().filter_map(|p| p.part_number()).collect();
         assert_eq!(numbers, [1, 2, 3]);
-        let paged = s3
-            .list_parts()
-            .bucket("mpu")
-            .key("big")
-            .upload_id(&id)
-            .max_parts(2)
-            .send()
-            .await
-            .expect("page");
+        let paged = s3.list_parts().bucket("mpu").key("big").upload_id(&id).max_parts(2).send().await.expect("page");
         assert_eq!(paged.parts().len(), 2);
         assert_eq!(paged.is_truncated(), Some(true));
 
         // A wrong ETag, then parts out of order: refused, nothing committed.
         let wrong = CompletedMultipartUpload::builder()
-            .parts(
-                CompletedPart::builder()
-                    .part_number(1)
-                    .e_tag("\"00000000000000000000000000000000\"")
-                    .build(),
-            )
+            .parts(CompletedPart::builder().part_number(1).e_tag("\"00000000000000000000000000000000\"").build())
             .build();
         assert_eq!(
             error_code(
@@ -572,10 +370,7 @@ fn multipart_uploads() {
             ),
             "InvalidPartOrder"
         );
-        assert_eq!(
-            error_code(s3.head_object().bucket("mpu").key("big").send().await),
-            "NotFound"
-        );
+        assert_eq!(error_code(s3.head_object().bucket("mpu").key("big").send().await), "NotFound");
 
         let done = CompletedMultipartUpload::builder()
             .set_parts(Some(
@@ -604,29 +399,17 @@ fn multipart_uploads() {
         let head = s3.head_object().bucket("mpu").key("big").send().await.expect("head");
         assert_eq!(head.content_length(), Some(expected.len() as i64));
         assert_eq!(head.content_type(), Some("application/x-big"));
-        assert_eq!(
-            head.metadata().and_then(|m| m.get("kind")).map(String::as_str),
-            Some("multipart")
-        );
+        assert_eq!(head.metadata().and_then(|m| m.get("kind")).map(String::as_str), Some("multipart"));
         assert_eq!(md5_hex(&get_bytes(&s3, "mpu", "big").await), md5_hex(&expected));
         // A range across the part boundary.
         let first = part_size as u64 - 10;
         let got = get_range(&s3, "mpu", "big", first, first + 19).await;
         assert_eq!(got, expected[first as usize..first as usize + 20]);
 
-        assert_eq!(
-            error_code(s3.list_parts().bucket("mpu").key("big").upload_id(&id).send().await),
-            "NoSuchUpload"
-        );
+        assert_eq!(error_code(s3.list_parts().bucket("mpu").key("big").upload_id(&id).send().await), "NoSuchUpload");
 
         // Abort.
-        let aborted = s3
-            .create_multipart_upload()
-            .bucket("mpu")
-            .key("gone")
-            .send()
-            .await
-            .expect("create");
+        let aborted = s3.create_multipart_upload().bucket("mpu").key("gone").send().await.expect("create");
         let aborted_id = aborted.upload_id().expect("id");
         s3.upload_part()
             .bucket("mpu")
@@ -637,13 +420,7 @@ fn multipart_uploads() {
             .send()
             .await
             .expect("part");
-        s3.abort_multipart_upload()
-            .bucket("mpu")
-            .key("gone")
-            .upload_id(aborted_id)
-            .send()
-            .await
-            .expect("abort");
+        s3.abort_multipart_upload().bucket("mpu").key("gone").upload_id(aborted_id).send().await.expect("abort");
         assert_eq!(
             error_code(
                 s3.upload_part()
@@ -657,12 +434,7 @@ fn multipart_uploads() {
             ),
             "NoSuchUpload"
         );
-        let listed = s3
-            .list_multipart_uploads()
-            .bucket("mpu")
-            .send()
-            .await
-            .expect("list uploads");
+        let listed = s3.list_multipart_uploads().bucket("mpu").send().await.expect("list uploads");
         assert!(listed.uploads().is_empty());
     });
 }

@@ -16,11 +16,7 @@ impl CofferS3 {
             .map(|b| Bucket {
                 name: Some(b.name),
                 creation_date: Some(timestamp(b.created_unix_ms)),
-                bucket_region: Some(if b.region.is_empty() {
-                    self.region.clone()
-                } else {
-                    b.region
-                }),
+                bucket_region: Some(if b.region.is_empty() { self.region.clone() } else { b.region }),
             })
             .collect();
         Ok(ListBucketsOutput {
@@ -37,33 +33,16 @@ impl CofferS3 {
             region: self.region.clone(),
         };
         remote(self.plane.metadata.rpc().create_bucket(request).await)?;
-        Ok(CreateBucketOutput {
-            location: Some(format!("/{}", input.bucket)),
-        })
+        Ok(CreateBucketOutput { location: Some(format!("/{}", input.bucket)) })
     }
 
     pub(super) async fn do_head_bucket(&self, input: HeadBucketInput) -> S3Result<HeadBucketOutput> {
-        remote(
-            self.plane
-                .metadata
-                .rpc()
-                .get_bucket(GetBucketRequest { name: input.bucket })
-                .await,
-        )?;
-        Ok(HeadBucketOutput {
-            bucket_region: Some(self.region.clone()),
-            ..Default::default()
-        })
+        remote(self.plane.metadata.rpc().get_bucket(GetBucketRequest { name: input.bucket }).await)?;
+        Ok(HeadBucketOutput { bucket_region: Some(self.region.clone()), ..Default::default() })
     }
 
     pub(super) async fn do_delete_bucket(&self, input: DeleteBucketInput) -> S3Result<DeleteBucketOutput> {
-        remote(
-            self.plane
-                .metadata
-                .rpc()
-                .delete_bucket(DeleteBucketRequest { name: input.bucket })
-                .await,
-        )?;
+        remote(self.plane.metadata.rpc().delete_bucket(DeleteBucketRequest { name: input.bucket }).await)?;
         Ok(DeleteBucketOutput {})
     }
 
@@ -71,13 +50,7 @@ impl CofferS3 {
         &self,
         input: GetBucketLocationInput,
     ) -> S3Result<GetBucketLocationOutput> {
-        remote(
-            self.plane
-                .metadata
-                .rpc()
-                .get_bucket(GetBucketRequest { name: input.bucket })
-                .await,
-        )?;
+        remote(self.plane.metadata.rpc().get_bucket(GetBucketRequest { name: input.bucket }).await)?;
         // AWS reports us-east-1 as an empty LocationConstraint.
         let location_constraint =
             (self.region != "us-east-1").then(|| BucketLocationConstraint::from(self.region.clone()));

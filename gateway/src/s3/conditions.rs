@@ -91,95 +91,23 @@ mod tests {
         let after = timestamp(T + 10_000);
         let yes = tag("abc");
         let no = tag("zzz");
-        let none = || Conditions {
-            if_match: None,
-            if_none_match: None,
-            if_modified_since: None,
-            if_unmodified_since: None,
-        };
+        let none =
+            || Conditions { if_match: None, if_none_match: None, if_modified_since: None, if_unmodified_since: None };
         let cases: Vec<(Conditions, Result<(), Failure>)> = vec![
             (none(), Ok(())),
-            (
-                Conditions {
-                    if_match: Some(&yes),
-                    ..none()
-                },
-                Ok(()),
-            ),
-            (
-                Conditions {
-                    if_match: Some(&no),
-                    ..none()
-                },
-                Err(Failure::PreconditionFailed),
-            ),
-            (
-                Conditions {
-                    if_match: Some(&ETagCondition::Any),
-                    ..none()
-                },
-                Ok(()),
-            ),
-            (
-                Conditions {
-                    if_none_match: Some(&yes),
-                    ..none()
-                },
-                Err(Failure::NotModified),
-            ),
-            (
-                Conditions {
-                    if_none_match: Some(&no),
-                    ..none()
-                },
-                Ok(()),
-            ),
-            (
-                Conditions {
-                    if_modified_since: Some(&before),
-                    ..none()
-                },
-                Ok(()),
-            ),
-            (
-                Conditions {
-                    if_modified_since: Some(&same),
-                    ..none()
-                },
-                Err(Failure::NotModified),
-            ),
-            (
-                Conditions {
-                    if_unmodified_since: Some(&after),
-                    ..none()
-                },
-                Ok(()),
-            ),
-            (
-                Conditions {
-                    if_unmodified_since: Some(&before),
-                    ..none()
-                },
-                Err(Failure::PreconditionFailed),
-            ),
+            (Conditions { if_match: Some(&yes), ..none() }, Ok(())),
+            (Conditions { if_match: Some(&no), ..none() }, Err(Failure::PreconditionFailed)),
+            (Conditions { if_match: Some(&ETagCondition::Any), ..none() }, Ok(())),
+            (Conditions { if_none_match: Some(&yes), ..none() }, Err(Failure::NotModified)),
+            (Conditions { if_none_match: Some(&no), ..none() }, Ok(())),
+            (Conditions { if_modified_since: Some(&before), ..none() }, Ok(())),
+            (Conditions { if_modified_since: Some(&same), ..none() }, Err(Failure::NotModified)),
+            (Conditions { if_unmodified_since: Some(&after), ..none() }, Ok(())),
+            (Conditions { if_unmodified_since: Some(&before), ..none() }, Err(Failure::PreconditionFailed)),
             // If-Match that matches wins over a failing If-Unmodified-Since.
-            (
-                Conditions {
-                    if_match: Some(&yes),
-                    if_unmodified_since: Some(&before),
-                    ..none()
-                },
-                Ok(()),
-            ),
+            (Conditions { if_match: Some(&yes), if_unmodified_since: Some(&before), ..none() }, Ok(())),
             // If-None-Match that does not match wins over a failing If-Modified-Since.
-            (
-                Conditions {
-                    if_none_match: Some(&no),
-                    if_modified_since: Some(&after),
-                    ..none()
-                },
-                Ok(()),
-            ),
+            (Conditions { if_none_match: Some(&no), if_modified_since: Some(&after), ..none() }, Ok(())),
         ];
         for (i, (conditions, expected)) in cases.into_iter().enumerate() {
             assert_eq!(conditions.evaluate("abc", T), expected, "case {i}");

@@ -11,23 +11,16 @@ use crate::error::GatewayError;
 
 /// Unwraps a metadata call, turning a failure into the gateway's error.
 pub fn remote<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, GatewayError> {
-    result
-        .map(tonic::Response::into_inner)
-        .map_err(|s| GatewayError::Remote(RemoteError::from(s)))
+    result.map(tonic::Response::into_inner).map_err(|s| GatewayError::Remote(RemoteError::from(s)))
 }
 
 pub fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 pub fn timestamp(unix_ms: i64) -> Timestamp {
     let nanos = i128::from(unix_ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .into()
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH).into()
 }
 
 /// Whole seconds since the epoch; HTTP dates carry no more precision than that.
@@ -40,10 +33,7 @@ pub fn etag(value: &str) -> ETag {
 }
 
 pub fn owner(root_access_key: &str) -> Owner {
-    Owner {
-        id: Some(owner_id(root_access_key)),
-        display_name: Some(root_access_key.to_string()),
-    }
+    Owner { id: Some(owner_id(root_access_key)), display_name: Some(root_access_key.to_string()) }
 }
 
 /// A stable, opaque canonical id for the account, as AWS shows one.
@@ -61,11 +51,7 @@ pub fn http_date(ts: &Timestamp) -> String {
 }
 
 pub fn parse_http_date(s: &str) -> Option<Timestamp> {
-    if s.is_empty() {
-        None
-    } else {
-        Timestamp::parse(TimestampFormat::HttpDate, s).ok()
-    }
+    if s.is_empty() { None } else { Timestamp::parse(TimestampFormat::HttpDate, s).ok() }
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -123,13 +109,8 @@ impl StoredHeaders {
             content_language: non_empty(&record.content_language),
             cache_control: non_empty(&record.cache_control),
             expires: parse_http_date(&record.expires),
-            metadata: (!record.user_metadata.is_empty()).then(|| {
-                record
-                    .user_metadata
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            }),
+            metadata: (!record.user_metadata.is_empty())
+                .then(|| record.user_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
         }
     }
 }
@@ -148,9 +129,7 @@ pub fn content_md5(header: Option<&str>) -> S3Result<Option<[u8; 16]>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .map_err(|_| S3Error::from(GatewayError::InvalidDigest))?;
-    let digest: [u8; 16] = bytes
-        .try_into()
-        .map_err(|_| S3Error::from(GatewayError::InvalidDigest))?;
+    let digest: [u8; 16] = bytes.try_into().map_err(|_| S3Error::from(GatewayError::InvalidDigest))?;
     Ok(Some(digest))
 }
 

@@ -12,12 +12,7 @@ use super::convert::{etag, invalid_argument, owner, remote, timestamp};
 const MAX_KEYS: i32 = 1000;
 
 /// What `encoding-type=url` leaves alone: RFC 3986 unreserved characters and `/`.
-const KEEP: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
 
 pub fn url_encode(s: &str) -> String {
     utf8_percent_encode(s, KEEP).to_string()
@@ -53,15 +48,7 @@ struct Listing {
 
 impl CofferS3 {
     async fn list(&self, query: Query<'_>) -> S3Result<Listing> {
-        let Query {
-            bucket,
-            prefix,
-            delimiter,
-            start_after,
-            max_keys,
-            url,
-            fetch_owner,
-        } = query;
+        let Query { bucket, prefix, delimiter, start_after, max_keys, url, fetch_owner } = query;
         if max_keys < 0 {
             return Err(invalid_argument("max-keys must be a non-negative integer"));
         }
@@ -92,23 +79,12 @@ impl CofferS3 {
                 ..Default::default()
             })
             .collect();
-        let prefixes = response
-            .common_prefixes
-            .iter()
-            .map(|p| CommonPrefix { prefix: Some(enc(p)) })
-            .collect();
-        Ok(Listing {
-            objects,
-            prefixes,
-            response,
-        })
+        let prefixes = response.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect();
+        Ok(Listing { objects, prefixes, response })
     }
 
     pub(super) async fn do_list_objects(&self, input: ListObjectsInput) -> S3Result<ListObjectsOutput> {
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let url = input.encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
         let enc = |s: String| if url { url_encode(&s) } else { s };
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
         let prefix = input.prefix.clone().unwrap_or_default();
@@ -141,10 +117,7 @@ impl CofferS3 {
     }
 
     pub(super) async fn do_list_objects_v2(&self, input: ListObjectsV2Input) -> S3Result<ListObjectsV2Output> {
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let url = input.encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
         let enc = |s: String| if url { url_encode(&s) } else { s };
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
         let prefix = input.prefix.clone().unwrap_or_default();

@@ -2,6 +2,7 @@
 //! only dispatches; each operation family lives in its own file.
 
 mod bucket;
+mod checksums;
 mod conditions;
 pub(crate) mod convert;
 mod list;
@@ -23,11 +24,7 @@ pub struct CofferS3 {
 
 impl CofferS3 {
     pub fn new(plane: DataPlane, region: String, root_access_key: String) -> Self {
-        CofferS3 {
-            plane,
-            region,
-            root_access_key,
-        }
+        CofferS3 { plane, region, root_access_key }
     }
 }
 
@@ -52,7 +49,20 @@ impl S3 for CofferS3 {
     }
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> Res<PutObjectOutput> {
         let decoded_length = decoded_content_length(&req.headers);
-        self.do_put_object(req.input, decoded_length).await.map(S3Response::new)
+        let i = &req.input;
+        let checks = checksums::ChecksumRequest::from_request(
+            i.checksum_algorithm.as_ref(),
+            [
+                i.checksum_crc32.as_ref(),
+                i.checksum_crc32c.as_ref(),
+                i.checksum_crc64nvme.as_ref(),
+                i.checksum_sha1.as_ref(),
+                i.checksum_sha256.as_ref(),
+            ],
+            &req.headers,
+            req.trailing_headers.clone(),
+        );
+        self.do_put_object(req.input, decoded_length, checks).await.map(S3Response::new)
     }
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> Res<GetObjectOutput> {
         self.do_get_object(req.input).await.map(S3Response::new)
@@ -83,9 +93,20 @@ impl S3 for CofferS3 {
     }
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> Res<UploadPartOutput> {
         let decoded_length = decoded_content_length(&req.headers);
-        self.do_upload_part(req.input, decoded_length)
-            .await
-            .map(S3Response::new)
+        let i = &req.input;
+        let checks = checksums::ChecksumRequest::from_request(
+            i.checksum_algorithm.as_ref(),
+            [
+                i.checksum_crc32.as_ref(),
+                i.checksum_crc32c.as_ref(),
+                i.checksum_crc64nvme.as_ref(),
+                i.checksum_sha1.as_ref(),
+                i.checksum_sha256.as_ref(),
+            ],
+            &req.headers,
+            req.trailing_headers.clone(),
+        );
+        self.do_upload_part(req.input, decoded_length, checks).await.map(S3Response::new)
     }
     async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> Res<UploadPartCopyOutput> {
         self.do_upload_part_copy(req.input).await.map(S3Response::new)
@@ -115,8 +136,5 @@ impl S3 for CofferS3 {
 
 /// s3s leaves `content_length` empty for aws-chunked uploads; the real length is here.
 fn decoded_content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get("x-amz-decoded-content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
+    headers.get("x-amz-decoded-content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }

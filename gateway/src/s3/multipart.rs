@@ -9,6 +9,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Result};
 
 use super::CofferS3;
+use super::checksums::ChecksumRequest;
 use super::convert::{MAX_PUT_BYTES, ObjectHeaders, etag, invalid_argument, owner, remote, timestamp};
 use super::list::url_encode;
 use crate::write_path::Written;
@@ -20,9 +21,7 @@ fn part_number(n: i32) -> S3Result<u32> {
     if (1..=MAX_PART_NUMBER).contains(&n) {
         Ok(n as u32)
     } else {
-        Err(invalid_argument(
-            "Part number must be an integer between 1 and 10000, inclusive",
-        ))
+        Err(invalid_argument("Part number must be an integer between 1 and 10000, inclusive"))
     }
 }
 
@@ -34,21 +33,15 @@ fn copy_source_range(header: &str, size: u64) -> S3Result<std::ops::Range<u64>> 
     let first: u64 = first.trim().parse().map_err(|_| bad())?;
     let last: u64 = last.trim().parse().map_err(|_| bad())?;
     if first > last || last >= size {
-        return Err(S3Error::with_message(
-            S3ErrorCode::InvalidRange,
-            "The requested range is not satisfiable",
-        ));
+        return Err(S3Error::with_message(S3ErrorCode::InvalidRange, "The requested range is not satisfiable"));
     }
     Ok(first..last + 1)
 }
 
 impl CofferS3 {
     async fn check_upload(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<()> {
-        let request = GetUploadRequest {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            upload_id: upload_id.to_string(),
-        };
+        let request =
+            GetUploadRequest { bucket: bucket.to_string(), key: key.to_string(), upload_id: upload_id.to_string() };
         remote(self.plane.metadata.rpc().get_upload(request).await)?;
         Ok(())
     }
@@ -91,18 +84,9 @@ impl CofferS3 {
             storage_class: input.storage_class.map(|s| s.as_str().to_string()),
         };
         let template = headers.into_record(&input.bucket, &input.key);
-        let response = remote(
-            self.plane
-                .metadata
-                .rpc()
-                .create_upload(CreateUploadRequest {
-                    template: Some(template),
-                })
-                .await,
-        )?;
-        let upload = response
-            .upload
-            .ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "no upload"))?;
+        let response =
+            remote(self.plane.metadata.rpc().create_upload(CreateUploadRequest { template: Some(template) }).await)?;
+        let upload = response.upload.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "no upload"))?;
         Ok(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
@@ -115,6 +99,7 @@ impl CofferS3 {
         &self,
         input: UploadPartInput,
         decoded_length: Option<u64>,
+        checks: ChecksumRequest,
     ) -> S3Result<UploadPartOutput> {
         let number = part_number(input.part_number)?;
         let declared = decoded_length.or(input.content_length.and_then(|l| u64::try_from(l).ok()));
@@ -123,14 +108,16 @@ impl CofferS3 {
         }
         // Refuse before consuming the body, so a bad upload id costs no writes.
         self.check_upload(&input.bucket, &input.key, &input.upload_id).await?;
-        let written = self
-            .store_body(input.body, declared, input.content_md5.as_deref())
-            .await?;
-        let etag_value = self
-            .put_part(input.bucket, input.key, input.upload_id, number, written)
-            .await?;
+        let written = self.store_body(input.body, declared, input.content_md5.as_deref(), &checks).await?;
+        let sums = super::checksums::from_map(&written.segment.checksums);
+        let etag_value = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;
         Ok(UploadPartOutput {
             e_tag: Some(etag(&etag_value)),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             ..Default::default()
         })
     }
@@ -155,9 +142,7 @@ impl CofferS3 {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
         let written = self.copy_bytes(&source, range).await?;
-        let etag_value = self
-            .put_part(input.bucket, input.key, input.upload_id, number, written)
-            .await?;
+        let etag_value = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;
         Ok(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag(&etag_value)),
@@ -181,14 +166,9 @@ impl CofferS3 {
         }
         let mut completed = Vec::with_capacity(parts.len());
         for part in parts {
-            let number = part
-                .part_number
-                .ok_or_else(|| invalid_argument("PartNumber is required"))?;
+            let number = part.part_number.ok_or_else(|| invalid_argument("PartNumber is required"))?;
             let tag = part.e_tag.map(|e| e.value().to_string()).unwrap_or_default();
-            completed.push(PbCompletedPart {
-                part_number: part_number(number)?,
-                etag: tag,
-            });
+            completed.push(PbCompletedPart { part_number: part_number(number)?, etag: tag });
         }
         let request = CompleteUploadRequest {
             bucket: input.bucket.clone(),
@@ -197,9 +177,7 @@ impl CofferS3 {
             parts: completed,
         };
         let response = remote(self.plane.metadata.rpc().complete_upload(request).await)?;
-        let record = response
-            .record
-            .ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "no record"))?;
+        let record = response.record.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "no record"))?;
         Ok(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
@@ -213,11 +191,7 @@ impl CofferS3 {
         &self,
         input: AbortMultipartUploadInput,
     ) -> S3Result<AbortMultipartUploadOutput> {
-        let request = AbortUploadRequest {
-            bucket: input.bucket,
-            key: input.key,
-            upload_id: input.upload_id,
-        };
+        let request = AbortUploadRequest { bucket: input.bucket, key: input.key, upload_id: input.upload_id };
         remote(self.plane.metadata.rpc().abort_upload(request).await)?;
         Ok(AbortMultipartUploadOutput::default())
     }
@@ -263,10 +237,7 @@ impl CofferS3 {
             max_parts: Some(max_parts),
             part_number_marker: input.part_number_marker,
             next_part_number_marker: response.is_truncated.then_some(response.next_part_number_marker as i32),
-            initiator: Some(Initiator {
-                id: owner.id.clone(),
-                display_name: owner.display_name.clone(),
-            }),
+            initiator: Some(Initiator { id: owner.id.clone(), display_name: owner.display_name.clone() }),
             owner: Some(owner),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
             ..Default::default()
@@ -281,10 +252,7 @@ impl CofferS3 {
         if max_uploads < 0 {
             return Err(invalid_argument("max-uploads must be a non-negative integer"));
         }
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let url = input.encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
         let enc = |s: String| if url { url_encode(&s) } else { s };
         let request = ListUploadsRequest {
             bucket: input.bucket.clone(),
@@ -303,20 +271,14 @@ impl CofferS3 {
                 key: Some(enc(u.key)),
                 upload_id: Some(u.upload_id),
                 initiated: Some(timestamp(u.initiated_unix_ms)),
-                initiator: Some(Initiator {
-                    id: owner.id.clone(),
-                    display_name: owner.display_name.clone(),
-                }),
+                initiator: Some(Initiator { id: owner.id.clone(), display_name: owner.display_name.clone() }),
                 owner: Some(owner.clone()),
                 storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
                 ..Default::default()
             })
             .collect();
-        let common_prefixes = response
-            .common_prefixes
-            .into_iter()
-            .map(|p| CommonPrefix { prefix: Some(enc(p)) })
-            .collect();
+        let common_prefixes =
+            response.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect();
         Ok(ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
             uploads: Some(uploads),

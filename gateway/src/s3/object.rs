@@ -8,6 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Result};
 
 use super::CofferS3;
+use super::checksums::{self, ChecksumRequest};
 use super::conditions::Conditions;
 use super::convert::{MAX_PUT_BYTES, ObjectHeaders, StoredHeaders, content_md5, etag, now_unix_ms, remote, timestamp};
 use crate::error::GatewayError;
@@ -22,14 +23,9 @@ type StdError = Box<dyn std::error::Error + Send + Sync>;
 
 impl CofferS3 {
     pub(super) async fn get_record(&self, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
-        let request = GetObjectRequest {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-        };
+        let request = GetObjectRequest { bucket: bucket.to_string(), key: key.to_string() };
         let response = remote(self.plane.metadata.rpc().get_object(request).await)?;
-        response
-            .record
-            .ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "metadata returned no record"))
+        response.record.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "metadata returned no record"))
     }
 
     /// Stores a request body: checks the declared length and Content-MD5 against what arrived.
@@ -38,6 +34,7 @@ impl CofferS3 {
         body: Option<StreamingBlob>,
         declared_length: Option<u64>,
         content_md5_header: Option<&str>,
+        checks: &ChecksumRequest,
     ) -> S3Result<Written> {
         let expected_md5 = content_md5(content_md5_header)?;
         if let Some(len) = declared_length
@@ -45,14 +42,20 @@ impl CofferS3 {
         {
             return Err(GatewayError::EntityTooLarge.into());
         }
+        let hasher = checks.hasher();
         let stream: futures::stream::BoxStream<'static, Result<bytes::Bytes, StdError>> = match body {
-            Some(blob) => blob.map_err(|e| -> StdError { e }).boxed(),
+            Some(blob) => {
+                let hasher = hasher.clone();
+                blob.inspect_ok(move |chunk| {
+                    if let Ok(mut h) = hasher.lock() {
+                        h.update(chunk);
+                    }
+                })
+                .boxed()
+            }
             None => futures::stream::empty().boxed(),
         };
-        let written = self
-            .plane
-            .write(stream, declared_length.unwrap_or(MAX_PUT_BYTES))
-            .await?;
+        let mut written = self.plane.write(stream, declared_length.unwrap_or(MAX_PUT_BYTES)).await?;
         let abandon = |w: Written| {
             let plane = self.plane.clone();
             async move {
@@ -76,6 +79,13 @@ impl CofferS3 {
             abandon(written).await;
             return Err(GatewayError::BadDigest.into());
         }
+        match checks.verify(hasher) {
+            Ok(computed) => written.segment.checksums = computed,
+            Err(e) => {
+                abandon(written).await;
+                return Err(e);
+            }
+        }
         Ok(written)
     }
 
@@ -83,14 +93,13 @@ impl CofferS3 {
         &self,
         input: PutObjectInput,
         decoded_length: Option<u64>,
+        checks: ChecksumRequest,
     ) -> S3Result<PutObjectOutput> {
         let declared = decoded_length.or(input.content_length.and_then(|l| u64::try_from(l).ok()));
         if declared.is_none() {
             return Err(S3Error::new(S3ErrorCode::MissingContentLength));
         }
-        let written = self
-            .store_body(input.body, declared, input.content_md5.as_deref())
-            .await?;
+        let written = self.store_body(input.body, declared, input.content_md5.as_deref(), &checks).await?;
         let headers = ObjectHeaders {
             content_type: input.content_type,
             content_encoding: input.content_encoding,
@@ -101,12 +110,16 @@ impl CofferS3 {
             metadata: input.metadata,
             storage_class: input.storage_class.map(|s| s.as_str().to_string()),
         };
-        let record = self
-            .commit(headers.into_record(&input.bucket, &input.key), written)
-            .await?;
+        let record = self.commit(headers.into_record(&input.bucket, &input.key), written).await?;
+        let sums = checksums::from_map(&record.checksums);
         Ok(PutObjectOutput {
             e_tag: Some(etag(&record.etag)),
             size: Some(record.size as i64),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             ..Default::default()
         })
     }
@@ -116,15 +129,11 @@ impl CofferS3 {
         record.size = written.segment.size;
         record.etag = hex::encode(written.md5);
         record.last_modified_unix_ms = now_unix_ms();
+        record.checksums = written.segment.checksums.clone();
         record.segments = vec![written.segment];
-        let request = PutObjectRequest {
-            record: Some(record),
-            intents: written.intents,
-        };
+        let request = PutObjectRequest { record: Some(record), intents: written.intents };
         let response = remote(self.plane.metadata.rpc().put_object(request).await)?;
-        response
-            .record
-            .ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "metadata returned no record"))
+        response.record.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "metadata returned no record"))
     }
 
     pub(super) async fn do_get_object(&self, input: GetObjectInput) -> S3Result<GetObjectOutput> {
@@ -138,9 +147,15 @@ impl CofferS3 {
         conditions.check_read(&record.etag, record.last_modified_unix_ms)?;
         let (range, content_range) = select_range(&record, input.range.as_ref(), input.part_number)?;
         let length = range.end - range.start;
+        let sums = full_object_checksums(&record, input.checksum_mode.as_ref(), content_range.is_none());
         let body = self.plane.read_body(record.segments.clone(), range);
         let stored = StoredHeaders::of(&record);
         Ok(GetObjectOutput {
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some(length as i64),
             content_range,
@@ -170,8 +185,14 @@ impl CofferS3 {
         };
         conditions.check_read(&record.etag, record.last_modified_unix_ms)?;
         let (range, content_range) = select_range(&record, input.range.as_ref(), input.part_number)?;
+        let sums = full_object_checksums(&record, input.checksum_mode.as_ref(), content_range.is_none());
         let stored = StoredHeaders::of(&record);
         Ok(HeadObjectOutput {
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             content_length: Some((range.end - range.start) as i64),
             content_range,
             accept_ranges: Some("bytes".to_string()),
@@ -191,34 +212,23 @@ impl CofferS3 {
     }
 
     pub(super) async fn do_delete_object(&self, input: DeleteObjectInput) -> S3Result<DeleteObjectOutput> {
-        let request = DeleteObjectRequest {
-            bucket: input.bucket,
-            key: input.key,
-        };
+        let request = DeleteObjectRequest { bucket: input.bucket, key: input.key };
         remote(self.plane.metadata.rpc().delete_object(request).await)?;
         Ok(DeleteObjectOutput::default())
     }
 
     pub(super) async fn do_delete_objects(&self, input: DeleteObjectsInput) -> S3Result<DeleteObjectsOutput> {
         if input.delete.objects.len() > MAX_DELETE_KEYS {
-            return Err(S3Error::with_message(
-                S3ErrorCode::MalformedXML,
-                "at most 1000 keys per request",
-            ));
+            return Err(S3Error::with_message(S3ErrorCode::MalformedXML, "at most 1000 keys per request"));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
         let bucket = input.bucket;
         let results: Vec<(ObjectIdentifier, Result<(), S3Error>)> =
             futures::stream::iter(input.delete.objects.into_iter().map(|object| {
-                let request = DeleteObjectRequest {
-                    bucket: bucket.clone(),
-                    key: object.key.clone(),
-                };
+                let request = DeleteObjectRequest { bucket: bucket.clone(), key: object.key.clone() };
                 let mut client = self.plane.metadata.rpc();
                 async move {
-                    let result = remote(client.delete_object(request).await)
-                        .map(|_| ())
-                        .map_err(S3Error::from);
+                    let result = remote(client.delete_object(request).await).map(|_| ()).map_err(S3Error::from);
                     (object, result)
                 }
             }))
@@ -243,11 +253,7 @@ impl CofferS3 {
                 }),
             }
         }
-        Ok(DeleteObjectsOutput {
-            deleted: Some(deleted),
-            errors: Some(errors),
-            ..Default::default()
-        })
+        Ok(DeleteObjectsOutput { deleted: Some(deleted), errors: Some(errors), ..Default::default() })
     }
 
     pub(super) async fn do_copy_object(&self, input: CopyObjectInput) -> S3Result<CopyObjectOutput> {
@@ -260,10 +266,7 @@ impl CofferS3 {
             if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
         };
         conditions.check_copy_source(&source.etag, source.last_modified_unix_ms)?;
-        let replace = input
-            .metadata_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         if !replace && src_bucket == input.bucket && src_key == input.key && input.storage_class.is_none() {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRequest,
@@ -291,11 +294,7 @@ impl CofferS3 {
             }
             .into_record(&input.bucket, &input.key)
         } else {
-            ObjectRecord {
-                bucket: input.bucket.clone(),
-                key: input.key.clone(),
-                ..source.clone()
-            }
+            ObjectRecord { bucket: input.bucket.clone(), key: input.key.clone(), ..source.clone() }
         };
         if let Some(class) = input.storage_class {
             record.storage_class = class.as_str().to_string();
@@ -314,17 +313,10 @@ impl CofferS3 {
     /// Reads `range` of an object and writes it as new data.
     pub(super) async fn copy_bytes(&self, source: &ObjectRecord, range: Range<u64>) -> S3Result<Written> {
         let len = range.end - range.start;
-        let stream = self
-            .plane
-            .read(source.segments.clone(), range)
-            .map_err(|e| -> StdError { Box::new(e) })
-            .boxed();
+        let stream = self.plane.read(source.segments.clone(), range).map_err(|e| -> StdError { Box::new(e) }).boxed();
         let written = self.plane.write(stream, len).await?;
         if written.segment.size != len {
-            return Err(S3Error::with_message(
-                S3ErrorCode::InternalError,
-                "copy source ended early",
-            ));
+            return Err(S3Error::with_message(S3ErrorCode::InternalError, "copy source ended early"));
         }
         Ok(written)
     }
@@ -332,23 +324,13 @@ impl CofferS3 {
 
 pub(super) fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
     match source {
-        CopySource::Bucket {
-            bucket,
-            key,
-            version_id,
-        } => {
+        CopySource::Bucket { bucket, key, version_id } => {
             if version_id.as_deref().is_some_and(|v| v != "null") {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::NoSuchVersion,
-                    "versioning is not enabled",
-                ));
+                return Err(S3Error::with_message(S3ErrorCode::NoSuchVersion, "versioning is not enabled"));
             }
             Ok((bucket.to_string(), key.to_string()))
         }
-        _ => Err(S3Error::with_message(
-            S3ErrorCode::NotImplemented,
-            "access point copy sources are not supported",
-        )),
+        _ => Err(S3Error::with_message(S3ErrorCode::NotImplemented, "access point copy sources are not supported")),
     }
 }
 
@@ -361,16 +343,10 @@ fn select_range(
     let size = record.size;
     if let Some(part) = part_number {
         if range.is_some() {
-            return Err(S3Error::with_message(
-                S3ErrorCode::InvalidRequest,
-                "Range and partNumber cannot both be set",
-            ));
+            return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "Range and partNumber cannot both be set"));
         }
         let index = usize::try_from(part).ok().filter(|&p| p >= 1).ok_or_else(|| {
-            S3Error::with_message(
-                S3ErrorCode::InvalidArgument,
-                "Part number must be an integer between 1 and 10000",
-            )
+            S3Error::with_message(S3ErrorCode::InvalidArgument, "Part number must be an integer between 1 and 10000")
         })?;
         let segment = record.segments.get(index - 1).ok_or_else(invalid_part_number)?;
         let start: u64 = record.segments[..index - 1].iter().map(|s| s.size).sum();
@@ -396,6 +372,15 @@ fn invalid_part_number() -> S3Error {
     );
     e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
     e
+}
+
+/// Stored checksums, returned only when asked for and only for the whole object (as S3 does).
+fn full_object_checksums(record: &ObjectRecord, mode: Option<&ChecksumMode>, whole: bool) -> Checksum {
+    if whole && mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED) {
+        checksums::from_map(&record.checksums)
+    } else {
+        Checksum::default()
+    }
 }
 
 fn parts_count(record: &ObjectRecord) -> Option<i32> {

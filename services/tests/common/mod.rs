@@ -15,16 +15,11 @@ pub const ACCESS_KEY: &str = "testadmin";
 pub const SECRET_KEY: &str = "testadmin-secret";
 
 pub fn coffer_bin() -> PathBuf {
-    std::env::var_os("COFFER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coffer")))
+    std::env::var_os("COFFER_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coffer")))
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// A `coffer` child process, stopped (SIGTERM, then SIGKILL) when dropped.
@@ -49,11 +44,7 @@ impl Proc {
             .stderr(err)
             .spawn()
             .expect("spawn coffer");
-        Proc {
-            name: name.to_string(),
-            child: Some(child),
-            log,
-        }
+        Proc { name: name.to_string(), child: Some(child), log }
     }
 
     pub fn log(&self) -> String {
@@ -108,11 +99,7 @@ fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.split_whitespace().nth(1)?.parse().ok()
@@ -141,10 +128,7 @@ pub struct Embedded {
 
 impl Embedded {
     pub fn start(extra: &[&str]) -> Embedded {
-        let dir = tempfile::Builder::new()
-            .prefix("coffer-test")
-            .tempdir_in(test_root())
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("coffer-test").tempdir_in(test_root()).expect("tempdir");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let mut args = vec!["server".to_string(), dir.path().join("data").display().to_string()];
         args.extend(["--address".to_string(), addr.to_string()]);
@@ -175,10 +159,7 @@ pub struct Split {
 
 impl Split {
     pub fn start(blobnodes: usize, ec: &str) -> Split {
-        let dir = tempfile::Builder::new()
-            .prefix("coffer-split")
-            .tempdir_in(test_root())
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("coffer-split").tempdir_in(test_root()).expect("tempdir");
         let meta_port = free_port();
         let meta_url = format!("http://127.0.0.1:{meta_port}");
         let metadata = Proc::spawn(
@@ -229,14 +210,7 @@ impl Split {
         let mut all: Vec<&Proc> = vec![&metadata, &gateway];
         all.extend(procs.iter());
         wait_ready(addr, &all);
-        Split {
-            dir,
-            addr,
-            metadata,
-            blobnodes: procs,
-            blobnode_disks: disks,
-            gateway,
-        }
+        Split { dir, addr, metadata, blobnodes: procs, blobnode_disks: disks, gateway }
     }
 
     pub fn client(&self) -> Client {
@@ -289,21 +263,11 @@ pub fn md5_hex(data: &[u8]) -> String {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
 pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("get_object");
+    let out = client.get_object().bucket(bucket).key(key).send().await.expect("get_object");
     out.body.collect().await.expect("body").into_bytes().to_vec()
 }
 
@@ -339,15 +303,9 @@ where
 {
     match result {
         Ok(r) => panic!("expected an error, got {r:?}"),
-        Err(e) => e
-            .as_service_error()
-            .and_then(|s| s.code())
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                // HEAD errors and some early failures carry no body: fall back to the raw status.
-                e.raw_response()
-                    .map(|r| format!("HTTP {}", r.status().as_u16()))
-                    .unwrap_or_else(|| format!("{e:?}"))
-            }),
+        Err(e) => e.as_service_error().and_then(|s| s.code()).map(str::to_string).unwrap_or_else(|| {
+            // HEAD errors and some early failures carry no body: fall back to the raw status.
+            e.raw_response().map(|r| format!("HTTP {}", r.status().as_u16())).unwrap_or_else(|| format!("{e:?}"))
+        }),
     }
 }
