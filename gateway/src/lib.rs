@@ -8,6 +8,7 @@ pub mod config;
 mod dataplane;
 pub mod erasure;
 mod error;
+mod host;
 mod http;
 mod read_path;
 mod s3;
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use coffer_iam::{Credentials, IdentityStore};
 use coffer_proto::blobnode_client::BlobnodePool;
 use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
-use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
@@ -77,9 +77,7 @@ pub async fn serve(
     let mut builder = S3ServiceBuilder::new(CofferS3::new(plane, config.region.clone(), config.root_user.clone()));
     builder.set_auth(auth::CofferAuth::new(Arc::new(identities)));
     if !config.domains.is_empty() {
-        let host =
-            MultiDomain::new(&config.domains).map_err(|e| GatewayError::Internal(format!("bad --domain: {e:?}")))?;
-        builder.set_host(host);
+        builder.set_host(host::Domains::new(&config.domains));
     }
     let edge = http::Edge { s3: builder.build(), cluster, disks_needed: config.ec.total() as usize };
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
