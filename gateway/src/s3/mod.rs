@@ -30,6 +30,25 @@ impl CofferS3 {
 
 type Res<T> = S3Result<S3Response<T>>;
 
+/// The checksum part of a PutObject or UploadPart request (their inputs share the field names).
+macro_rules! checksum_request {
+    ($req:expr) => {{
+        let i = &$req.input;
+        checksums::ChecksumRequest::from_request(
+            i.checksum_algorithm.as_ref(),
+            [
+                i.checksum_crc32.as_ref(),
+                i.checksum_crc32c.as_ref(),
+                i.checksum_crc64nvme.as_ref(),
+                i.checksum_sha1.as_ref(),
+                i.checksum_sha256.as_ref(),
+            ],
+            &$req.headers,
+            $req.trailing_headers.clone(),
+        )
+    }};
+}
+
 #[async_trait::async_trait]
 impl S3 for CofferS3 {
     async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> Res<ListBucketsOutput> {
@@ -49,19 +68,7 @@ impl S3 for CofferS3 {
     }
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> Res<PutObjectOutput> {
         let decoded_length = decoded_content_length(&req.headers);
-        let i = &req.input;
-        let checks = checksums::ChecksumRequest::from_request(
-            i.checksum_algorithm.as_ref(),
-            [
-                i.checksum_crc32.as_ref(),
-                i.checksum_crc32c.as_ref(),
-                i.checksum_crc64nvme.as_ref(),
-                i.checksum_sha1.as_ref(),
-                i.checksum_sha256.as_ref(),
-            ],
-            &req.headers,
-            req.trailing_headers.clone(),
-        );
+        let checks = checksum_request!(req);
         self.do_put_object(req.input, decoded_length, checks).await.map(S3Response::new)
     }
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> Res<GetObjectOutput> {
@@ -93,19 +100,7 @@ impl S3 for CofferS3 {
     }
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> Res<UploadPartOutput> {
         let decoded_length = decoded_content_length(&req.headers);
-        let i = &req.input;
-        let checks = checksums::ChecksumRequest::from_request(
-            i.checksum_algorithm.as_ref(),
-            [
-                i.checksum_crc32.as_ref(),
-                i.checksum_crc32c.as_ref(),
-                i.checksum_crc64nvme.as_ref(),
-                i.checksum_sha1.as_ref(),
-                i.checksum_sha256.as_ref(),
-            ],
-            &req.headers,
-            req.trailing_headers.clone(),
-        );
+        let checks = checksum_request!(req);
         self.do_upload_part(req.input, decoded_length, checks).await.map(S3Response::new)
     }
     async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> Res<UploadPartCopyOutput> {
