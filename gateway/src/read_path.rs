@@ -68,6 +68,9 @@ fn pieces(segments: Vec<Segment>, range: Range<u64>) -> impl Iterator<Item = Pie
     })
 }
 
+/// Pause before the single retry of a stripe that could not be read or reconstructed.
+const DEGRADED_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Chunks a GET body may hold between the reader task and the HTTP connection.
 const BODY_CHANNEL_CHUNKS: usize = 4;
 
@@ -123,7 +126,16 @@ impl DataPlane {
             Ok(parts) => Ok(parts),
             Err(e) => {
                 tracing::warn!(stripe, error = %e, "degraded read: reconstructing stripe");
-                self.read_stripe_degraded(layout, stripe, range).await
+                match self.read_stripe_degraded(layout, stripe, range.clone()).await {
+                    Ok(parts) => Ok(parts),
+                    // One more attempt after a pause rides out a transient overload or a node
+                    // restarting; more would only delay the error the client must see.
+                    Err(e) => {
+                        tracing::warn!(stripe, error = %e, "stripe unreadable; retrying once");
+                        tokio::time::sleep(DEGRADED_RETRY_DELAY).await;
+                        self.read_stripe_degraded(layout, stripe, range).await
+                    }
+                }
             }
         }
     }
