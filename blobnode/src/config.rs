@@ -5,6 +5,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::engine::EngineConfig;
+
 /// Default bound on shard buffer memory: room for four largest shards at once.
 pub const DEFAULT_IO_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 const DEFAULT_LISTEN_PORT: u16 = 9200;
@@ -39,6 +41,35 @@ pub struct BlobnodeConfig {
     /// with a KiB/MiB/GiB suffix.
     #[arg(long = "io-memory", env = "COFFER_IO_MEMORY", default_value = "256MiB", value_parser = parse_bytes)]
     pub io_memory_bytes: u64,
+
+    /// Largest size of one chunk file (shards are appended into chunk files; space is reserved in 64 MiB steps).
+    #[arg(long = "chunk-size", env = "COFFER_CHUNK_SIZE", default_value = "1GiB", value_parser = parse_chunk_size)]
+    pub chunk_bytes: u64,
+
+    /// How long a disk's committer waits for more puts to share one fdatasync, e.g. "200us"; "0s" takes only what
+    /// has queued meanwhile (concurrent puts still share syncs).
+    #[arg(long, env = "COFFER_COMMIT_WINDOW", default_value = "0s", value_parser = parse_window)]
+    pub commit_window: Duration,
+
+    /// Free space each disk keeps for itself: below it the disk turns read-only and takes no new shards.
+    #[arg(long = "disk-reserve", env = "COFFER_DISK_RESERVE", default_value = "256MiB", value_parser = parse_bytes)]
+    pub reserve_bytes: u64,
+
+    /// Bitrot scrubbing speed per disk, in bytes per second ("0" turns the scrubber off).
+    #[arg(long = "scrub-rate", env = "COFFER_SCRUB_RATE", default_value = "1MiB", value_parser = parse_bytes)]
+    pub scrub_bytes_per_s: u64,
+
+    /// Pause between two complete scrub passes over a disk.
+    #[arg(long, env = "COFFER_SCRUB_INTERVAL", default_value = "24h", value_parser = parse_interval)]
+    pub scrub_interval: Duration,
+
+    /// Chunks whose live bytes fall below this fraction of their size are compacted.
+    #[arg(long, env = "COFFER_COMPACT_THRESHOLD", default_value = "0.5", value_parser = parse_fraction)]
+    pub compact_threshold: f64,
+
+    /// Compaction speed per disk, in bytes per second of live data moved ("0" turns compaction off).
+    #[arg(long = "compact-rate", env = "COFFER_COMPACT_RATE", default_value = "16MiB", value_parser = parse_bytes)]
+    pub compact_bytes_per_s: u64,
 }
 
 impl BlobnodeConfig {
@@ -51,8 +82,50 @@ impl BlobnodeConfig {
             advertise: None,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
+            chunk_bytes: 1 << 30,
+            commit_window: Duration::ZERO,
+            reserve_bytes: 256 << 20,
+            scrub_bytes_per_s: 1 << 20,
+            scrub_interval: Duration::from_secs(24 * 3600),
+            compact_threshold: 0.5,
+            compact_bytes_per_s: 16 << 20,
         }
     }
+
+    pub(crate) fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            chunk_bytes: self.chunk_bytes,
+            commit_window: self.commit_window,
+            reserve_bytes: self.reserve_bytes,
+        }
+    }
+}
+
+fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
+    // A chunk must hold at least one largest record; the upper bound keeps offsets far from any limit.
+    let min = 64 << 20;
+    if !(min..=(1 << 40)).contains(&bytes) {
+        return Err(format!("must be between 64MiB and 1TiB, got {bytes}"));
+    }
+    Ok(bytes)
+}
+
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    // Longer would add that much latency to every put for no batching gain.
+    if window > Duration::from_millis(50) {
+        return Err("must be at most 50ms".into());
+    }
+    Ok(window)
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !(0.0..=1.0).contains(&f) {
+        return Err("must be between 0 and 1".into());
+    }
+    Ok(f)
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {

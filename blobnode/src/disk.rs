@@ -3,10 +3,10 @@
 //! ```text
 //! DIR/coffer-disk.id          this disk's uuid, created on first use
 //! DIR/coffer-node.id          the node's uuid (on one of the node's disks)
-//! DIR/tmp/                    shards being written, data being deleted; emptied at start
-//! DIR/shards/<pp>/<data_id hex>/<stripe>.<index>
+//! DIR/tmp/                    probes and scratch files; emptied at start
+//! DIR/chunks/<id>.chunk       chunk files of shard records (see `chunk` and `record`)
+//! DIR/index/                  RocksDB: shard id -> (chunk, offset, length), rebuilt from the chunks if lost
 //! ```
-//! `<pp>` is the low byte of CRC32C(data_id) in hex: it spreads data ids over 256 directories whatever their shape.
 
 use std::ffi::CString;
 use std::fs;
@@ -18,17 +18,18 @@ use std::path::{Path, PathBuf};
 use crate::aligned::{ALIGN, AlignedBuf};
 use crate::error::BlobnodeError;
 use crate::fsutil;
-use crate::key::ShardKey;
-use crate::shard_file::crc32c;
 
 const DISK_ID_FILE: &str = "coffer-disk.id";
 const NODE_ID_FILE: &str = "coffer-node.id";
 const TMP_DIR: &str = "tmp";
-const SHARDS_DIR: &str = "shards";
+const CHUNKS_DIR: &str = "chunks";
+const INDEX_DIR: &str = "index";
 
 #[derive(Debug)]
 pub struct Disk {
     id: String,
+    /// The uuid's bytes: seeds record header checksums, so records are only ever valid on their own disk.
+    seed: [u8; 16],
     root: PathBuf,
     direct_io: bool,
 }
@@ -37,6 +38,8 @@ pub struct Disk {
 pub struct DiskUsage {
     pub capacity_bytes: u64,
     pub used_bytes: u64,
+    /// Space an unprivileged writer can still use (f_bavail).
+    pub free_bytes: u64,
 }
 
 impl Disk {
@@ -56,14 +59,11 @@ impl Disk {
             }
         };
         let tmp = root.join(TMP_DIR);
-        let shards = root.join(SHARDS_DIR);
         fsutil::ensure_dir(&tmp)?;
-        fsutil::ensure_dir(&shards)?;
-        // Created up front so the shard write path only ever creates one directory level.
-        fsutil::ensure_dirs(&shards, (0..=255u8).map(|prefix| format!("{prefix:02x}")))?;
+        fsutil::ensure_dir(&root.join(CHUNKS_DIR))?;
         let removed = fsutil::empty_dir(&tmp)?;
         if removed > 0 {
-            tracing::info!(disk = %root.display(), removed, "removed leftovers of interrupted writes and deletes");
+            tracing::info!(disk = %root.display(), removed, "removed leftover scratch files");
         }
         let direct_io = probe_direct_io(&tmp)?;
         if direct_io {
@@ -74,7 +74,9 @@ impl Disk {
                 "filesystem refuses O_DIRECT: using buffered I/O + fdatasync on this disk"
             );
         }
-        Ok(Disk { id, root: root.to_path_buf(), direct_io })
+        let seed =
+            *uuid::Uuid::parse_str(&id).map_err(|e| BlobnodeError::Config(format!("disk id {id}: {e}")))?.as_bytes();
+        Ok(Disk { id, seed, root: root.to_path_buf(), direct_io })
     }
 
     pub fn id(&self) -> &str {
@@ -93,16 +95,30 @@ impl Disk {
         statvfs_usage(&self.root).map_err(|e| BlobnodeError::io("statvfs", &self.root, e))
     }
 
-    pub fn data_dir(&self, data_id: &[u8]) -> PathBuf {
-        let prefix = crc32c(data_id) & 0xff;
-        self.root.join(SHARDS_DIR).join(format!("{prefix:02x}")).join(hex::encode(data_id))
+    pub fn seed(&self) -> &[u8; 16] {
+        &self.seed
     }
 
-    pub fn shard_path(&self, key: &ShardKey) -> PathBuf {
-        self.data_dir(&key.data_id).join(key.file_name())
+    pub fn chunks_dir(&self) -> PathBuf {
+        self.root.join(CHUNKS_DIR)
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.root.join(INDEX_DIR)
+    }
+
+    /// Whether the disk's folder is still there and still this disk: a vanished or swapped folder must not take
+    /// writes (they would land on the root filesystem or on another disk).
+    pub fn check_identity(&self) -> Result<(), BlobnodeError> {
+        match read_id_file(&self.root, DISK_ID_FILE)? {
+            Some(id) if id == self.id => Ok(()),
+            Some(other) => Err(BlobnodeError::Config(format!("{} now holds disk {other}", self.root.display()))),
+            None => Err(BlobnodeError::Config(format!("{} lost its disk identity", self.root.display()))),
+        }
     }
 
     /// A fresh name under the disk's tmp directory; `kind` only helps a human reading the directory.
+    #[cfg(test)]
     pub fn tmp_path(&self, kind: &str) -> PathBuf {
         self.root.join(TMP_DIR).join(format!("{}.{kind}", uuid::Uuid::new_v4().simple()))
     }
@@ -189,6 +205,7 @@ fn statvfs_usage(path: &Path) -> io::Result<DiskUsage> {
     Ok(DiskUsage {
         capacity_bytes: blocks.saturating_mul(fragment),
         used_bytes: blocks.saturating_sub(free).saturating_mul(fragment),
+        free_bytes: (stat.f_bavail as u64).saturating_mul(fragment),
     })
 }
 
@@ -202,7 +219,8 @@ mod tests {
         let first = Disk::open(dir.path()).expect("open");
         let again = Disk::open(dir.path()).expect("reopen");
         assert_eq!(first.id(), again.id());
-        assert!(dir.path().join("shards").join("ff").is_dir());
+        assert!(dir.path().join("chunks").is_dir());
+        first.check_identity().expect("still there");
         let usage = first.usage().expect("usage");
         assert!(usage.capacity_bytes > 0 && usage.used_bytes <= usage.capacity_bytes);
     }
@@ -219,7 +237,7 @@ mod tests {
     fn leftover_temp_files_are_removed_at_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let disk = Disk::open(dir.path()).expect("open");
-        fs::write(disk.tmp_path("shard"), b"half a shard").expect("leftover file");
+        fs::write(disk.tmp_path("probe"), b"half a probe").expect("leftover file");
         fs::create_dir(disk.tmp_path("deleted")).expect("leftover dir");
         drop(disk);
         let disk = Disk::open(dir.path()).expect("reopen");

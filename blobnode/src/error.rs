@@ -23,6 +23,10 @@ pub enum BlobnodeError {
     #[error("no such shard: {0}")]
     NoSuchShard(String),
 
+    /// The disk takes no new data (full, faulty or missing); other disks must be chosen.
+    #[error("disk {disk_id} is {state}")]
+    DiskUnavailable { disk_id: String, state: &'static str },
+
     /// Stored bytes failed verification; they are never served.
     #[error("corrupt shard {path}: {detail}")]
     CorruptShard { path: PathBuf, detail: String },
@@ -70,6 +74,28 @@ impl BlobnodeError {
         BlobnodeError::CorruptShard { path: path.into(), detail: detail.into() }
     }
 
+    /// The same error for another waiter of a failed group commit (io::Error is not Clone).
+    pub(crate) fn clone_for_reply(&self) -> Self {
+        match self {
+            BlobnodeError::Io { what, path, source } => BlobnodeError::Io {
+                what,
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            BlobnodeError::DiskUnavailable { disk_id, state } => {
+                BlobnodeError::DiskUnavailable { disk_id: disk_id.clone(), state }
+            }
+            BlobnodeError::CorruptShard { path, detail } => {
+                BlobnodeError::CorruptShard { path: path.clone(), detail: detail.clone() }
+            }
+            BlobnodeError::InvalidArgument(m) => BlobnodeError::InvalidArgument(m.clone()),
+            other => BlobnodeError::Internal(other.to_string()),
+        }
+    }
+
     /// The code a remote caller sees.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -78,6 +104,8 @@ impl BlobnodeError {
             BlobnodeError::NoSuchDisk(_) => ErrorCode::NoSuchDisk,
             BlobnodeError::NoSuchShard(_) => ErrorCode::NoSuchShard,
             BlobnodeError::CorruptShard { .. } => ErrorCode::CorruptShard,
+            BlobnodeError::DiskUnavailable { state, .. } if *state == "read-only" => ErrorCode::InsufficientCapacity,
+            BlobnodeError::DiskUnavailable { .. } => ErrorCode::Unavailable,
             // A full disk is a capacity problem the caller can route around, unlike other I/O failures.
             BlobnodeError::RequestStream(status) => RemoteError::from(status.clone()).code,
             BlobnodeError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {

@@ -31,19 +31,6 @@ pub fn ensure_dir(dir: &Path) -> Result<(), BlobnodeError> {
     sync_parent(dir)
 }
 
-/// Ensures the directories `parent/name` exist, with one sync of `parent` for all of them.
-pub fn ensure_dirs(parent: &Path, names: impl IntoIterator<Item = String>) -> Result<(), BlobnodeError> {
-    for name in names {
-        let dir = parent.join(name);
-        match fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
-            Err(e) => return Err(BlobnodeError::io("create directory", dir, e)),
-        }
-    }
-    sync_dir(parent)
-}
-
 /// Replaces `dir/name` atomically with `contents`, durably: temp file, fsync, rename, fsync of `dir`.
 pub fn write_file_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), BlobnodeError> {
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -111,8 +98,5 @@ mod tests {
         assert_eq!(empty_dir(&sub).expect("empty"), 2);
         assert_eq!(fs::read_dir(&sub).expect("list").count(), 0);
         assert!(ensure_dir(&sub.join("f").join("x")).is_err());
-        ensure_dirs(&sub, ["p".to_string(), "q".to_string()]).expect("several");
-        ensure_dirs(&sub, ["p".to_string()]).expect("several again");
-        assert!(sub.join("p").is_dir() && sub.join("q").is_dir());
     }
 }

@@ -135,7 +135,9 @@ mod tests {
     #[tokio::test]
     async fn retries_until_registered_then_heartbeats() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(vec![dir.path().into()], 1 << 20).await.expect("store"));
+        let store = Arc::new(
+            Store::open(vec![dir.path().into()], crate::store::tests::test_config(), 1 << 20).await.expect("store"),
+        );
         let registry = Arc::new(FakeRegistry { fail_at: vec![0, 1, 2], ..Default::default() });
         let task = tokio::spawn(announce(
             Arc::clone(&registry),
@@ -166,7 +168,9 @@ mod tests {
     #[tokio::test]
     async fn failed_heartbeat_leads_to_a_fresh_registration() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(vec![dir.path().into()], 1 << 20).await.expect("store"));
+        let store = Arc::new(
+            Store::open(vec![dir.path().into()], crate::store::tests::test_config(), 1 << 20).await.expect("store"),
+        );
         let registry = Arc::new(FakeRegistry { fail_at: vec![2], ..Default::default() });
         let task = tokio::spawn(announce(Arc::clone(&registry), store, "http://x".into(), Duration::from_millis(10)));
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -9,7 +9,7 @@ use crate::error::BlobnodeError;
 /// Data ids become hex directory names: 64 bytes is 128 characters, well inside NAME_MAX (255).
 pub const MAX_DATA_ID_BYTES: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ShardKey {
     pub data_id: Vec<u8>,
     pub stripe: u32,
@@ -21,10 +21,6 @@ impl ShardKey {
         let id = id.ok_or_else(|| BlobnodeError::InvalidArgument("shard id missing".into()))?;
         check_data_id(&id.data_id)?;
         Ok(ShardKey { data_id: id.data_id, stripe: id.stripe, index: id.index })
-    }
-
-    pub fn file_name(&self) -> String {
-        format!("{}.{}", self.stripe, self.index)
     }
 }
 
@@ -56,6 +52,5 @@ mod tests {
         assert!(ShardKey::from_proto(id(vec![1; MAX_DATA_ID_BYTES + 1])).is_err());
         let key = ShardKey::from_proto(id(vec![0xab, 0x01])).expect("valid");
         assert_eq!(key.to_string(), "ab01/3.4");
-        assert_eq!(key.file_name(), "3.4");
     }
 }

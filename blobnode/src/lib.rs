@@ -1,25 +1,35 @@
 //! Coffer's blobnode: stores erasure-coded shards on local disks and serves them over gRPC (blobnode.proto).
 //!
-//! A shard is one file, written to a temp name, fdatasync'd, renamed into place and its directory fsync'd before
-//! the put is answered; every 64 KiB block carries a CRC32C that is checked on every read, so a corrupt block is an
-//! error and never wrong bytes. The node announces itself and its disks to the metadata service and heartbeats; it
-//! never calls the metadata service on the read or write path.
+//! Each disk is a storage engine: shard records appended to large chunk files with direct I/O, a RocksDB index of
+//! where each shard lives, and one committer thread that group-commits concurrent puts under a single fdatasync.
+//! Every 64 KiB block carries a CRC32C checked on every read, so a corrupt block is an error and never wrong bytes;
+//! a scrubber re-reads everything at a bounded rate and reports damage to the metadata service. The node announces
+//! itself and its disks (with their state: ok, read-only, faulty, missing) and heartbeats; it never calls the
+//! metadata service on the read or write path.
 //!
-//! Code map: `config` (flags), `error`, `aligned` (direct-I/O buffers), `shard_file` (the on-disk format),
-//! `fsutil` (durability primitives), `disk` (identity, layout, capacity), `shard_io` (blocking shard I/O),
-//! `budget` (memory bound), `store` (async facade over the disks), `service` (gRPC), `heartbeat`.
+//! Code map: `config` (flags), `error`, `aligned` (direct-I/O buffers), `record` and `chunk` (the on-disk
+//! formats), `index` (shard id → location), `engine` (one disk: reads, state, the job queue), `committer` (group
+//! commit, deletes, chunk roll-over), `recovery` (index vs chunks at start), `scrub`, `compact`, `fsutil`
+//! (durability primitives), `disk` (identity, layout, capacity), `budget` (memory bound), `store` (the node's
+//! disks), `service` (gRPC), `heartbeat`.
 
 mod aligned;
 mod budget;
+mod chunk;
+mod committer;
+mod compact;
 mod config;
 mod disk;
+mod engine;
 mod error;
 mod fsutil;
 mod heartbeat;
+mod index;
 mod key;
+mod record;
+mod recovery;
+mod scrub;
 mod service;
-mod shard_file;
-mod shard_io;
 mod store;
 
 use std::future::Future;
@@ -35,10 +45,15 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::{BlobnodeConfig, DEFAULT_IO_MEMORY_BYTES};
+pub use disk::Disk;
+pub use engine::{DiskState, Engine, EngineConfig, EngineCounters};
 pub use error::BlobnodeError;
 pub use key::MAX_DATA_ID_BYTES;
-pub use shard_file::{BLOCK_BYTES, MAX_SHARD_BYTES};
+pub use key::ShardKey;
+pub use record::{BLOCK_BYTES, MAX_SHARD_BYTES, ShardImage, crc32c as shard_crc32c};
 
+use crate::compact::CompactConfig;
+use crate::scrub::ScrubConfig;
 use crate::service::BlobnodeService;
 use crate::store::Store;
 
@@ -63,17 +78,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BlobnodeError> {
     let local = listener.local_addr().map_err(|source| BlobnodeError::Bind { addr: config.listen, source })?;
-    let store = Arc::new(Store::open(config.disks.clone(), config.io_memory_bytes).await?);
+    let store = Arc::new(Store::open(config.disks.clone(), config.engine(), config.io_memory_bytes).await?);
     let address = advertised_address(&config, local)?;
     let metadata =
         MetadataClient::connect(&config.metadata, &heartbeat::client_config()).map_err(BlobnodeError::Metadata)?;
-    let _announcer = AbortOnDrop(tokio::spawn(heartbeat::announce(
-        metadata,
+    let mut background = vec![AbortOnDrop(tokio::spawn(heartbeat::announce(
+        metadata.clone(),
         Arc::clone(&store),
         address.clone(),
         config.heartbeat_interval,
-    )));
-    tracing::info!(%local, %address, node_id = %store.node_id(), disks = store.disks().len(), "blobnode serving");
+    )))];
+    let scrub = ScrubConfig { bytes_per_s: config.scrub_bytes_per_s, interval: config.scrub_interval };
+    let compact = CompactConfig { threshold: config.compact_threshold, bytes_per_s: config.compact_bytes_per_s };
+    for engine in store.engines() {
+        let node_id = store.node_id().to_string();
+        background.push(AbortOnDrop(tokio::spawn(scrub::run(Arc::clone(engine), node_id, metadata.clone(), scrub))));
+        background.push(AbortOnDrop(tokio::spawn(compact::run(Arc::clone(engine), compact))));
+    }
+    tracing::info!(%local, %address, node_id = %store.node_id(), disks = store.engines().len(), "blobnode serving");
 
     let service = BlobnodeServer::new(BlobnodeService::new(store))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -112,7 +134,7 @@ fn advertised_address(config: &BlobnodeConfig, local: std::net::SocketAddr) -> R
     }
 }
 
-/// Stops the heartbeat task with the server, however `serve` ends (returned, failed, or dropped).
+/// Stops a background task (heartbeat, scrubber, compactor) with the server, however `serve` ends (returned, failed, or dropped).
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -133,7 +155,7 @@ mod tests {
     fn put_request(disk_id: &str, data: &'static [u8]) -> Vec<PutShardRequest> {
         let id = Some(ShardId { data_id: vec![1, 2, 3], stripe: 0, index: 0 });
         let header =
-            PutShardHeader { disk_id: disk_id.into(), id, length: data.len() as u64, crc32c: shard_file::crc32c(data) };
+            PutShardHeader { disk_id: disk_id.into(), id, length: data.len() as u64, crc32c: record::crc32c(data) };
         vec![
             PutShardRequest { msg: Some(Msg::Header(header)) },
             PutShardRequest { msg: Some(Msg::Chunk(bytes::Bytes::from_static(data))) },

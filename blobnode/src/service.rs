@@ -17,10 +17,10 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::budget::IoPermit;
+use crate::engine::{Engine, OpenShard};
 use crate::error::BlobnodeError;
 use crate::key::{ShardKey, check_data_id};
-use crate::shard_file::{self, BLOCK_BYTES, ShardImage};
-use crate::shard_io::OpenShard;
+use crate::record::{self, BLOCK_BYTES, ShardImage};
 use crate::store::Store;
 
 /// GetShard reads and sends one window at a time: a whole number of blocks, and at most one chunk.
@@ -45,11 +45,11 @@ impl BlobnodeService {
             None => return Err(BlobnodeError::InvalidArgument("empty PutShard stream".into())),
         };
         let PutShardHeader { disk_id, id, length, crc32c } = header;
-        let disk = self.store.disk(&disk_id)?;
+        let engine = self.store.engine(&disk_id)?;
         let key = ShardKey::from_proto(id)?;
-        shard_file::check_len(length)?;
-        let _permit = self.store.budget().acquire(shard_file::file_bytes(length)).await?;
-        let mut image = ShardImage::new(length)?;
+        record::check_len(length)?;
+        let _permit = self.store.budget().acquire(record::record_bytes(length)).await?;
+        let mut image = ShardImage::new(key.clone(), length)?;
         while let Some(message) = stream.message().await.map_err(BlobnodeError::RequestStream)? {
             match message.msg {
                 Some(Msg::Chunk(chunk)) if chunk.len() > MAX_CHUNK_BYTES => {
@@ -65,7 +65,7 @@ impl BlobnodeService {
         }
         // Verified against the sender's CRC before a byte reaches the disk.
         let sealed = image.seal(crc32c)?;
-        self.store.write_shard(disk, key.clone(), sealed).await?;
+        self.store.write_shard(&engine, sealed).await?;
         tracing::debug!(shard = %key, disk = %disk_id, length, "shard stored");
         Ok(())
     }
@@ -74,18 +74,19 @@ impl BlobnodeService {
         &self,
         disk_id: &str,
         id: Option<coffer_proto::pb::blobnode::ShardId>,
-    ) -> Result<OpenShard, BlobnodeError> {
-        let disk = self.store.disk(disk_id)?;
+    ) -> Result<(Arc<Engine>, OpenShard), BlobnodeError> {
+        let engine = self.store.engine(disk_id)?;
         let key = ShardKey::from_proto(id)?;
-        self.store.open_shard(disk, key).await
+        let shard = self.store.open_shard(Arc::clone(&engine), key).await?;
+        Ok((engine, shard))
     }
 
     async fn get(&self, request: GetShardRequest) -> Result<GetShardStream, BlobnodeError> {
-        let shard = self.open(&request.disk_id, request.id).await?;
+        let (engine, shard) = self.open(&request.disk_id, request.id).await?;
         let range = shard.header().range(request.offset, request.length)?;
         // One window queued while the next is read: two windows per reader at most, each under a budget permit.
         let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(send_range(Arc::clone(&self.store), shard, range, tx));
+        tokio::spawn(send_range(Arc::clone(&self.store), engine, shard, range, tx));
         // The permit is released as the server takes the chunk to encode it.
         Ok(Box::pin(ReceiverStream::new(rx).map(|item| item.map(|(response, _permit)| response))))
     }
@@ -94,12 +95,12 @@ impl BlobnodeService {
 type GetShardStream = Pin<Box<dyn Stream<Item = Result<GetShardResponse, Status>> + Send>>;
 type WindowSender = mpsc::Sender<Result<(GetShardResponse, IoPermit), Status>>;
 
-async fn send_range(store: Arc<Store>, shard: OpenShard, range: Range<u64>, tx: WindowSender) {
+async fn send_range(store: Arc<Store>, engine: Arc<Engine>, shard: OpenShard, range: Range<u64>, tx: WindowSender) {
     let mut position = range.start;
     while position < range.end {
         let window_end = ((position / READ_WINDOW_BYTES + 1) * READ_WINDOW_BYTES).min(range.end);
         let window = position..window_end;
-        let item = read_window(&store, &shard, window).await.map_err(|e| edge_error("GetShard", e));
+        let item = read_window(&store, &engine, &shard, window).await.map_err(|e| edge_error("GetShard", e));
         let failed = item.is_err();
         // A send error means the client went away; nothing left to do.
         if tx.send(item).await.is_err() || failed {
@@ -111,14 +112,15 @@ async fn send_range(store: Arc<Store>, shard: OpenShard, range: Range<u64>, tx: 
 
 async fn read_window(
     store: &Store,
+    engine: &Arc<Engine>,
     shard: &OpenShard,
     window: Range<u64>,
 ) -> Result<(GetShardResponse, IoPermit), BlobnodeError> {
     // The aligned read buffer is what goes out (sliced, not copied), so it is all the window holds.
     let bytes = shard.header().plan_read(window.clone()).read_len as u64;
     let permit = store.budget().acquire(bytes).await?;
-    let data = store.read_range(shard.clone(), window).await?;
-    Ok((GetShardResponse { crc32c: shard_file::crc32c(&data), data }, permit))
+    let data = store.read_range(Arc::clone(engine), shard.clone(), window).await?;
+    Ok((GetShardResponse { crc32c: record::crc32c(&data), data }, permit))
 }
 
 /// Turns an error into the status the caller sees, logging it once, here, at a level matching who must act.
@@ -126,6 +128,7 @@ fn edge_error(operation: &'static str, error: BlobnodeError) -> Status {
     match &error {
         BlobnodeError::CorruptShard { .. } => tracing::error!(operation, %error, "corrupt shard refused"),
         BlobnodeError::Io { .. } | BlobnodeError::Internal(_) => tracing::error!(operation, %error, "request failed"),
+        BlobnodeError::DiskUnavailable { .. } => tracing::warn!(operation, %error, "request refused"),
         _ => tracing::debug!(operation, %error, "request refused"),
     }
     error.into()
@@ -151,9 +154,9 @@ impl Blobnode for BlobnodeService {
     async fn delete_data(&self, request: Request<DeleteDataRequest>) -> Result<Response<DeleteDataResponse>, Status> {
         let DeleteDataRequest { disk_id, data_id } = request.into_inner();
         let result = async {
-            let disk = self.store.disk(&disk_id)?;
+            let engine = self.store.engine(&disk_id)?;
             check_data_id(&data_id)?;
-            self.store.delete_data(disk, data_id).await
+            self.store.delete_data(&engine, data_id).await
         };
         result.await.map_err(|e| edge_error("DeleteData", e))?;
         Ok(Response::new(DeleteDataResponse {}))
@@ -162,7 +165,7 @@ impl Blobnode for BlobnodeService {
     async fn stat_shard(&self, request: Request<StatShardRequest>) -> Result<Response<StatShardResponse>, Status> {
         let StatShardRequest { disk_id, id } = request.into_inner();
         // Reads and verifies the header only; block checksums are checked when the bytes are read.
-        let shard = self.open(&disk_id, id).await.map_err(|e| edge_error("StatShard", e))?;
+        let (_, shard) = self.open(&disk_id, id).await.map_err(|e| edge_error("StatShard", e))?;
         let header = shard.header();
         Ok(Response::new(StatShardResponse { length: header.shard_len, crc32c: header.crc32c }))
     }
@@ -179,8 +182,7 @@ mod tests {
     use tokio_stream::wrappers::TcpListenerStream;
     use tonic::transport::Channel;
 
-    use crate::shard_file::HEADER_BYTES;
-    use crate::shard_file::tests::pattern;
+    use crate::record::tests::pattern;
 
     struct Node {
         dir: tempfile::TempDir,
@@ -190,8 +192,10 @@ mod tests {
 
     async fn start() -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(vec![dir.path().into()], 16 << 20).await.expect("store"));
-        let disk_id = store.disks()[0].id().to_string();
+        let store = Arc::new(
+            Store::open(vec![dir.path().into()], crate::store::tests::test_config(), 16 << 20).await.expect("store"),
+        );
+        let disk_id = store.engines()[0].id().to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let service = BlobnodeServer::new(BlobnodeService::new(store))
@@ -223,7 +227,7 @@ mod tests {
         }
 
         async fn put(&self, stripe: u32, data: &[u8]) -> Result<(), RemoteError> {
-            let mut messages = vec![header(&self.disk_id, stripe, data.len() as u64, shard_file::crc32c(data))];
+            let mut messages = vec![header(&self.disk_id, stripe, data.len() as u64, record::crc32c(data))];
             messages.extend(chunks(data, 300_000));
             self.put_raw(messages).await
         }
@@ -240,7 +244,7 @@ mod tests {
                 match stream.message().await {
                     Ok(Some(chunk)) => {
                         assert!(chunk.data.len() <= MAX_CHUNK_BYTES);
-                        assert_eq!(chunk.crc32c, shard_file::crc32c(&chunk.data));
+                        assert_eq!(chunk.crc32c, record::crc32c(&chunk.data));
                         received.extend_from_slice(&chunk.data);
                     }
                     Ok(None) => return (received, Ok(())),
@@ -278,7 +282,7 @@ mod tests {
             assert_eq!(part, &data[offset as usize..end_at], "{offset}+{length}");
         }
         let stat = node.stat(0).await.expect("stat");
-        assert_eq!((stat.length, stat.crc32c), (data.len() as u64, shard_file::crc32c(&data)));
+        assert_eq!((stat.length, stat.crc32c), (data.len() as u64, record::crc32c(&data)));
 
         node.put(1, b"").await.expect("empty shard");
         let (empty, end) = node.get(1, 0, 0).await;
@@ -295,7 +299,7 @@ mod tests {
     async fn bad_puts_are_refused_and_leave_nothing() {
         let node = start().await;
         let data = pattern(100_000, 2);
-        let crc = shard_file::crc32c(&data);
+        let crc = record::crc32c(&data);
         let len = data.len() as u64;
         let with = |header: PutShardRequest, body: &[u8]| {
             let mut messages = vec![header];
@@ -307,7 +311,7 @@ mod tests {
         assert_eq!(code(node.put_raw(with(header(d, 0, len, crc), &data[1..])).await), ErrorCode::InvalidArgument);
         assert_eq!(code(node.put_raw(with(header(d, 0, len - 1, crc), &data)).await), ErrorCode::InvalidArgument);
         assert_eq!(code(node.put_raw(with(header("nope", 0, len, crc), &data)).await), ErrorCode::NoSuchDisk);
-        let too_big = header(d, 0, shard_file::MAX_SHARD_BYTES + 1, 0);
+        let too_big = header(d, 0, record::MAX_SHARD_BYTES + 1, 0);
         assert_eq!(code(node.put_raw(vec![too_big]).await), ErrorCode::InvalidArgument);
         assert_eq!(code(node.put_raw(chunks(&data, 10_000).collect()).await), ErrorCode::InvalidArgument);
         assert_eq!(code(node.put_raw(vec![]).await), ErrorCode::InvalidArgument);
@@ -315,7 +319,7 @@ mod tests {
         assert_eq!(code(node.put_raw(twice).await), ErrorCode::InvalidArgument);
 
         let big = pattern(MAX_CHUNK_BYTES + 1, 3);
-        let mut oversized_chunk = vec![header(d, 0, big.len() as u64, shard_file::crc32c(&big))];
+        let mut oversized_chunk = vec![header(d, 0, big.len() as u64, record::crc32c(&big))];
         oversized_chunk.extend(chunks(&big, big.len()));
         assert_eq!(code(node.put_raw(oversized_chunk).await), ErrorCode::InvalidArgument);
 
@@ -343,15 +347,11 @@ mod tests {
         let node = start().await;
         let data = pattern(3 * MAX_CHUNK_BYTES, 4);
         node.put(0, &data).await.expect("put");
-        let path = std::fs::read_dir(node.dir.path().join("shards"))
-            .expect("list")
-            .filter_map(|prefix| std::fs::read_dir(prefix.ok()?.path()).ok())
-            .flatten()
-            .filter_map(|entry| Some(entry.ok()?.path().join("0.2")))
-            .find(|path| path.exists())
-            .expect("shard file");
+        // The only record: in the first chunk, right after the chunk header.
+        let path = node.dir.path().join("chunks").join(crate::chunk::file_name(1));
         let mut bytes = std::fs::read(&path).expect("read");
-        bytes[HEADER_BYTES + 2 * MAX_CHUNK_BYTES + 12_345] ^= 0x80;
+        let data_start = (crate::chunk::CHUNK_HEADER_BYTES as usize) + record::HEADER_BYTES;
+        bytes[data_start + 2 * MAX_CHUNK_BYTES + 12_345] ^= 0x80;
         std::fs::write(&path, &bytes).expect("damage");
 
         let (received, end) = node.get(0, 0, 0).await;

@@ -6,7 +6,8 @@
 
 use coffer_proto::Message;
 use coffer_proto::pb::metadata::{
-    BucketRecord, CompletedPart, GcRecord, NodeInfo, ObjectRecord, PartRecord, ShardLocation, UploadRecord,
+    BucketRecord, CompletedPart, DamagedShard, GcRecord, NodeInfo, ObjectRecord, PartRecord, ShardLocation,
+    UploadRecord,
 };
 use rocksdb::WriteBatch;
 
@@ -79,6 +80,9 @@ pub enum Command {
     },
     PutNode {
         node: NodeInfo,
+    },
+    ReportDamaged {
+        shards: Vec<DamagedShard>,
     },
     /// The collector's results: entries whose data is gone, and entries to retry later.
     FinishGc {
@@ -184,8 +188,24 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             batch.put_cf(store.cf(Cf::Nodes)?, keys::node(&node.node_id), node.encode_to_vec());
             Ok(Applied::Done)
         }
+        Command::ReportDamaged { shards } => {
+            for shard in &shards {
+                validate_damaged(shard)?;
+                let key = keys::damaged(&shard.disk_id, &shard.data_id, shard.stripe, shard.index);
+                batch.put_cf(store.cf(Cf::Damaged)?, key, shard.encode_to_vec());
+            }
+            Ok(Applied::Done)
+        }
         Command::FinishGc { done, retry } => finish_gc(store, batch, &done, &retry),
     }
+}
+
+fn validate_damaged(shard: &DamagedShard) -> Result<(), MetadataError> {
+    if shard.disk_id.is_empty() || shard.disk_id.contains('\0') || shard.data_id.is_empty() || shard.data_id.len() > 64
+    {
+        return Err(MetadataError::InvalidArgument("damaged-shard report needs a disk id and a data id".into()));
+    }
+    Ok(())
 }
 
 /// Names end up in keys, where NUL is the separator.

@@ -77,6 +77,17 @@ pub fn parse_gc(key: &[u8]) -> Option<(i64, &[u8])> {
     Some((i64::try_from(time).ok()?, data_id))
 }
 
+/// One report per (disk, shard): a second report of the same shard replaces the first.
+pub fn damaged(disk_id: &str, data_id: &[u8], stripe: u32, index: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(disk_id.len() + data_id.len() + 10);
+    k.extend_from_slice(disk_id.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(data_id);
+    k.extend_from_slice(&stripe.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
 pub fn node(node_id: &str) -> Vec<u8> {
     node_id.as_bytes().to_vec()
 }

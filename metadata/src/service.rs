@@ -95,6 +95,9 @@ impl MetadataService {
     }
 }
 
+/// Bounds one report's write batch; a blobnode with more sends several.
+const MAX_DAMAGED_PER_REPORT: usize = 1000;
+
 #[tonic::async_trait]
 impl Metadata for MetadataService {
     async fn create_bucket(&self, req: Request<CreateBucketRequest>) -> Result<Response<CreateBucketResponse>, Status> {
@@ -243,6 +246,44 @@ impl Metadata for MetadataService {
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         self.observe_node(req.into_inner().node, false).await?;
         Ok(Response::new(HeartbeatResponse {}))
+    }
+
+    async fn report_damaged_shards(
+        &self,
+        req: Request<ReportDamagedShardsRequest>,
+    ) -> Result<Response<ReportDamagedShardsResponse>, Status> {
+        let mut shards = req.into_inner().shards;
+        if shards.len() > MAX_DAMAGED_PER_REPORT {
+            return Err(MetadataError::InvalidArgument(format!(
+                "{} damaged shards in one report; at most {MAX_DAMAGED_PER_REPORT}",
+                shards.len()
+            ))
+            .into());
+        }
+        if shards.is_empty() {
+            return Ok(Response::new(ReportDamagedShardsResponse {}));
+        }
+        let now = now_unix_ms();
+        for shard in &mut shards {
+            shard.reported_unix_ms = now;
+            tracing::warn!(node = %shard.node_id, disk = %shard.disk_id, data_id = %hex::encode(&shard.data_id),
+                stripe = shard.stripe, index = shard.index, reason = %shard.reason, detail = %shard.detail,
+                "damaged shard reported");
+        }
+        self.submit(Command::ReportDamaged { shards }).await?;
+        Ok(Response::new(ReportDamagedShardsResponse {}))
+    }
+
+    async fn list_damaged_shards(
+        &self,
+        req: Request<ListDamagedShardsRequest>,
+    ) -> Result<Response<ListDamagedShardsResponse>, Status> {
+        let limit = match req.into_inner().limit {
+            0 => 1000,
+            n => (n as usize).min(10_000),
+        };
+        let shards = self.read(move |store| store.damaged_shards(limit)).await?;
+        Ok(Response::new(ListDamagedShardsResponse { shards }))
     }
 
     async fn get_cluster_map(

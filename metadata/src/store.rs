@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use coffer_proto::Message;
-use coffer_proto::pb::metadata::{BucketRecord, GcRecord, NodeInfo, ObjectRecord, PartRecord, UploadRecord};
+use coffer_proto::pb::metadata::{
+    BucketRecord, DamagedShard, GcRecord, NodeInfo, ObjectRecord, PartRecord, UploadRecord,
+};
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions,
 };
@@ -20,10 +22,11 @@ pub enum Cf {
     Parts,
     Nodes,
     Gc,
+    Damaged,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 6] = [Cf::Buckets, Cf::Objects, Cf::Uploads, Cf::Parts, Cf::Nodes, Cf::Gc];
+    pub const ALL: [Cf; 7] = [Cf::Buckets, Cf::Objects, Cf::Uploads, Cf::Parts, Cf::Nodes, Cf::Gc, Cf::Damaged];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,6 +36,7 @@ impl Cf {
             Cf::Parts => "parts",
             Cf::Nodes => "nodes",
             Cf::Gc => "gc",
+            Cf::Damaged => "damaged",
         }
     }
 }
@@ -183,6 +187,16 @@ impl Store {
         self.scan_prefix(Cf::Nodes, b"", |key, value| {
             out.push(decode(Cf::Nodes, key, value)?);
             Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Up to `limit` damaged-shard reports, in key (disk, shard) order.
+    pub fn damaged_shards(&self, limit: usize) -> Result<Vec<DamagedShard>, MetadataError> {
+        let mut out = Vec::new();
+        self.scan_prefix(Cf::Damaged, b"", |key, value| {
+            out.push(decode(Cf::Damaged, key, value)?);
+            Ok(out.len() < limit)
         })?;
         Ok(out)
     }

@@ -9,16 +9,10 @@ use common::*;
 
 const STRIPE: usize = 4 * 1024 * 1024;
 
-fn shard_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            shard_files(&path, out);
-        } else if path.components().any(|c| c.as_os_str() == "shards") {
-            out.push(path);
-        }
-    }
+/// The chunk files of a blobnode disk (DIR/chunks/*.chunk).
+fn chunk_files(disk: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(disk.join("chunks")) else { return Vec::new() };
+    entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "chunk")).collect()
 }
 
 fn flip_byte(path: &Path, offset: u64) {
@@ -46,13 +40,17 @@ fn two_lost_blobnodes_and_a_corrupt_shard_do_not_change_the_bytes() {
         }
     });
 
-    // A flipped byte inside the data of one stored shard is caught by the block checksum.
-    let mut files = Vec::new();
-    shard_files(&cluster.blobnode_disks[0], &mut files);
-    assert!(!files.is_empty(), "no shard files found on the first blobnode");
+    // A flipped byte every 32 KiB past the chunk header damages every record on the first blobnode (the smallest
+    // is a 4 KiB header plus 52 KiB of data): record headers and data blocks alike are caught by their checksums.
+    let files = chunk_files(&cluster.blobnode_disks[0]);
+    assert!(!files.is_empty(), "no chunk files found on the first blobnode");
     for file in &files {
         let len = std::fs::metadata(file).expect("stat").len();
-        flip_byte(file, 4096.min(len - 1));
+        let mut offset = 4096 + 17;
+        while offset < len {
+            flip_byte(file, offset);
+            offset += 32 * 1024;
+        }
     }
     rt.block_on(async {
         for (key, data) in &objects {

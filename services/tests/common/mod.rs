@@ -155,10 +155,17 @@ pub struct Split {
     pub blobnodes: Vec<Proc>,
     pub blobnode_disks: Vec<PathBuf>,
     pub gateway: Proc,
+    pub metadata_url: String,
 }
 
 impl Split {
     pub fn start(blobnodes: usize, ec: &str) -> Split {
+        Split::start_with(blobnodes, ec, |_, _| Vec::new())
+    }
+
+    /// Like `start`, with `configure(i, disk)` called for blobnode `i` once its (empty) disk folder exists: it may
+    /// prepare the folder and returns extra flags for that blobnode.
+    pub fn start_with(blobnodes: usize, ec: &str, configure: impl Fn(usize, &Path) -> Vec<String>) -> Split {
         let dir = tempfile::Builder::new().prefix("coffer-split").tempdir_in(test_root()).expect("tempdir");
         let meta_port = free_port();
         let meta_url = format!("http://127.0.0.1:{meta_port}");
@@ -178,19 +185,19 @@ impl Split {
         for i in 0..blobnodes {
             let disk = dir.path().join(format!("node{i}-disk"));
             std::fs::create_dir_all(&disk).expect("disk dir");
-            procs.push(Proc::spawn(
-                &format!("blobnode{i}"),
-                &[
-                    "blobnode".into(),
-                    "--listen".into(),
-                    format!("127.0.0.1:{}", free_port()),
-                    "--disk".into(),
-                    disk.display().to_string(),
-                    "--metadata".into(),
-                    meta_url.clone(),
-                ],
-                dir.path(),
-            ));
+            let mut args: Vec<String> = vec![
+                "blobnode".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{}", free_port()),
+                "--disk".into(),
+                disk.display().to_string(),
+                "--metadata".into(),
+                meta_url.clone(),
+                "--heartbeat-interval".into(),
+                "500ms".into(),
+            ];
+            args.extend(configure(i, &disk));
+            procs.push(Proc::spawn(&format!("blobnode{i}"), &args, dir.path()));
             disks.push(disk);
         }
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
@@ -201,7 +208,7 @@ impl Split {
                 "--address".into(),
                 addr.to_string(),
                 "--metadata".into(),
-                meta_url,
+                meta_url.clone(),
                 "--ec".into(),
                 ec.into(),
             ],
@@ -210,7 +217,7 @@ impl Split {
         let mut all: Vec<&Proc> = vec![&metadata, &gateway];
         all.extend(procs.iter());
         wait_ready(addr, &all);
-        Split { dir, addr, metadata, blobnodes: procs, blobnode_disks: disks, gateway }
+        Split { dir, addr, metadata, blobnodes: procs, blobnode_disks: disks, gateway, metadata_url: meta_url }
     }
 
     pub fn client(&self) -> Client {
@@ -220,7 +227,7 @@ impl Split {
 
 /// Where test data lives: under the target dir (a real disk, where O_DIRECT alignment is
 /// enforced), not tmpfs.
-fn test_root() -> PathBuf {
+pub fn test_root() -> PathBuf {
     let root = std::env::var_os("COFFER_TEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("coffer-tests"));

@@ -1,0 +1,164 @@
+//! Shard put throughput of the storage engine against this disk's own ceilings, measured in the same run.
+//!
+//! Ceilings: (a) one 8 KiB O_DIRECT append + fdatasync per put, one writer: what a store that syncs every put
+//! can do; (b) 1 MiB O_DIRECT sequential appends with one fdatasync at the end: the disk's streaming write speed.
+//! Engine: 4 KiB and 1 MiB shards with 1 and 32 concurrent writers, reporting puts/s, MiB/s and puts per fsync,
+//! and the ratios the storage-engine issue sets (4 KiB × 32 ≥ 10× ceiling (a); 1 MiB × 32 ≥ 70% of ceiling (b)).
+//!
+//! `cargo bench --bench shard_engine` (release). `COFFER_BENCH_DIR` picks the disk (default: the temp dir);
+//! `COFFER_BENCH_SECONDS` the duration of each engine run (default 5).
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use coffer_blobnode::{Disk, Engine, EngineConfig, ShardImage, ShardKey, shard_crc32c};
+
+const ALIGN: usize = 4096;
+
+struct Aligned {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize, fill: u8) -> Aligned {
+        let mut storage = vec![fill; len + ALIGN];
+        let start = (ALIGN - storage.as_ptr().addr() % ALIGN) % ALIGN;
+        storage[start..start + len].fill(fill);
+        Aligned { storage, start, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    let root = std::env::var_os("COFFER_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new().prefix("coffer-bench").tempdir_in(root).expect("bench dir")
+}
+
+/// (a) puts/s when every put is its own O_DIRECT write + fdatasync.
+fn ceiling_sync_per_put(dir: &std::path::Path, seconds: f64) -> f64 {
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dir.join("ceiling-sync"))
+        .expect("open");
+    let record = Aligned::new(2 * ALIGN, 0x5a);
+    let started = Instant::now();
+    let mut puts = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        file.write_all_at(record.bytes(), puts * record.len as u64).expect("write");
+        file.sync_data().expect("fdatasync");
+        puts += 1;
+    }
+    puts as f64 / started.elapsed().as_secs_f64()
+}
+
+/// (b) MiB/s of 1 MiB O_DIRECT sequential appends, made durable by one fdatasync at the end.
+fn ceiling_sequential(dir: &std::path::Path, total_mib: u64) -> f64 {
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dir.join("ceiling-seq"))
+        .expect("open");
+    let block = Aligned::new(1 << 20, 0xa5);
+    let started = Instant::now();
+    for i in 0..total_mib {
+        file.write_all_at(block.bytes(), i << 20).expect("write");
+    }
+    file.sync_data().expect("fdatasync");
+    total_mib as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Run {
+    puts_per_s: f64,
+    mib_per_s: f64,
+    puts_per_sync: f64,
+    p99_ms: f64,
+}
+
+async fn engine_run(dir: &std::path::Path, shard_bytes: usize, writers: usize, seconds: f64) -> Run {
+    let disk = Disk::open(dir).expect("disk");
+    let config = EngineConfig { chunk_bytes: 1 << 30, commit_window: Duration::ZERO, reserve_bytes: 0 };
+    let engine =
+        Arc::new(tokio::task::spawn_blocking(move || Engine::open(disk, config)).await.expect("join").expect("engine"));
+    let data: Arc<Vec<u8>> = Arc::new((0..shard_bytes).map(|i| (i * 31 % 251) as u8).collect());
+    let crc = shard_crc32c(&data);
+    let next = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let (puts0, syncs0) =
+        (engine.counters().puts.load(Ordering::Relaxed), engine.counters().syncs.load(Ordering::Relaxed));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (engine, data, next) = (Arc::clone(&engine), Arc::clone(&data), Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let key = ShardKey { data_id: n.to_be_bytes().to_vec(), stripe: 0, index: 0 };
+                let t = Instant::now();
+                let mut image = ShardImage::new(key, data.len() as u64).expect("image");
+                image.append(&data).expect("append");
+                engine.put(image.seal(crc).expect("seal")).await.expect("put");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("writer"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let puts = engine.counters().puts.load(Ordering::Relaxed) - puts0;
+    let syncs = engine.counters().syncs.load(Ordering::Relaxed) - syncs0;
+    let p99 = latencies.get(latencies.len() * 99 / 100).copied().unwrap_or_default();
+    Run {
+        puts_per_s: puts as f64 / elapsed,
+        mib_per_s: puts as f64 * shard_bytes as f64 / elapsed / (1 << 20) as f64,
+        puts_per_sync: puts as f64 / syncs.max(1) as f64,
+        p99_ms: p99.as_secs_f64() * 1000.0,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else is taken.
+    let seconds: f64 = std::env::var("COFFER_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let dir = bench_dir();
+    println!("disk: {}", dir.path().display());
+    let sync_ceiling = ceiling_sync_per_put(dir.path(), seconds.min(3.0));
+    let seq_ceiling = ceiling_sequential(dir.path(), 1024);
+    println!("ceiling (a) 8 KiB O_DIRECT write + fdatasync per put, 1 writer: {sync_ceiling:9.0} puts/s");
+    println!("ceiling (b) 1 MiB O_DIRECT sequential writes, 1 fdatasync:      {seq_ceiling:9.0} MiB/s");
+    println!();
+    println!(
+        "{:>8} {:>8} {:>11} {:>9} {:>14} {:>9}  ratio",
+        "shard", "writers", "puts/s", "MiB/s", "puts/fdatasync", "p99 ms"
+    );
+    for (shard_bytes, label) in [(4096usize, "4 KiB"), (1 << 20, "1 MiB")] {
+        for writers in [1usize, 32] {
+            let run_dir = tempfile::tempdir_in(dir.path()).expect("run dir");
+            let run = runtime.block_on(engine_run(run_dir.path(), shard_bytes, writers, seconds));
+            let ratio = if shard_bytes == 4096 {
+                format!("{:.1}x ceiling (a)", run.puts_per_s / sync_ceiling)
+            } else {
+                format!("{:.0}% of ceiling (b)", 100.0 * run.mib_per_s / seq_ceiling)
+            };
+            println!(
+                "{label:>8} {writers:>8} {:>11.0} {:>9.1} {:>14.1} {:>9.2}  {ratio}",
+                run.puts_per_s, run.mib_per_s, run.puts_per_sync, run.p99_ms
+            );
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The one thread per disk that writes: group commit of puts, durable deletes, chunk roll-over and retirement.
+//!
+//! Jobs are taken in arrival order; consecutive puts form one batch (at most [`MAX_BATCH_RECORDS`] records and
+//! [`MAX_BATCH_BYTES`] bytes), so a delete never overtakes a put queued before it. A batch is answered only after
+//! the fdatasync covering all of its records and the index write that makes them findable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chunk::{CHUNK_HEADER_BYTES, ChunkFile};
+use crate::engine::{DiskState, Job, JobPayload, Shared};
+use crate::error::BlobnodeError;
+use crate::index::{ChunkStats, IndexBatch, Location};
+use crate::key::ShardKey;
+use crate::record::SealedShard;
+
+pub const MAX_BATCH_RECORDS: usize = 256;
+pub const MAX_BATCH_BYTES: u64 = 64 << 20;
+/// Chunk space is reserved ahead of the write position in steps of this size.
+const RESERVE_STEP: u64 = 64 << 20;
+
+type Reply = oneshot::Sender<Result<(), BlobnodeError>>;
+
+/// The chunk new records go to.
+pub struct Active {
+    pub chunk: Arc<ChunkFile>,
+    /// Where the next record goes: everything below is written (or garbage from a failed write).
+    pub end: u64,
+    pub reserved_end: u64,
+}
+
+/// What recovery hands the committer: the writer's position and the index's accounting.
+pub struct WriterState {
+    pub active: Option<Active>,
+    pub stats: HashMap<u32, ChunkStats>,
+    pub next_seq: u64,
+    pub next_chunk: u32,
+}
+
+pub struct Committer {
+    shared: Arc<Shared>,
+    state: WriterState,
+}
+
+struct PlacedPut {
+    shard: SealedShard,
+    expect: Option<Location>,
+    location: Location,
+    reply: Reply,
+}
+
+impl Committer {
+    pub fn new(shared: Arc<Shared>, state: WriterState) -> Committer {
+        Committer { shared, state }
+    }
+
+    pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut carried: Option<Job> = None;
+        loop {
+            let first = match carried.take() {
+                Some(job) => job,
+                None => match rx.blocking_recv() {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            if !first.is_put() {
+                let (payload, reply) = first.into_parts();
+                if let JobPayload::Delete { data_id } = payload {
+                    let _ = reply.send(self.delete(&data_id));
+                }
+                continue;
+            }
+            let mut bytes = first.put_bytes();
+            let mut batch = vec![first];
+            if !self.shared.config.commit_window.is_zero() {
+                std::thread::sleep(self.shared.config.commit_window);
+            }
+            while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(job) if job.is_put() => {
+                        bytes += job.put_bytes();
+                        batch.push(job);
+                    }
+                    Ok(job) => {
+                        carried = Some(job);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_puts(batch);
+        }
+    }
+
+    fn commit_puts(&mut self, jobs: Vec<Job>) {
+        let mut puts = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let (payload, reply) = job.into_parts();
+            if let JobPayload::Put { shard, expect } = payload {
+                puts.push((shard, expect, reply));
+            }
+        }
+        if self.shared.state() != DiskState::Ok {
+            let why = BlobnodeError::DiskUnavailable {
+                disk_id: self.shared.disk.id().to_string(),
+                state: self.shared.state().as_str(),
+            };
+            for (_, _, reply) in puts {
+                let _ = reply.send(Err(why.clone_for_reply()));
+            }
+            return;
+        }
+        match self.place_and_write(puts) {
+            Ok(placed) => self.index_and_answer(placed),
+            Err((error, replies)) => {
+                self.shared.note_error(&error);
+                tracing::error!(disk = %self.shared.disk.root().display(), %error, "group commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone_for_reply()));
+                }
+            }
+        }
+    }
+
+    /// Gives every record a place and a sequence number, writes them and syncs every chunk touched.
+    #[allow(clippy::type_complexity)]
+    fn place_and_write(
+        &mut self,
+        puts: Vec<(SealedShard, Option<Location>, Reply)>,
+    ) -> Result<Vec<PlacedPut>, (BlobnodeError, Vec<Reply>)> {
+        let mut placed: Vec<PlacedPut> = Vec::with_capacity(puts.len());
+        let mut pending = puts.into_iter();
+        let outcome = (|| -> Result<(), BlobnodeError> {
+            for (mut shard, expect, reply) in pending.by_ref() {
+                let len = shard.header.record_bytes();
+                let active = self.room_for(len)?;
+                let offset = active.end;
+                let chunk = active.chunk.id();
+                active.end += len;
+                let seq = self.state.next_seq;
+                self.state.next_seq += 1;
+                shard.stamp(self.shared.disk.seed(), seq)?;
+                let location = Location { chunk, offset, shard_len: shard.header.shard_len, seq };
+                placed.push(PlacedPut { shard, expect, location, reply });
+            }
+            // Records of one chunk are contiguous and in placement order: one vectored write per chunk.
+            let mut start = 0;
+            while start < placed.len() {
+                let chunk_id = placed[start].location.chunk;
+                let end = placed[start..]
+                    .iter()
+                    .position(|p| p.location.chunk != chunk_id)
+                    .map_or(placed.len(), |n| start + n);
+                let chunk = self
+                    .shared
+                    .chunk(chunk_id)
+                    .ok_or_else(|| BlobnodeError::Internal(format!("chunk {chunk_id:08x} vanished while writing")))?;
+                let buffers: Vec<&[u8]> = placed[start..end].iter().map(|p| &p.shard.image[..]).collect();
+                chunk.write_at(placed[start].location.offset, &buffers)?;
+                chunk.sync()?;
+                self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                let written: u64 = placed[start..end].iter().map(|p| p.shard.image.len() as u64).sum();
+                self.shared.counters.bytes_written.fetch_add(written, Ordering::Relaxed);
+                start = end;
+            }
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => Ok(placed),
+            Err(error) => {
+                let mut replies: Vec<Reply> = placed.into_iter().map(|p| p.reply).collect();
+                replies.extend(pending.map(|(_, _, reply)| reply));
+                Err((error, replies))
+            }
+        }
+    }
+
+    /// The active chunk, rolled over to a fresh one when `len` more bytes would not fit, with space reserved.
+    fn room_for(&mut self, len: u64) -> Result<&mut Active, BlobnodeError> {
+        let limit = self.shared.config.chunk_bytes;
+        let needs_new = match &self.state.active {
+            None => true,
+            Some(active) => active.end > CHUNK_HEADER_BYTES && active.end + len > limit,
+        };
+        if needs_new {
+            let id = self.state.next_chunk;
+            let chunk = Arc::new(ChunkFile::create(
+                &self.shared.chunks_dir(),
+                id,
+                self.shared.disk.seed(),
+                self.shared.disk.direct_io(),
+            )?);
+            self.state.next_chunk =
+                id.checked_add(1).ok_or_else(|| BlobnodeError::Internal("chunk ids exhausted on this disk".into()))?;
+            if let Ok(mut map) = self.shared.chunks.write() {
+                map.insert(id, Arc::clone(&chunk));
+            }
+            let finished =
+                self.state.active.replace(Active { chunk, end: CHUNK_HEADER_BYTES, reserved_end: CHUNK_HEADER_BYTES });
+            self.state
+                .stats
+                .entry(id)
+                .or_insert(ChunkStats { indexed_end: CHUNK_HEADER_BYTES, ..ChunkStats::default() });
+            if let Some(finished) = finished {
+                tracing::debug!(chunk = %finished.chunk.path().display(), end = finished.end, "chunk full");
+            }
+        }
+        let Some(active) = self.state.active.as_mut() else {
+            return Err(BlobnodeError::Internal("no active chunk after roll-over".into()));
+        };
+        if active.end + len > active.reserved_end {
+            let needed = active.end + len - active.reserved_end;
+            let step = needed.max(RESERVE_STEP).min(limit.saturating_sub(active.reserved_end).max(needed));
+            // A disk close to full may not have a whole step left: then reserve what this record needs, and let
+            // that one fail with ENOSPC if even that is not there.
+            match active.chunk.reserve(active.reserved_end, step) {
+                Ok(()) => active.reserved_end += step,
+                Err(_) if step > needed => {
+                    active.chunk.reserve(active.reserved_end, needed)?;
+                    active.reserved_end += needed;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(active)
+    }
+
+    fn index_and_answer(&mut self, placed: Vec<PlacedPut>) {
+        let mut batch = IndexBatch::default();
+        let mut current: HashMap<ShardKey, Option<Location>> = HashMap::new();
+        let mut dead: Vec<Location> = Vec::new();
+        let mut touched: Vec<u32> = Vec::new();
+        let lookups: Result<(), BlobnodeError> = (|| {
+            for put in &placed {
+                let key = &put.shard.header.key;
+                let old = match current.get(key) {
+                    Some(old) => *old,
+                    None => self.shared.index.get(key)?,
+                };
+                let location = put.location;
+                let record_bytes = put.shard.header.record_bytes();
+                if let Some(expected) = put.expect
+                    && old != Some(expected)
+                {
+                    // A relocation that lost a race with a delete or a newer put: the copy is dead on arrival.
+                    dead.push(location);
+                    continue;
+                }
+                if let Some(old) = old {
+                    let stats = self.state.stats.entry(old.chunk).or_default();
+                    stats.live_bytes = stats.live_bytes.saturating_sub(crate::record::record_bytes(old.shard_len));
+                    stats.live_records = stats.live_records.saturating_sub(1);
+                    batch.delete_location(old);
+                    dead.push(old);
+                    touched.push(old.chunk);
+                }
+                batch.put_shard(key, location);
+                let stats = self.state.stats.entry(location.chunk).or_default();
+                stats.live_bytes += record_bytes;
+                stats.live_records += 1;
+                touched.push(location.chunk);
+                current.insert(key.clone(), Some(location));
+            }
+            Ok(())
+        })();
+        if let Err(error) = lookups {
+            self.fail_batch(placed, error);
+            return;
+        }
+        // Every record below the write position is now either indexed or garbage a scan skips.
+        if let Some(active) = &self.state.active {
+            let id = active.chunk.id();
+            self.state.stats.entry(id).or_default().indexed_end = active.end;
+            touched.push(id);
+        }
+        for p in &placed {
+            // A chunk finished during this batch is indexed to its end too.
+            if let Some(chunk) = self.shared.chunk(p.location.chunk)
+                && self.state.active.as_ref().is_none_or(|a| a.chunk.id() != chunk.id())
+            {
+                let end = p.location.offset + p.shard.header.record_bytes();
+                let stats = self.state.stats.entry(chunk.id()).or_default();
+                stats.indexed_end = stats.indexed_end.max(end);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for id in &touched {
+            if let Some(stats) = self.state.stats.get(id) {
+                batch.put_chunk(*id, *stats);
+            }
+        }
+        batch.set_next_seq(self.state.next_seq);
+        if let Err(error) = self.shared.index.write(batch, false) {
+            self.shared.degrade(DiskState::Faulty, &error);
+            self.fail_batch(placed, error);
+            return;
+        }
+        let count = placed.len() as u64;
+        self.shared.counters.puts.fetch_add(count, Ordering::Relaxed);
+        self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
+        // A chunk emptied by this batch goes before the answers (rare, and then a caller such as the compactor sees
+        // its effect); freeing dead records' space waits until after them.
+        self.retire_empty(&touched);
+        for put in placed {
+            let _ = put.reply.send(Ok(()));
+        }
+        self.free(&dead);
+    }
+
+    fn fail_batch(&mut self, placed: Vec<PlacedPut>, error: BlobnodeError) {
+        tracing::error!(disk = %self.shared.disk.root().display(), %error, "indexing a batch failed");
+        for put in placed {
+            let _ = put.reply.send(Err(error.clone_for_reply()));
+        }
+    }
+
+    /// Frees dead records' space; a failure only costs space, so it is logged, not returned.
+    fn free(&self, dead: &[Location]) {
+        for location in dead {
+            let Some(chunk) = self.shared.chunk(location.chunk) else { continue };
+            if let Err(error) = chunk.free(location.offset, crate::record::record_bytes(location.shard_len)) {
+                self.shared.note_error(&error);
+                tracing::warn!(%error, "could not free a dead record");
+            }
+        }
+    }
+
+    /// Removes chunks that are finished (not active) and hold no live record.
+    fn retire_empty(&mut self, candidates: &[u32]) {
+        let active = self.state.active.as_ref().map(|a| a.chunk.id());
+        for &id in candidates {
+            let empty = self.state.stats.get(&id).is_some_and(|s| s.live_records == 0);
+            if !empty || Some(id) == active {
+                continue;
+            }
+            let mut batch = IndexBatch::default();
+            batch.delete_chunk(id);
+            if let Err(error) = self.shared.index.write(batch, true) {
+                tracing::warn!(%error, chunk = id, "could not retire an empty chunk");
+                continue;
+            }
+            self.state.stats.remove(&id);
+            let chunk = self.shared.chunks.write().ok().and_then(|mut map| map.remove(&id));
+            if let Some(chunk) = chunk {
+                let path = chunk.path().to_path_buf();
+                // Readers still holding the chunk keep their descriptor; the space goes when they drop it.
+                match Arc::try_unwrap(chunk) {
+                    Ok(chunk) => {
+                        if let Err(error) = chunk.remove(&self.shared.chunks_dir()) {
+                            tracing::warn!(%error, "could not remove an empty chunk");
+                        }
+                    }
+                    Err(_) => {
+                        if let Err(error) = std::fs::remove_file(&path) {
+                            tracing::warn!(%error, path = %path.display(), "could not remove an empty chunk");
+                        }
+                    }
+                }
+                tracing::debug!(path = %path.display(), "retired an empty chunk");
+            }
+        }
+    }
+
+    /// Removes every shard of one data id: the index first (synced, so they never come back), then their space.
+    fn delete(&mut self, data_id: &[u8]) -> Result<(), BlobnodeError> {
+        let shards = self.shared.index.shards_of(data_id)?;
+        if shards.is_empty() {
+            return Ok(());
+        }
+        let mut batch = IndexBatch::default();
+        let mut touched = Vec::new();
+        for (key, location) in &shards {
+            batch.delete_shard(key, *location);
+            let stats = self.state.stats.entry(location.chunk).or_default();
+            stats.live_bytes = stats.live_bytes.saturating_sub(crate::record::record_bytes(location.shard_len));
+            stats.live_records = stats.live_records.saturating_sub(1);
+            touched.push(location.chunk);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for id in &touched {
+            if let Some(stats) = self.state.stats.get(id) {
+                batch.put_chunk(*id, *stats);
+            }
+        }
+        self.shared.index.write(batch, true).inspect_err(|e| {
+            self.shared.degrade(DiskState::Faulty, e);
+        })?;
+        self.shared.counters.deletes.fetch_add(shards.len() as u64, Ordering::Relaxed);
+        let locations: Vec<Location> = shards.iter().map(|(_, l)| *l).collect();
+        self.free(&locations);
+        self.retire_empty(&touched);
+        Ok(())
+    }
+}

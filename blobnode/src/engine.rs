@@ -1,0 +1,499 @@
+//! One disk's storage engine: shard records appended to chunk files, an index of where each shard lives, and one
+//! committer thread that turns concurrent puts into group commits.
+//!
+//! Writes: a put hands its sealed record to the committer's bounded queue and waits. The committer takes what has
+//! queued up (bounded in records, bytes and linger time), places the records back to back in the active chunk,
+//! writes them with one `pwritev`, makes them durable with one `fdatasync`, records them in the index, and only
+//! then answers every put of the batch. Reads go straight to the index and the chunk file from any thread, and
+//! verify the record header and every block they touch.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::aligned::AlignedBuf;
+use crate::chunk::ChunkFile;
+use crate::committer::Committer;
+use crate::disk::{Disk, DiskUsage};
+use crate::error::BlobnodeError;
+use crate::index::{Index, Location};
+use crate::key::ShardKey;
+use crate::record::{HEADER_BYTES, RecordHeader, SealedShard};
+use crate::recovery;
+
+/// A full disk turns writable again only with this much room above its reserve, so it does not flap.
+const RECOVER_MARGIN_BYTES: u64 = 256 << 20;
+/// Puts and deletes waiting for the committer; senders wait when it is full.
+const JOB_QUEUE: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Largest size of one chunk file.
+    pub chunk_bytes: u64,
+    /// How long the committer lingers for more puts after the first of a batch (zero: take what has queued).
+    pub commit_window: Duration,
+    /// Free space the disk keeps: below it the disk turns read-only.
+    pub reserve_bytes: u64,
+}
+
+/// What a disk can do now; reported in every heartbeat and consulted before every put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DiskState {
+    Ok = 0,
+    /// Full (ENOSPC or below the reserve): reads only, until space frees up.
+    ReadOnly = 1,
+    /// An I/O error (EIO) was seen: no new data until the node restarts; reads are still tried.
+    Faulty = 2,
+    /// The disk's folder vanished or its identity no longer reads back.
+    Missing = 3,
+}
+
+impl DiskState {
+    fn from_u8(v: u8) -> DiskState {
+        match v {
+            0 => DiskState::Ok,
+            1 => DiskState::ReadOnly,
+            2 => DiskState::Faulty,
+            _ => DiskState::Missing,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskState::Ok => "ok",
+            DiskState::ReadOnly => "read-only",
+            DiskState::Faulty => "faulty",
+            DiskState::Missing => "missing",
+        }
+    }
+}
+
+/// Counters a benchmark or the metrics endpoint reads: puts per sync is the group-commit ratio.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    pub puts: AtomicU64,
+    pub syncs: AtomicU64,
+    pub batches: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub deletes: AtomicU64,
+    pub scrubbed_bytes: AtomicU64,
+    pub damaged_found: AtomicU64,
+    pub compacted_bytes: AtomicU64,
+}
+
+/// What the committer and the readers share.
+pub(crate) struct Shared {
+    pub disk: Disk,
+    pub index: Index,
+    pub chunks: RwLock<HashMap<u32, Arc<ChunkFile>>>,
+    pub state: AtomicU8,
+    pub counters: EngineCounters,
+    pub config: EngineConfig,
+}
+
+impl Shared {
+    pub fn state(&self) -> DiskState {
+        DiskState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Moves to a worse state (never back from Faulty or Missing here); returns whether it changed.
+    pub fn degrade(&self, to: DiskState, why: &dyn std::fmt::Display) -> bool {
+        let previous = self.state.fetch_max(to as u8, Ordering::AcqRel);
+        let changed = previous < to as u8;
+        if changed {
+            tracing::error!(disk = %self.disk.root().display(), disk_id = %self.disk.id(), state = to.as_str(),
+                error = %why, "disk state changed");
+        }
+        changed
+    }
+
+    /// Looks at an I/O failure and degrades the disk accordingly: EIO → faulty, ENOSPC → read-only.
+    pub fn note_error(&self, error: &BlobnodeError) {
+        if let BlobnodeError::Io { source, .. } = error {
+            match source.raw_os_error() {
+                Some(libc::EIO) => {
+                    self.degrade(DiskState::Faulty, error);
+                }
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                    self.degrade(DiskState::ReadOnly, error);
+                }
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+                    self.degrade(DiskState::Missing, error);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn chunk(&self, id: u32) -> Option<Arc<ChunkFile>> {
+        self.chunks.read().ok().and_then(|map| map.get(&id).cloned())
+    }
+
+    pub fn chunks_dir(&self) -> PathBuf {
+        self.disk.chunks_dir()
+    }
+}
+
+enum JobKind {
+    /// `expect`: for a relocation, the location the shard must still have for the copy to take over.
+    Put {
+        shard: SealedShard,
+        expect: Option<Location>,
+    },
+    Delete {
+        data_id: Vec<u8>,
+    },
+}
+
+pub(crate) struct Job {
+    kind: JobKind,
+    reply: oneshot::Sender<Result<(), BlobnodeError>>,
+}
+
+impl Job {
+    pub(crate) fn into_parts(self) -> (JobPayload, oneshot::Sender<Result<(), BlobnodeError>>) {
+        let payload = match self.kind {
+            JobKind::Put { shard, expect } => JobPayload::Put { shard, expect },
+            JobKind::Delete { data_id } => JobPayload::Delete { data_id },
+        };
+        (payload, self.reply)
+    }
+
+    pub(crate) fn is_put(&self) -> bool {
+        matches!(self.kind, JobKind::Put { .. })
+    }
+
+    pub(crate) fn put_bytes(&self) -> u64 {
+        match &self.kind {
+            JobKind::Put { shard, .. } => shard.header.record_bytes(),
+            JobKind::Delete { .. } => 0,
+        }
+    }
+}
+
+pub(crate) enum JobPayload {
+    Put { shard: SealedShard, expect: Option<Location> },
+    Delete { data_id: Vec<u8> },
+}
+
+pub struct Engine {
+    shared: Arc<Shared>,
+    jobs: Option<mpsc::Sender<Job>>,
+    committer: Option<JoinHandle<()>>,
+}
+
+/// A shard whose record header has been read and verified. Cheap to clone, so each blocking read can own one.
+#[derive(Clone)]
+pub struct OpenShard {
+    chunk: Arc<ChunkFile>,
+    offset: u64,
+    header: Arc<RecordHeader>,
+}
+
+impl Engine {
+    /// Opens the disk, recovers its index from the chunk files where needed, and starts the committer. Blocking.
+    pub fn open(disk: Disk, config: EngineConfig) -> Result<Engine, BlobnodeError> {
+        let index = Index::open(&disk.index_dir())?;
+        let recovered = recovery::recover(&disk, &index)?;
+        let shared = Arc::new(Shared {
+            disk,
+            index,
+            chunks: RwLock::new(recovered.chunks),
+            state: AtomicU8::new(DiskState::Ok as u8),
+            counters: EngineCounters::default(),
+            config,
+        });
+        let (tx, rx) = mpsc::channel(JOB_QUEUE);
+        let committer = Committer::new(Arc::clone(&shared), recovered.writer);
+        let name = format!("commit-{}", &shared.disk.id()[..8.min(shared.disk.id().len())]);
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || committer.run(rx))
+            .map_err(|e| BlobnodeError::Internal(format!("cannot start the committer thread: {e}")))?;
+        Ok(Engine { shared, jobs: Some(tx), committer: Some(handle) })
+    }
+
+    pub fn disk(&self) -> &Disk {
+        &self.shared.disk
+    }
+
+    pub fn id(&self) -> &str {
+        self.shared.disk.id()
+    }
+
+    pub fn state(&self) -> DiskState {
+        self.shared.state()
+    }
+
+    pub fn counters(&self) -> &EngineCounters {
+        &self.shared.counters
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Re-checks the disk's folder and free space (each heartbeat): a vanished folder is missing, free space below
+    /// the reserve makes the disk read-only, and space freed again makes a read-only disk writable.
+    pub fn refresh_state(&self) -> Result<DiskUsage, BlobnodeError> {
+        let shared = &self.shared;
+        if let Err(e) = shared.disk.check_identity() {
+            shared.degrade(DiskState::Missing, &e);
+            return Err(e);
+        }
+        let usage = shared.disk.usage().inspect_err(|e| {
+            shared.degrade(DiskState::Faulty, e);
+        })?;
+        let reserve = shared.config.reserve_bytes;
+        if usage.free_bytes < reserve {
+            shared.degrade(
+                DiskState::ReadOnly,
+                &format_args!("{} bytes free, below the reserve of {reserve}", usage.free_bytes),
+            );
+        } else if usage.free_bytes >= reserve.saturating_add(RECOVER_MARGIN_BYTES)
+            && shared
+                .state
+                .compare_exchange(DiskState::ReadOnly as u8, DiskState::Ok as u8, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            tracing::info!(disk = %shared.disk.root().display(), free = usage.free_bytes, "disk writable again");
+        }
+        Ok(usage)
+    }
+
+    fn writable(&self) -> Result<(), BlobnodeError> {
+        match self.state() {
+            DiskState::Ok => Ok(()),
+            state => Err(BlobnodeError::DiskUnavailable { disk_id: self.id().to_string(), state: state.as_str() }),
+        }
+    }
+
+    async fn submit(&self, kind: JobKind) -> Result<(), BlobnodeError> {
+        let jobs = self.jobs.as_ref().ok_or_else(|| BlobnodeError::Internal("engine is shutting down".into()))?;
+        let (reply, answer) = oneshot::channel();
+        jobs.send(Job { kind, reply })
+            .await
+            .map_err(|_| BlobnodeError::Internal("the committer has stopped".into()))?;
+        answer.await.map_err(|_| BlobnodeError::Internal("the committer dropped a request".into()))?
+    }
+
+    /// Stores a sealed shard durably (replacing an earlier version); returns once it is fdatasync'd and indexed.
+    pub async fn put(&self, shard: SealedShard) -> Result<(), BlobnodeError> {
+        self.writable()?;
+        self.submit(JobKind::Put { shard, expect: None }).await
+    }
+
+    /// Moves a record's copy into the active chunk, taking effect only if the shard still lives at `from`.
+    pub(crate) async fn relocate(&self, shard: SealedShard, from: Location) -> Result<(), BlobnodeError> {
+        self.writable()?;
+        self.submit(JobKind::Put { shard, expect: Some(from) }).await
+    }
+
+    /// Removes every shard of `data_id` on this disk, durably. Idempotent.
+    pub async fn delete(&self, data_id: Vec<u8>) -> Result<(), BlobnodeError> {
+        self.submit(JobKind::Delete { data_id }).await
+    }
+
+    /// Finds a shard and verifies its record header. Blocking.
+    pub fn open_shard(&self, key: &ShardKey) -> Result<OpenShard, BlobnodeError> {
+        let shared = &self.shared;
+        let location =
+            shared.index.get(key)?.ok_or_else(|| BlobnodeError::NoSuchShard(format!("{key} on disk {}", self.id())))?;
+        self.open_at(key, location)
+    }
+
+    pub(crate) fn open_at(&self, key: &ShardKey, location: Location) -> Result<OpenShard, BlobnodeError> {
+        let shared = &self.shared;
+        let chunk = shared.chunk(location.chunk).ok_or_else(|| {
+            BlobnodeError::corrupt(
+                shared.chunks_dir(),
+                format!("chunk {:08x} holding {key} is missing", location.chunk),
+            )
+        })?;
+        let mut block = AlignedBuf::zeroed(HEADER_BYTES);
+        chunk.read_at(&mut block, location.offset).inspect_err(|e| shared.note_error(e))?;
+        let header = RecordHeader::decode(shared.disk.seed(), &block).map_err(|detail| {
+            BlobnodeError::corrupt(chunk.path(), format!("record of {key} at {}: {detail}", location.offset))
+        })?;
+        if header.key != *key || header.seq != location.seq || header.shard_len != location.shard_len {
+            return Err(BlobnodeError::corrupt(
+                chunk.path(),
+                format!(
+                    "record at {} is {} seq {}, the index expected {key} seq {}",
+                    location.offset, header.key, header.seq, location.seq
+                ),
+            ));
+        }
+        Ok(OpenShard { chunk, offset: location.offset, header: Arc::new(header) })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closing the queue lets the committer finish what it holds and exit; joining makes a reopen safe.
+        self.jobs.take();
+        if let Some(handle) = self.committer.take()
+            && handle.join().is_err()
+        {
+            tracing::error!(disk = %self.shared.disk.root().display(), "committer thread panicked");
+        }
+    }
+}
+
+impl OpenShard {
+    pub fn header(&self) -> &RecordHeader {
+        &self.header
+    }
+
+    /// Reads `range` of the shard, verifying every block it touches. Blocking.
+    pub fn read_range(&self, range: Range<u64>) -> Result<Bytes, BlobnodeError> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let plan = self.header.plan_read(range);
+        let mut buf = AlignedBuf::zeroed(plan.read_len);
+        self.chunk.read_at(&mut buf, self.offset + plan.record_offset)?;
+        self.header.verify_blocks(plan.first_block, &buf).map_err(|detail| {
+            BlobnodeError::corrupt(self.chunk.path(), format!("{} at {}: {detail}", self.header.key, self.offset))
+        })?;
+        Ok(buf.into_bytes(plan.keep))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::record::tests::{pattern, seal_key};
+    use crate::store::tests::test_config;
+
+    pub(crate) fn open(root: &std::path::Path, config: EngineConfig) -> Arc<Engine> {
+        let disk = Disk::open(root).expect("disk");
+        Arc::new(Engine::open(disk, config).expect("engine"))
+    }
+
+    pub(crate) fn key(n: u32) -> ShardKey {
+        ShardKey { data_id: format!("data-{}", n / 4).into_bytes(), stripe: n % 4, index: n % 3 }
+    }
+
+    pub(crate) fn read_all(engine: &Engine, key: &ShardKey) -> Result<Vec<u8>, BlobnodeError> {
+        let shard = engine.open_shard(key)?;
+        Ok(shard.read_range(0..shard.header().shard_len)?.to_vec())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_puts_share_syncs_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), test_config());
+        let mut tasks = Vec::new();
+        for n in 0..64u32 {
+            let engine = Arc::clone(&engine);
+            tasks.push(tokio::spawn(async move {
+                let data = pattern(1000 + n as usize * 997, n);
+                engine.put(seal_key(key(n), &data)).await.expect("put");
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+        for n in 0..64u32 {
+            assert_eq!(read_all(&engine, &key(n)).expect("read"), pattern(1000 + n as usize * 997, n), "shard {n}");
+        }
+        let counters = engine.counters();
+        assert_eq!(counters.puts.load(Ordering::Relaxed), 64);
+        let syncs = counters.syncs.load(Ordering::Relaxed);
+        assert!((1..=64).contains(&syncs), "{syncs} syncs");
+        eprintln!("64 concurrent puts took {syncs} syncs");
+    }
+
+    #[tokio::test]
+    async fn overwrite_delete_and_empty_chunks_go_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Small chunks so a few 1 MiB shards fill several.
+        let config = EngineConfig { chunk_bytes: 4 << 20, ..test_config() };
+        let engine = open(dir.path(), config);
+        engine.put(seal_key(key(0), b"first version")).await.expect("put");
+        engine.put(seal_key(key(0), b"second")).await.expect("overwrite");
+        assert_eq!(read_all(&engine, &key(0)).expect("read"), b"second");
+        for n in 1..12u32 {
+            engine.put(seal_key(key(n), &pattern(1 << 20, n))).await.expect("put big");
+        }
+        let chunks_before = std::fs::read_dir(dir.path().join("chunks")).expect("list").count();
+        assert!(chunks_before >= 3, "{chunks_before} chunks");
+        for data in 0..3u32 {
+            engine.delete(format!("data-{data}").into_bytes()).await.expect("delete");
+            engine.delete(format!("data-{data}").into_bytes()).await.expect("delete is idempotent");
+        }
+        for n in 0..12u32 {
+            assert!(matches!(engine.open_shard(&key(n)), Err(BlobnodeError::NoSuchShard(_))), "shard {n}");
+        }
+        // Every finished chunk emptied by the deletes is gone; only the active one is left.
+        let chunks_after = std::fs::read_dir(dir.path().join("chunks")).expect("list").count();
+        assert_eq!(chunks_after, 1, "{chunks_before} chunks before, {chunks_after} after");
+        engine.put(seal_key(key(0), b"after delete")).await.expect("put again");
+        assert_eq!(read_all(&engine, &key(0)).expect("read"), b"after delete");
+    }
+
+    #[tokio::test]
+    async fn deleted_space_is_punched_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), test_config());
+        engine.put(seal_key(key(0), &pattern(8 << 20, 1))).await.expect("put");
+        let path = dir.path().join("chunks").join(crate::chunk::file_name(1));
+        let allocated = |p: &std::path::Path| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(p).expect("stat").blocks() * 512
+        };
+        let before = allocated(&path);
+        engine.delete(key(0).data_id).await.expect("delete");
+        let after = allocated(&path);
+        assert!(after + (7 << 20) < before, "allocated {before} before the delete, {after} after");
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_turns_read_only_and_refuses_puts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = EngineConfig { reserve_bytes: u64::MAX, ..test_config() };
+        let engine = open(dir.path(), config);
+        assert_eq!(engine.state(), DiskState::Ok);
+        engine.refresh_state().expect("usage");
+        assert_eq!(engine.state(), DiskState::ReadOnly);
+        let refused = engine.put(seal_key(key(0), b"x")).await.expect_err("read-only");
+        assert!(matches!(refused, BlobnodeError::DiskUnavailable { .. }), "{refused}");
+        assert_eq!(refused.code(), coffer_proto::ErrorCode::InsufficientCapacity);
+    }
+
+    #[tokio::test]
+    async fn a_vanished_folder_is_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), test_config());
+        engine.put(seal_key(key(0), b"x")).await.expect("put");
+        std::fs::remove_file(dir.path().join("coffer-disk.id")).expect("remove id");
+        assert!(engine.refresh_state().is_err());
+        assert_eq!(engine.state(), DiskState::Missing);
+        assert!(engine.put(seal_key(key(1), b"y")).await.is_err());
+    }
+
+    #[test]
+    fn eio_marks_faulty_and_enospc_read_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), test_config());
+        let shared = engine.shared();
+        shared.note_error(&BlobnodeError::io("write", "/x", std::io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert_eq!(engine.state(), DiskState::ReadOnly);
+        shared.note_error(&BlobnodeError::io("read", "/x", std::io::Error::from_raw_os_error(libc::EIO)));
+        assert_eq!(engine.state(), DiskState::Faulty);
+        // Never back to a better state by another error.
+        shared.note_error(&BlobnodeError::io("write", "/x", std::io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert_eq!(engine.state(), DiskState::Faulty);
+    }
+}
