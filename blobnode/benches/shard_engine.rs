@@ -6,7 +6,8 @@
 //! and the ratios the storage-engine issue sets (4 KiB × 32 ≥ 10× ceiling (a); 1 MiB × 32 ≥ 70% of ceiling (b)).
 //!
 //! `cargo bench --bench shard_engine` (release). `COFFER_BENCH_DIR` picks the disk (default: the temp dir);
-//! `COFFER_BENCH_SECONDS` the duration of each engine run (default 5).
+//! `COFFER_BENCH_SECONDS` the duration of each engine run (default 5); `COFFER_BENCH_ONLY="4 KiB:32"` one case;
+//! `COFFER_BENCH_WINDOW=200us` the committer's linger (`--commit-window`, default 100us).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use coffer_blobnode::{Disk, Engine, EngineConfig, ShardImage, ShardKey, shard_crc32c};
+use coffer_blobnode::{BufferPool, Disk, Engine, EngineConfig, ShardImage, ShardKey, shard_crc32c};
 
 const ALIGN: usize = 4096;
 
@@ -87,9 +88,15 @@ struct Run {
 
 async fn engine_run(dir: &std::path::Path, shard_bytes: usize, writers: usize, seconds: f64) -> Run {
     let disk = Disk::open(dir).expect("disk");
-    let config = EngineConfig { chunk_bytes: 1 << 30, commit_window: Duration::ZERO, reserve_bytes: 0 };
-    let engine =
-        Arc::new(tokio::task::spawn_blocking(move || Engine::open(disk, config)).await.expect("join").expect("engine"));
+    let window = std::env::var("COFFER_BENCH_WINDOW").ok().and_then(|s| humantime::parse_duration(&s).ok());
+    let window = window.unwrap_or(Duration::from_micros(100));
+    let config = EngineConfig { chunk_bytes: 1 << 30, commit_window: window, reserve_bytes: 0 };
+    let engine = Arc::new(
+        tokio::task::spawn_blocking(move || Engine::open(disk, config, BufferPool::new(256 << 20)))
+            .await
+            .expect("join")
+            .expect("engine"),
+    );
     let data: Arc<Vec<u8>> = Arc::new((0..shard_bytes).map(|i| (i * 31 % 251) as u8).collect());
     let crc = shard_crc32c(&data);
     let next = Arc::new(AtomicU64::new(0));
@@ -106,7 +113,7 @@ async fn engine_run(dir: &std::path::Path, shard_bytes: usize, writers: usize, s
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let key = ShardKey { data_id: n.to_be_bytes().to_vec(), stripe: 0, index: 0 };
                 let t = Instant::now();
-                let mut image = ShardImage::new(key, data.len() as u64).expect("image");
+                let mut image = ShardImage::new(key, data.len() as u64, engine.pool()).expect("image");
                 image.append(&data).expect("append");
                 engine.put(image.seal(crc).expect("seal")).await.expect("put");
                 latencies.push(t.elapsed());
@@ -148,6 +155,12 @@ fn main() {
     );
     for (shard_bytes, label) in [(4096usize, "4 KiB"), (1 << 20, "1 MiB")] {
         for writers in [1usize, 32] {
+            // COFFER_BENCH_ONLY="4 KiB:32" runs one case (for profiling).
+            if let Ok(only) = std::env::var("COFFER_BENCH_ONLY")
+                && only != format!("{label}:{writers}")
+            {
+                continue;
+            }
             let run_dir = tempfile::tempdir_in(dir.path()).expect("run dir");
             let run = runtime.block_on(engine_run(run_dir.path(), shard_bytes, writers, seconds));
             let ratio = if shard_bytes == 4096 {

@@ -5,6 +5,8 @@
 //! a buffer has, and every file offset the crate uses is a multiple of [`ALIGN`] by construction.
 
 use std::ops::{Deref, DerefMut, Range};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -16,30 +18,57 @@ pub const fn align_up(n: u64) -> u64 {
     n.div_ceil(ALIGN as u64) * ALIGN as u64
 }
 
-/// A zeroed, heap-allocated buffer starting on an [`ALIGN`] boundary, its length a non-zero multiple of [`ALIGN`].
+/// A heap-allocated buffer starting on an [`ALIGN`] boundary, its length a non-zero multiple of [`ALIGN`].
 ///
 /// Built on an over-allocated `Vec` and an aligned window into it, so no unsafe code is needed; the `Vec` is never
-/// grown, so the window never moves.
+/// grown, so the window never moves. A buffer taken from a [`BufferPool`] goes back to it when dropped (also when
+/// it was handed out as `Bytes`), so steady traffic allocates, zeroes and page-faults no new memory.
 pub struct AlignedBuf {
     storage: Vec<u8>,
     start: usize,
     len: usize,
+    pool: Option<BufferPool>,
 }
 
 impl AlignedBuf {
-    /// A buffer of at least `min_len` bytes (at least one [`ALIGN`] block).
+    /// A zeroed buffer of at least `min_len` bytes (at least one [`ALIGN`] block), not pooled.
     pub fn zeroed(min_len: usize) -> Self {
-        let len = min_len.max(1).div_ceil(ALIGN) * ALIGN;
-        let storage = vec![0u8; len + ALIGN - 1];
+        let len = aligned_len(min_len);
+        AlignedBuf::within(vec![0u8; len + ALIGN - 1], len, None)
+    }
+
+    fn within(storage: Vec<u8>, len: usize, pool: Option<BufferPool>) -> Self {
         let misalignment = storage.as_ptr().addr() % ALIGN;
         let start = (ALIGN - misalignment) % ALIGN;
-        AlignedBuf { storage, start, len }
+        debug_assert!(start + len <= storage.len());
+        AlignedBuf { storage, start, len, pool }
     }
 
     /// Hands `range` of the buffer over as `Bytes` without copying it.
     pub fn into_bytes(self, range: Range<usize>) -> Bytes {
         debug_assert!(range.end <= self.len);
-        Bytes::from(self.storage).slice(self.start + range.start..self.start + range.end)
+        Bytes::from_owner(Window(self)).slice(range)
+    }
+}
+
+fn aligned_len(min_len: usize) -> usize {
+    min_len.max(1).div_ceil(ALIGN) * ALIGN
+}
+
+/// Owner of a buffer handed out as `Bytes`: its bytes are the aligned window.
+struct Window(AlignedBuf);
+
+impl AsRef<[u8]> for Window {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.give(std::mem::take(&mut self.storage));
+        }
     }
 }
 
@@ -54,6 +83,76 @@ impl Deref for AlignedBuf {
 impl DerefMut for AlignedBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.storage[self.start..self.start + self.len]
+    }
+}
+
+/// Smallest and largest pooled capacity, as powers of two: 8 KiB (a 4 KiB shard's record) to 64 MiB (the largest).
+const MIN_CLASS: u32 = 13;
+const MAX_CLASS: u32 = 26;
+
+/// Free direct-I/O buffers by power-of-two size class, holding at most `max_free_bytes` while idle. The memory in
+/// use is bounded elsewhere (`budget`); the pool only keeps it from being freed and faulted in again.
+#[derive(Clone)]
+pub struct BufferPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    classes: Vec<Mutex<Vec<Vec<u8>>>>,
+    free_bytes: AtomicU64,
+    max_free_bytes: u64,
+}
+
+impl BufferPool {
+    pub fn new(max_free_bytes: u64) -> Self {
+        let classes = (MIN_CLASS..=MAX_CLASS).map(|_| Mutex::new(Vec::new())).collect();
+        BufferPool { inner: Arc::new(PoolInner { classes, free_bytes: AtomicU64::new(0), max_free_bytes }) }
+    }
+
+    fn class_of(len: usize) -> Option<(usize, usize)> {
+        let capacity = len.max(1 << MIN_CLASS).next_power_of_two();
+        let class = capacity.trailing_zeros();
+        (class <= MAX_CLASS).then(|| ((class - MIN_CLASS) as usize, capacity))
+    }
+
+    /// A buffer of at least `min_len` bytes whose contents are unspecified (whatever its last user left).
+    pub fn take(&self, min_len: usize) -> AlignedBuf {
+        let len = aligned_len(min_len);
+        let Some((class, capacity)) = Self::class_of(len) else {
+            return AlignedBuf::zeroed(len);
+        };
+        let reused = self.inner.classes[class].lock().ok().and_then(|mut free| free.pop());
+        let storage = match reused {
+            Some(storage) => {
+                self.inner.free_bytes.fetch_sub(storage.len() as u64, Ordering::Relaxed);
+                storage
+            }
+            None => vec![0u8; capacity + ALIGN - 1],
+        };
+        AlignedBuf::within(storage, len, Some(self.clone()))
+    }
+
+    fn give(&self, storage: Vec<u8>) {
+        let Some((class, capacity)) = Self::class_of(storage.len() + 1 - ALIGN) else { return };
+        if storage.len() != capacity + ALIGN - 1 {
+            return;
+        }
+        let size = storage.len() as u64;
+        if self.inner.free_bytes.fetch_add(size, Ordering::Relaxed) + size > self.inner.max_free_bytes {
+            self.inner.free_bytes.fetch_sub(size, Ordering::Relaxed);
+            return;
+        }
+        match self.inner.classes[class].lock() {
+            Ok(mut free) => free.push(storage),
+            Err(_) => {
+                self.inner.free_bytes.fetch_sub(size, Ordering::Relaxed);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn free_bytes(&self) -> u64 {
+        self.inner.free_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -73,6 +172,31 @@ mod tests {
             assert_eq!(buf[0], 7);
             assert_eq!(&buf.into_bytes(0..1)[..], [7]);
         }
+    }
+
+    #[test]
+    fn pooled_buffers_come_back_and_are_reused() {
+        let pool = BufferPool::new(1 << 20);
+        let first = pool.take(5000);
+        assert_eq!((first.as_ptr().addr() % ALIGN, first.len()), (0, 8192));
+        let address = first.as_ptr().addr();
+        drop(first);
+        assert!(pool.free_bytes() > 0);
+        let again = pool.take(8000);
+        assert_eq!(again.as_ptr().addr(), address, "the same memory, reused");
+        assert_eq!(pool.free_bytes(), 0);
+        // Handed out as Bytes: returned when the last Bytes goes.
+        let bytes = again.into_bytes(10..20);
+        assert_eq!(bytes.len(), 10);
+        assert_eq!(pool.free_bytes(), 0);
+        drop(bytes);
+        assert!(pool.free_bytes() > 0);
+        // Beyond the idle bound, buffers are freed instead of kept.
+        let big: Vec<AlignedBuf> = (0..4).map(|_| pool.take(512 * 1024)).collect();
+        drop(big);
+        assert!(pool.free_bytes() <= 1 << 20);
+        // Too large for any class: a plain buffer.
+        assert_eq!(pool.take(100 << 20).len(), 100 << 20);
     }
 
     #[test]

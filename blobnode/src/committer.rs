@@ -1,8 +1,11 @@
-//! The one thread per disk that writes: group commit of puts, durable deletes, chunk roll-over and retirement.
+//! The two threads per disk that write: group commit of puts, durable deletes, chunk roll-over and retirement.
 //!
-//! Jobs are taken in arrival order; consecutive puts form one batch (at most [`MAX_BATCH_RECORDS`] records and
-//! [`MAX_BATCH_BYTES`] bytes), so a delete never overtakes a put queued before it. A batch is answered only after
-//! the fdatasync covering all of its records and the index write that makes them findable.
+//! The **writer** takes jobs in arrival order; consecutive puts form one batch (at most [`MAX_BATCH_RECORDS`]
+//! records and [`MAX_BATCH_BYTES`] bytes, lingering `--commit-window` for more once puts arrive together), places
+//! the records back to back in the active chunk and writes them with one `pwritev`. The **syncer** takes written
+//! batches in the same order, makes each durable with one fdatasync, indexes it and only then answers its puts.
+//! The two overlap: batch N+1 is collected and written while batch N is being synced. Deletes pass through the
+//! writer to the syncer in order, so a delete never overtakes a put queued before it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +24,8 @@ pub const MAX_BATCH_RECORDS: usize = 256;
 pub const MAX_BATCH_BYTES: u64 = 64 << 20;
 /// Chunk space is reserved ahead of the write position in steps of this size.
 const RESERVE_STEP: u64 = 64 << 20;
+/// Written batches waiting for the syncer: one being synced, one queued, so memory stays bounded.
+const SYNC_QUEUE: usize = 1;
 
 type Reply = oneshot::Sender<Result<(), BlobnodeError>>;
 
@@ -52,31 +57,62 @@ struct PlacedPut {
     reply: Reply,
 }
 
+/// A batch on disk but not yet synced, with what the syncer needs to account for it.
+struct WrittenBatch {
+    placed: Vec<PlacedPut>,
+    chunks: Vec<Arc<ChunkFile>>,
+    /// The writer's active chunk after this batch, and where its next record goes.
+    active: Option<(u32, u64)>,
+    next_seq: u64,
+}
+
+enum SyncJob {
+    Batch(WrittenBatch),
+    Delete { data_id: Vec<u8>, reply: Reply },
+}
+
 impl Committer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Committer {
         Committer { shared, state }
     }
 
+    /// Runs the writer on this thread and the syncer on another until the job queue closes.
     pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let (to_syncer, from_writer) = std::sync::mpsc::sync_channel::<SyncJob>(SYNC_QUEUE);
+        let syncer = Syncer { shared: Arc::clone(&self.shared), stats: std::mem::take(&mut self.state.stats) };
+        let name = format!("sync-{}", &self.shared.disk.id()[..8.min(self.shared.disk.id().len())]);
+        let handle = match std::thread::Builder::new().name(name).spawn(move || syncer.run(from_writer)) {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the syncer thread; the disk takes no writes");
+                self.shared.degrade(DiskState::Faulty, &e);
+                return;
+            }
+        };
         let mut carried: Option<Job> = None;
+        let mut last_batch = 0;
         loop {
             let first = match carried.take() {
                 Some(job) => job,
                 None => match rx.blocking_recv() {
                     Some(job) => job,
-                    None => return,
+                    None => break,
                 },
             };
             if !first.is_put() {
                 let (payload, reply) = first.into_parts();
-                if let JobPayload::Delete { data_id } = payload {
-                    let _ = reply.send(self.delete(&data_id));
+                if let JobPayload::Delete { data_id } = payload
+                    && let Err(std::sync::mpsc::SendError(SyncJob::Delete { reply, .. })) =
+                        to_syncer.send(SyncJob::Delete { data_id, reply })
+                {
+                    let _ = reply.send(Err(BlobnodeError::Internal("the syncer has stopped".into())));
                 }
                 continue;
             }
             let mut bytes = first.put_bytes();
             let mut batch = vec![first];
-            if !self.shared.config.commit_window.is_zero() {
+            // Linger only when puts have been arriving together: a lone writer must not pay the window.
+            if last_batch > 1 && !self.shared.config.commit_window.is_zero() {
                 std::thread::sleep(self.shared.config.commit_window);
             }
             while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
@@ -92,11 +128,24 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.commit_puts(batch);
+            last_batch = batch.len();
+            if let Some(written) = self.write_puts(batch)
+                && let Err(std::sync::mpsc::SendError(SyncJob::Batch(written))) =
+                    to_syncer.send(SyncJob::Batch(written))
+            {
+                for put in written.placed {
+                    let _ = put.reply.send(Err(BlobnodeError::Internal("the syncer has stopped".into())));
+                }
+            }
+        }
+        drop(to_syncer);
+        if handle.join().is_err() {
+            tracing::error!(disk = %self.shared.disk.root().display(), "syncer thread panicked");
         }
     }
 
-    fn commit_puts(&mut self, jobs: Vec<Job>) {
+    /// Places and writes one batch; None when it failed (its puts are answered here).
+    fn write_puts(&mut self, jobs: Vec<Job>) -> Option<WrittenBatch> {
         let mut puts = Vec::with_capacity(jobs.len());
         for job in jobs {
             let (payload, reply) = job.into_parts();
@@ -112,27 +161,34 @@ impl Committer {
             for (_, _, reply) in puts {
                 let _ = reply.send(Err(why.clone_for_reply()));
             }
-            return;
+            return None;
         }
         match self.place_and_write(puts) {
-            Ok(placed) => self.index_and_answer(placed),
+            Ok((placed, chunks)) => Some(WrittenBatch {
+                placed,
+                chunks,
+                active: self.state.active.as_ref().map(|a| (a.chunk.id(), a.end)),
+                next_seq: self.state.next_seq,
+            }),
             Err((error, replies)) => {
                 self.shared.note_error(&error);
-                tracing::error!(disk = %self.shared.disk.root().display(), %error, "group commit failed");
+                tracing::error!(disk = %self.shared.disk.root().display(), %error, "writing a batch failed");
                 for reply in replies {
                     let _ = reply.send(Err(error.clone_for_reply()));
                 }
+                None
             }
         }
     }
 
-    /// Gives every record a place and a sequence number, writes them and syncs every chunk touched.
+    /// Gives every record a place and a sequence number and writes them; returns the chunks written to.
     #[allow(clippy::type_complexity)]
     fn place_and_write(
         &mut self,
         puts: Vec<(SealedShard, Option<Location>, Reply)>,
-    ) -> Result<Vec<PlacedPut>, (BlobnodeError, Vec<Reply>)> {
+    ) -> Result<(Vec<PlacedPut>, Vec<Arc<ChunkFile>>), (BlobnodeError, Vec<Reply>)> {
         let mut placed: Vec<PlacedPut> = Vec::with_capacity(puts.len());
+        let mut chunks: Vec<Arc<ChunkFile>> = Vec::new();
         let mut pending = puts.into_iter();
         let outcome = (|| -> Result<(), BlobnodeError> {
             for (mut shard, expect, reply) in pending.by_ref() {
@@ -161,16 +217,15 @@ impl Committer {
                     .ok_or_else(|| BlobnodeError::Internal(format!("chunk {chunk_id:08x} vanished while writing")))?;
                 let buffers: Vec<&[u8]> = placed[start..end].iter().map(|p| &p.shard.image[..]).collect();
                 chunk.write_at(placed[start].location.offset, &buffers)?;
-                chunk.sync()?;
-                self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
                 let written: u64 = placed[start..end].iter().map(|p| p.shard.image.len() as u64).sum();
                 self.shared.counters.bytes_written.fetch_add(written, Ordering::Relaxed);
+                chunks.push(chunk);
                 start = end;
             }
             Ok(())
         })();
         match outcome {
-            Ok(()) => Ok(placed),
+            Ok(()) => Ok((placed, chunks)),
             Err(error) => {
                 let mut replies: Vec<Reply> = placed.into_iter().map(|p| p.reply).collect();
                 replies.extend(pending.map(|(_, _, reply)| reply));
@@ -201,10 +256,6 @@ impl Committer {
             }
             let finished =
                 self.state.active.replace(Active { chunk, end: CHUNK_HEADER_BYTES, reserved_end: CHUNK_HEADER_BYTES });
-            self.state
-                .stats
-                .entry(id)
-                .or_insert(ChunkStats { indexed_end: CHUNK_HEADER_BYTES, ..ChunkStats::default() });
             if let Some(finished) = finished {
                 tracing::debug!(chunk = %finished.chunk.path().display(), end = finished.end, "chunk full");
             }
@@ -228,9 +279,57 @@ impl Committer {
         }
         Ok(active)
     }
+}
 
-    fn index_and_answer(&mut self, placed: Vec<PlacedPut>) {
-        let mut batch = IndexBatch::default();
+/// The syncer's side: durability, the index and its accounting, answers, freeing and retiring.
+struct Syncer {
+    shared: Arc<Shared>,
+    stats: HashMap<u32, ChunkStats>,
+}
+
+impl Syncer {
+    fn run(mut self, jobs: std::sync::mpsc::Receiver<SyncJob>) {
+        // The writer's active chunk as last reported: never retired.
+        let mut active: Option<u32> = None;
+        while let Ok(job) = jobs.recv() {
+            match job {
+                SyncJob::Batch(batch) => {
+                    active = batch.active.map(|(id, _)| id);
+                    self.sync_and_answer(batch, active);
+                }
+                SyncJob::Delete { data_id, reply } => {
+                    let _ = reply.send(self.delete(&data_id, active));
+                }
+            }
+        }
+    }
+
+    fn sync_and_answer(&mut self, batch: WrittenBatch, active: Option<u32>) {
+        // After a failed sync the page cache can no longer be trusted to hold what later batches wrote.
+        let synced = if self.shared.state() == DiskState::Faulty {
+            Err(BlobnodeError::DiskUnavailable { disk_id: self.shared.disk.id().to_string(), state: "faulty" })
+        } else {
+            batch.chunks.iter().try_for_each(|chunk| {
+                chunk.sync()?;
+                self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+        };
+        if let Err(error) = synced {
+            self.shared.note_error(&error);
+            if matches!(error, BlobnodeError::Io { .. }) {
+                // fsync errors are sticky in spirit: whatever it was, this disk's durability is now in doubt.
+                self.shared.degrade(DiskState::Faulty, &error);
+            }
+            self.fail_batch(batch.placed, error);
+            return;
+        }
+        self.index_and_answer(batch, active);
+    }
+
+    fn index_and_answer(&mut self, batch: WrittenBatch, active: Option<u32>) {
+        let WrittenBatch { placed, active: writer_position, next_seq, .. } = batch;
+        let mut index = IndexBatch::default();
         let mut current: HashMap<ShardKey, Option<Location>> = HashMap::new();
         let mut dead: Vec<Location> = Vec::new();
         let mut touched: Vec<u32> = Vec::new();
@@ -251,15 +350,15 @@ impl Committer {
                     continue;
                 }
                 if let Some(old) = old {
-                    let stats = self.state.stats.entry(old.chunk).or_default();
+                    let stats = self.stats.entry(old.chunk).or_default();
                     stats.live_bytes = stats.live_bytes.saturating_sub(crate::record::record_bytes(old.shard_len));
                     stats.live_records = stats.live_records.saturating_sub(1);
-                    batch.delete_location(old);
+                    index.delete_location(old);
                     dead.push(old);
                     touched.push(old.chunk);
                 }
-                batch.put_shard(key, location);
-                let stats = self.state.stats.entry(location.chunk).or_default();
+                index.put_shard(key, location);
+                let stats = self.stats.entry(location.chunk).or_default();
                 stats.live_bytes += record_bytes;
                 stats.live_records += 1;
                 touched.push(location.chunk);
@@ -271,31 +370,25 @@ impl Committer {
             self.fail_batch(placed, error);
             return;
         }
-        // Every record below the write position is now either indexed or garbage a scan skips.
-        if let Some(active) = &self.state.active {
-            let id = active.chunk.id();
-            self.state.stats.entry(id).or_default().indexed_end = active.end;
-            touched.push(id);
+        // Every record of this batch is indexed now: each chunk it wrote is indexed up to the batch's end there.
+        // Later batches may already be written past that point; recovery rescans from here.
+        for put in &placed {
+            let end = put.location.offset + put.shard.header.record_bytes();
+            let stats = self.stats.entry(put.location.chunk).or_default();
+            stats.indexed_end = stats.indexed_end.max(end);
         }
-        for p in &placed {
-            // A chunk finished during this batch is indexed to its end too.
-            if let Some(chunk) = self.shared.chunk(p.location.chunk)
-                && self.state.active.as_ref().is_none_or(|a| a.chunk.id() != chunk.id())
-            {
-                let end = p.location.offset + p.shard.header.record_bytes();
-                let stats = self.state.stats.entry(chunk.id()).or_default();
-                stats.indexed_end = stats.indexed_end.max(end);
-            }
+        if let Some((id, _)) = writer_position {
+            self.stats.entry(id).or_insert(ChunkStats { indexed_end: CHUNK_HEADER_BYTES, ..ChunkStats::default() });
         }
         touched.sort_unstable();
         touched.dedup();
         for id in &touched {
-            if let Some(stats) = self.state.stats.get(id) {
-                batch.put_chunk(*id, *stats);
+            if let Some(stats) = self.stats.get(id) {
+                index.put_chunk(*id, *stats);
             }
         }
-        batch.set_next_seq(self.state.next_seq);
-        if let Err(error) = self.shared.index.write(batch, false) {
+        index.set_next_seq(next_seq);
+        if let Err(error) = self.shared.index.write(index, false) {
             self.shared.degrade(DiskState::Faulty, &error);
             self.fail_batch(placed, error);
             return;
@@ -305,7 +398,7 @@ impl Committer {
         self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
         // A chunk emptied by this batch goes before the answers (rare, and then a caller such as the compactor sees
         // its effect); freeing dead records' space waits until after them.
-        self.retire_empty(&touched);
+        self.retire_empty(&touched, active);
         for put in placed {
             let _ = put.reply.send(Ok(()));
         }
@@ -313,7 +406,7 @@ impl Committer {
     }
 
     fn fail_batch(&mut self, placed: Vec<PlacedPut>, error: BlobnodeError) {
-        tracing::error!(disk = %self.shared.disk.root().display(), %error, "indexing a batch failed");
+        tracing::error!(disk = %self.shared.disk.root().display(), %error, "committing a batch failed");
         for put in placed {
             let _ = put.reply.send(Err(error.clone_for_reply()));
         }
@@ -330,12 +423,12 @@ impl Committer {
         }
     }
 
-    /// Removes chunks that are finished (not active) and hold no live record.
-    fn retire_empty(&mut self, candidates: &[u32]) {
-        let active = self.state.active.as_ref().map(|a| a.chunk.id());
+    /// Removes chunks that are finished (not the writer's active one) and hold no live record.
+    fn retire_empty(&mut self, candidates: &[u32], active: Option<u32>) {
         for &id in candidates {
-            let empty = self.state.stats.get(&id).is_some_and(|s| s.live_records == 0);
-            if !empty || Some(id) == active {
+            let empty = self.stats.get(&id).is_some_and(|s| s.live_records == 0);
+            if !empty || Some(id) >= active {
+                // Chunks are created in id order: the active one and any newer are still being written.
                 continue;
             }
             let mut batch = IndexBatch::default();
@@ -344,30 +437,25 @@ impl Committer {
                 tracing::warn!(%error, chunk = id, "could not retire an empty chunk");
                 continue;
             }
-            self.state.stats.remove(&id);
+            self.stats.remove(&id);
             let chunk = self.shared.chunks.write().ok().and_then(|mut map| map.remove(&id));
             if let Some(chunk) = chunk {
                 let path = chunk.path().to_path_buf();
                 // Readers still holding the chunk keep their descriptor; the space goes when they drop it.
-                match Arc::try_unwrap(chunk) {
-                    Ok(chunk) => {
-                        if let Err(error) = chunk.remove(&self.shared.chunks_dir()) {
-                            tracing::warn!(%error, "could not remove an empty chunk");
-                        }
-                    }
-                    Err(_) => {
-                        if let Err(error) = std::fs::remove_file(&path) {
-                            tracing::warn!(%error, path = %path.display(), "could not remove an empty chunk");
-                        }
-                    }
+                let removed = match Arc::try_unwrap(chunk) {
+                    Ok(chunk) => chunk.remove(&self.shared.chunks_dir()),
+                    Err(_) => std::fs::remove_file(&path).map_err(|e| BlobnodeError::io("remove chunk", &path, e)),
+                };
+                match removed {
+                    Ok(()) => tracing::debug!(path = %path.display(), "retired an empty chunk"),
+                    Err(error) => tracing::warn!(%error, "could not remove an empty chunk"),
                 }
-                tracing::debug!(path = %path.display(), "retired an empty chunk");
             }
         }
     }
 
     /// Removes every shard of one data id: the index first (synced, so they never come back), then their space.
-    fn delete(&mut self, data_id: &[u8]) -> Result<(), BlobnodeError> {
+    fn delete(&mut self, data_id: &[u8], active: Option<u32>) -> Result<(), BlobnodeError> {
         let shards = self.shared.index.shards_of(data_id)?;
         if shards.is_empty() {
             return Ok(());
@@ -376,7 +464,7 @@ impl Committer {
         let mut touched = Vec::new();
         for (key, location) in &shards {
             batch.delete_shard(key, *location);
-            let stats = self.state.stats.entry(location.chunk).or_default();
+            let stats = self.stats.entry(location.chunk).or_default();
             stats.live_bytes = stats.live_bytes.saturating_sub(crate::record::record_bytes(location.shard_len));
             stats.live_records = stats.live_records.saturating_sub(1);
             touched.push(location.chunk);
@@ -384,7 +472,7 @@ impl Committer {
         touched.sort_unstable();
         touched.dedup();
         for id in &touched {
-            if let Some(stats) = self.state.stats.get(id) {
+            if let Some(stats) = self.stats.get(id) {
                 batch.put_chunk(*id, *stats);
             }
         }
@@ -394,7 +482,7 @@ impl Committer {
         self.shared.counters.deletes.fetch_add(shards.len() as u64, Ordering::Relaxed);
         let locations: Vec<Location> = shards.iter().map(|(_, l)| *l).collect();
         self.free(&locations);
-        self.retire_empty(&touched);
+        self.retire_empty(&touched, active);
         Ok(())
     }
 }

@@ -128,7 +128,7 @@ fn read_copy(
     let shard = engine.open_at(&key, location)?;
     let data = shard.read_range(0..location.shard_len)?;
     let crc = shard.header().crc32c;
-    let mut image = ShardImage::new(key, location.shard_len)?;
+    let mut image = ShardImage::new(key, location.shard_len, engine.pool())?;
     image.append(&data)?;
     // Sealing recomputes every block CRC and checks the whole against the stored one: both sides of the copy.
     Ok(Some((image.seal(crc)?, location)))

@@ -46,9 +46,9 @@ pub struct BlobnodeConfig {
     #[arg(long = "chunk-size", env = "COFFER_CHUNK_SIZE", default_value = "1GiB", value_parser = parse_chunk_size)]
     pub chunk_bytes: u64,
 
-    /// How long a disk's committer waits for more puts to share one fdatasync, e.g. "200us"; "0s" takes only what
-    /// has queued meanwhile (concurrent puts still share syncs).
-    #[arg(long, env = "COFFER_COMMIT_WINDOW", default_value = "0s", value_parser = parse_window)]
+    /// How long a disk's committer waits for more puts to share one fdatasync once puts arrive concurrently (a lone
+    /// writer never waits); "0s" takes only what has queued meanwhile.
+    #[arg(long, env = "COFFER_COMMIT_WINDOW", default_value = "100us", value_parser = parse_window)]
     pub commit_window: Duration,
 
     /// Free space each disk keeps for itself: below it the disk turns read-only and takes no new shards.
@@ -83,7 +83,7 @@ impl BlobnodeConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
             chunk_bytes: 1 << 30,
-            commit_window: Duration::ZERO,
+            commit_window: Duration::from_micros(100),
             reserve_bytes: 256 << 20,
             scrub_bytes_per_s: 1 << 20,
             scrub_interval: Duration::from_secs(24 * 3600),

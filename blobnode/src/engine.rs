@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::aligned::AlignedBuf;
+use crate::aligned::BufferPool;
 use crate::chunk::ChunkFile;
 use crate::committer::Committer;
 use crate::disk::{Disk, DiskUsage};
@@ -97,6 +97,7 @@ pub(crate) struct Shared {
     pub state: AtomicU8,
     pub counters: EngineCounters,
     pub config: EngineConfig,
+    pub pool: BufferPool,
 }
 
 impl Shared {
@@ -194,13 +195,14 @@ pub struct Engine {
 #[derive(Clone)]
 pub struct OpenShard {
     chunk: Arc<ChunkFile>,
+    pool: BufferPool,
     offset: u64,
     header: Arc<RecordHeader>,
 }
 
 impl Engine {
     /// Opens the disk, recovers its index from the chunk files where needed, and starts the committer. Blocking.
-    pub fn open(disk: Disk, config: EngineConfig) -> Result<Engine, BlobnodeError> {
+    pub fn open(disk: Disk, config: EngineConfig, pool: BufferPool) -> Result<Engine, BlobnodeError> {
         let index = Index::open(&disk.index_dir())?;
         let recovered = recovery::recover(&disk, &index)?;
         let shared = Arc::new(Shared {
@@ -210,6 +212,7 @@ impl Engine {
             state: AtomicU8::new(DiskState::Ok as u8),
             counters: EngineCounters::default(),
             config,
+            pool,
         });
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let committer = Committer::new(Arc::clone(&shared), recovered.writer);
@@ -231,6 +234,11 @@ impl Engine {
 
     pub fn state(&self) -> DiskState {
         self.shared.state()
+    }
+
+    /// Where shard images and read buffers come from.
+    pub fn pool(&self) -> &BufferPool {
+        &self.shared.pool
     }
 
     pub fn counters(&self) -> &EngineCounters {
@@ -318,7 +326,7 @@ impl Engine {
                 format!("chunk {:08x} holding {key} is missing", location.chunk),
             )
         })?;
-        let mut block = AlignedBuf::zeroed(HEADER_BYTES);
+        let mut block = shared.pool.take(HEADER_BYTES);
         chunk.read_at(&mut block, location.offset).inspect_err(|e| shared.note_error(e))?;
         let header = RecordHeader::decode(shared.disk.seed(), &block).map_err(|detail| {
             BlobnodeError::corrupt(chunk.path(), format!("record of {key} at {}: {detail}", location.offset))
@@ -332,7 +340,7 @@ impl Engine {
                 ),
             ));
         }
-        Ok(OpenShard { chunk, offset: location.offset, header: Arc::new(header) })
+        Ok(OpenShard { chunk, pool: shared.pool.clone(), offset: location.offset, header: Arc::new(header) })
     }
 }
 
@@ -359,7 +367,8 @@ impl OpenShard {
             return Ok(Bytes::new());
         }
         let plan = self.header.plan_read(range);
-        let mut buf = AlignedBuf::zeroed(plan.read_len);
+        // Every byte is overwritten by the read, so a reused buffer needs no clearing.
+        let mut buf = self.pool.take(plan.read_len);
         self.chunk.read_at(&mut buf, self.offset + plan.record_offset)?;
         self.header.verify_blocks(plan.first_block, &buf).map_err(|detail| {
             BlobnodeError::corrupt(self.chunk.path(), format!("{} at {}: {detail}", self.header.key, self.offset))
@@ -378,7 +387,7 @@ pub(crate) mod tests {
 
     pub(crate) fn open(root: &std::path::Path, config: EngineConfig) -> Arc<Engine> {
         let disk = Disk::open(root).expect("disk");
-        Arc::new(Engine::open(disk, config).expect("engine"))
+        Arc::new(Engine::open(disk, config, BufferPool::new(64 << 20)).expect("engine"))
     }
 
     pub(crate) fn key(n: u32) -> ShardKey {

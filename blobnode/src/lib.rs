@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
+pub use aligned::BufferPool;
 pub use config::{BlobnodeConfig, DEFAULT_IO_MEMORY_BYTES};
 pub use disk::Disk;
 pub use engine::{DiskState, Engine, EngineConfig, EngineCounters};

@@ -49,7 +49,7 @@ impl BlobnodeService {
         let key = ShardKey::from_proto(id)?;
         record::check_len(length)?;
         let _permit = self.store.budget().acquire(record::record_bytes(length)).await?;
-        let mut image = ShardImage::new(key.clone(), length)?;
+        let mut image = ShardImage::new(key.clone(), length, engine.pool())?;
         while let Some(message) = stream.message().await.map_err(BlobnodeError::RequestStream)? {
             match message.msg {
                 Some(Msg::Chunk(chunk)) if chunk.len() > MAX_CHUNK_BYTES => {

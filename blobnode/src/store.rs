@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use coffer_proto::pb::metadata::{DiskInfo, DiskState as WireDiskState};
 
+use crate::aligned::BufferPool;
 use crate::budget::IoBudget;
 use crate::disk::{self, Disk};
 use crate::engine::{DiskState, Engine, EngineConfig, OpenShard};
@@ -48,7 +49,13 @@ impl Store {
                 }
             }
             let node_id = disk::node_id(&disks)?;
-            let engines = disks.into_iter().map(|d| Engine::open(d, config.clone())).collect::<Result<Vec<_>, _>>()?;
+            // One pool for the node. Idle buffers are kept up to half the I/O memory bound: enough for steady traffic,
+            // and buffers idle in one size class never add more than that to what is in flight.
+            let pool = BufferPool::new(io_memory_bytes / 2);
+            let engines = disks
+                .into_iter()
+                .map(|d| Engine::open(d, config.clone(), pool.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok((engines, node_id))
         })
         .await?;

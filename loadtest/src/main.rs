@@ -1,224 +1,336 @@
-//! `coffer-loadtest`: drives an S3 endpoint with PUT or GET load and reports throughput and
-//! latency percentiles. This first cut uses the AWS SDK as its client; the load-test issue
-//! replaces it with a leaner hyper + SigV4 client, adds the other workloads, ceilings and plots.
+//! `coffer-loadtest`: a warp-class S3 load generator. It drives an S3 endpoint with PUT, GET, mixed, list or
+//! multipart load from a lean hyper + SigV4 client, reports throughput and latency percentiles per operation,
+//! errors by S3 code, a per-second series (`--json`, `--plot`), and can measure the same workload against an
+//! in-process null S3 endpoint (`--ceiling`) or a second endpoint (`--compare`) to put the figures in proportion.
 
+mod data;
+mod mix;
+mod null;
+mod plot;
+mod report;
+mod run;
+mod s3;
+mod size;
+mod stats;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
-use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::primitives::ByteStream;
-use bytes::Bytes;
-use clap::{Parser, ValueEnum};
-use md5::{Digest, Md5};
+use clap::{Args, Parser, Subcommand};
 
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Workload {
-    Put,
-    Get,
-}
+use crate::mix::Mix;
+use crate::null::NullServer;
+use crate::report::{Report, Series};
+use crate::run::{Params, Workload};
+use crate::s3::{Endpoint, TargetConfig};
+use crate::size::{SizeDist, SizeSpec, format_bytes, parse_bytes};
+use crate::stats::{RunStats, mib_per_second, per_second};
 
 #[derive(Parser)]
-#[command(name = "coffer-loadtest", about = "S3 load generator")]
-struct Args {
-    workload: Workload,
-    #[arg(long, env = "COFFER_LOADTEST_ENDPOINT")]
+#[command(name = "coffer-loadtest", version, about = "S3 load generator: throughput and latency of an S3 endpoint")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// PUT new objects.
+    Put(RunArgs),
+    /// GET objects of a prepared set (every `--verify-every`th GET is checked byte for byte).
+    Get(RunArgs),
+    /// Weighted GET/PUT/DELETE/STAT over a prepared set that PUTs grow and DELETEs shrink (`--mix`).
+    Mixed(RunArgs),
+    /// ListObjectsV2 pages (`--max-keys`) through a prepared set of `--objects` objects.
+    List(RunArgs),
+    /// CreateMultipartUpload, UploadPart of `--part-size` parts, CompleteMultipartUpload.
+    Multipart(RunArgs),
+    /// Run the null S3 endpoint alone (what `--ceiling` measures against).
+    NullServer(NullArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    /// S3 endpoint (http only; buckets are addressed path-style).
+    #[arg(long, env = "COFFER_LOADTEST_ENDPOINT", default_value = "http://127.0.0.1:9000")]
     endpoint: String,
-    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "cofferadmin")]
     access_key: String,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", default_value = "cofferadmin", hide_env_values = true)]
     secret_key: String,
-    /// Object size, e.g. 4KiB or 64MiB.
-    #[arg(long, default_value = "4KiB", value_parser = parse_size)]
-    size: u64,
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
-    /// How long to measure (after warm-up).
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    /// Excluded from the results.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    warmup: Duration,
-    /// Objects uploaded before a GET run.
-    #[arg(long, default_value_t = 64)]
-    objects: usize,
+    /// Region to sign for.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
     #[arg(long, default_value = "coffer-loadtest")]
     bucket: String,
-    /// Write the results as JSON here.
+    /// Object size, fixed (4KiB) or a range (1KiB..1MiB). Default 4KiB, and 16MiB for multipart.
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    size: Option<SizeSpec>,
+    /// How sizes of a range are drawn.
+    #[arg(long, value_enum, default_value_t = SizeDist::Uniform)]
+    size_dist: SizeDist,
+    /// Part size of the multipart workload (S3 wants at least 5MiB for all parts but the last).
+    #[arg(long, default_value = "5MiB", value_parser = parse_bytes)]
+    part_size: u64,
+    /// Operations in flight (one worker and one keep-alive connection each).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// How long to measure, after the warm-up.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Measure this many operations instead of a duration.
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Load before the measurement, excluded from the results.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Objects prepared before get, mixed and list runs. Default 256, and 1000 for list.
+    #[arg(long)]
+    objects: Option<u64>,
+    /// Operation weights of the mixed workload.
+    #[arg(long, default_value = "get=45,put=30,delete=10,stat=15")]
+    mix: Mix,
+    /// Check every Nth GET of a worker byte for byte (0: never); a mismatch is a BadContent error.
+    #[arg(long, default_value_t = 16)]
+    verify_every: u64,
+    /// Keys per ListObjectsV2 page in the list workload.
+    #[arg(long, default_value_t = 100)]
+    max_keys: u32,
+    /// Operations not answered within this count as Timeout errors.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Keep the objects (and the bucket) the run created.
+    #[arg(long)]
+    no_cleanup: bool,
+    /// Also run the workload against an in-process null S3 endpoint, the ceiling of this client and machine,
+    /// and report the server's figures as a ratio of it.
+    #[arg(long)]
+    ceiling: bool,
+    /// Alternate runs against this second endpoint and report the ratios.
+    #[arg(long)]
+    compare: Option<String>,
+    #[arg(long, requires = "compare")]
+    compare_access_key: Option<String>,
+    #[arg(long, requires = "compare", hide_env_values = true)]
+    compare_secret_key: Option<String>,
+    /// Repeat the runs (targets alternate within each round); figures add up over rounds.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// Write everything (results, ratios, per-second series) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw throughput and latency percentiles over time into this PNG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No progress display (it is also hidden when stdout is not a terminal).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("bad size {s:?}"))?;
-    let mult = match unit {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        other => return Err(format!("unknown unit {other:?}")),
-    };
-    Ok(n * mult)
-}
-
-struct Recorder {
-    measuring: AtomicBool,
-    latencies_us: std::sync::Mutex<Vec<u64>>,
-    errors: AtomicU64,
-    verified: AtomicU64,
-}
-
-fn client(args: &Args) -> Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(&args.endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(&args.access_key, &args.secret_key, None, None, "loadtest"))
-        .force_path_style(true)
-        .build();
-    Client::from_conf(config)
-}
-
-fn payload(size: u64) -> Bytes {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut out = Vec::with_capacity(size as usize);
-    while (out.len() as u64) < size {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(size as usize);
-    Bytes::from(out)
+#[derive(Args, Debug)]
+struct NullArgs {
+    #[arg(long, default_value = "127.0.0.1:9099")]
+    listen: SocketAddr,
+    /// Largest object a GET can return.
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    max_size: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let s3 = client(&args);
-    match s3.create_bucket().bucket(&args.bucket).send().await {
-        Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
-        Err(e) => return Err(e).context("creating the bucket"),
+    let cli = Cli::parse();
+    let (workload, args) = match cli.command {
+        Command::Put(args) => (Workload::Put, args),
+        Command::Get(args) => (Workload::Get, args),
+        Command::Mixed(args) => (Workload::Mixed, args),
+        Command::List(args) => (Workload::List, args),
+        Command::Multipart(args) => (Workload::Multipart, args),
+        Command::NullServer(args) => return null_server(args).await,
+    };
+    load_test(workload, args).await
+}
+
+async fn null_server(args: NullArgs) -> anyhow::Result<()> {
+    let buffer = data::pattern(data::buffer_len(args.max_size)?);
+    let server = NullServer::start(args.listen, buffer).await?;
+    println!("null S3 endpoint on {} (objects up to {}); Ctrl-C stops it", server.url(), format_bytes(args.max_size));
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
+        result = server.wait() => result?,
     }
-    let body = payload(args.size);
-    let expected_md5 = hex::encode(Md5::digest(&body));
-    if args.workload == Workload::Get {
-        for i in 0..args.objects {
-            s3.put_object()
-                .bucket(&args.bucket)
-                .key(format!("obj-{i}"))
-                .body(ByteStream::from(body.clone()))
-                .send()
-                .await
-                .context("preparing objects")?;
+    Ok(())
+}
+
+fn params(workload: Workload, args: &RunArgs, progress: bool) -> anyhow::Result<Params> {
+    let default_size = if workload == Workload::Multipart { SizeSpec::fixed(16 << 20) } else { SizeSpec::fixed(4096) };
+    let size = args.size.unwrap_or(default_size).with_dist(args.size_dist);
+    let objects = args.objects.unwrap_or(if workload == Workload::List { 1000 } else { 256 });
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    if args.ops == Some(0) {
+        bail!("--ops must be at least 1");
+    }
+    if args.ops.is_none() && args.duration.is_zero() {
+        bail!("--duration must be positive");
+    }
+    if matches!(workload, Workload::Get | Workload::List) && objects == 0 {
+        bail!("--objects must be at least 1 for {workload:?} runs");
+    }
+    if args.max_keys == 0 || args.max_keys > 1000 {
+        bail!("--max-keys must be between 1 and 1000");
+    }
+    if args.part_size == 0 {
+        bail!("--part-size must be positive");
+    }
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    if workload == Workload::Multipart && size.max.div_ceil(args.part_size) > 10_000 {
+        bail!(
+            "objects of up to {} need more than 10000 parts of {}",
+            format_bytes(size.max),
+            format_bytes(args.part_size)
+        );
+    }
+    if workload == Workload::Mixed && objects < args.concurrency as u64 {
+        eprintln!(
+            "note: fewer prepared objects ({objects}) than workers ({}): early GETs may become PUTs",
+            args.concurrency
+        );
+    }
+    Ok(Params {
+        workload,
+        size,
+        part_size: args.part_size,
+        concurrency: args.concurrency,
+        duration: args.duration,
+        ops: args.ops,
+        warmup: args.warmup,
+        objects,
+        bucket: args.bucket.clone(),
+        mix: args.mix.clone(),
+        verify_every: args.verify_every,
+        max_keys: args.max_keys,
+        cleanup: !args.no_cleanup,
+        progress,
+    })
+}
+
+async fn load_test(workload: Workload, args: RunArgs) -> anyhow::Result<()> {
+    let progress = !args.quiet && std::io::stdout().is_terminal();
+    let params = params(workload, &args, progress)?;
+    let largest = if workload == Workload::Multipart { params.size.max.max(params.part_size) } else { params.size.max };
+    let buffer = data::pattern(data::buffer_len(largest)?);
+
+    let target = |name: &'static str, url: &str, access: &str, secret: &str| -> anyhow::Result<_> {
+        let endpoint = Endpoint::parse(url)?;
+        Ok((name, Arc::new(TargetConfig::new(endpoint, access, secret, &args.region, args.timeout))))
+    };
+    let mut null_server = None;
+    let mut targets = Vec::new();
+    if args.ceiling {
+        let server = NullServer::start("127.0.0.1:0".parse()?, buffer.clone()).await?;
+        targets.push(target("ceiling", &server.url(), &args.access_key, &args.secret_key)?);
+        null_server = Some(server);
+    }
+    targets.push(target("server", &args.endpoint, &args.access_key, &args.secret_key)?);
+    if let Some(url) = &args.compare {
+        let access = args.compare_access_key.as_deref().unwrap_or(&args.access_key);
+        let secret = args.compare_secret_key.as_deref().unwrap_or(&args.secret_key);
+        targets.push(target("compare", url, access, secret)?);
+    }
+
+    let bound = match params.ops {
+        Some(n) => format!("{n} ops"),
+        None => humantime::format_duration(params.duration).to_string(),
+    };
+    let name = format!("{workload:?}").to_lowercase();
+    let mut description = format!("{name}, size {}, concurrency {}, {bound}", params.size, params.concurrency);
+    if workload == Workload::Mixed {
+        description.push_str(&format!(", mix {}", params.mix));
+    }
+    if workload == Workload::Multipart {
+        description.push_str(&format!(", parts of {}", format_bytes(params.part_size)));
+    }
+    eprintln!("coffer-loadtest {description} (warm-up {})", humantime::format_duration(params.warmup));
+
+    let mut merged: Vec<(String, RunStats)> = Vec::new();
+    let mut series = Vec::new();
+    for round in 0..args.rounds {
+        for (name, cfg) in &targets {
+            let label = if args.rounds > 1 { format!("{name} (round {})", round + 1) } else { name.to_string() };
+            let stats = run::run(cfg.clone(), &label, &params, buffer.clone()).await?;
+            let ops = stats.total_ops();
+            let bytes: u64 = stats.ops.values().map(|s| s.bytes).sum();
+            eprintln!(
+                "{label} ({}): {ops} ops in {:.2}s, {:.1} ops/s, {:.2} MiB/s, {} errors",
+                cfg.endpoint.url,
+                stats.elapsed.as_secs_f64(),
+                per_second(ops, stats.elapsed),
+                mib_per_second(bytes, stats.elapsed),
+                stats.total_errors()
+            );
+            series.push(Series { target: name.to_string(), round, points: stats.series.clone() });
+            match merged.iter_mut().find(|(n, _)| n == name) {
+                Some((_, total)) => total.merge(&stats),
+                None => merged.push((name.to_string(), stats)),
+            }
         }
     }
-    let recorder = Arc::new(Recorder {
-        measuring: AtomicBool::new(false),
-        latencies_us: std::sync::Mutex::new(Vec::new()),
-        errors: AtomicU64::new(0),
-        verified: AtomicU64::new(0),
+    if let Some(server) = null_server {
+        server.stop();
+    }
+
+    // Server first in the table, then what it is compared with.
+    merged.sort_by_key(|(name, _)| match name.as_str() {
+        "server" => 0,
+        "compare" => 1,
+        _ => 2,
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    let counter = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for worker in 0..args.concurrency {
-        let (s3, recorder, stop, counter) = (s3.clone(), recorder.clone(), stop.clone(), counter.clone());
-        let (bucket, body, expected_md5, workload, objects) =
-            (args.bucket.clone(), body.clone(), expected_md5.clone(), args.workload, args.objects);
-        workers.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let started = Instant::now();
-                let ok = match workload {
-                    Workload::Put => s3
-                        .put_object()
-                        .bucket(&bucket)
-                        .key(format!("w{worker}/obj-{n}"))
-                        .body(ByteStream::from(body.clone()))
-                        .send()
-                        .await
-                        .is_ok(),
-                    Workload::Get => {
-                        let key = format!("obj-{}", n as usize % objects);
-                        match s3.get_object().bucket(&bucket).key(key).send().await {
-                            Ok(out) => match out.body.collect().await {
-                                // Every 16th GET is checked byte for byte: a fast wrong answer must not count.
-                                Ok(data) if n % 16 == 0 => {
-                                    let good = hex::encode(Md5::digest(data.into_bytes())) == expected_md5;
-                                    if good {
-                                        recorder.verified.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    good
-                                }
-                                Ok(_) => true,
-                                Err(_) => false,
-                            },
-                            Err(_) => false,
-                        }
-                    }
-                };
-                if recorder.measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        let us = started.elapsed().as_micros() as u64;
-                        if let Ok(mut l) = recorder.latencies_us.lock() {
-                            l.push(us);
-                        }
-                    } else {
-                        recorder.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(args.warmup).await;
-    recorder.measuring.store(true, Ordering::Relaxed);
-    let t0 = Instant::now();
-    tokio::time::sleep(args.duration).await;
-    recorder.measuring.store(false, Ordering::Relaxed);
-    let elapsed = t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        let _ = w.await;
-    }
-    let mut lat = recorder.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
-    if lat.is_empty() {
-        bail!("no operation succeeded during the measurement ({} errors)", recorder.errors.load(Ordering::Relaxed));
-    }
-    lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
-    let ops = lat.len() as f64 / elapsed;
-    let mib = ops * args.size as f64 / (1024.0 * 1024.0);
-    let op = match args.workload {
-        Workload::Put => "PUT",
-        Workload::Get => "GET",
-    };
-    println!(
-        "{op} size={} concurrency={}: {ops:.1} ops/s, {mib:.1} MiB/s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}",
-        args.size,
-        args.concurrency,
-        pct(0.5),
-        pct(0.9),
-        pct(0.99),
-        pct(1.0),
-        recorder.errors.load(Ordering::Relaxed)
-    );
+    let rows = report::rows(&merged);
+    println!("\n{description}");
+    print!("{}", report::table(&rows));
+
     if let Some(path) = &args.json {
-        let json = format!(
-            "{{\"results\":[{{\"target\":\"server\",\"op\":\"{op}\",\"size\":{},\"concurrency\":{},\"ops_per_s\":{ops:.3},\"mib_per_s\":{mib:.3},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"errors\":{}}}]}}\n",
-            args.size,
-            args.concurrency,
-            pct(0.5),
-            pct(0.99),
-            recorder.errors.load(Ordering::Relaxed)
-        );
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        let document = Report {
+            tool: "coffer-loadtest",
+            version: env!("CARGO_PKG_VERSION"),
+            workload,
+            size: params.size.to_string(),
+            size_min: params.size.min,
+            size_max: params.size.max,
+            size_dist: params.size.dist,
+            part_size: (workload == Workload::Multipart).then_some(params.part_size),
+            mix: (workload == Workload::Mixed).then(|| params.mix.to_string()),
+            concurrency: params.concurrency,
+            duration: params.duration.as_secs_f64(),
+            ops: params.ops,
+            warmup: params.warmup.as_secs_f64(),
+            objects: params.objects,
+            rounds: args.rounds,
+            bucket: params.bucket.clone(),
+            region: args.region.clone(),
+            endpoint: args.endpoint.clone(),
+            compare_endpoint: args.compare.clone(),
+            ceiling: args.ceiling,
+            timestamp: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            results: rows,
+            series: series.clone(),
+        };
+        let json = serde_json::to_string_pretty(&document).context("encoding the results")?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("results written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("coffer-loadtest {description}");
+        let with_text = plot::write(path, &title, &series)?;
+        let note = if with_text { "" } else { " (no font found: drawn without text; install fonts-dejavu-core)" };
+        eprintln!("plot written to {}{note}", path.display());
     }
     Ok(())
 }
