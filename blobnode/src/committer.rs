@@ -24,8 +24,11 @@ pub const MAX_BATCH_RECORDS: usize = 256;
 pub const MAX_BATCH_BYTES: u64 = 64 << 20;
 /// Chunk space is reserved ahead of the write position in steps of this size.
 const RESERVE_STEP: u64 = 64 << 20;
-/// Written batches waiting for the syncer: one being synced, one queued, so memory stays bounded.
-const SYNC_QUEUE: usize = 1;
+/// Written batches waiting for the syncer. Their memory is bounded by the node's I/O budget (a put holds its
+/// permit until answered); the count bounds how far the writer runs ahead of durability.
+const SYNC_QUEUE: usize = 4;
+/// At most this many written batches share one fdatasync.
+const MAX_MERGED_BATCHES: usize = 8;
 
 type Reply = oneshot::Sender<Result<(), BlobnodeError>>;
 
@@ -64,6 +67,20 @@ struct WrittenBatch {
     /// The writer's active chunk after this batch, and where its next record goes.
     active: Option<(u32, u64)>,
     next_seq: u64,
+}
+
+impl WrittenBatch {
+    /// Appends a later batch, so one fdatasync covers both.
+    fn absorb(&mut self, later: WrittenBatch) {
+        self.placed.extend(later.placed);
+        for chunk in later.chunks {
+            if !self.chunks.iter().any(|c| c.id() == chunk.id()) {
+                self.chunks.push(chunk);
+            }
+        }
+        self.active = later.active;
+        self.next_seq = later.next_seq;
+    }
 }
 
 enum SyncJob {
@@ -291,9 +308,28 @@ impl Syncer {
     fn run(mut self, jobs: std::sync::mpsc::Receiver<SyncJob>) {
         // The writer's active chunk as last reported: never retired.
         let mut active: Option<u32> = None;
-        while let Ok(job) = jobs.recv() {
+        let mut carried: Option<SyncJob> = None;
+        loop {
+            let job = match carried.take() {
+                Some(job) => job,
+                None => match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
             match job {
-                SyncJob::Batch(batch) => {
+                SyncJob::Batch(mut batch) => {
+                    // Batches written while the last sync ran share the next one.
+                    for _ in 1..MAX_MERGED_BATCHES {
+                        match jobs.try_recv() {
+                            Ok(SyncJob::Batch(next)) => batch.absorb(next),
+                            Ok(other) => {
+                                carried = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     active = batch.active.map(|(id, _)| id);
                     self.sync_and_answer(batch, active);
                 }
