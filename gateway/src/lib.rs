@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use coffer_iam::{Credentials, IdentityStore};
 use coffer_proto::blobnode_client::BlobnodePool;
+use coffer_proto::in_process::InProcessConnector;
 use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -47,6 +48,17 @@ pub async fn serve(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    serve_with(listener, config, None, shutdown).await
+}
+
+/// Like [`serve`], reaching a metadata service in the same process over `metadata_pipe` instead of
+/// `config.metadata` (`coffer server`).
+pub async fn serve_with(
+    listener: TcpListener,
+    config: GatewayConfig,
+    metadata_pipe: Option<InProcessConnector>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
     config.validate().map_err(GatewayError::Internal)?;
     let identities = IdentityStore::with_root(Credentials::new(&config.root_user, &config.root_password))
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
@@ -58,7 +70,10 @@ pub async fn serve(
         );
     }
     let client_config = ClientConfig { timeout: config.rpc_timeout, ..ClientConfig::default() };
-    let metadata = MetadataClient::connect(&config.metadata, &client_config)?;
+    let metadata = match metadata_pipe {
+        Some(connector) => MetadataClient::in_process(connector, &client_config),
+        None => MetadataClient::connect(&config.metadata, &client_config)?,
+    };
     let blobnodes = BlobnodePool::new(client_config);
     let cluster = ClusterView::new(metadata.clone(), blobnodes.clone());
     if let Err(e) = cluster.refresh().await {

@@ -22,11 +22,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use coffer_proto::in_process::InProcessListener;
 use coffer_proto::limits::MAX_MESSAGE_BYTES;
 use coffer_proto::pb::metadata::metadata_server::MetadataServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::MetadataConfig;
 pub use error::MetadataError;
@@ -60,6 +60,16 @@ pub async fn serve(
     config: MetadataConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), MetadataError> {
+    serve_with(listener, None, config, shutdown).await
+}
+
+/// Like [`serve`], also answering clients in the same process over `pipes` (`coffer server`).
+pub async fn serve_with(
+    listener: TcpListener,
+    pipes: Option<InProcessListener>,
+    config: MetadataConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), MetadataError> {
     let path = config.db.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&path).map(Arc::new))
         .await
@@ -82,10 +92,11 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tracing::info!(address = ?listener.local_addr().ok(), db = %config.db.display(), "metadata service listening");
-    let served = tonic::transport::Server::builder()
-        .add_service(server)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+    // TCP_NODELAY on every accepted socket: the builder's own flag does not apply to a listener we hand it, and
+    // small responses waiting for Nagle meet the client's delayed ACK (~40 ms stalls).
+    let incoming = coffer_proto::in_process::incoming(listener, pipes);
+    let served =
+        tonic::transport::Server::builder().add_service(server).serve_with_incoming_shutdown(incoming, shutdown).await;
 
     let _ = stop_gc.send(());
     if let Err(e) = gc_task.await {

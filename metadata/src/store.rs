@@ -8,7 +8,8 @@ use coffer_proto::pb::metadata::{
     BucketRecord, DamagedShard, GcRecord, NodeInfo, ObjectRecord, PartRecord, UploadRecord,
 };
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions,
+    WriteBatch, WriteOptions,
 };
 
 use crate::error::MetadataError;
@@ -41,6 +42,10 @@ impl Cf {
     }
 }
 
+/// Shared by all column families; metadata records are small, so this holds a large share of a busy index.
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+const BLOOM_BITS_PER_KEY: f64 = 10.0;
+
 pub struct Store {
     db: DB,
 }
@@ -52,9 +57,18 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(DBCompressionType::Lz4);
+        // One block cache for every column family, and bloom filters: most point lookups on the write path are for
+        // keys that do not exist yet (a new object, a new part), which a filter answers without reading a block.
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = Cf::ALL.map(|cf| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             let mut cf_options = Options::default();
             cf_options.set_compression_type(DBCompressionType::Lz4);
+            cf_options.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(cf.name(), cf_options)
         });
         let db = DB::open_cf_descriptors(&options, path, cfs).map_err(MetadataError::db("opening the database"))?;

@@ -94,6 +94,18 @@ impl MetadataClient {
         Ok(MetadataClient { client })
     }
 
+    /// A client of a metadata service in the same process, over in-memory pipes (see `in_process`).
+    pub fn in_process(connector: crate::in_process::InProcessConnector, config: &ClientConfig) -> MetadataClient {
+        let channel = Endpoint::from_static(crate::in_process::IN_PROCESS_URL)
+            .connect_timeout(config.connect_timeout)
+            .http2_adaptive_window(true)
+            .connect_with_connector_lazy(connector);
+        let client = GeneratedClient::new(limit(channel, config))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        MetadataClient { client }
+    }
+
     /// The generated client over this stack; clones share the limits.
     pub fn rpc(&self) -> GeneratedClient<MetadataChannel> {
         self.client.clone()

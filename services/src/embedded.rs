@@ -146,10 +146,23 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
     // Stop order: the gateway drains first, then the services under it.
     let (stop_gateway, gateway_rx) = watch::channel(false);
     let (stop_services, services_rx) = watch::channel(false);
-    let metadata = tokio::spawn(coffer_metadata::serve(meta_listener, metadata_config, trigger(&services_rx)));
+    // The gateway reaches the metadata service over in-memory pipes (no loopback TCP on the request path); the
+    // blobnode still heartbeats over the metadata port, as split roles do.
+    let (metadata_pipe, metadata_pipes) = coffer_proto::in_process::in_process();
+    let metadata = tokio::spawn(coffer_metadata::serve_with(
+        meta_listener,
+        Some(metadata_pipes),
+        metadata_config,
+        trigger(&services_rx),
+    ));
     let blobnode = tokio::spawn(coffer_blobnode::serve(blob_listener, blobnode_config, trigger(&services_rx)));
     wait_for_disks(&meta_url, ec.total() as usize).await;
-    let gateway = tokio::spawn(coffer_gateway::serve(s3_listener, gateway_config, trigger(&gateway_rx)));
+    let gateway = tokio::spawn(coffer_gateway::serve_with(
+        s3_listener,
+        gateway_config,
+        Some(metadata_pipe),
+        trigger(&gateway_rx),
+    ));
     print_banner(&config, ec, &dir);
 
     // Run until a signal, or until a service stops on its own (which is a failure to report).
