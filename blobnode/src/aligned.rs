@@ -4,6 +4,7 @@
 //! complaint, so an alignment bug would only surface on a real disk. Here the aligned length is the only length
 //! a buffer has, and every file offset the crate uses is a multiple of [`ALIGN`] by construction.
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut, Range};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,64 +87,56 @@ impl DerefMut for AlignedBuf {
     }
 }
 
-/// Smallest and largest pooled capacity, as powers of two: 8 KiB (a 4 KiB shard's record) to 64 MiB (the largest).
-const MIN_CLASS: u32 = 13;
-const MAX_CLASS: u32 = 26;
+/// Buffers larger than this are never pooled (the largest record is about 60 MiB; such shards are rare).
+const MAX_POOLED_BYTES: usize = 64 << 20;
 
-/// Free direct-I/O buffers by power-of-two size class, holding at most `max_free_bytes` while idle. The memory in
-/// use is bounded elsewhere (`budget`); the pool only keeps it from being freed and faulted in again.
+/// Free direct-I/O buffers by exact aligned length (shard sizes repeat: stripe size / k, plus the header), holding
+/// at most `max_free_bytes` while idle. Exact lengths matter: rounding a 1 MiB + 4 KiB record up to a power of two
+/// would double the memory of every shard in flight. The memory in use is bounded elsewhere (`budget`); the pool
+/// only keeps it from being freed and faulted in again.
 #[derive(Clone)]
 pub struct BufferPool {
     inner: Arc<PoolInner>,
 }
 
 struct PoolInner {
-    classes: Vec<Mutex<Vec<Vec<u8>>>>,
+    free: Mutex<HashMap<usize, Vec<Vec<u8>>>>,
     free_bytes: AtomicU64,
     max_free_bytes: u64,
 }
 
 impl BufferPool {
     pub fn new(max_free_bytes: u64) -> Self {
-        let classes = (MIN_CLASS..=MAX_CLASS).map(|_| Mutex::new(Vec::new())).collect();
-        BufferPool { inner: Arc::new(PoolInner { classes, free_bytes: AtomicU64::new(0), max_free_bytes }) }
-    }
-
-    fn class_of(len: usize) -> Option<(usize, usize)> {
-        let capacity = len.max(1 << MIN_CLASS).next_power_of_two();
-        let class = capacity.trailing_zeros();
-        (class <= MAX_CLASS).then(|| ((class - MIN_CLASS) as usize, capacity))
+        let inner = PoolInner { free: Mutex::new(HashMap::new()), free_bytes: AtomicU64::new(0), max_free_bytes };
+        BufferPool { inner: Arc::new(inner) }
     }
 
     /// A buffer of at least `min_len` bytes whose contents are unspecified (whatever its last user left).
     pub fn take(&self, min_len: usize) -> AlignedBuf {
         let len = aligned_len(min_len);
-        let Some((class, capacity)) = Self::class_of(len) else {
+        if len > MAX_POOLED_BYTES {
             return AlignedBuf::zeroed(len);
-        };
-        let reused = self.inner.classes[class].lock().ok().and_then(|mut free| free.pop());
+        }
+        let reused = self.inner.free.lock().ok().and_then(|mut free| free.get_mut(&len).and_then(Vec::pop));
         let storage = match reused {
             Some(storage) => {
                 self.inner.free_bytes.fetch_sub(storage.len() as u64, Ordering::Relaxed);
                 storage
             }
-            None => vec![0u8; capacity + ALIGN - 1],
+            None => vec![0u8; len + ALIGN - 1],
         };
         AlignedBuf::within(storage, len, Some(self.clone()))
     }
 
     fn give(&self, storage: Vec<u8>) {
-        let Some((class, capacity)) = Self::class_of(storage.len() + 1 - ALIGN) else { return };
-        if storage.len() != capacity + ALIGN - 1 {
-            return;
-        }
         let size = storage.len() as u64;
         if self.inner.free_bytes.fetch_add(size, Ordering::Relaxed) + size > self.inner.max_free_bytes {
             self.inner.free_bytes.fetch_sub(size, Ordering::Relaxed);
             return;
         }
-        match self.inner.classes[class].lock() {
-            Ok(mut free) => free.push(storage),
+        let len = storage.len() + 1 - ALIGN;
+        match self.inner.free.lock() {
+            Ok(mut free) => free.entry(len).or_default().push(storage),
             Err(_) => {
                 self.inner.free_bytes.fetch_sub(size, Ordering::Relaxed);
             }
@@ -182,6 +175,9 @@ mod tests {
         let address = first.as_ptr().addr();
         drop(first);
         assert!(pool.free_bytes() > 0);
+        // Another length is another class: fresh memory, the 8 KiB buffer stays for the next 8 KiB take.
+        let other = pool.take(12_000);
+        assert_eq!(other.len(), 12_288);
         let again = pool.take(8000);
         assert_eq!(again.as_ptr().addr(), address, "the same memory, reused");
         assert_eq!(pool.free_bytes(), 0);
@@ -191,6 +187,7 @@ mod tests {
         assert_eq!(pool.free_bytes(), 0);
         drop(bytes);
         assert!(pool.free_bytes() > 0);
+        drop(other);
         // Beyond the idle bound, buffers are freed instead of kept.
         let big: Vec<AlignedBuf> = (0..4).map(|_| pool.take(512 * 1024)).collect();
         drop(big);

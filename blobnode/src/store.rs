@@ -49,9 +49,9 @@ impl Store {
                 }
             }
             let node_id = disk::node_id(&disks)?;
-            // One pool for the node. Idle buffers are kept up to half the I/O memory bound: enough for steady traffic,
-            // and buffers idle in one size class never add more than that to what is in flight.
-            let pool = BufferPool::new(io_memory_bytes / 2);
+            // One pool for the node. Idle buffers are kept up to an eighth of the I/O memory bound (32 MiB by
+            // default: 32 shards of 1 MiB), so what the pool holds adds little to what may be in flight.
+            let pool = BufferPool::new(io_memory_bytes / 8);
             let engines = disks
                 .into_iter()
                 .map(|d| Engine::open(d, config.clone(), pool.clone()))

@@ -43,7 +43,8 @@ impl Cf {
 }
 
 /// Shared by all column families; metadata records are small, so this holds a large share of a busy index.
-const BLOCK_CACHE_BYTES: usize = 64 << 20;
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+const MEMTABLES_BYTES: usize = 64 << 20;
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
 pub struct Store {
@@ -57,6 +58,9 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(DBCompressionType::Lz4);
+        // All memtables together, whichever column families they belong to: small inline objects would otherwise
+        // fill 64 MiB per family (and its immutable twin) before a flush, a large share of a 512 MiB server.
+        options.set_db_write_buffer_size(MEMTABLES_BYTES);
         // One block cache for every column family, and bloom filters: most point lookups on the write path are for
         // keys that do not exist yet (a new object, a new part), which a filter answers without reading a block.
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
