@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,6 +28,8 @@ const RESERVE_STEP: u64 = 64 << 20;
 /// Written batches waiting for the syncer. Their memory is bounded by the node's I/O budget (a put holds its
 /// permit until answered); the count bounds how far the writer runs ahead of durability.
 const SYNC_QUEUE: usize = 4;
+/// How often the writer looks for more puts while it lingers (its timer slack is set to match).
+const LINGER_POLL: Duration = Duration::from_micros(10);
 /// At most this many written batches share one fdatasync.
 const MAX_MERGED_BATCHES: usize = 8;
 
@@ -95,6 +98,17 @@ impl Committer {
 
     /// Runs the writer on this thread and the syncer on another until the job queue closes.
     pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        // The default 50 µs timer slack would stretch every linger poll; this thread sleeps for microseconds.
+        // SAFETY: prctl(PR_SET_TIMERSLACK) takes plain integers and only affects the calling thread.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_TIMERSLACK,
+                1 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            );
+        }
         let (to_syncer, from_writer) = std::sync::mpsc::sync_channel::<SyncJob>(SYNC_QUEUE);
         let syncer = Syncer { shared: Arc::clone(&self.shared), stats: std::mem::take(&mut self.state.stats) };
         let name = format!("sync-{}", &self.shared.disk.id()[..8.min(self.shared.disk.id().len())]);
@@ -128,22 +142,28 @@ impl Committer {
             }
             let mut bytes = first.put_bytes();
             let mut batch = vec![first];
-            // Linger only when puts have been arriving together: a lone writer must not pay the window.
-            if last_batch > 1 && !self.shared.config.commit_window.is_zero() {
-                std::thread::sleep(self.shared.config.commit_window);
-            }
-            while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
-                match rx.try_recv() {
+            // Linger only when puts have been arriving together (a lone writer must not pay the window), and only
+            // until as many puts as last time have queued up: then everyone who was going to come is here.
+            let lingering = last_batch > 1 && !self.shared.config.commit_window.is_zero();
+            let deadline = Instant::now() + self.shared.config.commit_window;
+            loop {
+                let full = batch.len() >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
+                match if full { Err(mpsc::error::TryRecvError::Empty) } else { rx.try_recv() } {
                     Ok(job) if job.is_put() => {
                         bytes += job.put_bytes();
                         batch.push(job);
+                        continue;
                     }
                     Ok(job) => {
                         carried = Some(job);
                         break;
                     }
-                    Err(_) => break,
+                    Err(_) => {}
                 }
+                if full || !lingering || batch.len() >= last_batch || Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(LINGER_POLL);
             }
             last_batch = batch.len();
             if let Some(written) = self.write_puts(batch)
