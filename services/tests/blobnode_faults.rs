@@ -148,6 +148,14 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A metadata client for the cluster's metadata service (built inside the runtime, as its channels need one).
+fn metadata_client(rt: &tokio::runtime::Runtime, cluster: &Split) -> MetadataClient {
+    rt.block_on(async {
+        MetadataClient::connect(std::slice::from_ref(&cluster.metadata_url), &ClientConfig::default())
+            .expect("metadata client")
+    })
+}
+
 async fn disk_states(metadata: &MetadataClient) -> HashMap<String, i32> {
     let map = metadata.rpc().get_cluster_map(GetClusterMapRequest {}).await.expect("cluster map").into_inner();
     map.nodes.into_iter().filter_map(|n| n.info).flat_map(|n| n.disks).map(|d| (d.path, d.state)).collect()
@@ -176,10 +184,7 @@ fn a_full_disk_turns_read_only_and_new_shards_go_elsewhere() {
     let small = cluster.blobnode_disks[0].display().to_string();
     let s3 = cluster.client();
     let rt = runtime();
-    let metadata = rt.block_on(async {
-        MetadataClient::connect(std::slice::from_ref(&cluster.metadata_url), &ClientConfig::default())
-            .expect("metadata client")
-    });
+    let metadata = metadata_client(&rt, &cluster);
     rt.block_on(async {
         s3.create_bucket().bucket("full").send().await.expect("create");
         // 4 MiB objects put one 1 MiB shard on each of six of the seven disks: the small one fills within a few.
@@ -235,10 +240,7 @@ fn the_scrubber_finds_a_flipped_byte_and_reports_it() {
     });
     let s3 = cluster.client();
     let rt = runtime();
-    let metadata = rt.block_on(async {
-        MetadataClient::connect(std::slice::from_ref(&cluster.metadata_url), &ClientConfig::default())
-            .expect("metadata client")
-    });
+    let metadata = metadata_client(&rt, &cluster);
     rt.block_on(async {
         s3.create_bucket().bucket("scrub").send().await.expect("create");
         put_bytes(&s3, "scrub", "victim", pattern(1 << 20, 7)).await;
