@@ -13,7 +13,9 @@
 
 use std::path::Path;
 
-use rocksdb::{DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{
+    BlockBasedOptions, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+};
 
 use crate::error::BlobnodeError;
 use crate::key::ShardKey;
@@ -188,6 +190,13 @@ impl Index {
         // The index is small next to the data; keep its memory modest so many disks per node stay cheap.
         options.set_write_buffer_size(16 << 20);
         options.set_max_background_jobs(2);
+        // Every put asks whether its shard already has a record; nearly always it has not, and a bloom filter
+        // answers that without reading index blocks from disk.
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        options.set_block_based_table_factory(&table);
         let db = DB::open(&options, path).map_err(db_error("open index", path))?;
         Ok(Index { db })
     }
