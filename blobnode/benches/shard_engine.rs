@@ -15,27 +15,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use coffer_blobnode::{BufferPool, Disk, Engine, EngineConfig, ShardImage, ShardKey, shard_crc32c};
+use coffer_blobnode::{ALIGN, AlignedBuf, BufferPool, Disk, Engine, EngineConfig, ShardImage, ShardKey, shard_crc32c};
 
-const ALIGN: usize = 4096;
-
-struct Aligned {
-    storage: Vec<u8>,
-    start: usize,
-    len: usize,
+/// An O_DIRECT file for appending in the ceilings.
+fn direct_file(path: &std::path::Path) -> std::fs::File {
+    OpenOptions::new().create(true).write(true).custom_flags(libc::O_DIRECT).open(path).expect("open")
 }
 
-impl Aligned {
-    fn new(len: usize, fill: u8) -> Aligned {
-        let mut storage = vec![fill; len + ALIGN];
-        let start = (ALIGN - storage.as_ptr().addr() % ALIGN) % ALIGN;
-        storage[start..start + len].fill(fill);
-        Aligned { storage, start, len }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
-    }
+/// An aligned buffer of `len` bytes, all `fill`.
+fn filled(len: usize, fill: u8) -> AlignedBuf {
+    let mut buf = AlignedBuf::zeroed(len);
+    buf.fill(fill);
+    buf
 }
 
 fn bench_dir() -> tempfile::TempDir {
@@ -45,17 +36,12 @@ fn bench_dir() -> tempfile::TempDir {
 
 /// (a) puts/s when every put is its own O_DIRECT write + fdatasync.
 fn ceiling_sync_per_put(dir: &std::path::Path, seconds: f64) -> f64 {
-    let file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(dir.join("ceiling-sync"))
-        .expect("open");
-    let record = Aligned::new(2 * ALIGN, 0x5a);
+    let file = direct_file(&dir.join("ceiling-sync"));
+    let record = filled(2 * ALIGN, 0x5a);
     let started = Instant::now();
     let mut puts = 0u64;
     while started.elapsed().as_secs_f64() < seconds {
-        file.write_all_at(record.bytes(), puts * record.len as u64).expect("write");
+        file.write_all_at(&record, puts * record.len() as u64).expect("write");
         file.sync_data().expect("fdatasync");
         puts += 1;
     }
@@ -64,16 +50,11 @@ fn ceiling_sync_per_put(dir: &std::path::Path, seconds: f64) -> f64 {
 
 /// (b) MiB/s of 1 MiB O_DIRECT sequential appends, made durable by one fdatasync at the end.
 fn ceiling_sequential(dir: &std::path::Path, total_mib: u64) -> f64 {
-    let file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(dir.join("ceiling-seq"))
-        .expect("open");
-    let block = Aligned::new(1 << 20, 0xa5);
+    let file = direct_file(&dir.join("ceiling-seq"));
+    let block = filled(1 << 20, 0xa5);
     let started = Instant::now();
     for i in 0..total_mib {
-        file.write_all_at(block.bytes(), i << 20).expect("write");
+        file.write_all_at(&block, i << 20).expect("write");
     }
     file.sync_data().expect("fdatasync");
     total_mib as f64 / started.elapsed().as_secs_f64()

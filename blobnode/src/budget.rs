@@ -1,5 +1,5 @@
 //! The bound on memory held by shard buffers in flight: every put and every read window holds a permit for its
-//! bytes, so N concurrent clients cannot make the node allocate N × 62.5 MiB.
+//! bytes, so N concurrent clients cannot make the node allocate N × 60 MiB.
 
 use std::sync::Arc;
 

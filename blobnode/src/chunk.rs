@@ -224,8 +224,9 @@ impl ChunkFile {
         self.file.write_all_at(&zeros, offset).map_err(|e| BlobnodeError::io("zero record header", &self.path, e))
     }
 
-    /// Removes the file of a chunk that holds no live record any more.
-    pub fn remove(self, dir: &Path) -> Result<(), BlobnodeError> {
+    /// Removes the file of a chunk that holds no live record any more, durably. Descriptors still open (readers
+    /// holding the chunk) stay valid until dropped.
+    pub fn remove(&self, dir: &Path) -> Result<(), BlobnodeError> {
         match fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chunk::{CHUNK_HEADER_BYTES, ChunkFile};
-use crate::engine::{DiskState, Job, JobPayload, Shared};
+use crate::engine::{DiskState, Job, JobKind, Shared};
 use crate::error::BlobnodeError;
 use crate::index::{ChunkStats, IndexBatch, Location};
 use crate::key::ShardKey;
@@ -67,8 +67,8 @@ struct PlacedPut {
 struct WrittenBatch {
     placed: Vec<PlacedPut>,
     chunks: Vec<Arc<ChunkFile>>,
-    /// The writer's active chunk after this batch, and where its next record goes.
-    active: Option<(u32, u64)>,
+    /// The writer's active chunk after this batch.
+    active: Option<u32>,
     next_seq: u64,
 }
 
@@ -110,7 +110,11 @@ impl Committer {
             );
         }
         let (to_syncer, from_writer) = std::sync::mpsc::sync_channel::<SyncJob>(SYNC_QUEUE);
-        let syncer = Syncer { shared: Arc::clone(&self.shared), stats: std::mem::take(&mut self.state.stats) };
+        let syncer = Syncer {
+            shared: Arc::clone(&self.shared),
+            stats: std::mem::take(&mut self.state.stats),
+            writer_chunk: None,
+        };
         let name = format!("sync-{}", &self.shared.disk.id()[..8.min(self.shared.disk.id().len())]);
         let handle = match std::thread::Builder::new().name(name).spawn(move || syncer.run(from_writer)) {
             Ok(handle) => handle,
@@ -132,7 +136,7 @@ impl Committer {
             };
             if !first.is_put() {
                 let (payload, reply) = first.into_parts();
-                if let JobPayload::Delete { data_id } = payload
+                if let JobKind::Delete { data_id } = payload
                     && let Err(std::sync::mpsc::SendError(SyncJob::Delete { reply, .. })) =
                         to_syncer.send(SyncJob::Delete { data_id, reply })
                 {
@@ -186,15 +190,12 @@ impl Committer {
         let mut puts = Vec::with_capacity(jobs.len());
         for job in jobs {
             let (payload, reply) = job.into_parts();
-            if let JobPayload::Put { shard, expect } = payload {
+            if let JobKind::Put { shard, expect } = payload {
                 puts.push((shard, expect, reply));
             }
         }
-        if self.shared.state() != DiskState::Ok {
-            let why = BlobnodeError::DiskUnavailable {
-                disk_id: self.shared.disk.id().to_string(),
-                state: self.shared.state().as_str(),
-            };
+        // The state may have changed while these puts queued.
+        if let Err(why) = self.shared.writable() {
             for (_, _, reply) in puts {
                 let _ = reply.send(Err(why.clone_for_reply()));
             }
@@ -204,7 +205,7 @@ impl Committer {
             Ok((placed, chunks)) => Some(WrittenBatch {
                 placed,
                 chunks,
-                active: self.state.active.as_ref().map(|a| (a.chunk.id(), a.end)),
+                active: self.state.active.as_ref().map(|a| a.chunk.id()),
                 next_seq: self.state.next_seq,
             }),
             Err((error, replies)) => {
@@ -322,12 +323,12 @@ impl Committer {
 struct Syncer {
     shared: Arc<Shared>,
     stats: HashMap<u32, ChunkStats>,
+    /// The writer's active chunk as last reported: it and newer chunks are never retired.
+    writer_chunk: Option<u32>,
 }
 
 impl Syncer {
     fn run(mut self, jobs: std::sync::mpsc::Receiver<SyncJob>) {
-        // The writer's active chunk as last reported: never retired.
-        let mut active: Option<u32> = None;
         let mut carried: Option<SyncJob> = None;
         loop {
             let job = match carried.take() {
@@ -350,17 +351,17 @@ impl Syncer {
                             Err(_) => break,
                         }
                     }
-                    active = batch.active.map(|(id, _)| id);
-                    self.sync_and_answer(batch, active);
+                    self.writer_chunk = batch.active;
+                    self.sync_and_answer(batch);
                 }
                 SyncJob::Delete { data_id, reply } => {
-                    let _ = reply.send(self.delete(&data_id, active));
+                    let _ = reply.send(self.delete(&data_id));
                 }
             }
         }
     }
 
-    fn sync_and_answer(&mut self, batch: WrittenBatch, active: Option<u32>) {
+    fn sync_and_answer(&mut self, batch: WrittenBatch) {
         // After a failed sync the page cache can no longer be trusted to hold what later batches wrote.
         let synced = if self.shared.state() == DiskState::Faulty {
             Err(BlobnodeError::DiskUnavailable { disk_id: self.shared.disk.id().to_string(), state: "faulty" })
@@ -380,24 +381,23 @@ impl Syncer {
             self.fail_batch(batch.placed, error);
             return;
         }
-        self.index_and_answer(batch, active);
+        self.index_and_answer(batch);
     }
 
-    fn index_and_answer(&mut self, batch: WrittenBatch, active: Option<u32>) {
-        let WrittenBatch { placed, active: writer_position, next_seq, .. } = batch;
+    fn index_and_answer(&mut self, batch: WrittenBatch) {
+        let WrittenBatch { placed, active: writer_chunk, next_seq, .. } = batch;
         let mut index = IndexBatch::default();
-        let mut current: HashMap<ShardKey, Option<Location>> = HashMap::new();
+        let mut current: HashMap<ShardKey, Location> = HashMap::new();
         let mut dead: Vec<Location> = Vec::new();
         let mut touched: Vec<u32> = Vec::new();
         let lookups: Result<(), BlobnodeError> = (|| {
             for put in &placed {
                 let key = &put.shard.header.key;
                 let old = match current.get(key) {
-                    Some(old) => *old,
+                    Some(old) => Some(*old),
                     None => self.shared.index.get(key)?,
                 };
                 let location = put.location;
-                let record_bytes = put.shard.header.record_bytes();
                 if let Some(expected) = put.expect
                     && old != Some(expected)
                 {
@@ -406,19 +406,15 @@ impl Syncer {
                     continue;
                 }
                 if let Some(old) = old {
-                    let stats = self.stats.entry(old.chunk).or_default();
-                    stats.live_bytes = stats.live_bytes.saturating_sub(crate::record::record_bytes(old.shard_len));
-                    stats.live_records = stats.live_records.saturating_sub(1);
+                    self.stats.entry(old.chunk).or_default().remove_record(old.shard_len);
                     index.delete_location(old);
                     dead.push(old);
                     touched.push(old.chunk);
                 }
                 index.put_shard(key, location);
-                let stats = self.stats.entry(location.chunk).or_default();
-                stats.live_bytes += record_bytes;
-                stats.live_records += 1;
+                self.stats.entry(location.chunk).or_default().add_record(location.shard_len);
                 touched.push(location.chunk);
-                current.insert(key.clone(), Some(location));
+                current.insert(key.clone(), location);
             }
             Ok(())
         })();
@@ -433,16 +429,10 @@ impl Syncer {
             let stats = self.stats.entry(put.location.chunk).or_default();
             stats.indexed_end = stats.indexed_end.max(end);
         }
-        if let Some((id, _)) = writer_position {
+        if let Some(id) = writer_chunk {
             self.stats.entry(id).or_insert(ChunkStats { indexed_end: CHUNK_HEADER_BYTES, ..ChunkStats::default() });
         }
-        touched.sort_unstable();
-        touched.dedup();
-        for id in &touched {
-            if let Some(stats) = self.stats.get(id) {
-                index.put_chunk(*id, *stats);
-            }
-        }
+        self.stage_stats(&mut touched, &mut index);
         index.set_next_seq(next_seq);
         if let Err(error) = self.shared.index.write(index, false) {
             self.shared.degrade(DiskState::Faulty, &error);
@@ -454,11 +444,22 @@ impl Syncer {
         self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
         // A chunk emptied by this batch goes before the answers (rare, and then a caller such as the compactor sees
         // its effect); freeing dead records' space waits until after them.
-        self.retire_empty(&touched, active);
+        self.retire_empty(&touched);
         for put in placed {
             let _ = put.reply.send(Ok(()));
         }
         self.free(&dead);
+    }
+
+    /// Puts the accounting of every chunk in `touched` (deduplicated here) into `batch`.
+    fn stage_stats(&self, touched: &mut Vec<u32>, batch: &mut IndexBatch) {
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched.iter() {
+            if let Some(stats) = self.stats.get(id) {
+                batch.put_chunk(*id, *stats);
+            }
+        }
     }
 
     fn fail_batch(&mut self, placed: Vec<PlacedPut>, error: BlobnodeError) {
@@ -480,10 +481,10 @@ impl Syncer {
     }
 
     /// Removes chunks that are finished (not the writer's active one) and hold no live record.
-    fn retire_empty(&mut self, candidates: &[u32], active: Option<u32>) {
+    fn retire_empty(&mut self, candidates: &[u32]) {
         for &id in candidates {
             let empty = self.stats.get(&id).is_some_and(|s| s.live_records == 0);
-            if !empty || Some(id) >= active {
+            if !empty || Some(id) >= self.writer_chunk {
                 // Chunks are created in id order: the active one and any newer are still being written.
                 continue;
             }
@@ -496,14 +497,9 @@ impl Syncer {
             self.stats.remove(&id);
             let chunk = self.shared.chunks.write().ok().and_then(|mut map| map.remove(&id));
             if let Some(chunk) = chunk {
-                let path = chunk.path().to_path_buf();
                 // Readers still holding the chunk keep their descriptor; the space goes when they drop it.
-                let removed = match Arc::try_unwrap(chunk) {
-                    Ok(chunk) => chunk.remove(&self.shared.chunks_dir()),
-                    Err(_) => std::fs::remove_file(&path).map_err(|e| BlobnodeError::io("remove chunk", &path, e)),
-                };
-                match removed {
-                    Ok(()) => tracing::debug!(path = %path.display(), "retired an empty chunk"),
+                match chunk.remove(&self.shared.chunks_dir()) {
+                    Ok(()) => tracing::debug!(path = %chunk.path().display(), "retired an empty chunk"),
                     Err(error) => tracing::warn!(%error, "could not remove an empty chunk"),
                 }
             }
@@ -511,7 +507,7 @@ impl Syncer {
     }
 
     /// Removes every shard of one data id: the index first (synced, so they never come back), then their space.
-    fn delete(&mut self, data_id: &[u8], active: Option<u32>) -> Result<(), BlobnodeError> {
+    fn delete(&mut self, data_id: &[u8]) -> Result<(), BlobnodeError> {
         let shards = self.shared.index.shards_of(data_id)?;
         if shards.is_empty() {
             return Ok(());
@@ -520,25 +516,17 @@ impl Syncer {
         let mut touched = Vec::new();
         for (key, location) in &shards {
             batch.delete_shard(key, *location);
-            let stats = self.stats.entry(location.chunk).or_default();
-            stats.live_bytes = stats.live_bytes.saturating_sub(crate::record::record_bytes(location.shard_len));
-            stats.live_records = stats.live_records.saturating_sub(1);
+            self.stats.entry(location.chunk).or_default().remove_record(location.shard_len);
             touched.push(location.chunk);
         }
-        touched.sort_unstable();
-        touched.dedup();
-        for id in &touched {
-            if let Some(stats) = self.stats.get(id) {
-                batch.put_chunk(*id, *stats);
-            }
-        }
+        self.stage_stats(&mut touched, &mut batch);
         self.shared.index.write(batch, true).inspect_err(|e| {
             self.shared.degrade(DiskState::Faulty, e);
         })?;
         self.shared.counters.deletes.fetch_add(shards.len() as u64, Ordering::Relaxed);
         let locations: Vec<Location> = shards.iter().map(|(_, l)| *l).collect();
         self.free(&locations);
-        self.retire_empty(&touched, active);
+        self.retire_empty(&touched);
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use crate::chunk::CHUNK_HEADER_BYTES;
 use crate::engine::Engine;
 use crate::error::BlobnodeError;
 use crate::key::ShardKey;
+use crate::pace::pace;
 use crate::record::{self, ShardImage};
 
 /// How often a disk is looked at for chunks worth compacting.
@@ -104,12 +105,7 @@ async fn compact_chunk(engine: &Arc<Engine>, chunk: u32, bytes_per_s: u64) -> Re
         engine.relocate(sealed, from).await?;
         engine.counters().compacted_bytes.fetch_add(bytes, Ordering::Relaxed);
         moved += 1;
-        if bytes_per_s > 0 {
-            let budget = Duration::from_secs_f64(bytes as f64 / bytes_per_s as f64);
-            if let Some(rest) = budget.checked_sub(started.elapsed()) {
-                tokio::time::sleep(rest).await;
-            }
-        }
+        pace(started, bytes, bytes_per_s).await;
     }
     Ok(moved)
 }

@@ -105,6 +105,14 @@ impl Shared {
         DiskState::from_u8(self.state.load(Ordering::Acquire))
     }
 
+    /// Whether the disk takes new records now, as the error a put gets when it does not.
+    pub fn writable(&self) -> Result<(), BlobnodeError> {
+        match self.state() {
+            DiskState::Ok => Ok(()),
+            state => Err(BlobnodeError::DiskUnavailable { disk_id: self.disk.id().to_string(), state: state.as_str() }),
+        }
+    }
+
     /// Moves to a worse state (never back from Faulty or Missing here); returns whether it changed.
     pub fn degrade(&self, to: DiskState, why: &dyn std::fmt::Display) -> bool {
         let previous = self.state.fetch_max(to as u8, Ordering::AcqRel);
@@ -143,7 +151,7 @@ impl Shared {
     }
 }
 
-enum JobKind {
+pub(crate) enum JobKind {
     /// `expect`: for a relocation, the location the shard must still have for the copy to take over.
     Put {
         shard: SealedShard,
@@ -160,12 +168,8 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn into_parts(self) -> (JobPayload, oneshot::Sender<Result<(), BlobnodeError>>) {
-        let payload = match self.kind {
-            JobKind::Put { shard, expect } => JobPayload::Put { shard, expect },
-            JobKind::Delete { data_id } => JobPayload::Delete { data_id },
-        };
-        (payload, self.reply)
+    pub(crate) fn into_parts(self) -> (JobKind, oneshot::Sender<Result<(), BlobnodeError>>) {
+        (self.kind, self.reply)
     }
 
     pub(crate) fn is_put(&self) -> bool {
@@ -178,11 +182,6 @@ impl Job {
             JobKind::Delete { .. } => 0,
         }
     }
-}
-
-pub(crate) enum JobPayload {
-    Put { shard: SealedShard, expect: Option<Location> },
-    Delete { data_id: Vec<u8> },
 }
 
 pub struct Engine {
@@ -277,13 +276,6 @@ impl Engine {
         Ok(usage)
     }
 
-    fn writable(&self) -> Result<(), BlobnodeError> {
-        match self.state() {
-            DiskState::Ok => Ok(()),
-            state => Err(BlobnodeError::DiskUnavailable { disk_id: self.id().to_string(), state: state.as_str() }),
-        }
-    }
-
     async fn submit(&self, kind: JobKind) -> Result<(), BlobnodeError> {
         let jobs = self.jobs.as_ref().ok_or_else(|| BlobnodeError::Internal("engine is shutting down".into()))?;
         let (reply, answer) = oneshot::channel();
@@ -295,13 +287,13 @@ impl Engine {
 
     /// Stores a sealed shard durably (replacing an earlier version); returns once it is fdatasync'd and indexed.
     pub async fn put(&self, shard: SealedShard) -> Result<(), BlobnodeError> {
-        self.writable()?;
+        self.shared.writable()?;
         self.submit(JobKind::Put { shard, expect: None }).await
     }
 
     /// Moves a record's copy into the active chunk, taking effect only if the shard still lives at `from`.
     pub(crate) async fn relocate(&self, shard: SealedShard, from: Location) -> Result<(), BlobnodeError> {
-        self.writable()?;
+        self.shared.writable()?;
         self.submit(JobKind::Put { shard, expect: Some(from) }).await
     }
 

@@ -19,6 +19,7 @@ use rocksdb::{
 
 use crate::error::BlobnodeError;
 use crate::key::ShardKey;
+use crate::record::record_bytes;
 
 const SHARD: u8 = b's';
 const LOCATION: u8 = b'l';
@@ -126,6 +127,18 @@ impl Location {
 }
 
 impl ChunkStats {
+    /// A record holding `shard_len` bytes became live in this chunk.
+    pub fn add_record(&mut self, shard_len: u64) {
+        self.live_bytes += record_bytes(shard_len);
+        self.live_records += 1;
+    }
+
+    /// A record of this chunk died: deleted, overwritten or moved elsewhere.
+    pub fn remove_record(&mut self, shard_len: u64) {
+        self.live_bytes = self.live_bytes.saturating_sub(record_bytes(shard_len));
+        self.live_records = self.live_records.saturating_sub(1);
+    }
+
     fn encode(&self) -> [u8; 24] {
         let mut out = [0u8; 24];
         out[0..8].copy_from_slice(&self.live_bytes.to_le_bytes());

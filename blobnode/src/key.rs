@@ -1,4 +1,4 @@
-//! Validated shard identities, the only form in which ids from the network reach file paths.
+//! Validated shard identities, the only form in which ids from the network reach the index and record headers.
 
 use std::fmt;
 
@@ -6,8 +6,7 @@ use coffer_proto::pb::blobnode::ShardId;
 
 use crate::error::BlobnodeError;
 
-/// Data ids become hex directory names: 64 bytes is 128 characters, well inside NAME_MAX (255).
-pub const MAX_DATA_ID_BYTES: usize = 64;
+pub use coffer_proto::limits::MAX_DATA_ID_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ShardKey {

@@ -9,7 +9,7 @@
 //!
 //! Code map: `config` (flags), `error`, `aligned` (direct-I/O buffers), `record` and `chunk` (the on-disk
 //! formats), `index` (shard id → location), `engine` (one disk: reads, state, the job queue), `committer` (group
-//! commit, deletes, chunk roll-over), `recovery` (index vs chunks at start), `scrub`, `compact`, `fsutil`
+//! commit, deletes, chunk roll-over), `recovery` (index vs chunks at start), `scrub`, `compact`, `pace` (their rate limit), `fsutil`
 //! (durability primitives), `disk` (identity, layout, capacity), `budget` (memory bound), `store` (the node's
 //! disks), `service` (gRPC), `heartbeat`.
 
@@ -26,6 +26,7 @@ mod fsutil;
 mod heartbeat;
 mod index;
 mod key;
+mod pace;
 mod record;
 mod recovery;
 mod scrub;
@@ -41,10 +42,8 @@ use coffer_proto::metadata_client::MetadataClient;
 use coffer_proto::pb::blobnode::blobnode_server::BlobnodeServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 
-pub use aligned::BufferPool;
+pub use aligned::{ALIGN, AlignedBuf, BufferPool};
 pub use config::{BlobnodeConfig, DEFAULT_IO_MEMORY_BYTES};
 pub use disk::Disk;
 pub use engine::{DiskState, Engine, EngineConfig, EngineCounters};
@@ -101,15 +100,9 @@ pub async fn serve(
     let service = BlobnodeServer::new(BlobnodeService::new(store))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    // Small control messages must not wait for Nagle; the builder's own nodelay flag does not apply to a listener
-    // we hand it, so it is set on each accepted socket.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        })
-    });
+    // The accept stream every Coffer gRPC server uses: TCP_NODELAY set on each socket, since the builder's own
+    // flag does not apply to a listener we hand it.
+    let incoming = coffer_proto::in_process::incoming(listener, None);
     tonic::transport::Server::builder()
         // A peer that vanished mid-put must not hold its shard buffer (and budget) forever.
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

@@ -17,7 +17,7 @@ use crate::disk::Disk;
 use crate::error::BlobnodeError;
 use crate::index::{ChunkStats, Index, IndexBatch, Location};
 use crate::key::ShardKey;
-use crate::record::{HEADER_BYTES, RecordHeader, record_bytes};
+use crate::record::{HEADER_BYTES, RecordHeader};
 
 /// Index entries written per batch while scanning, so a rebuild of a big disk does not hold them all in memory.
 const SCAN_BATCH: usize = 4096;
@@ -137,17 +137,14 @@ pub fn scan_chunk(
             _ => {
                 if let Some(old) = existing {
                     let s = stats.entry(old.chunk).or_default();
-                    s.live_bytes = s.live_bytes.saturating_sub(record_bytes(old.shard_len));
-                    s.live_records = s.live_records.saturating_sub(1);
+                    s.remove_record(old.shard_len);
                     batch.delete_location(old);
                     if old.chunk != file.id() {
                         batch.put_chunk(old.chunk, *s);
                     }
                 }
                 batch.put_shard(&header.key, location);
-                let s = stats.entry(file.id()).or_default();
-                s.live_bytes += size;
-                s.live_records += 1;
+                stats.entry(file.id()).or_default().add_record(header.shard_len);
                 in_batch.insert(header.key.clone(), location);
                 report.records += 1;
             }

@@ -17,6 +17,8 @@ use crate::engine::Engine;
 use crate::error::BlobnodeError;
 use crate::index::Location;
 use crate::key::ShardKey;
+use crate::pace::pace;
+use crate::record::HEADER_BYTES;
 
 /// Index entries read per step of the walk.
 const PAGE: usize = 256;
@@ -117,10 +119,7 @@ pub async fn pass(
                 }
             }
             // Pace by what was read: header plus data.
-            let budget = Duration::from_secs_f64((location.shard_len + 4096) as f64 / bytes_per_s as f64);
-            if let Some(rest) = budget.checked_sub(started.elapsed()) {
-                tokio::time::sleep(rest).await;
-            }
+            pace(started, location.shard_len + HEADER_BYTES as u64, bytes_per_s).await;
         }
         flush(reporter, pending).await;
     }

@@ -65,7 +65,7 @@ impl BlobnodeService {
         }
         // Verified against the sender's CRC before a byte reaches the disk.
         let sealed = image.seal(crc32c)?;
-        self.store.write_shard(&engine, sealed).await?;
+        engine.put(sealed).await?;
         tracing::debug!(shard = %key, disk = %disk_id, length, "shard stored");
         Ok(())
     }
@@ -156,7 +156,7 @@ impl Blobnode for BlobnodeService {
         let result = async {
             let engine = self.store.engine(&disk_id)?;
             check_data_id(&data_id)?;
-            self.store.delete_data(&engine, data_id).await
+            engine.delete(data_id).await
         };
         result.await.map_err(|e| edge_error("DeleteData", e))?;
         Ok(Response::new(DeleteDataResponse {}))

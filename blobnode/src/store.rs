@@ -14,7 +14,6 @@ use crate::disk::{self, Disk};
 use crate::engine::{DiskState, Engine, EngineConfig, OpenShard};
 use crate::error::BlobnodeError;
 use crate::key::ShardKey;
-use crate::record::SealedShard;
 
 pub struct Store {
     engines: Vec<Arc<Engine>>,
@@ -86,10 +85,6 @@ impl Store {
         &self.budget
     }
 
-    pub async fn write_shard(&self, engine: &Engine, sealed: SealedShard) -> Result<(), BlobnodeError> {
-        engine.put(sealed).await
-    }
-
     pub async fn open_shard(&self, engine: Arc<Engine>, key: ShardKey) -> Result<OpenShard, BlobnodeError> {
         blocking(move || engine.open_shard(&key).inspect_err(|e| engine.shared().note_error(e))).await
     }
@@ -101,10 +96,6 @@ impl Store {
         range: Range<u64>,
     ) -> Result<Bytes, BlobnodeError> {
         blocking(move || shard.read_range(range).inspect_err(|e| engine.shared().note_error(e))).await
-    }
-
-    pub async fn delete_data(&self, engine: &Engine, data_id: Vec<u8>) -> Result<(), BlobnodeError> {
-        engine.delete(data_id).await
     }
 
     /// Fresh state and capacity figures for the heartbeat; checks each disk's folder and free space on the way.
@@ -177,10 +168,10 @@ pub(crate) mod tests {
         let engine = Arc::clone(&store.engines()[0]);
         let key = ShardKey { data_id: vec![9; 16], stripe: 0, index: 0 };
         let data = pattern(100_000, 1);
-        store.write_shard(&engine, seal_key(key.clone(), &data)).await.expect("write");
+        engine.put(seal_key(key.clone(), &data)).await.expect("write");
         let shard = store.open_shard(Arc::clone(&engine), key.clone()).await.expect("open shard");
         assert_eq!(store.read_range(Arc::clone(&engine), shard, 10..99_000).await.expect("read"), &data[10..99_000]);
-        store.delete_data(&engine, key.data_id.clone()).await.expect("delete");
+        engine.delete(key.data_id.clone()).await.expect("delete");
         assert!(matches!(store.open_shard(engine, key).await, Err(BlobnodeError::NoSuchShard(_))));
     }
 }

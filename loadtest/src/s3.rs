@@ -264,6 +264,15 @@ impl S3Conn {
         if response.status().is_success() { Ok(response) } else { Err(Self::error_from(response).await) }
     }
 
+    /// A request whose answer carries nothing but success or an S3 error; the body is read to the end so the
+    /// connection can be reused.
+    async fn exchange(&mut self, method: Method, path_and_query: &str, body: Bytes) -> OpResult<()> {
+        let response = self.send(method, path_and_query, &[], body).await?;
+        let response = self.expect_success(response).await?;
+        drain(response.into_body()).await.map_err(OpError::connection)?;
+        Ok(())
+    }
+
     pub async fn head_bucket(&mut self, bucket: &str) -> OpResult<bool> {
         timed!(self, async {
             let response = self.send(Method::HEAD, &bucket_path(bucket), &[], Bytes::new()).await?;
@@ -291,21 +300,11 @@ impl S3Conn {
     }
 
     pub async fn delete_bucket(&mut self, bucket: &str) -> OpResult<()> {
-        timed!(self, async {
-            let response = self.send(Method::DELETE, &bucket_path(bucket), &[], Bytes::new()).await?;
-            let response = self.expect_success(response).await?;
-            drain(response.into_body()).await.map_err(OpError::connection)?;
-            Ok(())
-        })
+        timed!(self, async { self.exchange(Method::DELETE, &bucket_path(bucket), Bytes::new()).await })
     }
 
     pub async fn put_object(&mut self, bucket: &str, key: &str, body: Bytes) -> OpResult<()> {
-        timed!(self, async {
-            let response = self.send(Method::PUT, &object_path(bucket, key), &[], body).await?;
-            let response = self.expect_success(response).await?;
-            drain(response.into_body()).await.map_err(OpError::connection)?;
-            Ok(())
-        })
+        timed!(self, async { self.exchange(Method::PUT, &object_path(bucket, key), body).await })
     }
 
     /// GETs an object of `expected_len` bytes; with `verify`, compares every byte against it as it streams.
@@ -353,12 +352,7 @@ impl S3Conn {
     }
 
     pub async fn delete_object(&mut self, bucket: &str, key: &str) -> OpResult<()> {
-        timed!(self, async {
-            let response = self.send(Method::DELETE, &object_path(bucket, key), &[], Bytes::new()).await?;
-            let response = self.expect_success(response).await?;
-            drain(response.into_body()).await.map_err(OpError::connection)?;
-            Ok(())
-        })
+        timed!(self, async { self.exchange(Method::DELETE, &object_path(bucket, key), Bytes::new()).await })
     }
 
     /// One ListObjectsV2 page.
@@ -449,10 +443,7 @@ impl S3Conn {
     pub async fn abort_multipart(&mut self, bucket: &str, key: &str, upload_id: &str) -> OpResult<()> {
         timed!(self, async {
             let path = format!("{}?uploadId={}", object_path(bucket, key), encode_query(upload_id));
-            let response = self.send(Method::DELETE, &path, &[], Bytes::new()).await?;
-            let response = self.expect_success(response).await?;
-            drain(response.into_body()).await.map_err(OpError::connection)?;
-            Ok(())
+            self.exchange(Method::DELETE, &path, Bytes::new()).await
         })
     }
 

@@ -5,6 +5,7 @@
 //! same state. Times, ids and placements are decided before a command is built.
 
 use coffer_proto::Message;
+use coffer_proto::limits::MAX_DATA_ID_BYTES;
 use coffer_proto::pb::metadata::{
     BucketRecord, CompletedPart, DamagedShard, GcRecord, NodeInfo, ObjectRecord, PartRecord, ShardLocation,
     UploadRecord,
@@ -201,8 +202,8 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
 }
 
 fn validate_damaged(shard: &DamagedShard) -> Result<(), MetadataError> {
-    if shard.disk_id.is_empty() || shard.disk_id.contains('\0') || shard.data_id.is_empty() || shard.data_id.len() > 64
-    {
+    let data_id_len = shard.data_id.len();
+    if shard.disk_id.is_empty() || shard.disk_id.contains('\0') || data_id_len == 0 || data_id_len > MAX_DATA_ID_BYTES {
         return Err(MetadataError::InvalidArgument("damaged-shard report needs a disk id and a data id".into()));
     }
     Ok(())

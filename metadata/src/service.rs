@@ -67,7 +67,6 @@ impl MetadataService {
         self.timing.stamp(now_unix_ms())
     }
 
-    /// Runs a read off the async runtime: RocksDB reads block.
     /// A point lookup (one key), run right here on the runtime thread: it is served from the memtable or block
     /// cache, or costs one block read, which is cheaper than the two thread hand-offs of the blocking pool (those
     /// showed up as the largest cost of a small GET). Scans go through [`Self::read`].
@@ -75,6 +74,7 @@ impl MetadataService {
         Ok(read(&self.store)?)
     }
 
+    /// Runs a read off the async runtime: scans read many blocks, and RocksDB reads block.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Store) -> Result<T, MetadataError> + Send + 'static,
