@@ -1,10 +1,10 @@
-//! One disk's storage engine: shard records appended to chunk files, an index of where each shard lives, and one
-//! committer thread that turns concurrent puts into group commits.
+//! One disk's storage engine: shard records appended to chunk files, an index of where each shard lives, and a
+//! committer (a writer and a syncer thread) that turns concurrent puts into group commits.
 //!
-//! Writes: a put hands its sealed record to the committer's bounded queue and waits. The committer takes what has
-//! queued up (bounded in records, bytes and linger time), places the records back to back in the active chunk,
-//! writes them with one `pwritev`, makes them durable with one `fdatasync`, records them in the index, and only
-//! then answers every put of the batch. Reads go straight to the index and the chunk file from any thread, and
+//! Writes: a put hands its sealed record to the committer's bounded queue and waits. The writer takes what has
+//! queued up (bounded in records, bytes and linger time), places the records back to back in the active chunk and
+//! writes them with one `pwritev`; the syncer makes them durable with one `fdatasync`, records them in the index,
+//! and only then answers every put of the batch. Reads go straight to the index and the chunk file from any thread, and
 //! verify the record header and every block they touch.
 
 use std::collections::HashMap;

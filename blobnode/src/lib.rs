@@ -1,7 +1,8 @@
 //! Coffer's blobnode: stores erasure-coded shards on local disks and serves them over gRPC (blobnode.proto).
 //!
 //! Each disk is a storage engine: shard records appended to large chunk files with direct I/O, a RocksDB index of
-//! where each shard lives, and one committer thread that group-commits concurrent puts under a single fdatasync.
+//! where each shard lives, and a committer (writer and syncer threads) that group-commits concurrent puts under a
+//! single fdatasync.
 //! Every 64 KiB block carries a CRC32C checked on every read, so a corrupt block is an error and never wrong bytes;
 //! a scrubber re-reads everything at a bounded rate and reports damage to the metadata service. The node announces
 //! itself and its disks (with their state: ok, read-only, faulty, missing) and heartbeats; it never calls the
