@@ -41,7 +41,7 @@ impl std::fmt::Display for ErasureCode {
     }
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
@@ -103,6 +103,16 @@ pub struct GatewayConfig {
     #[arg(long, env = "COFFER_STRIPES_IN_FLIGHT", default_value_t = 2)]
     pub stripes_in_flight: usize,
 
+    /// Shards of every stripe that must be durable before a PUT is acknowledged, between K+1 and
+    /// K+M (0: K+1; with M = 0 it is K). Shards that did not land are recorded for repair.
+    #[arg(long, env = "COFFER_WRITE_QUORUM", default_value_t = 0)]
+    pub write_quorum: u32,
+
+    /// A GET whose shard reads have not all answered after this long also reads parity shards and
+    /// decodes from whichever K arrive first (a hedged read).
+    #[arg(long, env = "COFFER_HEDGE_AFTER", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub hedge_after: Duration,
+
     /// How long SIGTERM waits for in-flight requests before closing connections.
     #[arg(long, env = "COFFER_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -121,7 +131,22 @@ impl GatewayConfig {
         if self.stripes_in_flight == 0 || self.stripes_in_flight > 64 {
             return Err("--stripes-in-flight must be between 1 and 64".into());
         }
+        let (k, m) = (self.ec.data_shards, self.ec.parity_shards);
+        if self.write_quorum != 0 && m > 0 && !(k + 1..=k + m).contains(&self.write_quorum) {
+            return Err(format!("--write-quorum must be between {} and {} for {k}+{m}", k + 1, k + m));
+        }
         Ok(())
+    }
+
+    /// Shards per stripe that must land. K+1 by default: with only K, losing any one disk before
+    /// repair would lose acknowledged data, so K alone is never accepted while M > 0.
+    pub fn effective_write_quorum(&self) -> u32 {
+        let (k, m) = (self.ec.data_shards, self.ec.parity_shards);
+        match (self.write_quorum, m) {
+            (_, 0) => k,
+            (0, _) => k + 1,
+            (q, _) => q.clamp(k + 1, k + m),
+        }
     }
 }
 
@@ -136,6 +161,22 @@ mod tests {
         assert!("0+2".parse::<ErasureCode>().is_err());
         assert!("30+3".parse::<ErasureCode>().is_err());
         assert!("4".parse::<ErasureCode>().is_err());
+    }
+
+    #[test]
+    fn write_quorum_defaults_to_k_plus_one_and_stays_within_bounds() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: GatewayConfig,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from([&["coffer"], args].concat()).unwrap().config;
+        assert_eq!(parse(&[]).effective_write_quorum(), 5);
+        assert_eq!(parse(&["--write-quorum", "6"]).effective_write_quorum(), 6);
+        assert!(parse(&["--write-quorum", "4"]).validate().is_err(), "k alone is never enough");
+        assert!(parse(&["--write-quorum", "7"]).validate().is_err());
+        assert_eq!(parse(&["--ec", "3+0"]).effective_write_quorum(), 3);
     }
 
     #[test]

@@ -17,4 +17,8 @@ pub struct DataPlane {
     pub stripe_size: u64,
     pub inline_threshold: u64,
     pub stripes_in_flight: usize,
+    /// Shards of every stripe that must land for a write to succeed.
+    pub write_quorum: usize,
+    /// When a read's shards are late, parity reads start after this (hedging).
+    pub hedge_after: std::time::Duration,
 }

@@ -9,6 +9,8 @@ pub enum GatewayError {
     Remote(#[from] RemoteError),
     #[error("stripe {stripe}: only {available} of the {needed} shards needed could be read")]
     NotEnoughShards { stripe: u64, available: usize, needed: usize },
+    #[error("stripe {stripe}: only {landed} shards could be stored, {needed} are needed")]
+    WriteQuorum { stripe: u32, landed: usize, needed: usize },
     #[error("erasure coding failed: {0}")]
     Codec(String),
     #[error("the Content-MD5 you specified did not match what we received")]
@@ -29,7 +31,7 @@ impl From<GatewayError> for S3Error {
     fn from(e: GatewayError) -> S3Error {
         let code = match &e {
             GatewayError::Remote(remote) => remote_code(remote.code),
-            GatewayError::NotEnoughShards { .. } => S3ErrorCode::ServiceUnavailable,
+            GatewayError::NotEnoughShards { .. } | GatewayError::WriteQuorum { .. } => S3ErrorCode::ServiceUnavailable,
             GatewayError::Codec(_) | GatewayError::Internal(_) => S3ErrorCode::InternalError,
             GatewayError::BadDigest => S3ErrorCode::BadDigest,
             GatewayError::InvalidDigest => S3ErrorCode::InvalidDigest,

@@ -88,6 +88,8 @@ pub async fn serve_with(
         stripe_size: config.stripe_size,
         inline_threshold: config.inline_threshold,
         stripes_in_flight: config.stripes_in_flight,
+        write_quorum: config.effective_write_quorum() as usize,
+        hedge_after: config.hedge_after,
     };
     let mut builder = S3ServiceBuilder::new(CofferS3::new(plane, config.region.clone(), config.root_user.clone()));
     builder.set_auth(auth::CofferAuth::new(Arc::new(identities)));

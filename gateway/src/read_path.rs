@@ -120,22 +120,49 @@ impl DataPlane {
     }
 
     /// Reads `range` (relative to the stripe) of one stripe; returns it as a list of slices.
+    ///
+    /// The data shards are read first. If they fail, or have not all answered after
+    /// `hedge_after` (a slow disk or a node about to be declared down), every shard is read as
+    /// well and the stripe is decoded from the first K that arrive; whichever way finishes first
+    /// with the bytes wins.
     async fn read_stripe(&self, layout: &DataLayout, stripe: u64, range: Range<u64>) -> GatewayResult<Vec<Bytes>> {
         self.cluster.ensure_known(layout.shards.iter().map(|s| s.node_id.as_str())).await;
-        match self.read_stripe_fast(layout, stripe, range.clone()).await {
-            Ok(parts) => Ok(parts),
-            Err(e) => {
+        let fast = self.read_stripe_fast(layout, stripe, range.clone());
+        tokio::pin!(fast);
+        let early = tokio::select! {
+            result = &mut fast => Some(result),
+            _ = tokio::time::sleep(self.hedge_after) => None,
+        };
+        let result = match early {
+            Some(Ok(parts)) => return Ok(parts),
+            Some(Err(e)) => {
                 tracing::warn!(stripe, error = %e, "degraded read: reconstructing stripe");
-                match self.read_stripe_degraded(layout, stripe, range.clone()).await {
-                    Ok(parts) => Ok(parts),
-                    // One more attempt after a pause rides out a transient overload or a node
-                    // restarting; more would only delay the error the client must see.
-                    Err(e) => {
-                        tracing::warn!(stripe, error = %e, "stripe unreadable; retrying once");
-                        tokio::time::sleep(DEGRADED_RETRY_DELAY).await;
-                        self.read_stripe_degraded(layout, stripe, range).await
-                    }
+                self.read_stripe_degraded(layout, stripe, range.clone()).await
+            }
+            None => {
+                tracing::debug!(stripe, "shard reads are late; hedging with a decoding read");
+                let degraded = self.read_stripe_degraded(layout, stripe, range.clone());
+                tokio::pin!(degraded);
+                tokio::select! {
+                    result = &mut fast => match result {
+                        Ok(parts) => Ok(parts),
+                        Err(_) => degraded.await,
+                    },
+                    result = &mut degraded => match result {
+                        Ok(parts) => Ok(parts),
+                        Err(_) => fast.await,
+                    },
                 }
+            }
+        };
+        match result {
+            Ok(parts) => Ok(parts),
+            // One more attempt after a pause rides out a transient overload or a node restarting;
+            // more would only delay the error the client must see.
+            Err(e) => {
+                tracing::warn!(stripe, error = %e, "stripe unreadable; retrying once");
+                tokio::time::sleep(DEGRADED_RETRY_DELAY).await;
+                self.read_stripe_degraded(layout, stripe, range).await
             }
         }
     }
@@ -167,7 +194,8 @@ impl DataPlane {
         futures::future::try_join_all(reads).await
     }
 
-    /// Reads every reachable shard of the stripe in full and rebuilds the data shards.
+    /// Reads shards of the stripe in full, all at once, and rebuilds the data shards from the first
+    /// K that arrive intact; the slower reads are dropped.
     async fn read_stripe_degraded(
         &self,
         layout: &DataLayout,
@@ -176,17 +204,33 @@ impl DataPlane {
     ) -> GatewayResult<Vec<Bytes>> {
         let g = geometry(layout);
         let shard_len = g.shard_len(g.stripe_len(stripe));
-        let reads = layout.shards.iter().enumerate().map(|(index, location)| async move {
-            let id = Self::shard_id(layout, stripe, index);
-            match self.blobnodes.get_shard(&location.node_id, &location.disk_id, id, 0, shard_len).await {
-                Ok(bytes) => Some(bytes),
-                Err(e) => {
-                    tracing::warn!(stripe, index, node = %location.node_id, error = %e, "shard unreadable");
-                    None
+        let mut reads: futures::stream::FuturesUnordered<_> = layout
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(index, location)| async move {
+                let id = Self::shard_id(layout, stripe, index);
+                match self.blobnodes.get_shard(&location.node_id, &location.disk_id, id, 0, shard_len).await {
+                    Ok(bytes) => (index, Some(bytes)),
+                    Err(e) => {
+                        tracing::warn!(stripe, index, node = %location.node_id, error = %e, "shard unreadable");
+                        (index, None)
+                    }
                 }
+            })
+            .collect();
+        let mut shards: Vec<Option<Bytes>> = vec![None; layout.shards.len()];
+        let mut have = 0;
+        while let Some((index, shard)) = reads.next().await {
+            if shard.is_some() {
+                have += 1;
             }
-        });
-        let shards = futures::future::join_all(reads).await;
+            shards[index] = shard;
+            if have == g.data_shards {
+                break;
+            }
+        }
+        drop(reads);
         let data = tokio::task::spawn_blocking(move || reconstruct_data(&g, stripe, shards))
             .await
             .map_err(|e| GatewayError::Internal(format!("decoder task failed: {e}")))??;

@@ -1,15 +1,22 @@
 //! PUT: body stream → inline bytes, or stripes → Reed-Solomon → k+m shards on k+m disks.
 //!
 //! Memory is bounded by `stripes_in_flight` stripes (each stripe_size x (k+m)/k bytes once
-//! coded), whatever the object size. The data is acknowledged to the caller only after every
-//! shard is durable; committing the metadata is the caller's next step, with the returned
-//! intents, and until then the shards are invisible and owned by the garbage collector.
+//! coded), whatever the object size. The data is acknowledged to the caller only once at least
+//! the write quorum of shards of every stripe is durable and the shards that did not land are
+//! recorded (as "unwritten" damaged-shard reports) for repair; committing the metadata is the
+//! caller's next step, with the returned intents, and until then the shards are invisible and
+//! owned by the garbage collector.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
+use coffer_proto::blobnode_client::NodeState;
 use coffer_proto::pb::blobnode::ShardId;
-use coffer_proto::pb::metadata::{AbandonDataRequest, AllocateDataRequest, DataLayout, Segment, ShardLocation};
+use coffer_proto::pb::metadata::{
+    AbandonDataRequest, AllocateDataRequest, DamagedShard, DataLayout, ReportDamagedShardsRequest, Segment,
+    ShardLocation,
+};
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use tokio::task::JoinHandle;
@@ -26,6 +33,32 @@ pub struct Written {
     pub md5: [u8; 16],
     /// Hand these to the metadata commit so the data stops being garbage.
     pub intents: Vec<Vec<u8>>,
+}
+
+/// Shard indexes of one data that failed to land, with the first stripe each failed at. Once an
+/// index failed, later stripes skip it: repair rebuilds the column from that stripe on anyway.
+#[derive(Default)]
+struct Unwritten(Mutex<BTreeMap<u32, u32>>);
+
+impl Unwritten {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, u32>> {
+        // A plain map: a panicking holder cannot leave it half-updated.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn contains(&self, index: u32) -> bool {
+        self.lock().contains_key(&index)
+    }
+
+    fn note(&self, index: u32, stripe: u32) {
+        let mut map = self.lock();
+        let first = map.entry(index).or_insert(stripe);
+        *first = (*first).min(stripe);
+    }
+
+    fn take(&self) -> BTreeMap<u32, u32> {
+        std::mem::take(&mut *self.lock())
+    }
 }
 
 /// Abandons allocated data when dropped without being disarmed (an error, or the client went
@@ -107,6 +140,7 @@ impl DataPlane {
             .allocate_data(AllocateDataRequest {
                 data_shards: self.ec.data_shards,
                 parity_shards: self.ec.parity_shards,
+                min_shards: self.write_quorum as u32,
             })
             .await
             .map_err(coffer_proto::RemoteError::from)?
@@ -116,6 +150,7 @@ impl DataPlane {
             return Err(GatewayError::Internal("metadata returned a placement of the wrong width".into()));
         }
         self.cluster.ensure_known(allocation.shards.iter().map(|s| s.node_id.as_str())).await;
+        let unwritten = Arc::new(Unwritten::default());
 
         let stripe_size = self.stripe_size as usize;
         let mut in_flight: VecDeque<JoinHandle<GatewayResult<()>>> = VecDeque::new();
@@ -145,19 +180,26 @@ impl DataPlane {
                 stripe.extend_from_slice(&chunk.split_to(take));
                 if stripe.len() == stripe_size {
                     let full = std::mem::replace(&mut stripe, BytesMut::with_capacity(stripe_size)).freeze();
-                    self.dispatch_stripe(&mut in_flight, &allocation.data_id, &allocation.shards, stripe_index, full)
-                        .await?;
+                    let target = StripeTarget {
+                        data_id: &allocation.data_id,
+                        shards: &allocation.shards,
+                        unwritten: &unwritten,
+                    };
+                    self.dispatch_stripe(&mut in_flight, &target, stripe_index, full).await?;
                     stripe_index += 1;
                 }
             }
         }
         if !stripe.is_empty() {
             let last = stripe.freeze();
-            self.dispatch_stripe(&mut in_flight, &allocation.data_id, &allocation.shards, stripe_index, last).await?;
+            let target =
+                StripeTarget { data_id: &allocation.data_id, shards: &allocation.shards, unwritten: &unwritten };
+            self.dispatch_stripe(&mut in_flight, &target, stripe_index, last).await?;
         }
         while let Some(task) = in_flight.pop_front() {
             join_stripe(task).await?;
         }
+        self.report_unwritten(&allocation.data_id, &allocation.shards, unwritten.take()).await?;
         let md5: [u8; 16] = md5.finalize().into();
         let layout = DataLayout {
             data_id: allocation.data_id,
@@ -178,12 +220,47 @@ impl DataPlane {
         Ok(Written { segment, md5, intents: vec![guard.disarm()] })
     }
 
+    /// Records the shards that did not land, durably, before the data may be committed: repair
+    /// finds its work there. Without the record the write must fail.
+    async fn report_unwritten(
+        &self,
+        data_id: &[u8],
+        shards: &[ShardLocation],
+        unwritten: BTreeMap<u32, u32>,
+    ) -> GatewayResult<()> {
+        if unwritten.is_empty() {
+            return Ok(());
+        }
+        let reports: Vec<DamagedShard> = unwritten
+            .into_iter()
+            .filter_map(|(index, stripe)| {
+                let location = shards.get(index as usize)?;
+                Some(DamagedShard {
+                    node_id: location.node_id.clone(),
+                    disk_id: location.disk_id.clone(),
+                    data_id: data_id.to_vec(),
+                    stripe,
+                    index,
+                    reason: "unwritten".into(),
+                    detail: "the shard write failed; the object was stored with the write quorum".into(),
+                    reported_unix_ms: 0,
+                })
+            })
+            .collect();
+        tracing::warn!(data_id = %hex::encode(data_id), shards = reports.len(), "stored with missing shards; recorded for repair");
+        self.metadata
+            .rpc()
+            .report_damaged_shards(ReportDamagedShardsRequest { shards: reports })
+            .await
+            .map_err(coffer_proto::RemoteError::from)?;
+        Ok(())
+    }
+
     /// Starts writing one stripe, first waiting for the oldest one when the window is full.
     async fn dispatch_stripe(
         &self,
         in_flight: &mut VecDeque<JoinHandle<GatewayResult<()>>>,
-        data_id: &[u8],
-        shards: &[ShardLocation],
+        target: &StripeTarget<'_>,
         stripe_index: u32,
         stripe: Bytes,
     ) -> GatewayResult<()> {
@@ -193,10 +270,12 @@ impl DataPlane {
             join_stripe(oldest).await?;
         }
         let plane = self.clone();
-        let data_id = data_id.to_vec();
-        let shards = shards.to_vec();
-        in_flight
-            .push_back(tokio::spawn(async move { plane.write_stripe(data_id, shards, stripe_index, stripe).await }));
+        let data_id = target.data_id.to_vec();
+        let shards = target.shards.to_vec();
+        let unwritten = target.unwritten.clone();
+        in_flight.push_back(tokio::spawn(async move {
+            plane.write_stripe(data_id, shards, unwritten, stripe_index, stripe).await
+        }));
         Ok(())
     }
 
@@ -204,6 +283,7 @@ impl DataPlane {
         self,
         data_id: Vec<u8>,
         locations: Vec<ShardLocation>,
+        unwritten: Arc<Unwritten>,
         stripe_index: u32,
         stripe: Bytes,
     ) -> GatewayResult<()> {
@@ -216,16 +296,51 @@ impl DataPlane {
         let shards = tokio::task::spawn_blocking(move || encode_stripe(&geometry, stripe))
             .await
             .map_err(|e| GatewayError::Internal(format!("encoder task failed: {e}")))??;
+        // A column that failed before, or a node known to be down, is left to repair rather than
+        // costing every stripe a timeout — unless the quorum needs it, in which case it is tried
+        // (a node that just came back is found that way).
+        let skip: Vec<bool> = {
+            let avoid: Vec<bool> = locations
+                .iter()
+                .enumerate()
+                .map(|(i, l)| unwritten.contains(i as u32) || self.blobnodes.state(&l.node_id) == NodeState::Down)
+                .collect();
+            let tried = avoid.iter().filter(|&&a| !a).count();
+            if tried >= self.write_quorum { avoid } else { vec![false; locations.len()] }
+        };
         let writes = shards.into_iter().zip(&locations).enumerate().map(|(index, (shard, location))| {
             let id = ShardId { data_id: data_id.clone(), stripe: stripe_index, index: index as u32 };
-            self.blobnodes.put_shard(&location.node_id, &location.disk_id, id, shard)
+            let (unwritten, blobnodes, skip) = (&unwritten, &self.blobnodes, skip[index]);
+            async move {
+                let index = index as u32;
+                if skip {
+                    unwritten.note(index, stripe_index);
+                    return false;
+                }
+                match blobnodes.put_shard(&location.node_id, &location.disk_id, id, shard).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(node = %location.node_id, disk = %location.disk_id, index, stripe = stripe_index,
+                            error = %e, "shard write failed");
+                        unwritten.note(index, stripe_index);
+                        false
+                    }
+                }
+            }
         });
-        // Every shard must land: write quorums and repair of partial writes come later.
-        for result in futures::future::join_all(writes).await {
-            result?;
+        let landed = futures::future::join_all(writes).await.into_iter().filter(|&ok| ok).count();
+        if landed < self.write_quorum {
+            return Err(GatewayError::WriteQuorum { stripe: stripe_index, landed, needed: self.write_quorum });
         }
         Ok(())
     }
+}
+
+/// Where the stripes of one data go.
+struct StripeTarget<'a> {
+    data_id: &'a [u8],
+    shards: &'a [ShardLocation],
+    unwritten: &'a Arc<Unwritten>,
 }
 
 async fn join_stripe(task: JoinHandle<GatewayResult<()>>) -> GatewayResult<()> {

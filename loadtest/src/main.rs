@@ -2,7 +2,9 @@
 //! multipart load from a lean hyper + SigV4 client, reports throughput and latency percentiles per operation,
 //! errors by S3 code, a per-second series (`--json`, `--plot`), and can measure the same workload against an
 //! in-process null S3 endpoint (`--ceiling`) or a second endpoint (`--compare`) to put the figures in proportion.
+//! `crash` is the crash-consistency harness: split roles as processes killed at random under a checked workload.
 
+mod crash;
 mod data;
 mod mix;
 mod null;
@@ -51,6 +53,9 @@ enum Command {
     Multipart(RunArgs),
     /// Run the null S3 endpoint alone (what `--ceiling` measures against).
     NullServer(NullArgs),
+    /// Crash consistency: run the split roles as processes, kill -9 one at random every few seconds under a mixed
+    /// workload, and check every read and a final listing against the journal of acknowledged writes.
+    Crash(crash::CrashArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -150,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         Command::List(args) => (Workload::List, args),
         Command::Multipart(args) => (Workload::Multipart, args),
         Command::NullServer(args) => return null_server(args).await,
+        Command::Crash(args) => std::process::exit(crash::main(args).await),
     };
     load_test(workload, args).await
 }

@@ -178,6 +178,14 @@ pub struct ListPage {
     pub next_token: Option<String>,
 }
 
+/// A whole object as a GET returned it.
+#[derive(Debug)]
+pub struct Fetched {
+    pub body: Vec<u8>,
+    /// The ETag header, without its quotes.
+    pub etag: Option<String>,
+}
+
 /// Runs an operation under the target's timeout; a timed-out connection is dropped.
 macro_rules! timed {
     ($self:ident, $fut:expr) => {{
@@ -351,6 +359,37 @@ impl S3Conn {
         })
     }
 
+    /// GETs a whole object into memory with its ETag (quotes removed); `Ok(None)` for NoSuchKey.
+    pub async fn get_object_full(&mut self, bucket: &str, key: &str) -> OpResult<Option<Fetched>> {
+        timed!(self, async {
+            let response = self.send(Method::GET, &object_path(bucket, key), &[], Bytes::new()).await?;
+            if !response.status().is_success() {
+                let error = Self::error_from(response).await;
+                return if error.code == "NoSuchKey" { Ok(None) } else { Err(error) };
+            }
+            let etag = header_etag(&response);
+            let body = read_limited(response.into_body(), usize::MAX).await.map_err(OpError::connection)?;
+            Ok(Some(Fetched { body, etag }))
+        })
+    }
+
+    /// HEADs an object: `Ok(Some((Content-Length, ETag)))`, or `Ok(None)` for 404.
+    pub async fn head_object_meta(&mut self, bucket: &str, key: &str) -> OpResult<Option<(u64, Option<String>)>> {
+        timed!(self, async {
+            let response = self.send(Method::HEAD, &object_path(bucket, key), &[], Bytes::new()).await?;
+            let status = response.status();
+            let length = header_u64(&response, CONTENT_LENGTH);
+            let etag = header_etag(&response);
+            drain(response.into_body()).await.map_err(OpError::connection)?;
+            match (status, length) {
+                (StatusCode::NOT_FOUND, _) => Ok(None),
+                (s, Some(length)) if s.is_success() => Ok(Some((length, etag))),
+                (s, None) if s.is_success() => Err(OpError::bad_response(format!("HEAD {key}: no Content-Length"))),
+                (s, _) => Err(OpError::new(status_code(s), format!("HEAD {key}"))),
+            }
+        })
+    }
+
     pub async fn delete_object(&mut self, bucket: &str, key: &str) -> OpResult<()> {
         timed!(self, async { self.exchange(Method::DELETE, &object_path(bucket, key), Bytes::new()).await })
     }
@@ -481,6 +520,12 @@ pub fn error_from_body(status: StatusCode, body: &[u8]) -> OpError {
         Some(code) if !code.trim().is_empty() => OpError::new(unescape_xml(code.trim()), message),
         _ => OpError::new(status_code(status), message),
     }
+}
+
+/// The ETag header without its quotes.
+fn header_etag(response: &Response<Incoming>) -> Option<String> {
+    let value = response.headers().get(ETAG)?.to_str().ok()?;
+    Some(value.trim().trim_matches('"').to_string())
 }
 
 fn header_u64(response: &Response<Incoming>, name: http::header::HeaderName) -> Option<u64> {

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use coffer_proto::pb::metadata::{NodeInfo, NodeStatus};
+use coffer_proto::pb::metadata::{DiskState, NodeAdmin, NodeInfo, NodeStatus};
+
+/// (node id, disk id).
+pub type ShardLocationRef = (String, String);
 
 /// Disk figures change with every heartbeat; storing them this often keeps the stored map fresh
 /// without one write per heartbeat.
@@ -21,13 +24,32 @@ struct NodeEntry {
 #[derive(Default)]
 struct State {
     nodes: BTreeMap<String, NodeEntry>,
+    /// The operator's wishes; nodes not here are active.
+    admin: BTreeMap<String, NodeAdmin>,
     /// Bumped whenever a node's address changes, so the collector refreshes its channels only then.
     addresses_version: u64,
 }
 
 pub struct Cluster {
     node_timeout: Duration,
+    /// Silence is counted from here for nodes that have not heartbeated to this process yet, so a
+    /// restarted metadata service does not declare every node lost at once.
+    started: Instant,
     state: RwLock<State>,
+}
+
+/// One disk as repair sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskView {
+    pub node_id: String,
+    pub disk_id: String,
+    /// Takes new shards (placement and repair targets).
+    pub usable: bool,
+    /// Its shards must be rebuilt elsewhere: the node has been silent past the grace period, or it
+    /// reports the disk missing or failing.
+    pub lost: bool,
+    /// The node is being drained: its shards move elsewhere while it still serves them.
+    pub draining: bool,
 }
 
 /// What the collector may do about one shard location.
@@ -52,13 +74,88 @@ fn same_structure(a: &NodeInfo, b: &NodeInfo) -> bool {
 }
 
 impl Cluster {
-    pub fn new(node_timeout: Duration, stored: Vec<NodeInfo>) -> Cluster {
+    pub fn new(node_timeout: Duration, stored: Vec<NodeInfo>, admin: Vec<(String, NodeAdmin)>) -> Cluster {
+        Cluster::starting_at(node_timeout, stored, admin, Instant::now())
+    }
+
+    pub fn starting_at(
+        node_timeout: Duration,
+        stored: Vec<NodeInfo>,
+        admin: Vec<(String, NodeAdmin)>,
+        started: Instant,
+    ) -> Cluster {
         let mut state = State::default();
         for info in stored {
             let entry = NodeEntry { info: info.clone(), last_heartbeat: None, stored: Some((info, None)) };
             state.nodes.insert(entry.info.node_id.clone(), entry);
         }
-        Cluster { node_timeout, state: RwLock::new(state) }
+        state.admin = admin.into_iter().filter(|(_, a)| *a != NodeAdmin::Active).collect();
+        Cluster { node_timeout, started, state: RwLock::new(state) }
+    }
+
+    pub fn set_admin(&self, node_id: &str, admin: NodeAdmin) {
+        let mut state = self.write();
+        if admin == NodeAdmin::Active {
+            state.admin.remove(node_id);
+        } else {
+            state.admin.insert(node_id.to_string(), admin);
+        }
+    }
+
+    pub fn admin(&self, node_id: &str) -> NodeAdmin {
+        self.read().admin.get(node_id).copied().unwrap_or_default()
+    }
+
+    pub fn knows(&self, node_id: &str) -> bool {
+        self.read().nodes.contains_key(node_id)
+    }
+
+    /// Nodes that take new shards: alive and not being drained.
+    pub fn placeable_nodes(&self, now: Instant) -> Vec<NodeInfo> {
+        let state = self.read();
+        state
+            .nodes
+            .values()
+            .filter(|e| self.alive(e, now) && !state.admin.contains_key(&e.info.node_id))
+            .map(|e| e.info.clone())
+            .collect()
+    }
+
+    /// Disks of nodes that are not alive, as a last resort for placement (see `placement::place`).
+    pub fn down_disks(&self, now: Instant) -> Vec<ShardLocationRef> {
+        let state = self.read();
+        state
+            .nodes
+            .values()
+            .filter(|e| !self.alive(e, now) && !state.admin.contains_key(&e.info.node_id))
+            .flat_map(|e| e.info.disks.iter().map(|d| (e.info.node_id.clone(), d.disk_id.clone())))
+            .collect()
+    }
+
+    /// Every known disk with what repair should do about it, given `grace`.
+    pub fn disk_views(&self, now: Instant, grace: Duration) -> Vec<DiskView> {
+        let state = self.read();
+        let mut out = Vec::new();
+        for entry in state.nodes.values() {
+            let alive = self.alive(entry, now);
+            let silent_since = entry.last_heartbeat.map_or(self.started, |(at, _)| at);
+            let node_lost = !alive && now.saturating_duration_since(silent_since) > grace;
+            let admin = state.admin.get(&entry.info.node_id).copied().unwrap_or_default();
+            for disk in &entry.info.disks {
+                let failing = matches!(
+                    DiskState::try_from(disk.state).unwrap_or_default(),
+                    DiskState::Missing | DiskState::Faulty
+                );
+                out.push(DiskView {
+                    node_id: entry.info.node_id.clone(),
+                    disk_id: disk.disk_id.clone(),
+                    usable: alive && admin == NodeAdmin::Active && crate::placement::usable(disk),
+                    lost: node_lost || (alive && failing),
+                    draining: admin != NodeAdmin::Active,
+                });
+            }
+        }
+        out
     }
 
     // The lock guards plain data with no invariant a panicking writer could break halfway.
@@ -78,7 +175,7 @@ impl Cluster {
     /// (or `always_store`); call [`Cluster::stored`] once it is.
     pub fn observe(&self, info: NodeInfo, now: Instant, now_unix_ms: i64, always_store: bool) -> Option<NodeInfo> {
         let mut state = self.write();
-        let State { nodes, addresses_version } = &mut *state;
+        let State { nodes, addresses_version, .. } = &mut *state;
         let entry = nodes.entry(info.node_id.clone()).or_insert_with(|| NodeEntry {
             info: info.clone(),
             last_heartbeat: None,
@@ -107,19 +204,17 @@ impl Cluster {
 
     /// Every known node, by id.
     pub fn status(&self, now: Instant) -> Vec<NodeStatus> {
-        self.read()
+        let state = self.read();
+        state
             .nodes
             .values()
             .map(|entry| NodeStatus {
                 info: Some(entry.info.clone()),
                 last_heartbeat_unix_ms: entry.last_heartbeat.map_or(0, |(_, ms)| ms),
                 alive: self.alive(entry, now),
+                admin: state.admin.get(&entry.info.node_id).copied().unwrap_or_default().into(),
             })
             .collect()
-    }
-
-    pub fn alive_nodes(&self, now: Instant) -> Vec<NodeInfo> {
-        self.read().nodes.values().filter(|e| self.alive(e, now)).map(|e| e.info.clone()).collect()
     }
 
     pub fn addresses_version(&self) -> u64 {
@@ -168,11 +263,11 @@ mod tests {
     #[test]
     fn liveness_follows_heartbeats() {
         let start = Instant::now();
-        let cluster = Cluster::new(Duration::from_secs(10), vec![info("stored", 0)]);
-        assert!(cluster.alive_nodes(start).is_empty(), "a stored node is dead until it heartbeats");
+        let cluster = Cluster::new(Duration::from_secs(10), vec![info("stored", 0)], vec![]);
+        assert!(cluster.placeable_nodes(start).is_empty(), "a stored node is dead until it heartbeats");
         cluster.observe(info("a", 0), start, 1_000, false);
-        assert_eq!(cluster.alive_nodes(start + Duration::from_secs(10)).len(), 1);
-        assert!(cluster.alive_nodes(start + Duration::from_secs(11)).is_empty());
+        assert_eq!(cluster.placeable_nodes(start + Duration::from_secs(10)).len(), 1);
+        assert!(cluster.placeable_nodes(start + Duration::from_secs(11)).is_empty());
         let status = cluster.status(start);
         assert_eq!(
             status.iter().map(|s| (s.alive, s.last_heartbeat_unix_ms)).collect::<Vec<_>>(),
@@ -187,7 +282,7 @@ mod tests {
     #[test]
     fn only_changes_and_old_figures_are_stored() {
         let start = Instant::now();
-        let cluster = Cluster::new(Duration::from_secs(10), vec![]);
+        let cluster = Cluster::new(Duration::from_secs(10), vec![], vec![]);
         let first = cluster.observe(info("a", 0), start, 0, false).expect("a new node is stored");
         cluster.stored(first, start);
         assert!(cluster.observe(info("a", 5), start + Duration::from_secs(1), 0, false).is_none());

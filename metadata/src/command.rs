@@ -7,8 +7,8 @@
 use coffer_proto::Message;
 use coffer_proto::limits::MAX_DATA_ID_BYTES;
 use coffer_proto::pb::metadata::{
-    BucketRecord, CompletedPart, DamagedShard, GcRecord, NodeInfo, ObjectRecord, PartRecord, ShardLocation,
-    UploadRecord,
+    BucketRecord, CompletedPart, DamagedShard, DataOwner, GcRecord, NodeAdmin, NodeInfo, ObjectRecord, PartRecord,
+    ShardLocation, UploadRecord,
 };
 use rocksdb::WriteBatch;
 
@@ -16,6 +16,7 @@ use crate::data;
 use crate::error::MetadataError;
 use crate::keys;
 use crate::multipart;
+use crate::repair;
 use crate::store::{Cf, Store};
 
 /// The times one command works with, all taken from one clock reading before it was queued.
@@ -85,6 +86,22 @@ pub enum Command {
     ReportDamaged {
         shards: Vec<DamagedShard>,
     },
+    SetNodeAdmin {
+        node_id: String,
+        admin: NodeAdmin,
+    },
+    /// A repair worker rebuilt shard `index` of `data_id` at `target` (see `repair::complete`).
+    CompleteRepair {
+        data_id: Vec<u8>,
+        index: u32,
+        source: ShardLocation,
+        target: ShardLocation,
+        stamp: Stamp,
+    },
+    /// Damaged-shard reports that no longer apply.
+    DropDamaged {
+        keys: Vec<Vec<u8>>,
+    },
     /// The collector's results: entries whose data is gone, and entries to retry later.
     FinishGc {
         done: Vec<Vec<u8>>,
@@ -108,6 +125,8 @@ pub enum Applied {
     Existed(bool),
     Upload(UploadRecord),
     Part(PartRecord),
+    /// Whether a repair took effect.
+    Repaired(bool),
     Done,
 }
 
@@ -144,6 +163,13 @@ impl Applied {
         }
     }
 
+    pub fn into_repaired(self) -> Result<bool, MetadataError> {
+        match self {
+            Applied::Repaired(r) => Ok(r),
+            other => Err(other.mismatch("a repair outcome")),
+        }
+    }
+
     pub fn into_part(self) -> Result<PartRecord, MetadataError> {
         match self {
             Applied::Part(p) => Ok(p),
@@ -168,6 +194,7 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
         Command::DeleteBucket { name, stamp } => delete_bucket(store, batch, &name, &stamp),
         Command::RecordIntent { intent, record } => {
             data::parse_intent(&intent)?;
+            data::hold(store, batch, &record.data_id, &record.shards)?;
             batch.put_cf(store.cf(Cf::Gc)?, &intent, record.encode_to_vec());
             Ok(Applied::Done)
         }
@@ -194,6 +221,28 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
                 validate_damaged(shard)?;
                 let key = keys::damaged(&shard.disk_id, &shard.data_id, shard.stripe, shard.index);
                 batch.put_cf(store.cf(Cf::Damaged)?, key, shard.encode_to_vec());
+            }
+            Ok(Applied::Done)
+        }
+        Command::SetNodeAdmin { node_id, admin } => {
+            if node_id.is_empty() {
+                return Err(MetadataError::InvalidArgument("a node id is required".into()));
+            }
+            let cf = store.cf(Cf::NodeAdmin)?;
+            if admin == NodeAdmin::Active {
+                batch.delete_cf(cf, keys::node(&node_id));
+            } else {
+                batch.put_cf(cf, keys::node(&node_id), [admin as u8]);
+            }
+            Ok(Applied::Done)
+        }
+        Command::CompleteRepair { data_id, index, source, target, stamp } => {
+            repair::complete(store, batch, &data_id, index, &source, &target, &stamp)
+        }
+        Command::DropDamaged { keys } => {
+            let cf = store.cf(Cf::Damaged)?;
+            for key in keys {
+                batch.delete_cf(cf, key);
             }
             Ok(Applied::Done)
         }
@@ -282,7 +331,9 @@ fn put_object(
     record.last_modified_unix_ms = stamp.now_unix_ms;
     let replaced = store.find_object(&record.bucket, &record.key)?;
     let replaced_segments = replaced.as_ref().map_or(&[][..], |r| &r.segments[..]);
-    data::commit(store, batch, intents, &record.segments, replaced_segments, stamp, stamp.replaced_gc_unix_ms)?;
+    let owner = DataOwner { bucket: record.bucket.clone(), key: record.key.clone(), ..Default::default() };
+    let ObjectRecord { segments, .. } = &mut record;
+    data::commit(store, batch, intents, segments, replaced_segments, stamp, stamp.replaced_gc_unix_ms, &owner)?;
     batch.put_cf(store.cf(Cf::Objects)?, keys::object(&record.bucket, &record.key), record.encode_to_vec());
     Ok(Applied::Object(record))
 }
@@ -311,6 +362,9 @@ fn finish_gc(
 ) -> Result<Applied, MetadataError> {
     let cf = store.cf(Cf::Gc)?;
     for key in done {
+        if let Some(record) = store.gc_entry(key)? {
+            data::release(store, batch, &record.data_id, &record.shards)?;
+        }
         batch.delete_cf(cf, key);
     }
     for r in retry {
@@ -318,12 +372,14 @@ fn finish_gc(
         let Some(mut record) = store.gc_entry(&r.key)? else {
             continue;
         };
+        let deleted: Vec<ShardLocation> = record.shards.iter().filter(|s| !r.remaining.contains(s)).cloned().collect();
+        data::release(store, batch, &record.data_id, &deleted)?;
         batch.delete_cf(cf, &r.key);
         if r.remaining.is_empty() {
             continue;
         }
         record.shards.clone_from(&r.remaining);
-        batch.put_cf(cf, keys::gc(r.not_before_unix_ms, &record.data_id), record.encode_to_vec());
+        data::put_gc(store, batch, &keys::gc(r.not_before_unix_ms, &record.data_id), record)?;
     }
     Ok(Applied::Done)
 }

@@ -5,10 +5,10 @@
 //! one object or part record, or a gc entry. There is no reference counting, so a commit may only
 //! reference data it holds an intent for or that the record it replaces already owns.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use coffer_proto::Message;
-use coffer_proto::pb::metadata::{DataLayout, GcRecord, Segment};
+use coffer_proto::pb::metadata::{DataLayout, DataOwner, GcRecord, Segment, ShardLocation};
 use rocksdb::WriteBatch;
 
 use crate::command::Stamp;
@@ -42,8 +42,8 @@ pub fn schedule(
         return Ok(());
     }
     let record = GcRecord { data_id: layout.data_id.clone(), shards: layout.shards.clone() };
-    batch.put_cf(store.cf(Cf::Gc)?, keys::gc(not_before_unix_ms, &layout.data_id), record.encode_to_vec());
-    Ok(())
+    batch.delete_cf(store.cf(Cf::Owners)?, &layout.data_id);
+    put_gc(store, batch, &keys::gc(not_before_unix_ms, &layout.data_id), record)
 }
 
 pub fn schedule_all(
@@ -67,10 +67,8 @@ pub fn expire_intent(
     record: &GcRecord,
     now_unix_ms: i64,
 ) -> Result<(), MetadataError> {
-    let cf = store.cf(Cf::Gc)?;
-    batch.delete_cf(cf, intent);
-    batch.put_cf(cf, keys::gc(now_unix_ms, &record.data_id), record.encode_to_vec());
-    Ok(())
+    batch.delete_cf(store.cf(Cf::Gc)?, intent);
+    put_gc(store, batch, &keys::gc(now_unix_ms, &record.data_id), record.clone())
 }
 
 /// The data side of committing `new` in place of `replaced`, all into `batch`:
@@ -78,18 +76,24 @@ pub fn expire_intent(
 /// - intents of data it does not reference are expired now (allocated, then not used);
 /// - data `new` references must be covered by a live intent or already owned by `replaced` (a
 ///   retried commit, or a metadata-only rewrite);
-/// - data of `replaced` that `new` no longer references goes to the collector at `replaced_not_before`.
+/// - the shard locations of `new` are taken from the intent or from `replaced`, never from the
+///   caller: repair may have moved a shard since the caller read them;
+/// - data of `replaced` that `new` no longer references goes to the collector at `replaced_not_before`;
+/// - `owner` becomes the owner of every data `new` references.
+#[allow(clippy::too_many_arguments)]
 pub fn commit(
     store: &Store,
     batch: &mut WriteBatch,
     intents: &[Vec<u8>],
-    new: &[Segment],
+    new: &mut [Segment],
     replaced: &[Segment],
     stamp: &Stamp,
     replaced_not_before: i64,
+    owner: &DataOwner,
 ) -> Result<(), MetadataError> {
-    let new_ids = data_ids(new);
-    let old_ids = data_ids(replaced);
+    let new_ids: BTreeSet<Vec<u8>> = data_ids(new).into_iter().map(<[u8]>::to_vec).collect();
+    let mut placed: BTreeMap<Vec<u8>, Vec<ShardLocation>> =
+        layouts(replaced).map(|l| (l.data_id.clone(), l.shards.clone())).collect();
     let mut covered = BTreeSet::new();
     let unique: BTreeSet<&[u8]> = intents.iter().map(Vec::as_slice).collect();
     for intent in unique {
@@ -111,15 +115,89 @@ pub fn commit(
             return Err(MetadataError::InvalidArgument(format!("data intent {} has expired", hex::encode(data_id))));
         }
         batch.delete_cf(store.cf(Cf::Gc)?, intent);
-        covered.insert(data_id);
+        covered.insert(data_id.to_vec());
+        placed.insert(data_id.to_vec(), record.shards);
     }
-    if let Some(orphan) = new_ids.iter().find(|id| !covered.contains(*id) && !old_ids.contains(*id)) {
+    for layout in new.iter_mut().filter_map(|s| s.layout.as_mut()) {
+        let Some(shards) = placed.get(&layout.data_id).filter(|_| new_ids.contains(&layout.data_id)) else {
+            continue;
+        };
+        if shards.len() != layout.shards.len() {
+            return Err(MetadataError::InvalidArgument(format!(
+                "data {} was placed on {} disks; the layout names {}",
+                hex::encode(&layout.data_id),
+                shards.len(),
+                layout.shards.len()
+            )));
+        }
+        layout.shards.clone_from(shards);
+    }
+    let old_ids = data_ids(replaced);
+    if let Some(orphan) = new_ids.iter().find(|id| !covered.contains(*id) && !old_ids.contains(id.as_slice())) {
         return Err(MetadataError::InvalidArgument(format!(
             "data {} has no live intent (expired, abandoned or never allocated)",
             hex::encode(orphan)
         )));
     }
-    retire(store, batch, new, replaced, replaced_not_before)
+    retire(store, batch, new, replaced, replaced_not_before)?;
+    own(store, batch, new, owner)
+}
+
+/// Makes `owner` the owner of every data `segments` reference.
+pub fn own(
+    store: &Store,
+    batch: &mut WriteBatch,
+    segments: &[Segment],
+    owner: &DataOwner,
+) -> Result<(), MetadataError> {
+    let cf = store.cf(Cf::Owners)?;
+    let value = owner.encode_to_vec();
+    for id in data_ids(segments) {
+        batch.put_cf(cf, id, &value);
+    }
+    Ok(())
+}
+
+/// From now until the collector has deleted them, `data_id` may have shards at `shards`.
+pub fn hold(
+    store: &Store,
+    batch: &mut WriteBatch,
+    data_id: &[u8],
+    shards: &[ShardLocation],
+) -> Result<(), MetadataError> {
+    let cf = store.cf(Cf::Holdings)?;
+    for s in shards {
+        batch.put_cf(cf, keys::holding(&s.node_id, &s.disk_id, data_id), []);
+    }
+    Ok(())
+}
+
+/// The shards of `data_id` at `shards` are deleted.
+pub fn release(
+    store: &Store,
+    batch: &mut WriteBatch,
+    data_id: &[u8],
+    shards: &[ShardLocation],
+) -> Result<(), MetadataError> {
+    let cf = store.cf(Cf::Holdings)?;
+    for s in shards {
+        batch.delete_cf(cf, keys::holding(&s.node_id, &s.disk_id, data_id));
+    }
+    Ok(())
+}
+
+/// Stores a gc entry, merging it with one already at the same key (the same data handed over twice
+/// in the same millisecond, e.g. a moved shard and then the whole object), so no shard is forgotten.
+pub fn put_gc(store: &Store, batch: &mut WriteBatch, key: &[u8], mut record: GcRecord) -> Result<(), MetadataError> {
+    if let Some(existing) = store.gc_entry(key)? {
+        for shard in existing.shards {
+            if !record.shards.contains(&shard) {
+                record.shards.push(shard);
+            }
+        }
+    }
+    batch.put_cf(store.cf(Cf::Gc)?, key, record.encode_to_vec());
+    Ok(())
 }
 
 /// Hands the data of `replaced` that `new` does not reference any more to the collector.
@@ -179,5 +257,64 @@ fn validate_layout(layout: &DataLayout, segment_size: u64) -> Result<(), Metadat
             layout.size
         )));
     }
+    Ok(())
+}
+
+/// Marks a database whose owner and holding indexes are complete.
+const INDEXES_MARKER: &str = "data-indexes-v1";
+/// Index entries written per batch while building.
+const BUILD_BATCH: usize = 10_000;
+
+/// Builds the owner and holding indexes of a database written before they existed, once. Runs at
+/// start, before the applier, so nothing else writes meanwhile.
+pub fn build_indexes(store: &Store) -> Result<(), MetadataError> {
+    if store.marker(INDEXES_MARKER)? {
+        return Ok(());
+    }
+    let mut batch = WriteBatch::default();
+    let mut pending = 0usize;
+    let flush = |batch: &mut WriteBatch, pending: &mut usize, force: bool| -> Result<(), MetadataError> {
+        if *pending >= BUILD_BATCH || (force && *pending > 0) {
+            store.write(std::mem::take(batch))?;
+            *pending = 0;
+        }
+        Ok(())
+    };
+    let mut owned: Vec<(DataOwner, Vec<Segment>)> = Vec::new();
+    store.scan_prefix(Cf::Objects, b"", |key, value| {
+        let record: coffer_proto::pb::metadata::ObjectRecord = crate::store::decode(Cf::Objects, key, value)?;
+        let owner = DataOwner { bucket: record.bucket, key: record.key, ..Default::default() };
+        owned.push((owner, record.segments));
+        Ok(true)
+    })?;
+    store.scan_prefix(Cf::Parts, b"", |key, value| {
+        let part: coffer_proto::pb::metadata::PartRecord = crate::store::decode(Cf::Parts, key, value)?;
+        let owner = DataOwner { upload_id: part.upload_id, part_number: part.part_number, ..Default::default() };
+        owned.push((owner, part.segment.into_iter().collect()));
+        Ok(true)
+    })?;
+    for (owner, segments) in &owned {
+        own(store, &mut batch, segments, owner)?;
+        for layout in layouts(segments) {
+            hold(store, &mut batch, &layout.data_id, &layout.shards)?;
+            pending += 1 + layout.shards.len();
+        }
+        flush(&mut batch, &mut pending, false)?;
+    }
+    let mut collected: Vec<GcRecord> = Vec::new();
+    store.scan_prefix(Cf::Gc, b"", |key, value| {
+        collected.push(crate::store::decode(Cf::Gc, key, value)?);
+        Ok(true)
+    })?;
+    for record in &collected {
+        hold(store, &mut batch, &record.data_id, &record.shards)?;
+        pending += record.shards.len();
+        flush(&mut batch, &mut pending, false)?;
+    }
+    batch.put_cf(store.cf(Cf::Meta)?, INDEXES_MARKER.as_bytes(), []);
+    pending += 1;
+    flush(&mut batch, &mut pending, true)?;
+    store.sync_wal()?;
+    tracing::info!(records = owned.len(), gc_entries = collected.len(), "built the data owner and holding indexes");
     Ok(())
 }

@@ -251,7 +251,7 @@ mod tests {
         let (applier, thread) = Applier::start(store.clone()).unwrap();
         let (fake, address) = start_fake().await;
         let now = Instant::now();
-        let cluster = Arc::new(Cluster::new(Duration::from_secs(10), vec![node("dead", "http://127.0.0.1:1")]));
+        let cluster = Arc::new(Cluster::new(Duration::from_secs(10), vec![node("dead", "http://127.0.0.1:1")], vec![]));
         cluster.observe(node("live", &address), now, 0, true);
 
         let entries = [

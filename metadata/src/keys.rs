@@ -92,6 +92,31 @@ pub fn node(node_id: &str) -> Vec<u8> {
     node_id.as_bytes().to_vec()
 }
 
+/// Every report about one data on one disk starts with this.
+pub fn damaged_prefix(disk_id: &str, data_id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(disk_id.len() + data_id.len() + 1);
+    k.extend_from_slice(disk_id.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(data_id);
+    k
+}
+
+/// Every data that has (or may have) shards on one disk: `node 0x00 disk 0x00` then the data id.
+pub fn holding_prefix(node_id: &str, disk_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(node_id.len() + disk_id.len() + 2 + 16);
+    k.extend_from_slice(node_id.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(disk_id.as_bytes());
+    k.push(SEP);
+    k
+}
+
+pub fn holding(node_id: &str, disk_id: &str, data_id: &[u8]) -> Vec<u8> {
+    let mut k = holding_prefix(node_id, disk_id);
+    k.extend_from_slice(data_id);
+    k
+}
+
 /// The smallest key greater than every key that starts with `prefix`; `None` when no such key
 /// exists (the prefix is all 0xFF), i.e. the range is open-ended.
 pub fn successor(prefix: &[u8]) -> Option<Vec<u8>> {

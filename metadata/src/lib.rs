@@ -12,9 +12,11 @@ mod data;
 mod error;
 mod gc;
 mod keys;
+mod leases;
 mod listing;
 mod multipart;
 mod placement;
+mod repair;
 mod service;
 mod store;
 
@@ -74,13 +76,16 @@ pub async fn serve_with(
     let store = tokio::task::spawn_blocking(move || Store::open(&path).map(Arc::new))
         .await
         .map_err(|e| MetadataError::Internal(format!("open task failed: {e}")))??;
-    let nodes = {
+    let (nodes, admin) = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.nodes())
-            .await
-            .map_err(|e| MetadataError::Internal(format!("load task failed: {e}")))??
+        tokio::task::spawn_blocking(move || {
+            data::build_indexes(&store)?;
+            Ok::<_, MetadataError>((store.nodes()?, store.node_admin()?))
+        })
+        .await
+        .map_err(|e| MetadataError::Internal(format!("load task failed: {e}")))??
     };
-    let cluster = Arc::new(Cluster::new(config.node_timeout, nodes));
+    let cluster = Arc::new(Cluster::new(config.node_timeout, nodes, admin));
     let (applier, applier_thread) = Applier::start(store.clone())?;
 
     let (stop_gc, gc_stop) = oneshot::channel();
@@ -148,7 +153,7 @@ mod tests {
         client.create_bucket(bucket.clone()).await.unwrap();
         assert_eq!(code(client.create_bucket(bucket).await), ErrorCode::BucketAlreadyOwnedByYou);
 
-        let shape = AllocateDataRequest { data_shards: 2, parity_shards: 1 };
+        let shape = AllocateDataRequest { data_shards: 2, parity_shards: 1, min_shards: 0 };
         assert_eq!(code(client.allocate_data(shape).await), ErrorCode::InsufficientCapacity);
         for id in ["n1", "n2"] {
             client.register_node(RegisterNodeRequest { node: Some(node(id)) }).await.unwrap();

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use coffer_proto::Message;
-use coffer_proto::pb::metadata::{CompletedPart, ObjectRecord, PartRecord, Segment, UploadRecord};
+use coffer_proto::pb::metadata::{CompletedPart, DataOwner, ObjectRecord, PartRecord, Segment, UploadRecord};
 use md5::{Digest, Md5};
 use rocksdb::WriteBatch;
 
@@ -94,7 +94,22 @@ pub fn put_part(
     let replaced = store.find_part(&part.upload_id, part.part_number)?;
     let replaced_segments: Vec<Segment> = replaced.and_then(|p| p.segment).into_iter().collect();
     // Nobody reads a part's bytes before completion, so a replaced part's data can go at once.
-    data::commit(store, batch, intents, std::slice::from_ref(segment), &replaced_segments, stamp, stamp.now_unix_ms)?;
+    let owner = DataOwner {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        upload_id: part.upload_id.clone(),
+        part_number: part.part_number,
+    };
+    data::commit(
+        store,
+        batch,
+        intents,
+        std::slice::from_mut(segment),
+        &replaced_segments,
+        stamp,
+        stamp.now_unix_ms,
+        &owner,
+    )?;
     batch.put_cf(store.cf(Cf::Parts)?, keys::part(&part.upload_id, part.part_number), part.encode_to_vec());
     Ok(Applied::Part(part))
 }
@@ -170,6 +185,8 @@ pub fn complete_upload(
         batch.delete_cf(parts_cf, part_key);
     }
     batch.delete_cf(store.cf(Cf::Uploads)?, keys::upload(bucket, key, upload_id));
+    let owner = DataOwner { bucket: bucket.to_string(), key: key.to_string(), ..Default::default() };
+    data::own(store, batch, &record.segments, &owner)?;
     batch.put_cf(store.cf(Cf::Objects)?, keys::object(bucket, key), record.encode_to_vec());
     Ok(Applied::Object(record))
 }

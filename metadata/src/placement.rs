@@ -19,7 +19,7 @@ pub fn validate_shape(data_shards: u32, parity_shards: u32) -> Result<usize, Met
     }
 }
 
-fn usable(disk: &DiskInfo) -> bool {
+pub fn usable(disk: &DiskInfo) -> bool {
     // A disk reporting no capacity has not measured it yet; only a measured full disk is skipped.
     disk.healthy && !(disk.capacity_bytes > 0 && disk.used_bytes >= disk.capacity_bytes)
 }
@@ -57,6 +57,42 @@ pub fn place(nodes: &[NodeInfo], count: usize, rng: &mut impl Rng) -> Result<Vec
             }
         }
         round += 1;
+    }
+    Ok(out)
+}
+
+/// Like [`place`], but when fewer than `count` usable disks exist and at least `min_usable` do
+/// (the writer's quorum), every usable disk is taken and the last shards go to disks of nodes that
+/// are down (`down`, as (node id, disk id)). The writer fails to write those, records them as
+/// unwritten and repair fills them in: a write keeps going through a node loss without ever
+/// holding fewer than `min_usable` durable shards. The down disks take the last (parity) slots,
+/// so reads need no decoding.
+pub fn place_with_fallback(
+    nodes: &[NodeInfo],
+    count: usize,
+    min_usable: usize,
+    down: &[(String, String)],
+    rng: &mut impl Rng,
+) -> Result<Vec<ShardLocation>, MetadataError> {
+    let available: usize = nodes.iter().map(|n| n.disks.iter().filter(|d| usable(d)).count()).sum();
+    if available >= count || min_usable == 0 || available < min_usable {
+        return place(nodes, count, rng);
+    }
+    let mut out = place(nodes, available, rng)?;
+    let mut down = down.to_vec();
+    down.shuffle(rng);
+    for (node_id, disk_id) in down {
+        if out.len() == count {
+            break;
+        }
+        if !out.iter().any(|s| s.node_id == node_id && s.disk_id == disk_id) {
+            out.push(ShardLocation { node_id, disk_id });
+        }
+    }
+    if out.len() < count {
+        return Err(MetadataError::InsufficientCapacity(format!(
+            "{count} shards need {count} disks; {available} are usable and too few others are known"
+        )));
     }
     Ok(out)
 }
@@ -131,6 +167,29 @@ mod tests {
             }
             assert!(per_node.values().all(|&n| n == 2), "{per_node:?}");
         }
+    }
+
+    #[test]
+    fn a_short_cluster_fills_the_last_slots_with_down_disks_down_to_the_quorum() {
+        let nodes: Vec<NodeInfo> = (0..5).map(|i| node(&format!("n{i}"), &[("d", true)])).collect();
+        let down = vec![("n5".to_string(), "d5".to_string())];
+        let mut rng = StdRng::seed_from_u64(3);
+        let placed = place_with_fallback(&nodes, 6, 5, &down, &mut rng).unwrap();
+        assert_eq!(placed.len(), 6);
+        assert_eq!(placed[5], ShardLocation { node_id: "n5".into(), disk_id: "d5".into() }, "down disk last");
+        assert!(placed[..5].iter().all(|s| s.node_id != "n5"));
+        assert!(matches!(
+            place_with_fallback(&nodes, 6, 6, &down, &mut rng),
+            Err(MetadataError::InsufficientCapacity(_))
+        ));
+        assert!(matches!(
+            place_with_fallback(&nodes, 6, 0, &down, &mut rng),
+            Err(MetadataError::InsufficientCapacity(_))
+        ));
+        assert!(matches!(
+            place_with_fallback(&nodes, 7, 5, &down, &mut rng),
+            Err(MetadataError::InsufficientCapacity(_))
+        ));
     }
 
     #[test]

@@ -13,8 +13,9 @@ use crate::cluster::Cluster;
 use crate::command::{Command, Stamp, validate_node};
 use crate::config::MetadataConfig;
 use crate::error::MetadataError;
+use crate::leases::{self, Leases};
 use crate::store::Store;
-use crate::{data, keys, listing, multipart, now_unix_ms, placement};
+use crate::{data, keys, listing, multipart, now_unix_ms, placement, repair};
 
 /// A commit refuses an intent due within this margin: the collector may already be deleting it.
 const INTENT_MARGIN: Duration = Duration::from_secs(60);
@@ -52,7 +53,11 @@ pub struct MetadataService {
     applier: Applier,
     cluster: Arc<Cluster>,
     timing: Timing,
+    leases: Arc<Leases>,
 }
+
+/// Repair tasks handed out per claim at most.
+const MAX_CLAIM: usize = 256;
 
 fn required<T>(field: Option<T>, name: &str) -> Result<T, Status> {
     field.ok_or_else(|| MetadataError::InvalidArgument(format!("{name} is required")).into())
@@ -60,7 +65,7 @@ fn required<T>(field: Option<T>, name: &str) -> Result<T, Status> {
 
 impl MetadataService {
     pub fn new(store: Arc<Store>, applier: Applier, cluster: Arc<Cluster>, timing: Timing) -> MetadataService {
-        MetadataService { store, applier, cluster, timing }
+        MetadataService { store, applier, cluster, timing, leases: Arc::default() }
     }
 
     fn stamp(&self) -> Stamp {
@@ -88,6 +93,32 @@ impl MetadataService {
 
     async fn submit(&self, command: Command) -> Result<crate::command::Applied, Status> {
         Ok(self.applier.submit(command).await?)
+    }
+
+    /// Plans repair work off the runtime (it scans), with `limit` tasks not leased now.
+    async fn plan_repairs(&self, grace_ms: u64, limit: usize) -> Result<repair::Plan, Status> {
+        let now = Instant::now();
+        let disks = self.cluster.disk_views(now, Duration::from_millis(grace_ms));
+        let leased = self.leases.snapshot(now);
+        let unowned_report_ttl_ms = ms(self.timing.intent_ttl.saturating_add(self.timing.gc_grace));
+        let now_unix_ms = now_unix_ms();
+        let plan = self
+            .read(move |store| {
+                let inputs = repair::Inputs { disks: &disks, now_unix_ms, unowned_report_ttl_ms, limit };
+                repair::plan(store, &inputs, |id, index| leased.contains(&(id.to_vec(), index)), &mut rand::rng())
+            })
+            .await?;
+        if !plan.stale_reports.is_empty() {
+            self.submit(Command::DropDamaged { keys: plan.stale_reports.clone() }).await?;
+        }
+        for node_id in &plan.drained {
+            if self.cluster.admin(node_id) == NodeAdmin::Draining {
+                self.submit(Command::SetNodeAdmin { node_id: node_id.clone(), admin: NodeAdmin::Drained }).await?;
+                self.cluster.set_admin(node_id, NodeAdmin::Drained);
+                tracing::info!(node_id = %node_id, "node drained: no record references its shards any more");
+            }
+        }
+        Ok(plan)
     }
 
     async fn observe_node(&self, node: Option<NodeInfo>, always_store: bool) -> Result<(), Status> {
@@ -135,8 +166,11 @@ impl Metadata for MetadataService {
     async fn allocate_data(&self, req: Request<AllocateDataRequest>) -> Result<Response<AllocateDataResponse>, Status> {
         let req = req.into_inner();
         let count = placement::validate_shape(req.data_shards, req.parity_shards)?;
-        let alive = self.cluster.alive_nodes(Instant::now());
-        let shards = placement::place(&alive, count, &mut rand::rng())?;
+        let now = Instant::now();
+        let nodes = self.cluster.placeable_nodes(now);
+        let min_shards = (req.min_shards as usize).min(count);
+        let down = if min_shards > 0 { self.cluster.down_disks(now) } else { Vec::new() };
+        let shards = placement::place_with_fallback(&nodes, count, min_shards, &down, &mut rand::rng())?;
         let data_id = data::new_data_id();
         let due = now_unix_ms().saturating_add(ms(self.timing.intent_ttl));
         let intent = keys::gc(due, &data_id);
@@ -291,6 +325,78 @@ impl Metadata for MetadataService {
         };
         let shards = self.read(move |store| store.damaged_shards(limit)).await?;
         Ok(Response::new(ListDamagedShardsResponse { shards }))
+    }
+
+    async fn set_node_admin(
+        &self,
+        req: Request<SetNodeAdminRequest>,
+    ) -> Result<Response<SetNodeAdminResponse>, Status> {
+        let req = req.into_inner();
+        let admin = NodeAdmin::try_from(req.admin)
+            .map_err(|_| MetadataError::InvalidArgument(format!("unknown node admin state {}", req.admin)))?;
+        if !self.cluster.knows(&req.node_id) {
+            return Err(
+                MetadataError::InvalidArgument(format!("no blobnode {:?} in the cluster map", req.node_id)).into()
+            );
+        }
+        self.submit(Command::SetNodeAdmin { node_id: req.node_id.clone(), admin }).await?;
+        self.cluster.set_admin(&req.node_id, admin);
+        tracing::info!(node_id = %req.node_id, admin = ?admin, "node admin state set");
+        let node = self
+            .cluster
+            .status(Instant::now())
+            .into_iter()
+            .find(|n| n.info.as_ref().is_some_and(|i| i.node_id == req.node_id));
+        Ok(Response::new(SetNodeAdminResponse { node }))
+    }
+
+    async fn claim_repairs(&self, req: Request<ClaimRepairsRequest>) -> Result<Response<ClaimRepairsResponse>, Status> {
+        let req = req.into_inner();
+        let limit = (req.limit as usize).clamp(1, MAX_CLAIM).min(self.leases.room());
+        if limit == 0 {
+            return Ok(Response::new(ClaimRepairsResponse { tasks: Vec::new() }));
+        }
+        let plan = self.plan_repairs(req.grace_ms, limit).await?;
+        let until = Instant::now() + leases::lease_length(req.lease_ms);
+        let columns = plan.tasks.iter().filter_map(|t| t.layout.as_ref().map(|l| (l.data_id.clone(), t.index)));
+        self.leases.grant(&req.worker, columns, until);
+        Ok(Response::new(ClaimRepairsResponse { tasks: plan.tasks }))
+    }
+
+    async fn complete_repair(
+        &self,
+        req: Request<CompleteRepairRequest>,
+    ) -> Result<Response<CompleteRepairResponse>, Status> {
+        let req = req.into_inner();
+        let source = required(req.source, "source")?;
+        let target = required(req.target, "target")?;
+        let data_id = req.data_id;
+        let command =
+            Command::CompleteRepair { data_id: data_id.clone(), index: req.index, source, target, stamp: self.stamp() };
+        let result = self.submit(command).await;
+        self.leases.release(&data_id, req.index);
+        let applied = result?.into_repaired()?;
+        if applied {
+            self.leases.record(req.bytes);
+        }
+        Ok(Response::new(CompleteRepairResponse { applied }))
+    }
+
+    async fn get_repair_status(
+        &self,
+        req: Request<GetRepairStatusRequest>,
+    ) -> Result<Response<GetRepairStatusResponse>, Status> {
+        let plan = self.plan_repairs(req.into_inner().grace_ms, 0).await?;
+        Ok(Response::new(GetRepairStatusResponse {
+            degraded_columns: plan.degraded_columns,
+            degraded_stripes: plan.degraded_stripes,
+            blocked_columns: plan.blocked_columns,
+            damaged_reports: plan.damaged_reports,
+            lost_disks: plan.lost_disks,
+            leased_columns: self.leases.count(Instant::now()) as u64,
+            columns_repaired: self.leases.columns_repaired.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_repaired: self.leases.bytes_repaired.load(std::sync::atomic::Ordering::Relaxed),
+        }))
     }
 
     async fn get_cluster_map(

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use coffer_proto::Message;
 use coffer_proto::pb::metadata::{
-    BucketRecord, DamagedShard, GcRecord, NodeInfo, ObjectRecord, PartRecord, UploadRecord,
+    BucketRecord, DamagedShard, DataLayout, DataOwner, GcRecord, NodeAdmin, NodeInfo, ObjectRecord, PartRecord,
+    UploadRecord,
 };
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions,
@@ -24,10 +25,31 @@ pub enum Cf {
     Nodes,
     Gc,
     Damaged,
+    /// data id → `DataOwner`: the record that references the data (repair updates it there).
+    Owners,
+    /// `keys::holding` → nothing: data with shards (possibly) on a disk, from allocation until the
+    /// collector deleted them. Repair finds the work of a lost disk here.
+    Holdings,
+    /// node id → `NodeAdmin` as one byte: what the operator wants of the node.
+    NodeAdmin,
+    /// Schema markers (e.g. that the owner and holding indexes were built).
+    Meta,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 7] = [Cf::Buckets, Cf::Objects, Cf::Uploads, Cf::Parts, Cf::Nodes, Cf::Gc, Cf::Damaged];
+    pub const ALL: [Cf; 11] = [
+        Cf::Buckets,
+        Cf::Objects,
+        Cf::Uploads,
+        Cf::Parts,
+        Cf::Nodes,
+        Cf::Gc,
+        Cf::Damaged,
+        Cf::Owners,
+        Cf::Holdings,
+        Cf::NodeAdmin,
+        Cf::Meta,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -38,6 +60,10 @@ impl Cf {
             Cf::Nodes => "nodes",
             Cf::Gc => "gc",
             Cf::Damaged => "damaged",
+            Cf::Owners => "owners",
+            Cf::Holdings => "holdings",
+            Cf::NodeAdmin => "node_admin",
+            Cf::Meta => "meta",
         }
     }
 }
@@ -217,6 +243,99 @@ impl Store {
             Ok(out.len() < limit)
         })?;
         Ok(out)
+    }
+
+    pub fn owner(&self, data_id: &[u8]) -> Result<Option<DataOwner>, MetadataError> {
+        self.get(Cf::Owners, data_id)
+    }
+
+    /// The layout of `data_id` as its owner's record stores it, or `None` when no record owns it
+    /// (not committed yet, or handed to the collector).
+    pub fn owned_layout(&self, data_id: &[u8]) -> Result<Option<(DataOwner, DataLayout)>, MetadataError> {
+        let Some(owner) = self.owner(data_id)? else {
+            return Ok(None);
+        };
+        let segments = if owner.upload_id.is_empty() {
+            self.find_object(&owner.bucket, &owner.key)?.map(|r| r.segments).unwrap_or_default()
+        } else {
+            self.find_part(&owner.upload_id, owner.part_number)?.and_then(|p| p.segment).into_iter().collect()
+        };
+        let layout = segments.into_iter().filter_map(|s| s.layout).find(|l| l.data_id == data_id);
+        Ok(layout.map(|l| (owner, l)))
+    }
+
+    /// Up to `limit` data ids with shards (possibly) on the disk, after `after` (exclusive).
+    pub fn holdings(
+        &self,
+        node_id: &str,
+        disk_id: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, MetadataError> {
+        let prefix = keys::holding_prefix(node_id, disk_id);
+        let mut out = Vec::new();
+        self.scan_prefix(Cf::Holdings, &prefix, |key, _| {
+            let data_id = &key[prefix.len()..];
+            if data_id > after {
+                out.push(data_id.to_vec());
+            }
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Up to `limit` damaged-shard reports with their keys, in key order.
+    pub fn damaged_with_keys(&self, limit: usize) -> Result<Vec<(Vec<u8>, DamagedShard)>, MetadataError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan_prefix(Cf::Damaged, b"", |key, value| {
+            out.push((key.to_vec(), decode(Cf::Damaged, key, value)?));
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Whether the disk has (or may have) shards of `data_id`.
+    pub fn holds(&self, node_id: &str, disk_id: &str, data_id: &[u8]) -> Result<bool, MetadataError> {
+        let handle = self.cf(Cf::Holdings)?;
+        let key = keys::holding(node_id, disk_id, data_id);
+        Ok(self.db.get_pinned_cf(handle, key).map_err(MetadataError::db("reading a holding"))?.is_some())
+    }
+
+    /// Every damaged-shard report about `data_id` on the disk, with its key.
+    pub fn damaged_reports(
+        &self,
+        disk_id: &str,
+        data_id: &[u8],
+    ) -> Result<Vec<(Vec<u8>, DamagedShard)>, MetadataError> {
+        let mut out = Vec::new();
+        self.scan_prefix(Cf::Damaged, &keys::damaged_prefix(disk_id, data_id), |key, value| {
+            let report: DamagedShard = decode(Cf::Damaged, key, value)?;
+            // The prefix also matches longer data ids that start with this one.
+            if report.data_id == data_id {
+                out.push((key.to_vec(), report));
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// The operator's wishes per node; nodes not listed are active.
+    pub fn node_admin(&self) -> Result<Vec<(String, NodeAdmin)>, MetadataError> {
+        let mut out = Vec::new();
+        self.scan_prefix(Cf::NodeAdmin, b"", |key, value| {
+            let admin = value.first().and_then(|&b| NodeAdmin::try_from(i32::from(b)).ok()).unwrap_or_default();
+            out.push((String::from_utf8_lossy(key).into_owned(), admin));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    pub fn marker(&self, name: &str) -> Result<bool, MetadataError> {
+        let handle = self.cf(Cf::Meta)?;
+        Ok(self.db.get_pinned_cf(handle, name.as_bytes()).map_err(MetadataError::db("reading a marker"))?.is_some())
     }
 
     pub fn gc_entry(&self, key: &[u8]) -> Result<Option<GcRecord>, MetadataError> {

@@ -54,6 +54,10 @@ pub struct ServerConfig {
     /// Garbage-collection grace: replaced or deleted data is removed after this long.
     #[arg(long, env = "COFFER_GC_GRACE", default_value = "15m")]
     pub gc_grace: String,
+
+    /// How long a disk may be missing or failing before repair rebuilds its shards elsewhere.
+    #[arg(long, env = "COFFER_REPAIR_GRACE", default_value = "15m")]
+    pub repair_grace: String,
 }
 
 /// The code a given number of disks supports when none is asked for.
@@ -142,6 +146,8 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
         gateway_args.push(domain.clone());
     }
     let gateway_config: coffer_gateway::GatewayConfig = parse_role(&gateway_args)?;
+    let repair_config: coffer_repair::RepairConfig =
+        parse_role(&["--metadata".into(), meta_url.clone(), "--repair-grace".into(), config.repair_grace.clone()])?;
 
     // Stop order: the gateway drains first, then the services under it.
     let (stop_gateway, gateway_rx) = watch::channel(false);
@@ -163,6 +169,7 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
         Some(metadata_pipe),
         trigger(&gateway_rx),
     ));
+    let repair = tokio::spawn(coffer_repair::run(repair_config, trigger(&services_rx)));
     print_banner(&config, ec, &dir);
 
     // Run until a signal, or until a service stops on its own (which is a failure to report).
@@ -184,6 +191,7 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
     }
     gateway.await.context("gateway task")??;
     let _ = stop_services.send(true);
+    repair.await.context("repair task")??;
     blobnode.await.context("blobnode task")??;
     metadata.await.context("metadata task")??;
     tracing::info!("stopped cleanly");

@@ -1,6 +1,7 @@
 //! `coffer`: every Coffer role as a subcommand, and `coffer server DIR` running them all in one
 //! process over the same gRPC contract the split roles use.
 
+mod admin;
 mod embedded;
 mod logging;
 mod shutdown;
@@ -28,6 +29,10 @@ enum Role {
     Blobnode(coffer_blobnode::BlobnodeConfig),
     /// The stateless S3 gateway.
     Gateway(coffer_gateway::GatewayConfig),
+    /// A repair worker: rebuilds missing, damaged and stranded shards (several may run).
+    Repair(coffer_repair::RepairConfig),
+    /// Operator commands against a running cluster: nodes, draining, repair progress.
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +52,8 @@ fn main() -> std::process::ExitCode {
             Role::Metadata(config) => coffer_metadata::run(config, shutdown).await.map_err(anyhow::Error::from),
             Role::Blobnode(config) => coffer_blobnode::run(config, shutdown).await.map_err(anyhow::Error::from),
             Role::Gateway(config) => coffer_gateway::run(config, shutdown).await.map_err(anyhow::Error::from),
+            Role::Repair(config) => coffer_repair::run(config, shutdown).await.map_err(anyhow::Error::from),
+            Role::Admin(args) => admin::run(args).await,
         }
     });
     match result {

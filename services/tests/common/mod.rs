@@ -154,8 +154,17 @@ pub struct Split {
     pub metadata: Proc,
     pub blobnodes: Vec<Proc>,
     pub blobnode_disks: Vec<PathBuf>,
+    /// The arguments each blobnode was started with, to restart it as it was.
+    pub blobnode_args: Vec<Vec<String>>,
     pub gateway: Proc,
     pub metadata_url: String,
+}
+
+/// Extra flags for the roles of a [`Split`].
+#[derive(Default)]
+pub struct SplitOptions<'a> {
+    pub metadata: &'a [&'a str],
+    pub gateway: &'a [&'a str],
 }
 
 impl Split {
@@ -166,63 +175,124 @@ impl Split {
     /// Like `start`, with `configure(i, disk)` called for blobnode `i` once its (empty) disk folder exists: it may
     /// prepare the folder and returns extra flags for that blobnode.
     pub fn start_with(blobnodes: usize, ec: &str, configure: impl Fn(usize, &Path) -> Vec<String>) -> Split {
+        Split::start_opts(blobnodes, ec, SplitOptions::default(), configure)
+    }
+
+    pub fn start_opts(
+        blobnodes: usize,
+        ec: &str,
+        options: SplitOptions<'_>,
+        configure: impl Fn(usize, &Path) -> Vec<String>,
+    ) -> Split {
         let dir = tempfile::Builder::new().prefix("coffer-split").tempdir_in(test_root()).expect("tempdir");
         let meta_port = free_port();
         let meta_url = format!("http://127.0.0.1:{meta_port}");
-        let metadata = Proc::spawn(
-            "metadata",
-            &[
-                "metadata".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{meta_port}"),
-                "--db".into(),
-                dir.path().join("meta").display().to_string(),
-            ],
-            dir.path(),
-        );
-        let mut procs = Vec::new();
-        let mut disks = Vec::new();
+        let mut meta_args: Vec<String> = vec![
+            "metadata".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{meta_port}"),
+            "--db".into(),
+            dir.path().join("meta").display().to_string(),
+        ];
+        meta_args.extend(options.metadata.iter().map(|s| s.to_string()));
+        let metadata = Proc::spawn("metadata", &meta_args, dir.path());
+        let (mut blobnode_procs, mut blobnode_disks, mut blobnode_args) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..blobnodes {
             let disk = dir.path().join(format!("node{i}-disk"));
             std::fs::create_dir_all(&disk).expect("disk dir");
-            let mut args: Vec<String> = vec![
-                "blobnode".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{}", free_port()),
-                "--disk".into(),
-                disk.display().to_string(),
-                "--metadata".into(),
-                meta_url.clone(),
-                "--heartbeat-interval".into(),
-                "500ms".into(),
-            ];
+            let mut args = blobnode_args_for(&disk, &meta_url);
             args.extend(configure(i, &disk));
-            procs.push(Proc::spawn(&format!("blobnode{i}"), &args, dir.path()));
-            disks.push(disk);
+            blobnode_procs.push(Proc::spawn(&format!("blobnode{i}"), &args, dir.path()));
+            blobnode_disks.push(disk);
+            blobnode_args.push(args);
         }
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let gateway = Proc::spawn(
-            "gateway",
-            &[
-                "gateway".into(),
-                "--address".into(),
-                addr.to_string(),
-                "--metadata".into(),
-                meta_url.clone(),
-                "--ec".into(),
-                ec.into(),
-            ],
-            dir.path(),
-        );
+        let mut gateway_args: Vec<String> = vec![
+            "gateway".into(),
+            "--address".into(),
+            addr.to_string(),
+            "--metadata".into(),
+            meta_url.clone(),
+            "--ec".into(),
+            ec.into(),
+        ];
+        gateway_args.extend(options.gateway.iter().map(|s| s.to_string()));
+        let gateway = Proc::spawn("gateway", &gateway_args, dir.path());
         let mut all: Vec<&Proc> = vec![&metadata, &gateway];
-        all.extend(procs.iter());
+        all.extend(blobnode_procs.iter());
         wait_ready(addr, &all);
-        Split { dir, addr, metadata, blobnodes: procs, blobnode_disks: disks, gateway, metadata_url: meta_url }
+        Split {
+            dir,
+            addr,
+            metadata,
+            blobnodes: blobnode_procs,
+            blobnode_disks,
+            blobnode_args,
+            gateway,
+            metadata_url: meta_url,
+        }
+    }
+
+    /// Starts one more blobnode with a fresh disk; returns its index.
+    pub fn add_blobnode(&mut self) -> usize {
+        let i = self.blobnodes.len();
+        let disk = self.dir.path().join(format!("node{i}-disk"));
+        std::fs::create_dir_all(&disk).expect("disk dir");
+        let args = blobnode_args_for(&disk, &self.metadata_url);
+        self.blobnodes.push(Proc::spawn(&format!("blobnode{i}"), &args, self.dir.path()));
+        self.blobnode_disks.push(disk);
+        self.blobnode_args.push(args);
+        i
+    }
+
+    /// Starts blobnode `i` again (after `kill9`) with its disk and address.
+    pub fn restart_blobnode(&mut self, i: usize) {
+        self.blobnodes[i] = Proc::spawn(&format!("blobnode{i}-again"), &self.blobnode_args[i], self.dir.path());
+    }
+
+    /// The `host:port` blobnode `i` listens on.
+    pub fn blobnode_address(&self, i: usize) -> &str {
+        let args = &self.blobnode_args[i];
+        args.iter().position(|a| a == "--listen").and_then(|p| args.get(p + 1)).map_or("", String::as_str)
+    }
+
+    /// A `coffer repair` worker against this cluster.
+    pub fn start_repair(&self, name: &str, extra: &[&str]) -> Proc {
+        let mut args: Vec<String> = vec!["repair".into(), "--metadata".into(), self.metadata_url.clone()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Proc::spawn(name, &args, self.dir.path())
+    }
+
+    /// Runs `coffer admin ARGS` against this cluster; returns its stdout (panics when it fails).
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = Command::new(coffer_bin())
+            .arg("admin")
+            .args(["--metadata", &self.metadata_url])
+            .args(args)
+            .output()
+            .expect("run coffer admin");
+        assert!(out.status.success(), "coffer admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn client(&self) -> Client {
         client(&format!("http://{}", self.addr))
     }
+}
+
+/// How a test blobnode with one disk is started: a free port, a fast heartbeat.
+fn blobnode_args_for(disk: &Path, metadata_url: &str) -> Vec<String> {
+    vec![
+        "blobnode".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--disk".into(),
+        disk.display().to_string(),
+        "--metadata".into(),
+        metadata_url.to_string(),
+        "--heartbeat-interval".into(),
+        "500ms".into(),
+    ]
 }
 
 /// Where test data lives: under the target dir (a real disk, where O_DIRECT alignment is

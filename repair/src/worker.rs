@@ -1,0 +1,102 @@
+//! The worker loop: claim columns from the metadata service, rebuild them a few at a time, report
+//! each one done. Anything that fails is simply not completed: its lease runs out and it is
+//! claimed again, by this worker or another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_proto::RemoteError;
+use coffer_proto::blobnode_client::BlobnodePool;
+use coffer_proto::metadata_client::MetadataClient;
+use coffer_proto::pb::metadata::{ClaimRepairsRequest, CompleteRepairRequest, GetClusterMapRequest, RepairTask};
+use futures::StreamExt;
+
+use crate::config::RepairConfig;
+use crate::error::RepairError;
+use crate::pace::Pacer;
+use crate::rebuild::{Column, rebuild};
+
+/// Claims per round at most, as a multiple of the concurrency: enough to keep every slot busy.
+const CLAIM_FACTOR: usize = 2;
+/// Pause after a failed claim (metadata unreachable), doubling up to the work interval.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+pub struct Worker {
+    metadata: MetadataClient,
+    pool: BlobnodePool,
+    config: RepairConfig,
+    name: String,
+    pacer: Arc<Pacer>,
+}
+
+impl Worker {
+    pub fn new(metadata: MetadataClient, pool: BlobnodePool, config: RepairConfig) -> Worker {
+        let name = config.worker.clone().unwrap_or_else(|| format!("repair-{}", uuid::Uuid::new_v4().simple()));
+        let pacer = Arc::new(Pacer::new(config.repair_rate));
+        Worker { metadata, pool, config, name, pacer }
+    }
+
+    /// Works until the process ends (the caller races it against shutdown).
+    pub async fn run(self) {
+        tracing::info!(worker = %self.name, grace = ?self.config.repair_grace, "repair worker started");
+        let mut pause = RETRY_PAUSE;
+        loop {
+            match self.round().await {
+                Ok(0) => tokio::time::sleep(self.config.repair_interval).await,
+                Ok(_) => pause = RETRY_PAUSE,
+                Err(e) => {
+                    tracing::warn!(error = %e, "repair round failed");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.config.repair_interval.max(RETRY_PAUSE));
+                }
+            }
+        }
+    }
+
+    /// One claim and its work; returns how many columns were claimed.
+    pub async fn round(&self) -> Result<usize, RepairError> {
+        self.refresh_nodes().await?;
+        let request = ClaimRepairsRequest {
+            worker: self.name.clone(),
+            limit: (self.config.repair_concurrency * CLAIM_FACTOR) as u32,
+            grace_ms: self.config.repair_grace.as_millis() as u64,
+            lease_ms: self.config.repair_lease.as_millis() as u64,
+        };
+        let tasks = self.metadata.rpc().claim_repairs(request).await.map_err(RemoteError::from)?.into_inner().tasks;
+        let claimed = tasks.len();
+        futures::stream::iter(tasks)
+            .for_each_concurrent(self.config.repair_concurrency, |task| async move {
+                if let Err(e) = self.repair(&task).await {
+                    let data_id = task.layout.as_ref().map(|l| hex::encode(&l.data_id)).unwrap_or_default();
+                    tracing::warn!(data_id = %data_id, index = task.index, error = %e, "repair failed; will retry");
+                }
+            })
+            .await;
+        Ok(claimed)
+    }
+
+    async fn refresh_nodes(&self) -> Result<(), RepairError> {
+        let map = self.metadata.rpc().get_cluster_map(GetClusterMapRequest {}).await.map_err(RemoteError::from)?;
+        let nodes = map.into_inner().nodes.into_iter().filter_map(|n| n.info).map(|i| (i.node_id, i.address));
+        self.pool.set_nodes(nodes);
+        Ok(())
+    }
+
+    async fn repair(&self, task: &RepairTask) -> Result<(), RepairError> {
+        let column = Column::of(task)?;
+        let bytes = rebuild(&self.pool, &column, &self.pacer).await?;
+        let request = CompleteRepairRequest {
+            worker: self.name.clone(),
+            data_id: column.layout.data_id.clone(),
+            index: task.index,
+            source: task.source.clone(),
+            target: task.target.clone(),
+            bytes,
+        };
+        let applied =
+            self.metadata.rpc().complete_repair(request).await.map_err(RemoteError::from)?.into_inner().applied;
+        tracing::info!(data_id = %hex::encode(&column.layout.data_id), index = task.index, reason = %task.reason,
+            target = %column.target.node_id, bytes, applied, "column repaired");
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! `coffer admin`: operator commands against a running cluster's metadata service.
+//!
+//!   coffer admin node list
+//!   coffer admin node drain ID        (undrain ID puts it back into service)
+//!   coffer admin repair status [--repair-grace 15m]
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
+use coffer_proto::pb::metadata::{
+    DiskState, GetClusterMapRequest, GetRepairStatusRequest, NodeAdmin, NodeStatus, SetNodeAdminRequest,
+};
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Metadata service URL(s).
+    #[arg(long = "metadata", env = "COFFER_METADATA", value_delimiter = ',', default_value = "http://127.0.0.1:9100")]
+    metadata: Vec<String>,
+
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Blobnodes: list them, drain one (move every shard it holds elsewhere) or put it back.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Repair progress.
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    List,
+    /// Stop placing shards on the node and have repair move its shards elsewhere; it shows as
+    /// `drained` once no object needs it.
+    Drain {
+        node_id: String,
+    },
+    /// Put a drained or draining node back into service.
+    Undrain {
+        node_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RepairCommand {
+    /// Degraded columns and stripes, lost disks, and what has been repaired since the metadata
+    /// service started.
+    Status {
+        /// Grace period to evaluate lost disks with (as the repair workers use).
+        #[arg(long, env = "COFFER_REPAIR_GRACE", default_value = "15m", value_parser = humantime::parse_duration)]
+        repair_grace: Duration,
+    },
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let client = MetadataClient::connect(&args.metadata, &ClientConfig::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("connecting to the metadata service")?;
+    match args.command {
+        AdminCommand::Node { command: NodeCommand::List } => {
+            let nodes = client.rpc().get_cluster_map(GetClusterMapRequest {}).await?.into_inner().nodes;
+            for node in &nodes {
+                println!("{}", describe(node, args.json));
+            }
+        }
+        AdminCommand::Node { command: NodeCommand::Drain { node_id } } => {
+            set_admin(&client, node_id, NodeAdmin::Draining, args.json).await?;
+        }
+        AdminCommand::Node { command: NodeCommand::Undrain { node_id } } => {
+            set_admin(&client, node_id, NodeAdmin::Active, args.json).await?;
+        }
+        AdminCommand::Repair { command: RepairCommand::Status { repair_grace } } => {
+            let request = GetRepairStatusRequest { grace_ms: repair_grace.as_millis() as u64 };
+            let s = client.rpc().get_repair_status(request).await?.into_inner();
+            if args.json {
+                let value = serde_json::json!({
+                    "degraded_columns": s.degraded_columns,
+                    "degraded_stripes": s.degraded_stripes,
+                    "blocked_columns": s.blocked_columns,
+                    "damaged_reports": s.damaged_reports,
+                    "lost_disks": s.lost_disks,
+                    "leased_columns": s.leased_columns,
+                    "columns_repaired": s.columns_repaired,
+                    "bytes_repaired": s.bytes_repaired,
+                });
+                println!("{value}");
+            } else {
+                println!(
+                    "degraded: {} columns, {} stripes ({} waiting for a disk to move to); {} damage reports; \
+                     {} lost disks; {} columns being repaired; repaired since start: {} columns, {} bytes",
+                    s.degraded_columns,
+                    s.degraded_stripes,
+                    s.blocked_columns,
+                    s.damaged_reports,
+                    s.lost_disks,
+                    s.leased_columns,
+                    s.columns_repaired,
+                    s.bytes_repaired
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set_admin(client: &MetadataClient, node_id: String, admin: NodeAdmin, json: bool) -> anyhow::Result<()> {
+    let response = client.rpc().set_node_admin(SetNodeAdminRequest { node_id, admin: admin.into() }).await?;
+    if let Some(node) = response.into_inner().node {
+        println!("{}", describe(&node, json));
+    }
+    Ok(())
+}
+
+fn admin_name(node: &NodeStatus) -> &'static str {
+    match NodeAdmin::try_from(node.admin).unwrap_or_default() {
+        NodeAdmin::Active => "active",
+        NodeAdmin::Draining => "draining",
+        NodeAdmin::Drained => "drained",
+    }
+}
+
+fn describe(node: &NodeStatus, json: bool) -> String {
+    let Some(info) = &node.info else {
+        return String::new();
+    };
+    let disks: Vec<String> = info
+        .disks
+        .iter()
+        .map(|d| {
+            let state =
+                DiskState::try_from(d.state).unwrap_or_default().as_str_name().trim_start_matches("DISK_STATE_");
+            format!("{}:{}:{}/{}", d.disk_id, state.to_ascii_lowercase(), d.used_bytes, d.capacity_bytes)
+        })
+        .collect();
+    let liveness = if node.alive { "alive" } else { "down" };
+    if json {
+        let disks: Vec<serde_json::Value> = info
+            .disks
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "disk_id": d.disk_id,
+                    "state": DiskState::try_from(d.state).unwrap_or_default().as_str_name(),
+                    "used_bytes": d.used_bytes,
+                    "capacity_bytes": d.capacity_bytes,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "node_id": info.node_id,
+            "address": info.address,
+            "alive": node.alive,
+            "admin": admin_name(node),
+            "disks": disks,
+        });
+        value.to_string()
+    } else {
+        format!("{} {} {} {} {}", info.node_id, info.address, liveness, admin_name(node), disks.join(" "))
+    }
+}
