@@ -8,7 +8,9 @@ use std::time::Duration;
 use coffer_proto::RemoteError;
 use coffer_proto::blobnode_client::BlobnodePool;
 use coffer_proto::metadata_client::MetadataClient;
-use coffer_proto::pb::metadata::{ClaimRepairsRequest, CompleteRepairRequest, GetClusterMapRequest, RepairTask};
+use coffer_proto::pb::metadata::{
+    ClaimRepairsRequest, CompleteRepairRequest, GetClusterMapRequest, GetRepairStatusRequest, RepairTask,
+};
 use futures::StreamExt;
 
 use crate::config::RepairConfig;
@@ -20,6 +22,9 @@ use crate::rebuild::{Column, rebuild};
 const CLAIM_FACTOR: usize = 2;
 /// Pause after a failed claim (metadata unreachable), doubling up to the work interval.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// How often the cluster-wide repair backlog is fetched for the gauges (it is a scan on the
+/// metadata service).
+const STATUS_EVERY: Duration = Duration::from_secs(15);
 
 pub struct Worker {
     metadata: MetadataClient,
@@ -40,7 +45,12 @@ impl Worker {
     pub async fn run(self) {
         tracing::info!(worker = %self.name, grace = ?self.config.repair_grace, "repair worker started");
         let mut pause = RETRY_PAUSE;
+        let mut status_due = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= status_due {
+                self.publish_backlog().await;
+                status_due = tokio::time::Instant::now() + STATUS_EVERY;
+            }
             match self.round().await {
                 Ok(0) => tokio::time::sleep(self.config.repair_interval).await,
                 Ok(_) => pause = RETRY_PAUSE,
@@ -67,12 +77,29 @@ impl Worker {
         futures::stream::iter(tasks)
             .for_each_concurrent(self.config.repair_concurrency, |task| async move {
                 if let Err(e) = self.repair(&task).await {
+                    metrics::counter!("coffer_repair_columns_total", "result" => "failed").increment(1);
                     let data_id = task.layout.as_ref().map(|l| hex::encode(&l.data_id)).unwrap_or_default();
                     tracing::warn!(data_id = %data_id, index = task.index, error = %e, "repair failed; will retry");
                 }
             })
             .await;
         Ok(claimed)
+    }
+
+    /// The cluster's repair backlog as gauges (`coffer_repair_*`), for dashboards and alerts.
+    async fn publish_backlog(&self) {
+        let request = GetRepairStatusRequest { grace_ms: self.config.repair_grace.as_millis() as u64 };
+        match self.metadata.rpc().get_repair_status(request).await {
+            Ok(status) => {
+                let s = status.into_inner();
+                metrics::gauge!("coffer_repair_degraded_columns").set(s.degraded_columns as f64);
+                metrics::gauge!("coffer_repair_degraded_stripes").set(s.degraded_stripes as f64);
+                metrics::gauge!("coffer_repair_blocked_columns").set(s.blocked_columns as f64);
+                metrics::gauge!("coffer_repair_damaged_reports").set(s.damaged_reports as f64);
+                metrics::gauge!("coffer_repair_lost_disks").set(s.lost_disks as f64);
+            }
+            Err(e) => tracing::debug!(error = %e, "repair status unavailable"),
+        }
     }
 
     async fn refresh_nodes(&self) -> Result<(), RepairError> {
@@ -95,6 +122,9 @@ impl Worker {
         };
         let applied =
             self.metadata.rpc().complete_repair(request).await.map_err(RemoteError::from)?.into_inner().applied;
+        let result = if applied { "applied" } else { "superseded" };
+        metrics::counter!("coffer_repair_columns_total", "result" => result).increment(1);
+        metrics::counter!("coffer_repair_bytes_total").increment(bytes);
         tracing::info!(data_id = %hex::encode(&column.layout.data_id), index = task.index, reason = %task.reason,
             target = %column.target.node_id, bytes, applied, "column repaired");
         Ok(())

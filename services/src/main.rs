@@ -4,6 +4,7 @@
 mod admin;
 mod embedded;
 mod logging;
+mod metrics;
 mod shutdown;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +15,10 @@ struct Cli {
     /// Log line format: text or json.
     #[arg(long, env = "COFFER_LOG_FORMAT", default_value = "text", global = true)]
     log_format: logging::LogFormat,
+
+    /// Serve Prometheus metrics (`coffer_*`) of this process on http://ADDRESS/metrics.
+    #[arg(long, env = "COFFER_METRICS_ADDRESS", global = true)]
+    metrics_address: Option<std::net::SocketAddr>,
 
     #[command(subcommand)]
     role: Role,
@@ -46,6 +51,8 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // The exporter's listener runs on this runtime.
+        metrics::install(cli.metrics_address)?;
         let shutdown = shutdown::on_signal();
         match cli.role {
             Role::Server(config) => embedded::run(config, shutdown).await,

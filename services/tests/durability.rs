@@ -107,7 +107,11 @@ fn start_cluster(blobnodes: usize) -> Split {
 fn two_lost_blobnodes_lose_no_read_one_loses_no_write_and_repair_restores_full_redundancy() {
     let rt = runtime();
     let mut cluster = start_cluster(6);
-    let _repair = cluster.start_repair("repair", &["--repair-grace", GRACE, "--repair-interval", "300ms"]);
+    let metrics_addr = format!("127.0.0.1:{}", common::free_port());
+    let _repair = cluster.start_repair(
+        "repair",
+        &["--repair-grace", GRACE, "--repair-interval", "300ms", "--metrics-address", &metrics_addr],
+    );
     let client = cluster.client();
     let metadata = rt.block_on(async {
         MetadataClient::connect(std::slice::from_ref(&cluster.metadata_url), &ClientConfig::default()).unwrap()
@@ -138,6 +142,14 @@ fn two_lost_blobnodes_lose_no_read_one_loses_no_write_and_repair_restores_full_r
     let status = rt.block_on(repair_status(&metadata));
     eprintln!("full redundancy {took:?} after the replacement joined: {status:?}");
     assert!(status.columns_repaired > 0 && status.bytes_repaired > 0, "{status:?}");
+    let metrics = common::http_get_body(metrics_addr.parse().unwrap(), "/metrics").unwrap_or_default();
+    let repaired_bytes = metrics
+        .lines()
+        .find(|l| l.starts_with("coffer_repair_bytes_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(repaired_bytes.is_some_and(|b| b > 0.0), "repair metrics:\n{metrics}");
+    assert!(metrics.contains("coffer_repair_degraded_columns"), "repair metrics:\n{metrics}");
 
     // Two other blobnodes die: everything is still readable, so every stripe was back to k+m.
     cluster.blobnodes[2].kill9();

@@ -95,14 +95,23 @@ impl Drop for Proc {
     }
 }
 
-fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
+/// The raw response to a plain HTTP GET (no TLS, `Connection: close`), or `None` when it fails.
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
+    Some(response)
+}
+
+pub fn http_get_body(addr: SocketAddr, path: &str) -> Option<String> {
+    http_get(addr, path)?.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get(addr, path)?.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub fn wait_ready(addr: SocketAddr, procs: &[&Proc]) {
