@@ -442,6 +442,7 @@ impl Syncer {
         let count = placed.len() as u64;
         self.shared.counters.puts.fetch_add(count, Ordering::Relaxed);
         self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!("coffer_blobnode_batch_records").record(count as f64);
         // A chunk emptied by this batch goes before the answers (rare, and then a caller such as the compactor sees
         // its effect); freeing dead records' space waits until after them.
         self.retire_empty(&touched);

@@ -108,6 +108,7 @@ pub async fn serve(
         // A peer that vanished mid-put must not hold its shard buffer (and budget) forever.
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(coffer_proto::rpc_metrics::RpcMetricsLayer::server())
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -109,10 +109,30 @@ impl Store {
     }
 }
 
+/// The disk's figures as `coffer_blobnode_*` series, refreshed with every heartbeat.
+fn publish_metrics(engine: &Engine, (capacity, used): (u64, u64), state: DiskState) {
+    let disk = engine.disk().id().to_string();
+    let counters = engine.counters();
+    metrics::gauge!("coffer_blobnode_disk_capacity_bytes", "disk" => disk.clone()).set(capacity as f64);
+    metrics::gauge!("coffer_blobnode_disk_used_bytes", "disk" => disk.clone()).set(used as f64);
+    metrics::gauge!("coffer_blobnode_disk_healthy", "disk" => disk.clone())
+        .set(f64::from(u8::from(state == DiskState::Ok)));
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("coffer_blobnode_fsyncs_total", "disk" => disk.clone()).absolute(load(&counters.syncs));
+    metrics::counter!("coffer_blobnode_shard_puts_total", "disk" => disk.clone()).absolute(load(&counters.puts));
+    metrics::counter!("coffer_blobnode_bytes_written_total", "disk" => disk.clone())
+        .absolute(load(&counters.bytes_written));
+    metrics::counter!("coffer_blobnode_scrubbed_bytes_total", "disk" => disk.clone())
+        .absolute(load(&counters.scrubbed_bytes));
+    metrics::counter!("coffer_blobnode_damaged_shards_found_total", "disk" => disk)
+        .absolute(load(&counters.damaged_found));
+}
+
 fn disk_info(engine: &Engine) -> DiskInfo {
     let disk = engine.disk();
     let usage = engine.refresh_state();
     let state = engine.state();
+    publish_metrics(engine, usage.as_ref().map_or((0, 0), |u| (u.capacity_bytes, u.used_bytes)), state);
     DiskInfo {
         disk_id: disk.id().to_string(),
         path: disk.root().display().to_string(),

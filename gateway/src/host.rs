@@ -25,6 +25,13 @@ fn without_port(host: &str) -> &str {
     }
 }
 
+impl Domains {
+    /// Whether a request with this `Host` header addresses a bucket by name (virtual-hosted style).
+    pub fn names_bucket(&self, host: &str) -> bool {
+        self.parse_host_header(host).is_ok_and(|v| v.bucket().is_some())
+    }
+}
+
 impl S3Host for Domains {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
         let name = without_port(host);

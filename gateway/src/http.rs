@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::cluster::ClusterView;
+use crate::host::Domains;
+use crate::operation;
 
 const LIVE_PATHS: [&str; 2] = ["/health/live", "/minio/health/live"];
 const READY_PATHS: [&str; 2] = ["/health/ready", "/minio/health/ready"];
@@ -30,6 +32,43 @@ pub struct Edge {
     pub cluster: ClusterView,
     /// Live disks needed before the gateway calls itself ready (k+m).
     pub disks_needed: usize,
+    /// Virtual-hosted-style domains, to tell bucket from object requests for the metrics.
+    pub domains: Option<Domains>,
+    /// Renders this process's metrics for `GET /metrics`.
+    pub metrics: Option<MetricsRender>,
+}
+
+/// Renders the process's metrics in the Prometheus text format.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+const METRICS_PATH: &str = "/metrics";
+
+/// Decrements the in-flight gauge however the request ends (including a dropped connection).
+struct InFlight;
+
+impl InFlight {
+    fn start() -> InFlight {
+        metrics::gauge!("coffer_s3_requests_in_flight").increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("coffer_s3_requests_in_flight").decrement(1.0);
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> u64 {
+    headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// An unsigned `GET /metrics` is a scrape; a signed one is S3 (ListObjects of a bucket named `metrics`).
+fn is_scrape(req: &Request<Incoming>) -> bool {
+    req.method() == Method::GET
+        && req.uri().path() == METRICS_PATH
+        && req.uri().query().is_none()
+        && !req.headers().contains_key(http::header::AUTHORIZATION)
 }
 
 fn request_id() -> String {
@@ -37,7 +76,35 @@ fn request_id() -> String {
 }
 
 impl Edge {
+    /// The operation name for the metrics, or `None` for requests that are not S3 (health, scrapes).
+    fn operation(&self, req: &Request<Incoming>) -> Option<&'static str> {
+        let path = req.uri().path();
+        if LIVE_PATHS.contains(&path) || READY_PATHS.contains(&path) || is_scrape(req) {
+            return None;
+        }
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let bucket_in_host = self.domains.as_ref().is_some_and(|d| d.names_bucket(host));
+        let copy_source = req.headers().contains_key("x-amz-copy-source");
+        let target = operation::target(path, bucket_in_host);
+        Some(operation::name(req.method(), target, req.uri().query().unwrap_or_default(), copy_source))
+    }
+
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        let Some(op) = self.operation(&req) else {
+            return Ok(self.route(req).await);
+        };
+        let started = Instant::now();
+        let _in_flight = InFlight::start();
+        metrics::counter!("coffer_s3_bytes_in_total").increment(content_length(req.headers()));
+        let response = self.handle_s3(req).await;
+        let status = response.status().as_u16().to_string();
+        metrics::counter!("coffer_s3_requests_total", "op" => op, "status" => status).increment(1);
+        metrics::histogram!("coffer_s3_request_duration_seconds", "op" => op).record(started.elapsed().as_secs_f64());
+        metrics::counter!("coffer_s3_bytes_out_total").increment(content_length(response.headers()));
+        Ok(response)
+    }
+
+    async fn handle_s3(&self, req: Request<Incoming>) -> Response<Body> {
         let id = request_id();
         let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
         let mut response = async {
@@ -54,7 +121,7 @@ impl Edge {
         if response.status().is_client_error() || response.status().is_server_error() {
             response = with_request_id_in_error(response, &id).await;
         }
-        Ok(response)
+        response
     }
 
     async fn route(&self, req: Request<Incoming>) -> Response<Body> {
@@ -62,6 +129,15 @@ impl Edge {
         if matches!(*req.method(), Method::GET | Method::HEAD) {
             if LIVE_PATHS.contains(&path) {
                 return plain(StatusCode::OK, "OK");
+            }
+            if let Some(render) = &self.metrics
+                && is_scrape(&req)
+            {
+                let mut response = Response::new(Body::from(render()));
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+                return response;
             }
             if READY_PATHS.contains(&path) {
                 return if self.cluster.is_ready(self.disks_needed) {

@@ -10,6 +10,7 @@ pub mod erasure;
 mod error;
 mod host;
 mod http;
+mod operation;
 mod read_path;
 mod s3;
 mod write_path;
@@ -26,20 +27,22 @@ use tokio::net::TcpListener;
 
 pub use config::{ErasureCode, GatewayConfig};
 pub use error::GatewayError;
+pub use http::MetricsRender;
 
 use crate::cluster::ClusterView;
 use crate::dataplane::DataPlane;
 use crate::s3::CofferS3;
 
-/// Binds `config.address` and serves until `shutdown` resolves.
+/// Binds `config.address` and serves until `shutdown` resolves; `metrics` renders `GET /metrics`.
 pub async fn run(
     config: GatewayConfig,
+    metrics: Option<MetricsRender>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let listener = TcpListener::bind(config.address)
         .await
         .map_err(|e| GatewayError::Internal(format!("cannot listen on {}: {e}", config.address)))?;
-    serve(listener, config, shutdown).await
+    serve_with(listener, config, None, metrics, shutdown).await
 }
 
 /// Serves S3 on an already-bound listener until `shutdown` resolves, then drains.
@@ -48,7 +51,7 @@ pub async fn serve(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    serve_with(listener, config, None, shutdown).await
+    serve_with(listener, config, None, None, shutdown).await
 }
 
 /// Like [`serve`], reaching a metadata service in the same process over `metadata_pipe` instead of
@@ -57,6 +60,7 @@ pub async fn serve_with(
     listener: TcpListener,
     config: GatewayConfig,
     metadata_pipe: Option<InProcessConnector>,
+    metrics: Option<MetricsRender>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     config.validate().map_err(GatewayError::Internal)?;
@@ -96,7 +100,8 @@ pub async fn serve_with(
     if !config.domains.is_empty() {
         builder.set_host(host::Domains::new(&config.domains));
     }
-    let edge = http::Edge { s3: builder.build(), cluster, disks_needed: config.ec.total() as usize };
+    let domains = (!config.domains.is_empty()).then(|| host::Domains::new(&config.domains));
+    let edge = http::Edge { s3: builder.build(), cluster, disks_needed: config.ec.total() as usize, domains, metrics };
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%address, ec = %config.ec, "S3 gateway listening");
     http::serve(listener, edge, shutdown, config.shutdown_grace).await;

@@ -18,6 +18,7 @@ mod multipart;
 mod placement;
 mod repair;
 mod service;
+mod stats;
 mod store;
 
 use std::future::Future;
@@ -92,6 +93,7 @@ pub async fn serve_with(
     let collector = Collector::new(store.clone(), applier.clone(), cluster.clone(), config.gc_interval);
     let gc_task = tokio::spawn(collector.run(gc_stop));
 
+    let stats_task = tokio::spawn(stats::publish(store.clone()));
     let service = MetadataService::new(store, applier, cluster, Timing::from(&config));
     let server = MetadataServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -100,9 +102,13 @@ pub async fn serve_with(
     // TCP_NODELAY on every accepted socket: the builder's own flag does not apply to a listener we hand it, and
     // small responses waiting for Nagle meet the client's delayed ACK (~40 ms stalls).
     let incoming = coffer_proto::in_process::incoming(listener, pipes);
-    let served =
-        tonic::transport::Server::builder().add_service(server).serve_with_incoming_shutdown(incoming, shutdown).await;
+    let served = tonic::transport::Server::builder()
+        .layer(coffer_proto::rpc_metrics::RpcMetricsLayer::server())
+        .add_service(server)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
 
+    stats_task.abort();
     let _ = stop_gc.send(());
     if let Err(e) = gc_task.await {
         tracing::error!(error = %e, "the garbage collector task failed");

@@ -8,6 +8,7 @@ use coffer_proto::pb::metadata::{
     BucketRecord, DamagedShard, DataLayout, DataOwner, GcRecord, NodeAdmin, NodeInfo, ObjectRecord, PartRecord,
     UploadRecord,
 };
+use rocksdb::statistics::Ticker;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions,
     WriteBatch, WriteOptions,
@@ -75,6 +76,17 @@ const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
 pub struct Store {
     db: DB,
+    /// Kept for its statistics object (tickers), read by [`Store::stats`].
+    options: Options,
+}
+
+/// RocksDB figures worth watching: write stalls, compaction debt, block cache effectiveness.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DbStats {
+    pub stall_micros: u64,
+    pub pending_compaction_bytes: u64,
+    pub block_cache_hits: u64,
+    pub block_cache_misses: u64,
 }
 
 impl Store {
@@ -87,6 +99,8 @@ impl Store {
         // All memtables together, whichever column families they belong to: small inline objects would otherwise
         // fill 64 MiB per family (and its immutable twin) before a flush, a large share of a 512 MiB server.
         options.set_db_write_buffer_size(MEMTABLES_BYTES);
+        // Tickers for the metrics (stalls, cache hits); the default level skips the costly timers.
+        options.enable_statistics();
         // One block cache for every column family, and bloom filters: most point lookups on the write path are for
         // keys that do not exist yet (a new object, a new part), which a filter answers without reading a block.
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
@@ -102,7 +116,23 @@ impl Store {
             ColumnFamilyDescriptor::new(cf.name(), cf_options)
         });
         let db = DB::open_cf_descriptors(&options, path, cfs).map_err(MetadataError::db("opening the database"))?;
-        Ok(Store { db })
+        Ok(Store { db, options })
+    }
+
+    pub fn stats(&self) -> DbStats {
+        let pending_compaction_bytes = Cf::ALL
+            .iter()
+            .filter_map(|cf| self.db.cf_handle(cf.name()))
+            .filter_map(|handle| {
+                self.db.property_int_value_cf(handle, "rocksdb.estimate-pending-compaction-bytes").ok().flatten()
+            })
+            .sum();
+        DbStats {
+            stall_micros: self.options.get_ticker_count(Ticker::StallMicros),
+            pending_compaction_bytes,
+            block_cache_hits: self.options.get_ticker_count(Ticker::BlockCacheHit),
+            block_cache_misses: self.options.get_ticker_count(Ticker::BlockCacheMiss),
+        }
     }
 
     pub(crate) fn db(&self) -> &DB {

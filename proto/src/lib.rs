@@ -8,6 +8,7 @@ pub mod error;
 pub mod in_process;
 pub mod limits;
 pub mod metadata_client;
+pub mod rpc_metrics;
 
 /// Generated protobuf messages, clients and servers.
 pub mod pb {

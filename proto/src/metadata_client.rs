@@ -136,6 +136,7 @@ where
         .load_shed()
         .concurrency_limit(config.concurrency_limit)
         .timeout(config.timeout)
+        .layer(crate::rpc_metrics::RpcMetricsLayer::client())
         .service(service);
     BoxCloneSyncService::new(stack)
 }

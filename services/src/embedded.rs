@@ -92,7 +92,11 @@ fn trigger(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
     }
 }
 
-pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: ServerConfig,
+    metrics: coffer_gateway::MetricsRender,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     if config.disks == 0 || config.disks > 64 {
         bail!("--disks must be between 1 and 64");
     }
@@ -167,6 +171,7 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
         s3_listener,
         gateway_config,
         Some(metadata_pipe),
+        Some(metrics),
         trigger(&gateway_rx),
     ));
     let repair = tokio::spawn(coffer_repair::run(repair_config, trigger(&services_rx)));

@@ -52,13 +52,15 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         // The exporter's listener runs on this runtime.
-        metrics::install(cli.metrics_address)?;
+        let metrics = metrics::install(cli.metrics_address)?;
         let shutdown = shutdown::on_signal();
         match cli.role {
-            Role::Server(config) => embedded::run(config, shutdown).await,
+            Role::Server(config) => embedded::run(config, metrics, shutdown).await,
             Role::Metadata(config) => coffer_metadata::run(config, shutdown).await.map_err(anyhow::Error::from),
             Role::Blobnode(config) => coffer_blobnode::run(config, shutdown).await.map_err(anyhow::Error::from),
-            Role::Gateway(config) => coffer_gateway::run(config, shutdown).await.map_err(anyhow::Error::from),
+            Role::Gateway(config) => {
+                coffer_gateway::run(config, Some(metrics), shutdown).await.map_err(anyhow::Error::from)
+            }
             Role::Repair(config) => coffer_repair::run(config, shutdown).await.map_err(anyhow::Error::from),
             Role::Admin(args) => admin::run(args).await,
         }
