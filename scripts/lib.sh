@@ -5,6 +5,8 @@
 #   CARGO_TARGET_DIR   cargo's build directory (default: ~/.cache/coffer/target, outside the clone, so a fresh
 #                      clone of the repo reuses earlier builds)
 #   COFFER_VENV        Python virtualenv for the test clients (default: ~/.cache/coffer/venv)
+#   COFFER_LINT_VENV   Python virtualenv for the deploy/ checks of `scripts/test lint` (default:
+#                      ~/.cache/coffer/lint-venv)
 #   COFFER_TOOLS       where `cargo install` puts test tools such as s3s-e2e (default: ~/.cache/coffer/tools)
 #   COFFER_SKIP_APT=1  never call apt-get (just warn about missing packages)
 
@@ -12,6 +14,7 @@ COFFER_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COFFER_CACHE="${COFFER_CACHE:-$HOME/.cache/coffer}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$COFFER_CACHE/target}"
 COFFER_VENV="${COFFER_VENV:-$COFFER_CACHE/venv}"
+COFFER_LINT_VENV="${COFFER_LINT_VENV:-$COFFER_CACHE/lint-venv}"
 COFFER_TOOLS="${COFFER_TOOLS:-$COFFER_CACHE/tools}"
 
 # Rust toolchains installed by rustup live in ~/.cargo/bin, which non-login shells may not have on PATH.
@@ -114,24 +117,28 @@ ensure_test_prereqs() {
     ensure_apt_packages "${pkgs[@]}"
 }
 
-# Create or update the virtualenv with tests/python/requirements.txt; skipped when the requirements are unchanged.
+# `ensure_venv [VENV REQUIREMENTS]`: create or update a virtualenv with a requirements file, skipped when the
+# requirements are unchanged. Default: the test clients, $COFFER_VENV with tests/python/requirements.txt.
 ensure_venv() {
-    local req="$COFFER_REPO/tests/python/requirements.txt"
-    local stamp="$COFFER_VENV/.coffer-requirements"
-    if [ ! -x "$COFFER_VENV/bin/python" ]; then
-        log "creating virtualenv $COFFER_VENV"
-        mkdir -p "$(dirname "$COFFER_VENV")"
-        python3 -m venv "$COFFER_VENV"
+    local venv="${1:-$COFFER_VENV}"
+    local req="${2:-$COFFER_REPO/tests/python/requirements.txt}"
+    local stamp="$venv/.coffer-requirements"
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating virtualenv $venv"
+        mkdir -p "$(dirname "$venv")"
+        python3 -m venv "$venv"
     fi
     if [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
-        log "virtualenv $COFFER_VENV is up to date"
+        log "virtualenv $venv is up to date"
     else
-        log "installing $req into $COFFER_VENV"
-        "$COFFER_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+        log "installing $req into $venv"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
         cp "$req" "$stamp"
     fi
-    "$COFFER_VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null |
-        grep -iE '^(boto3|botocore|awscli|pytest) ' | tr -s ' ' | paste -sd' ' - >&2 || true
+    if [ "$venv" = "$COFFER_VENV" ]; then
+        "$venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null |
+            grep -iE '^(boto3|botocore|awscli|pytest) ' | tr -s ' ' | paste -sd' ' - >&2 || true
+    fi
 }
 
 S3S_E2E_VERSION=0.14.1

@@ -19,6 +19,7 @@ impl CofferAuth {
 #[async_trait::async_trait]
 impl S3Auth for CofferAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        let _span = tracing::info_span!("auth.secret_key").entered();
         match self.identities.lookup(access_key) {
             Some((secret, _principal)) => Ok(SecretKey::from(secret.to_string())),
             None => Err(S3Error::with_message(

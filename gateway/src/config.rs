@@ -113,6 +113,14 @@ pub struct GatewayConfig {
     #[arg(long, env = "COFFER_HEDGE_AFTER", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub hedge_after: Duration,
 
+    /// PEM certificate chain: serve HTTPS (TLS 1.2 and 1.3) on the S3 port. Re-read when it changes.
+    #[arg(long, env = "COFFER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// How long SIGTERM waits for in-flight requests before closing connections.
     #[arg(long, env = "COFFER_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

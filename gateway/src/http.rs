@@ -16,6 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use s3s::Body;
 use s3s::service::S3Service;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::cluster::ClusterView;
@@ -42,6 +43,8 @@ pub struct Edge {
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
 const METRICS_PATH: &str = "/metrics";
+/// A client that has not finished its TLS handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Decrements the in-flight gauge however the request ends (including a dropped connection).
 struct InFlight;
@@ -93,10 +96,17 @@ impl Edge {
         let Some(op) = self.operation(&req) else {
             return Ok(self.route(req).await);
         };
+        // The root of the request's trace, or a child of the caller's `traceparent`; its trace id
+        // is the request id clients see, so an error report leads straight to the trace.
+        let span = tracing::info_span!("s3.request", otel.name = op, otel.kind = "server",
+            request_id = tracing::field::Empty, method = %req.method(), path = %req.uri().path());
+        coffer_proto::trace_context::continue_from(&span, req.headers());
+        let id = coffer_proto::trace_context::trace_id(&span).unwrap_or_else(request_id);
+        span.record("request_id", id.as_str());
         let started = Instant::now();
         let _in_flight = InFlight::start();
         metrics::counter!("coffer_s3_bytes_in_total").increment(content_length(req.headers()));
-        let response = self.handle_s3(req).await;
+        let response = self.handle_s3(req, &id).instrument(span).await;
         let status = response.status().as_u16().to_string();
         metrics::counter!("coffer_s3_requests_total", "op" => op, "status" => status).increment(1);
         metrics::histogram!("coffer_s3_request_duration_seconds", "op" => op).record(started.elapsed().as_secs_f64());
@@ -104,22 +114,15 @@ impl Edge {
         Ok(response)
     }
 
-    async fn handle_s3(&self, req: Request<Incoming>) -> Response<Body> {
-        let id = request_id();
-        let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-        let mut response = async {
-            let response = self.route(req).await;
-            tracing::debug!(status = response.status().as_u16(), "done");
-            response
-        }
-        .instrument(span)
-        .await;
-        if let Ok(value) = HeaderValue::from_str(&id) {
+    async fn handle_s3(&self, req: Request<Incoming>, id: &str) -> Response<Body> {
+        let mut response = self.route(req).await;
+        tracing::debug!(status = response.status().as_u16(), "done");
+        if let Ok(value) = HeaderValue::from_str(id) {
             response.headers_mut().insert("x-amz-request-id", value.clone());
             response.headers_mut().insert("x-amz-id-2", value);
         }
         if response.status().is_client_error() || response.status().is_server_error() {
-            response = with_request_id_in_error(response, &id).await;
+            response = with_request_id_in_error(response, id).await;
         }
         response
     }
@@ -190,16 +193,23 @@ async fn with_request_id_in_error(response: Response<Body>, id: &str) -> Respons
 }
 
 /// Accepts connections until `shutdown` resolves, then waits up to `grace` for in-flight
-/// requests to finish.
-pub async fn serve(listener: TcpListener, edge: Edge, shutdown: impl Future<Output = ()>, grace: Duration) {
+/// requests to finish. With `tls`, every connection is a TLS handshake first (done in the
+/// connection's own task, so a slow client never holds up the accept loop).
+pub async fn serve(
+    listener: TcpListener,
+    edge: Edge,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    tls: Option<TlsAcceptor>,
+) {
     let edge = Arc::new(edge);
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -209,12 +219,26 @@ pub async fn serve(listener: TcpListener, edge: Edge, shutdown: impl Future<Outp
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let edge = edge.clone();
-                let service = hyper::service::service_fn(move |req| edge.clone().handle(req));
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
+                let (edge, builder, watcher, tls) = (edge.clone(), builder.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let service = hyper::service::service_fn(move |req| edge.clone().handle(req));
+                    let served = match tls {
+                        None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
+                        Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });

@@ -13,6 +13,7 @@ mod http;
 mod operation;
 mod read_path;
 mod s3;
+pub mod tls;
 mod write_path;
 
 use std::future::Future;
@@ -103,8 +104,19 @@ pub async fn serve_with(
     let domains = (!config.domains.is_empty()).then(|| host::Domains::new(&config.domains));
     let edge = http::Edge { s3: builder.build(), cluster, disks_needed: config.ec.total() as usize, domains, metrics };
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(%address, ec = %config.ec, "S3 gateway listening");
-    http::serve(listener, edge, shutdown, config.shutdown_grace).await;
+    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    tracing::info!(%address, %scheme, ec = %config.ec, "S3 gateway listening");
+    let (tls, reloader) = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let (acceptor, reloader) = tls::acceptor(cert, key)?;
+            (Some(acceptor), Some(reloader))
+        }
+        _ => (None, None),
+    };
+    http::serve(listener, edge, shutdown, config.shutdown_grace, tls).await;
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     refresher.abort();
     Ok(())
 }

@@ -13,6 +13,7 @@ use coffer_proto::blobnode_client::NodeState;
 use coffer_proto::pb::blobnode::ShardId;
 use coffer_proto::pb::metadata::{DataLayout, Segment};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
+use tracing::Instrument;
 
 use crate::dataplane::DataPlane;
 use crate::erasure::{Geometry, reconstruct_data};
@@ -85,15 +86,18 @@ impl DataPlane {
     ) -> tokio_stream::wrappers::ReceiverStream<GatewayResult<Bytes>> {
         let (tx, rx) = tokio::sync::mpsc::channel(BODY_CHANNEL_CHUNKS);
         let body = self.read(segments, range);
-        tokio::spawn(async move {
-            futures::pin_mut!(body);
-            while let Some(item) = body.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
+        tokio::spawn(
+            async move {
+                futures::pin_mut!(body);
+                while let Some(item) = body.next().await {
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() || failed {
+                        break;
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
         tokio_stream::wrappers::ReceiverStream::new(rx)
     }
 
@@ -110,7 +114,10 @@ impl DataPlane {
                 async move {
                     match piece {
                         Piece::Inline(bytes) => Ok(vec![bytes]),
-                        Piece::Stripe { layout, stripe, range } => plane.read_stripe(&layout, stripe, range).await,
+                        Piece::Stripe { layout, stripe, range } => {
+                            let span = tracing::info_span!("stripe.read", stripe);
+                            plane.read_stripe(&layout, stripe, range).instrument(span).await
+                        }
                     }
                 }
             })
@@ -231,7 +238,8 @@ impl DataPlane {
             }
         }
         drop(reads);
-        let data = tokio::task::spawn_blocking(move || reconstruct_data(&g, stripe, shards))
+        let span = tracing::info_span!("ec.decode", stripe);
+        let data = tokio::task::spawn_blocking(move || span.in_scope(|| reconstruct_data(&g, stripe, shards)))
             .await
             .map_err(|e| GatewayError::Internal(format!("decoder task failed: {e}")))??;
         let mut parts = Vec::new();

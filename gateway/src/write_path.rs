@@ -20,6 +20,7 @@ use coffer_proto::pb::metadata::{
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::dataplane::DataPlane;
 use crate::erasure::{Geometry, encode_stripe};
@@ -273,9 +274,10 @@ impl DataPlane {
         let data_id = target.data_id.to_vec();
         let shards = target.shards.to_vec();
         let unwritten = target.unwritten.clone();
-        in_flight.push_back(tokio::spawn(async move {
-            plane.write_stripe(data_id, shards, unwritten, stripe_index, stripe).await
-        }));
+        in_flight.push_back(tokio::spawn(
+            async move { plane.write_stripe(data_id, shards, unwritten, stripe_index, stripe).await }
+                .instrument(tracing::info_span!("stripe.write", stripe = stripe_index)),
+        ));
         Ok(())
     }
 
@@ -293,7 +295,8 @@ impl DataPlane {
             stripe_size: self.stripe_size,
             size: self.stripe_size,
         };
-        let shards = tokio::task::spawn_blocking(move || encode_stripe(&geometry, stripe))
+        let span = tracing::info_span!("ec.encode", stripe = stripe_index);
+        let shards = tokio::task::spawn_blocking(move || span.in_scope(|| encode_stripe(&geometry, stripe)))
             .await
             .map_err(|e| GatewayError::Internal(format!("encoder task failed: {e}")))??;
         // A column that failed before, or a node known to be down, is left to repair rather than

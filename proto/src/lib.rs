@@ -9,6 +9,7 @@ pub mod in_process;
 pub mod limits;
 pub mod metadata_client;
 pub mod rpc_metrics;
+pub mod trace_context;
 
 /// Generated protobuf messages, clients and servers.
 pub mod pb {

@@ -55,6 +55,14 @@ pub struct ServerConfig {
     #[arg(long, env = "COFFER_GC_GRACE", default_value = "15m")]
     pub gc_grace: String,
 
+    /// PEM certificate chain: serve HTTPS on the S3 port (re-read when it changes).
+    #[arg(long, env = "COFFER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// How long a disk may be missing or failing before repair rebuilds its shards elsewhere.
     #[arg(long, env = "COFFER_REPAIR_GRACE", default_value = "15m")]
     pub repair_grace: String,
@@ -149,6 +157,14 @@ pub async fn run(
         gateway_args.push("--domain".into());
         gateway_args.push(domain.clone());
     }
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        gateway_args.extend([
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ]);
+    }
     let gateway_config: coffer_gateway::GatewayConfig = parse_role(&gateway_args)?;
     let repair_config: coffer_repair::RepairConfig =
         parse_role(&["--metadata".into(), meta_url.clone(), "--repair-grace".into(), config.repair_grace.clone()])?;
@@ -239,11 +255,12 @@ fn print_banner(config: &ServerConfig, ec: ErasureCode, dir: &std::path::Path) {
         "(the value of COFFER_ROOT_PASSWORD)".to_string()
     };
     println!("Coffer is running: {} disks in {}, erasure code {ec}", config.disks, dir.display());
-    println!("  S3 endpoint: http://{host}");
+    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    println!("  S3 endpoint: {scheme}://{host}");
     println!("  Access key:  {}", config.root_user);
     println!("  Secret key:  {secret}");
     println!(
-        "  Try:  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY=... aws --endpoint-url http://{host} s3 mb s3://my-bucket",
+        "  Try:  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY=... aws --endpoint-url {scheme}://{host} s3 mb s3://my-bucket",
         config.root_user
     );
 }

@@ -40,9 +40,22 @@ enum Role {
     Admin(admin::AdminArgs),
 }
 
+impl Role {
+    /// The `service.name` of this role's traces unless `OTEL_SERVICE_NAME` says otherwise.
+    fn service_name(&self) -> &'static str {
+        match self {
+            Role::Server(_) => "coffer-server",
+            Role::Metadata(_) => "coffer-metadata",
+            Role::Blobnode(_) => "coffer-blobnode",
+            Role::Gateway(_) => "coffer-gateway",
+            Role::Repair(_) => "coffer-repair",
+            Role::Admin(_) => "coffer-admin",
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -50,8 +63,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let mut telemetry = None;
     let result = runtime.block_on(async {
-        // The exporter's listener runs on this runtime.
+        // Both start tasks on this runtime: the trace exporter and the metrics listener.
+        telemetry = Some(logging::init(cli.log_format, cli.role.service_name())?);
         let metrics = metrics::install(cli.metrics_address)?;
         let shutdown = shutdown::on_signal();
         match cli.role {
@@ -65,6 +80,10 @@ fn main() -> std::process::ExitCode {
             Role::Admin(args) => admin::run(args).await,
         }
     });
+    // Outside `block_on`: flushing waits for the exporter task, which the runtime's workers run.
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -17,24 +17,27 @@ const BATCH_RECORDS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 25
 /// Installs the recorder (and, with an address, its HTTP listener on this runtime); returns the
 /// renderer for the gateway's own `/metrics`.
 pub fn install(address: Option<SocketAddr>) -> anyhow::Result<coffer_gateway::MetricsRender> {
-    let mut builder = PrometheusBuilder::new()
+    let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
         .context("metric buckets")?
         .set_buckets_for_metric(Matcher::Full("coffer_blobnode_batch_records".into()), &BATCH_RECORDS)
         .context("metric buckets")?;
-    if let Some(address) = address {
-        builder = builder.with_http_listener(address);
-    }
-    let (recorder, exporter) = builder.build().with_context(|| format!("serving metrics on {address:?}"))?;
-    let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
-    tokio::spawn(async move {
-        if let Err(e) = exporter.await {
-            tracing::error!(error = ?e, "the metrics listener stopped");
+    let handle = match address {
+        Some(address) => {
+            let (recorder, exporter) =
+                builder.with_http_listener(address).build().with_context(|| format!("serving metrics on {address}"))?;
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+            tokio::spawn(async move {
+                if let Err(e) = exporter.await {
+                    tracing::error!(error = ?e, "the metrics listener stopped");
+                }
+            });
+            tracing::info!(%address, "metrics on /metrics");
+            handle
         }
-    });
-    if let Some(address) = address {
-        tracing::info!(%address, "metrics on /metrics");
-    }
+        // Recorded all the same: the gateway serves them on its S3 port.
+        None => builder.install_recorder().context("installing the metrics recorder")?,
+    };
     Ok(Arc::new(move || handle.render()))
 }

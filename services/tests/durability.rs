@@ -98,7 +98,7 @@ fn start_cluster(blobnodes: usize) -> Split {
     Split::start_opts(
         blobnodes,
         "4+2",
-        SplitOptions { metadata: &["--node-timeout", "2s"], gateway: &["--hedge-after", "100ms"] },
+        SplitOptions { metadata: &["--node-timeout", "2s"], gateway: &["--hedge-after", "100ms"], env: &[] },
         |_, _| Vec::new(),
     )
 }

@@ -37,7 +37,7 @@ fn every_role_reports_its_main_series_after_traffic() {
     let cluster = Split::start_opts(
         6,
         "4+2",
-        SplitOptions { metadata: &["--metrics-address", &meta_flag], gateway: &[] },
+        SplitOptions { metadata: &["--metrics-address", &meta_flag], gateway: &[], env: &[] },
         |i, _| vec!["--metrics-address".into(), format!("127.0.0.1:{}", blob_metrics[i])],
     );
     let repair_metrics = free_port();

@@ -31,11 +31,16 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[String], log_dir: &Path) -> Proc {
+        Proc::spawn_with_env(name, args, &[], log_dir)
+    }
+
+    pub fn spawn_with_env(name: &str, args: &[String], env: &[(&str, &str)], log_dir: &Path) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(coffer_bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("COFFER_ROOT_USER", ACCESS_KEY)
             .env("COFFER_ROOT_PASSWORD", SECRET_KEY)
             .env("RUST_LOG", "info")
@@ -170,10 +175,12 @@ pub struct Split {
 }
 
 /// Extra flags for the roles of a [`Split`].
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 pub struct SplitOptions<'a> {
     pub metadata: &'a [&'a str],
     pub gateway: &'a [&'a str],
+    /// Environment of every process.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl Split {
@@ -204,14 +211,14 @@ impl Split {
             dir.path().join("meta").display().to_string(),
         ];
         meta_args.extend(options.metadata.iter().map(|s| s.to_string()));
-        let metadata = Proc::spawn("metadata", &meta_args, dir.path());
+        let metadata = Proc::spawn_with_env("metadata", &meta_args, options.env, dir.path());
         let (mut blobnode_procs, mut blobnode_disks, mut blobnode_args) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..blobnodes {
             let disk = dir.path().join(format!("node{i}-disk"));
             std::fs::create_dir_all(&disk).expect("disk dir");
             let mut args = blobnode_args_for(&disk, &meta_url);
             args.extend(configure(i, &disk));
-            blobnode_procs.push(Proc::spawn(&format!("blobnode{i}"), &args, dir.path()));
+            blobnode_procs.push(Proc::spawn_with_env(&format!("blobnode{i}"), &args, options.env, dir.path()));
             blobnode_disks.push(disk);
             blobnode_args.push(args);
         }
@@ -226,7 +233,7 @@ impl Split {
             ec.into(),
         ];
         gateway_args.extend(options.gateway.iter().map(|s| s.to_string()));
-        let gateway = Proc::spawn("gateway", &gateway_args, dir.path());
+        let gateway = Proc::spawn_with_env("gateway", &gateway_args, options.env, dir.path());
         let mut all: Vec<&Proc> = vec![&metadata, &gateway];
         all.extend(blobnode_procs.iter());
         wait_ready(addr, &all);
