@@ -70,6 +70,9 @@ pub struct BlobnodeConfig {
     /// Compaction speed per disk, in bytes per second of live data moved ("0" turns compaction off).
     #[arg(long = "compact-rate", env = "COFFER_COMPACT_RATE", default_value = "16MiB", value_parser = parse_bytes)]
     pub compact_bytes_per_s: u64,
+
+    #[command(flatten)]
+    pub grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
 }
 
 impl BlobnodeConfig {
@@ -89,6 +92,7 @@ impl BlobnodeConfig {
             scrub_interval: Duration::from_secs(24 * 3600),
             compact_threshold: 0.5,
             compact_bytes_per_s: 16 << 20,
+            grpc_tls: Default::default(),
         }
     }
 

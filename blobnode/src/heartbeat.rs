@@ -20,8 +20,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const WARN_EVERY_FAILURES: u32 = 20;
 
 /// Client limits for the announcer: a hung metadata replica delays one heartbeat, not the next ones.
-pub(crate) fn client_config() -> ClientConfig {
-    ClientConfig { timeout: CALL_TIMEOUT, ..ClientConfig::default() }
+pub(crate) fn client_config(tls: Option<coffer_proto::grpc_tls::GrpcTls>) -> ClientConfig {
+    ClientConfig { timeout: CALL_TIMEOUT, tls, ..ClientConfig::default() }
 }
 
 /// The two calls the loop makes; a trait so tests can stand in for the metadata service.

@@ -81,8 +81,10 @@ pub async fn serve(
     let local = listener.local_addr().map_err(|source| BlobnodeError::Bind { addr: config.listen, source })?;
     let store = Arc::new(Store::open(config.disks.clone(), config.engine(), config.io_memory_bytes).await?);
     let address = advertised_address(&config, local)?;
-    let metadata =
-        MetadataClient::connect(&config.metadata, &heartbeat::client_config()).map_err(BlobnodeError::Metadata)?;
+    let tls =
+        coffer_proto::grpc_tls::GrpcTls::load(&config.grpc_tls).map_err(|e| BlobnodeError::Config(e.to_string()))?;
+    let metadata = MetadataClient::connect(&config.metadata, &heartbeat::client_config(tls.clone()))
+        .map_err(BlobnodeError::Metadata)?;
     let mut background = vec![AbortOnDrop(tokio::spawn(heartbeat::announce(
         metadata.clone(),
         Arc::clone(&store),
@@ -104,7 +106,11 @@ pub async fn serve(
     // The accept stream every Coffer gRPC server uses: TCP_NODELAY set on each socket, since the builder's own
     // flag does not apply to a listener we hand it.
     let incoming = coffer_proto::in_process::incoming(listener, None);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server()).map_err(|e| BlobnodeError::Config(format!("gRPC TLS: {e}")))?;
+    }
+    builder
         // A peer that vanished mid-put must not hold its shard buffer (and budget) forever.
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))

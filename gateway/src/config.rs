@@ -121,6 +121,9 @@ pub struct GatewayConfig {
     #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 
+    #[command(flatten)]
+    pub grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
+
     /// How long SIGTERM waits for in-flight requests before closing connections.
     #[arg(long, env = "COFFER_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

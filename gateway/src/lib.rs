@@ -74,7 +74,8 @@ pub async fn serve_with(
             coffer_iam::DEFAULT_ROOT_PASSWORD
         );
     }
-    let client_config = ClientConfig { timeout: config.rpc_timeout, ..ClientConfig::default() };
+    let tls = coffer_proto::grpc_tls::GrpcTls::load(&config.grpc_tls)?;
+    let client_config = ClientConfig { timeout: config.rpc_timeout, tls, ..ClientConfig::default() };
     let metadata = match metadata_pipe {
         Some(connector) => MetadataClient::in_process(connector, &client_config),
         None => MetadataClient::connect(&config.metadata, &client_config)?,

@@ -32,6 +32,9 @@ pub struct MetadataConfig {
     /// A blobnode without a heartbeat for this long counts as dead: no new data is placed on it.
     #[arg(long, env = "COFFER_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_timeout: Duration,
+
+    #[command(flatten)]
+    pub grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
 }
 
 impl MetadataConfig {
@@ -44,6 +47,7 @@ impl MetadataConfig {
             intent_ttl: Duration::from_secs(24 * 60 * 60),
             gc_interval: Duration::from_secs(5),
             node_timeout: Duration::from_secs(10),
+            grpc_tls: Default::default(),
         }
     }
 }

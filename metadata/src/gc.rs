@@ -50,8 +50,14 @@ pub struct Pass {
 }
 
 impl Collector {
-    pub fn new(store: Arc<Store>, applier: Applier, cluster: Arc<Cluster>, interval: Duration) -> Collector {
-        let client = ClientConfig { timeout: DELETE_TIMEOUT, ..ClientConfig::default() };
+    pub fn new(
+        store: Arc<Store>,
+        applier: Applier,
+        cluster: Arc<Cluster>,
+        interval: Duration,
+        tls: Option<coffer_proto::grpc_tls::GrpcTls>,
+    ) -> Collector {
+        let client = ClientConfig { timeout: DELETE_TIMEOUT, tls, ..ClientConfig::default() };
         Collector {
             store,
             applier,
@@ -265,7 +271,7 @@ mod tests {
             applier.submit(Command::RecordIntent { intent: keys::gc(due, id), record }).await.unwrap();
         }
 
-        let mut collector = Collector::new(store.clone(), applier.clone(), cluster, Duration::from_secs(5));
+        let mut collector = Collector::new(store.clone(), applier.clone(), cluster, Duration::from_secs(5), None);
         let pass = collector.pass(100, now).await.unwrap();
         assert_eq!(pass, Pass { done: 2, retried: 1, more: false });
         let mut deleted = fake.deleted.lock().unwrap().clone();

@@ -90,7 +90,9 @@ pub async fn serve_with(
     let (applier, applier_thread) = Applier::start(store.clone())?;
 
     let (stop_gc, gc_stop) = oneshot::channel();
-    let collector = Collector::new(store.clone(), applier.clone(), cluster.clone(), config.gc_interval);
+    let tls = coffer_proto::grpc_tls::GrpcTls::load(&config.grpc_tls)
+        .map_err(|e| MetadataError::InvalidArgument(e.to_string()))?;
+    let collector = Collector::new(store.clone(), applier.clone(), cluster.clone(), config.gc_interval, tls.clone());
     let gc_task = tokio::spawn(collector.run(gc_stop));
 
     let stats_task = tokio::spawn(stats::publish(store.clone()));
@@ -102,7 +104,12 @@ pub async fn serve_with(
     // TCP_NODELAY on every accepted socket: the builder's own flag does not apply to a listener we hand it, and
     // small responses waiting for Nagle meet the client's delayed ACK (~40 ms stalls).
     let incoming = coffer_proto::in_process::incoming(listener, pipes);
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder =
+            builder.tls_config(tls.server()).map_err(|e| MetadataError::InvalidArgument(format!("gRPC TLS: {e}")))?;
+    }
+    let served = builder
         .layer(coffer_proto::rpc_metrics::RpcMetricsLayer::server())
         .add_service(server)
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -5,6 +5,7 @@
 
 pub mod blobnode_client;
 pub mod error;
+pub mod grpc_tls;
 pub mod in_process;
 pub mod limits;
 pub mod metadata_client;

@@ -51,6 +51,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Calls in flight at once through this client; beyond it calls are shed with Unavailable.
     pub concurrency_limit: usize,
+    /// Mutual TLS to the peers (see `grpc_tls`); `None` for plain HTTP/2.
+    pub tls: Option<crate::grpc_tls::GrpcTls>,
 }
 
 impl Default for ClientConfig {
@@ -59,6 +61,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(3),
             concurrency_limit: 1024,
+            tls: None,
         }
     }
 }
@@ -114,8 +117,18 @@ impl MetadataClient {
 
 /// A channel that connects on first use and reconnects by itself.
 pub(crate) fn lazy_channel(url: &str, config: &ClientConfig) -> Result<Channel, RemoteError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, format!("bad endpoint URL {url:?}: {e}")))?
+    let url = match &config.tls {
+        Some(_) => crate::grpc_tls::tls_url(url),
+        None => url.to_string(),
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, format!("bad endpoint URL {url:?}: {e}")))?;
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint
+            .tls_config(tls.client())
+            .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, format!("gRPC TLS for {url}: {e}")))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
         .http2_adaptive_window(true)

@@ -35,6 +35,9 @@ pub struct RepairConfig {
     #[arg(long, env = "COFFER_REPAIR_WORKER")]
     pub worker: Option<String>,
 
+    #[command(flatten)]
+    pub grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
+
     /// Upper bound on one call to the metadata service or a blobnode.
     #[arg(long, env = "COFFER_RPC_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub rpc_timeout: Duration,
@@ -52,6 +55,7 @@ impl RepairConfig {
             repair_lease: Duration::from_secs(600),
             worker: None,
             rpc_timeout: Duration::from_secs(30),
+            grpc_tls: Default::default(),
         }
     }
 

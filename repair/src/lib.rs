@@ -19,10 +19,15 @@ pub use config::RepairConfig;
 pub use error::RepairError;
 pub use worker::Worker;
 
+fn client_config(config: &RepairConfig) -> Result<ClientConfig, RepairError> {
+    let tls = coffer_proto::grpc_tls::GrpcTls::load(&config.grpc_tls)?;
+    Ok(ClientConfig { timeout: config.rpc_timeout, tls, ..ClientConfig::default() })
+}
+
 /// Connects to the metadata service and repairs until `shutdown` completes.
 pub async fn run(config: RepairConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RepairError> {
     config.validate().map_err(RepairError::BadTask)?;
-    let client = ClientConfig { timeout: config.rpc_timeout, ..ClientConfig::default() };
+    let client = client_config(&config)?;
     let metadata = MetadataClient::connect(&config.metadata, &client)?;
     serve_with(metadata, config, shutdown).await;
     Ok(())
@@ -30,7 +35,13 @@ pub async fn run(config: RepairConfig, shutdown: impl Future<Output = ()> + Send
 
 /// Repairs through an existing metadata client (`coffer server` passes its in-process one).
 pub async fn serve_with(metadata: MetadataClient, config: RepairConfig, shutdown: impl Future<Output = ()> + Send) {
-    let client = ClientConfig { timeout: config.rpc_timeout, ..ClientConfig::default() };
+    let client = match client_config(&config) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "repair worker not started");
+            return;
+        }
+    };
     let worker = Worker::new(metadata, BlobnodePool::new(client), config);
     tokio::select! {
         _ = worker.run() => {}

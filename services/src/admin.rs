@@ -19,6 +19,9 @@ pub struct AdminArgs {
     #[arg(long = "metadata", env = "COFFER_METADATA", value_delimiter = ',', default_value = "http://127.0.0.1:9100")]
     metadata: Vec<String>,
 
+    #[command(flatten)]
+    grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
+
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -67,7 +70,8 @@ enum RepairCommand {
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let client = MetadataClient::connect(&args.metadata, &ClientConfig::default())
+    let tls = coffer_proto::grpc_tls::GrpcTls::load(&args.grpc_tls).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client = MetadataClient::connect(&args.metadata, &ClientConfig { tls, ..ClientConfig::default() })
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("connecting to the metadata service")?;
     match args.command {

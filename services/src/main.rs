@@ -56,6 +56,9 @@ impl Role {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // One crypto provider for every TLS user in the process (tonic's mutual TLS, the S3 port): with
+    // more than one compiled in, rustls will not pick by itself.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

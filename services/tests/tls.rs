@@ -132,3 +132,102 @@ fn s3_over_https_with_reload_and_no_plain_http() {
         assert_eq!(common::get_bytes(&client, "secure", "k").await, data);
     });
 }
+
+/// Writes a certificate usable as both TLS server and client for 127.0.0.1/localhost, signed by `ca`.
+fn write_peer_cert(ca: &Ca, dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages =
+        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &**ca).unwrap();
+    let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+fn tls_args(cert: &Path, key: &Path, ca: &Path) -> coffer_proto::grpc_tls::GrpcTlsArgs {
+    coffer_proto::grpc_tls::GrpcTlsArgs {
+        grpc_tls_cert: Some(cert.to_path_buf()),
+        grpc_tls_key: Some(key.to_path_buf()),
+        grpc_tls_ca: Some(ca.to_path_buf()),
+    }
+}
+
+#[test]
+fn services_talk_mutual_tls_and_refuse_a_foreign_certificate() {
+    use coffer_proto::blobnode_client::BlobnodePool;
+    use coffer_proto::grpc_tls::GrpcTls;
+    use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
+    use coffer_proto::pb::blobnode::ShardId;
+    use coffer_proto::pb::metadata::GetClusterMapRequest;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = runtime();
+    let certs = tempfile::Builder::new().prefix("coffer-mtls").tempdir_in(test_root()).unwrap();
+    let ca = new_ca();
+    let ca_path = certs.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let (cert, key) = write_peer_cert(&ca, certs.path(), "cluster");
+    let flags: Vec<String> = vec![
+        "--grpc-tls-cert".into(),
+        cert.display().to_string(),
+        "--grpc-tls-key".into(),
+        key.display().to_string(),
+        "--grpc-tls-ca".into(),
+        ca_path.display().to_string(),
+    ];
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = common::Split::start_opts(
+        6,
+        "4+2",
+        common::SplitOptions { metadata: &flag_refs, gateway: &flag_refs, env: &[] },
+        |_, _| flags.clone(),
+    );
+    let client = cluster.client();
+    let data = pattern(1 << 20, 9);
+    rt.block_on(async {
+        client.create_bucket().bucket("mtls").send().await.expect("create bucket");
+        common::put_bytes(&client, "mtls", "k", data.clone()).await;
+        assert_eq!(common::get_bytes(&client, "mtls", "k").await, data, "S3 works with every gRPC hop on mutual TLS");
+    });
+
+    let ours = GrpcTls::load(&tls_args(&cert, &key, &ca_path)).unwrap();
+    let foreign_ca = new_ca();
+    let foreign_ca_path = certs.path().join("foreign-ca.pem");
+    std::fs::write(&foreign_ca_path, foreign_ca.pem()).unwrap();
+    let (foreign_cert, foreign_key) = write_peer_cert(&foreign_ca, certs.path(), "intruder");
+    // The intruder trusts our CA (it knows whom it talks to) but its own certificate is not ours.
+    let foreign = GrpcTls::load(&tls_args(&foreign_cert, &foreign_key, &ca_path)).unwrap();
+
+    rt.block_on(async {
+        let url = std::slice::from_ref(&cluster.metadata_url);
+        let metadata =
+            MetadataClient::connect(url, &ClientConfig { tls: ours.clone(), ..ClientConfig::default() }).unwrap();
+        let nodes = metadata.rpc().get_cluster_map(GetClusterMapRequest {}).await.expect("cluster map over mTLS");
+        let node = nodes.into_inner().nodes.into_iter().find_map(|n| n.info).expect("a blobnode");
+        let disk = node.disks[0].disk_id.clone();
+        let shard = ShardId { data_id: vec![7; 16], stripe: 0, index: 0 };
+
+        let trusted = BlobnodePool::new(ClientConfig { tls: ours, ..ClientConfig::default() });
+        trusted.set_nodes([(node.node_id.clone(), node.address.clone())]);
+        // The shard does not exist: NoSuchShard proves the call got through and was answered.
+        let reached = trusted.stat_shard(&node.node_id, &disk, shard.clone()).await;
+        let answered = reached.as_ref().err().is_none_or(|e| e.code == coffer_proto::ErrorCode::NoSuchShard);
+        assert!(answered, "a cluster certificate reaches the blobnode: {reached:?}");
+
+        for (what, tls) in [("a foreign certificate", foreign.clone()), ("no certificate", None)] {
+            let pool = BlobnodePool::new(ClientConfig { tls, ..ClientConfig::default() });
+            pool.set_nodes([(node.node_id.clone(), node.address.clone())]);
+            let refused = pool.stat_shard(&node.node_id, &disk, shard.clone()).await;
+            let code = refused.as_ref().err().map(|e| e.code);
+            assert!(
+                code.is_some_and(|c| c != coffer_proto::ErrorCode::NoSuchShard),
+                "a client with {what} got {refused:?}"
+            );
+        }
+        let intruder = MetadataClient::connect(url, &ClientConfig { tls: foreign, ..ClientConfig::default() }).unwrap();
+        assert!(intruder.rpc().get_cluster_map(GetClusterMapRequest {}).await.is_err(), "metadata served an intruder");
+    });
+}
