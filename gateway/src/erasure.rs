@@ -6,6 +6,7 @@
 //! The code is systematic: reading the data shards needs no decoding at all.
 
 use bytes::{Bytes, BytesMut};
+use coffer_proto::pb::metadata::DataLayout;
 
 use crate::error::{GatewayError, GatewayResult};
 
@@ -18,6 +19,16 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of stored data, as its layout records it.
+    pub fn of(layout: &DataLayout) -> Geometry {
+        Geometry {
+            data_shards: layout.data_shards as usize,
+            parity_shards: layout.parity_shards as usize,
+            stripe_size: layout.stripe_size.max(1),
+            size: layout.size,
+        }
+    }
+
     pub fn stripe_count(&self) -> u64 {
         self.size.div_ceil(self.stripe_size)
     }

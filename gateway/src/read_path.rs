@@ -25,15 +25,6 @@ enum Piece {
     Stripe { layout: Arc<DataLayout>, stripe: u64, range: Range<u64> },
 }
 
-fn geometry(layout: &DataLayout) -> Geometry {
-    Geometry {
-        data_shards: layout.data_shards as usize,
-        parity_shards: layout.parity_shards as usize,
-        stripe_size: layout.stripe_size.max(1),
-        size: layout.size,
-    }
-}
-
 /// The pieces covering `range` of the concatenated segments, produced lazily so a huge object
 /// never materialises a huge list.
 fn pieces(segments: Vec<Segment>, range: Range<u64>) -> impl Iterator<Item = Piece> + Send {
@@ -54,7 +45,7 @@ fn pieces(segments: Vec<Segment>, range: Range<u64>) -> impl Iterator<Item = Pie
             }
             (Some(r), Some(layout)) => {
                 let layout = Arc::new(layout);
-                let g = geometry(&layout);
+                let g = Geometry::of(&layout);
                 let first = r.start / g.stripe_size;
                 let last = (r.end - 1) / g.stripe_size;
                 Box::new((first..=last).map(move |stripe| {
@@ -180,7 +171,7 @@ impl DataPlane {
 
     /// Reads just the byte ranges of the data shards that overlap `range`.
     async fn read_stripe_fast(&self, layout: &DataLayout, stripe: u64, range: Range<u64>) -> GatewayResult<Vec<Bytes>> {
-        let g = geometry(layout);
+        let g = Geometry::of(layout);
         let shard_len = g.shard_len(g.stripe_len(stripe));
         let first = (range.start / shard_len) as usize;
         let last = ((range.end - 1) / shard_len) as usize;
@@ -209,7 +200,7 @@ impl DataPlane {
         stripe: u64,
         range: Range<u64>,
     ) -> GatewayResult<Vec<Bytes>> {
-        let g = geometry(layout);
+        let g = Geometry::of(layout);
         let shard_len = g.shard_len(g.stripe_len(stripe));
         let mut reads: futures::stream::FuturesUnordered<_> = layout
             .shards

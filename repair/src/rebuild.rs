@@ -11,15 +11,6 @@ use futures::StreamExt;
 use crate::error::RepairError;
 use crate::pace::Pacer;
 
-fn geometry(layout: &DataLayout) -> Geometry {
-    Geometry {
-        data_shards: layout.data_shards as usize,
-        parity_shards: layout.parity_shards as usize,
-        stripe_size: layout.stripe_size.max(1),
-        size: layout.size,
-    }
-}
-
 /// The parts of a task every step needs, checked once.
 pub struct Column<'a> {
     pub layout: &'a DataLayout,
@@ -43,7 +34,7 @@ impl<'a> Column<'a> {
 
 /// Rebuilds the column; returns the bytes written.
 pub async fn rebuild(pool: &BlobnodePool, column: &Column<'_>, pacer: &Pacer) -> Result<u64, RepairError> {
-    let g = geometry(column.layout);
+    let g = Geometry::of(column.layout);
     let mut written = 0u64;
     for stripe in column.first_stripe..g.stripe_count() {
         let shards = read_others(pool, column, &g, stripe).await?;
