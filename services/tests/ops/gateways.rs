@@ -2,11 +2,9 @@
 //! data, and whatever one acknowledges the other shows at once (read-after-write, overwrite and
 //! delete), as behind a load balancer.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::{Proc, Split, client, free_port, get_bytes, pattern, put_bytes, runtime, wait_ready};
+use crate::common::{Proc, Split, client, free_port, get_bytes, pattern, put_bytes, runtime, wait_ready};
 
 #[test]
 fn two_gateways_agree_on_every_acknowledged_write() {

@@ -1,17 +1,15 @@
 //! HTTPS on the S3 port: a real AWS SDK client over TLS 1.2 and 1.3 with a CA of our own (rcgen),
 //! plain HTTP refused, and a renewed certificate picked up without dropping open connections.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::{ACCESS_KEY, Proc, SECRET_KEY, free_port, pattern, runtime, test_root};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
-use common::{ACCESS_KEY, Proc, SECRET_KEY, free_port, pattern, runtime, test_root};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -109,8 +107,8 @@ fn s3_over_https_with_reload_and_no_plain_http() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         client.create_bucket().bucket("secure").send().await.expect("create bucket");
-        common::put_bytes(&client, "secure", "k", data.clone()).await;
-        assert_eq!(common::get_bytes(&client, "secure", "k").await, data);
+        crate::common::put_bytes(&client, "secure", "k", data.clone()).await;
+        assert_eq!(crate::common::get_bytes(&client, "secure", "k").await, data);
 
         for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
             assert_eq!(presented(addr, &ca, version).await, first);
@@ -118,7 +116,7 @@ fn s3_over_https_with_reload_and_no_plain_http() {
     });
 
     // Plain HTTP gets no HTTP answer.
-    let plain = common::http_get_body(addr, "/health/live");
+    let plain = crate::common::http_get_body(addr, "/health/live");
     assert!(plain.as_ref().is_none_or(|body| !body.contains("OK")), "plain HTTP was served: {plain:?}");
 
     // A renewed certificate is served to new connections; the client's open connection keeps working.
@@ -129,7 +127,7 @@ fn s3_over_https_with_reload_and_no_plain_http() {
             assert!(Instant::now() < deadline, "the renewed certificate was not picked up:\n{}", server.log());
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        assert_eq!(common::get_bytes(&client, "secure", "k").await, data);
+        assert_eq!(crate::common::get_bytes(&client, "secure", "k").await, data);
     });
 }
 
@@ -179,18 +177,22 @@ fn services_talk_mutual_tls_and_refuse_a_foreign_certificate() {
         ca_path.display().to_string(),
     ];
     let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let cluster = common::Split::start_opts(
+    let cluster = crate::common::Split::start_opts(
         6,
         "4+2",
-        common::SplitOptions { metadata: &flag_refs, gateway: &flag_refs, env: &[] },
+        crate::common::SplitOptions { metadata: &flag_refs, gateway: &flag_refs, env: &[] },
         |_, _| flags.clone(),
     );
     let client = cluster.client();
     let data = pattern(1 << 20, 9);
     rt.block_on(async {
         client.create_bucket().bucket("mtls").send().await.expect("create bucket");
-        common::put_bytes(&client, "mtls", "k", data.clone()).await;
-        assert_eq!(common::get_bytes(&client, "mtls", "k").await, data, "S3 works with every gRPC hop on mutual TLS");
+        crate::common::put_bytes(&client, "mtls", "k", data.clone()).await;
+        assert_eq!(
+            crate::common::get_bytes(&client, "mtls", "k").await,
+            data,
+            "S3 works with every gRPC hop on mutual TLS"
+        );
     });
 
     let ours = GrpcTls::load(&tls_args(&cert, &key, &ca_path)).unwrap();

@@ -1,11 +1,9 @@
 //! Every role serves Prometheus metrics: after real traffic, the main series of each exist with
 //! sane values (the gateway on its S3 port, the other roles on `--metrics-address`).
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::{Split, SplitOptions, free_port, get_bytes, http_get_body, pattern, put_bytes, runtime};
+use crate::common::{Split, SplitOptions, free_port, get_bytes, http_get_body, pattern, put_bytes, runtime};
 
 /// The value of the first sample of `name` whose labels include every `labels` pair.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

@@ -2,14 +2,12 @@
 //! from the gateway, the metadata service and the blobnodes, parent links intact, and its trace id
 //! is the `x-amz-request-id` the client got. The endpoint is an OTLP receiver inside this test.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{Split, SplitOptions, free_port, pattern, runtime};
 use aws_sdk_s3::operation::RequestId;
-use common::{Split, SplitOptions, free_port, pattern, runtime};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;

@@ -1,0 +1,13 @@
+//! Running a cluster in production: metrics, traces, TLS and several gateways, each against real
+//! `coffer` processes. One test binary for all of them (each binary links the whole AWS SDK).
+
+mod common;
+
+#[path = "ops/gateways.rs"]
+mod gateways;
+#[path = "ops/observability.rs"]
+mod observability;
+#[path = "ops/tls.rs"]
+mod tls;
+#[path = "ops/tracing.rs"]
+mod tracing_e2e;
