@@ -90,6 +90,11 @@ pub enum Command {
         node_id: String,
         admin: NodeAdmin,
     },
+    SetObjectTags {
+        bucket: String,
+        key: String,
+        tags: std::collections::HashMap<String, String>,
+    },
     /// A repair worker rebuilt shard `index` of `data_id` at `target` (see `repair::complete`).
     CompleteRepair {
         data_id: Vec<u8>,
@@ -235,6 +240,13 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
                 batch.put_cf(cf, keys::node(&node_id), [admin as u8]);
             }
             Ok(Applied::Done)
+        }
+        Command::SetObjectTags { bucket, key, tags } => {
+            store.bucket(&bucket)?;
+            let mut record = store.object(&bucket, &key)?;
+            record.tags = tags;
+            batch.put_cf(store.cf(Cf::Objects)?, keys::object(&bucket, &key), record.encode_to_vec());
+            Ok(Applied::Object(record))
         }
         Command::CompleteRepair { data_id, index, source, target, stamp } => {
             repair::complete(store, batch, &data_id, index, &source, &target, &stamp)

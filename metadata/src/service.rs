@@ -206,6 +206,16 @@ impl Metadata for MetadataService {
         Ok(Response::new(DeleteObjectResponse { existed }))
     }
 
+    async fn put_object_tags(
+        &self,
+        req: Request<PutObjectTagsRequest>,
+    ) -> Result<Response<PutObjectTagsResponse>, Status> {
+        let req = req.into_inner();
+        let command = Command::SetObjectTags { bucket: req.bucket, key: req.key, tags: req.tags };
+        let record = self.submit(command).await?.into_object()?;
+        Ok(Response::new(PutObjectTagsResponse { record: Some(record) }))
+    }
+
     async fn list_objects(&self, req: Request<ListObjectsRequest>) -> Result<Response<ListObjectsResponse>, Status> {
         let req = req.into_inner();
         Ok(Response::new(self.read(move |store| listing::list_objects(store, &req)).await?))

@@ -440,6 +440,84 @@ fn multipart_uploads() {
 }
 
 #[test]
+fn object_tagging() {
+    use aws_sdk_s3::types::{Tag, Tagging, TaggingDirective};
+    let server = Embedded::start(&[]);
+    let client = server.client();
+    let rt = runtime();
+    rt.block_on(async {
+        client.create_bucket().bucket("tags").send().await.expect("create bucket");
+        let body = pattern(200 << 10, 1);
+        client
+            .put_object()
+            .bucket("tags")
+            .key("k")
+            .tagging("project=coffer&owner=J%C3%BCrgen")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
+            .send()
+            .await
+            .expect("put with tags");
+        let tags = |out: aws_sdk_s3::operation::get_object_tagging::GetObjectTaggingOutput| -> Vec<(String, String)> {
+            out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()
+        };
+        let got = client.get_object_tagging().bucket("tags").key("k").send().await.expect("get tags");
+        assert_eq!(tags(got), [("owner".into(), "Jürgen".into()), ("project".into(), "coffer".into())]);
+        let object = client.get_object().bucket("tags").key("k").send().await.expect("get");
+        assert_eq!(object.tag_count(), Some(2));
+
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().unwrap();
+        let set = Tagging::builder().tag_set(tag("team", "storage")).build().unwrap();
+        client.put_object_tagging().bucket("tags").key("k").tagging(set).send().await.expect("put tags");
+        let got = client.get_object_tagging().bucket("tags").key("k").send().await.expect("get tags");
+        assert_eq!(tags(got), [("team".into(), "storage".into())]);
+        assert_eq!(get_bytes(&client, "tags", "k").await, body, "tagging leaves the data alone");
+
+        // Copies keep the source's tags unless told to replace them.
+        client.copy_object().bucket("tags").key("copy").copy_source("tags/k").send().await.expect("copy");
+        let got = client.get_object_tagging().bucket("tags").key("copy").send().await.expect("tags of copy");
+        assert_eq!(tags(got), [("team".into(), "storage".into())]);
+        client
+            .copy_object()
+            .bucket("tags")
+            .key("copy")
+            .copy_source("tags/k")
+            .tagging_directive(TaggingDirective::Replace)
+            .tagging("a=1")
+            .send()
+            .await
+            .expect("copy replacing tags");
+        let got = client.get_object_tagging().bucket("tags").key("copy").send().await.expect("tags of copy");
+        assert_eq!(tags(got), [("a".into(), "1".into())]);
+
+        client.delete_object_tagging().bucket("tags").key("k").send().await.expect("delete tags");
+        let got = client.get_object_tagging().bucket("tags").key("k").send().await.expect("get tags");
+        assert!(got.tag_set().is_empty());
+        assert_eq!(client.get_object().bucket("tags").key("k").send().await.unwrap().tag_count(), None);
+
+        // S3's limits, and nothing stored when a PUT's tags are refused.
+        let eleven: Vec<Tag> = (0..11).map(|i| tag(&format!("k{i}"), "v")).collect();
+        let too_many = Tagging::builder().set_tag_set(Some(eleven)).build().unwrap();
+        let result = client.put_object_tagging().bucket("tags").key("k").tagging(too_many).send().await;
+        assert_eq!(error_code(result), "BadRequest");
+        let long_key = Tagging::builder().tag_set(tag(&"k".repeat(129), "v")).build().unwrap();
+        let result = client.put_object_tagging().bucket("tags").key("k").tagging(long_key).send().await;
+        assert_eq!(error_code(result), "InvalidTag");
+        let refused = client
+            .put_object()
+            .bucket("tags")
+            .key("refused")
+            .tagging("x=1&x=2")
+            .body(aws_sdk_s3::primitives::ByteStream::from(vec![1u8; 10]))
+            .send()
+            .await;
+        assert_eq!(error_code(refused), "InvalidTag");
+        assert!(client.head_object().bucket("tags").key("refused").send().await.is_err());
+        let missing = client.get_object_tagging().bucket("tags").key("nope").send().await;
+        assert_eq!(error_code(missing), "NoSuchKey");
+    });
+}
+
+#[test]
 fn sigterm_exits_cleanly() {
     let mut server = Embedded::start(&[]);
     let s3 = server.client();

@@ -69,6 +69,8 @@ pub struct ObjectHeaders {
     pub expires: Option<Timestamp>,
     pub metadata: Option<Metadata>,
     pub storage_class: Option<String>,
+    /// Validated by `tagging::from_header` before any byte is stored.
+    pub tags: std::collections::HashMap<String, String>,
 }
 
 impl ObjectHeaders {
@@ -84,6 +86,7 @@ impl ObjectHeaders {
             expires: self.expires.as_ref().map(http_date).unwrap_or_default(),
             user_metadata: self.metadata.unwrap_or_default().into_iter().collect(),
             storage_class: self.storage_class.unwrap_or_default(),
+            tags: self.tags,
             ..Default::default()
         }
     }

@@ -8,6 +8,7 @@ pub(crate) mod convert;
 mod list;
 mod multipart;
 mod object;
+mod tagging;
 
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
@@ -83,6 +84,18 @@ impl S3 for CofferS3 {
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> Res<DeleteObjectsOutput> {
         self.do_delete_objects(req.input).await.map(S3Response::new)
     }
+    async fn put_object_tagging(&self, req: S3Request<PutObjectTaggingInput>) -> Res<PutObjectTaggingOutput> {
+        Ok(S3Response::new(self.do_put_object_tagging(req.input).await?))
+    }
+
+    async fn get_object_tagging(&self, req: S3Request<GetObjectTaggingInput>) -> Res<GetObjectTaggingOutput> {
+        Ok(S3Response::new(self.do_get_object_tagging(req.input).await?))
+    }
+
+    async fn delete_object_tagging(&self, req: S3Request<DeleteObjectTaggingInput>) -> Res<DeleteObjectTaggingOutput> {
+        Ok(S3Response::new(self.do_delete_object_tagging(req.input).await?))
+    }
+
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> Res<CopyObjectOutput> {
         self.do_copy_object(req.input).await.map(S3Response::new)
     }

@@ -82,6 +82,7 @@ impl CofferS3 {
             expires: input.expires,
             metadata: input.metadata,
             storage_class: input.storage_class.map(|s| s.as_str().to_string()),
+            tags: super::tagging::from_header(input.tagging.as_deref())?,
         };
         let template = headers.into_record(&input.bucket, &input.key);
         let response =

@@ -11,6 +11,7 @@ use super::CofferS3;
 use super::checksums::{self, ChecksumRequest};
 use super::conditions::Conditions;
 use super::convert::{MAX_PUT_BYTES, ObjectHeaders, StoredHeaders, content_md5, etag, now_unix_ms, remote, timestamp};
+use super::tagging;
 use crate::error::GatewayError;
 use crate::write_path::Written;
 
@@ -99,6 +100,7 @@ impl CofferS3 {
         if declared.is_none() {
             return Err(S3Error::new(S3ErrorCode::MissingContentLength));
         }
+        let tags = tagging::from_header(input.tagging.as_deref())?;
         let written = self.store_body(input.body, declared, input.content_md5.as_deref(), &checks).await?;
         let headers = ObjectHeaders {
             content_type: input.content_type,
@@ -109,6 +111,7 @@ impl CofferS3 {
             expires: input.expires,
             metadata: input.metadata,
             storage_class: input.storage_class.map(|s| s.as_str().to_string()),
+            tags,
         };
         let record = self.commit(headers.into_record(&input.bucket, &input.key), written).await?;
         let sums = checksums::from_map(&record.checksums);
@@ -157,6 +160,7 @@ impl CofferS3 {
             checksum_sha1: sums.checksum_sha1,
             checksum_sha256: sums.checksum_sha256,
             body: Some(StreamingBlob::wrap(body)),
+            tag_count: tagging::tag_count(&record.tags),
             content_length: Some(length as i64),
             content_range,
             accept_ranges: Some("bytes".to_string()),
@@ -267,7 +271,14 @@ impl CofferS3 {
         };
         conditions.check_copy_source(&source.etag, source.last_modified_unix_ms)?;
         let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if !replace && src_bucket == input.bucket && src_key == input.key && input.storage_class.is_none() {
+        let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
+        let tags = if replace_tags { tagging::from_header(input.tagging.as_deref())? } else { source.tags.clone() };
+        if !replace
+            && !replace_tags
+            && src_bucket == input.bucket
+            && src_key == input.key
+            && input.storage_class.is_none()
+        {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing \
@@ -291,6 +302,7 @@ impl CofferS3 {
                 expires: input.expires,
                 metadata: input.metadata,
                 storage_class: None,
+                tags: std::collections::HashMap::new(),
             }
             .into_record(&input.bucket, &input.key)
         } else {
@@ -299,6 +311,7 @@ impl CofferS3 {
         if let Some(class) = input.storage_class {
             record.storage_class = class.as_str().to_string();
         }
+        record.tags = tags;
         let committed = self.commit(record, written).await?;
         Ok(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
