@@ -95,6 +95,10 @@ pub enum Command {
         key: String,
         tags: std::collections::HashMap<String, String>,
     },
+    SetBucketTags {
+        name: String,
+        tags: std::collections::HashMap<String, String>,
+    },
     /// A repair worker rebuilt shard `index` of `data_id` at `target` (see `repair::complete`).
     CompleteRepair {
         data_id: Vec<u8>,
@@ -247,6 +251,12 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             record.tags = tags;
             batch.put_cf(store.cf(Cf::Objects)?, keys::object(&bucket, &key), record.encode_to_vec());
             Ok(Applied::Object(record))
+        }
+        Command::SetBucketTags { name, tags } => {
+            let mut bucket = store.bucket(&name)?;
+            bucket.tags = tags;
+            batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(&name), bucket.encode_to_vec());
+            Ok(Applied::Bucket(bucket))
         }
         Command::CompleteRepair { data_id, index, source, target, stamp } => {
             repair::complete(store, batch, &data_id, index, &source, &target, &stamp)

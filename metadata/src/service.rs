@@ -140,8 +140,13 @@ const MAX_DAMAGED_PER_REPORT: usize = 1000;
 impl Metadata for MetadataService {
     async fn create_bucket(&self, req: Request<CreateBucketRequest>) -> Result<Response<CreateBucketResponse>, Status> {
         let req = req.into_inner();
-        let bucket =
-            BucketRecord { name: req.name, created_unix_ms: now_unix_ms(), owner: req.owner, region: req.region };
+        let bucket = BucketRecord {
+            name: req.name,
+            created_unix_ms: now_unix_ms(),
+            owner: req.owner,
+            region: req.region,
+            tags: Default::default(),
+        };
         let bucket = self.submit(Command::CreateBucket { bucket }).await?.into_bucket()?;
         Ok(Response::new(CreateBucketResponse { bucket: Some(bucket) }))
     }
@@ -161,6 +166,15 @@ impl Metadata for MetadataService {
     async fn list_buckets(&self, _: Request<ListBucketsRequest>) -> Result<Response<ListBucketsResponse>, Status> {
         let buckets = self.read(|store| store.list_buckets()).await?;
         Ok(Response::new(ListBucketsResponse { buckets }))
+    }
+
+    async fn put_bucket_tags(
+        &self,
+        req: Request<PutBucketTagsRequest>,
+    ) -> Result<Response<PutBucketTagsResponse>, Status> {
+        let req = req.into_inner();
+        let bucket = self.submit(Command::SetBucketTags { name: req.name, tags: req.tags }).await?.into_bucket()?;
+        Ok(Response::new(PutBucketTagsResponse { bucket: Some(bucket) }))
     }
 
     async fn allocate_data(&self, req: Request<AllocateDataRequest>) -> Result<Response<AllocateDataResponse>, Status> {

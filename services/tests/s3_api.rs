@@ -440,7 +440,7 @@ fn multipart_uploads() {
 }
 
 #[test]
-fn object_tagging() {
+fn object_and_bucket_tagging() {
     use aws_sdk_s3::types::{Tag, Tagging, TaggingDirective};
     let server = Embedded::start(&[]);
     let client = server.client();
@@ -514,6 +514,25 @@ fn object_tagging() {
         assert!(client.head_object().bucket("tags").key("refused").send().await.is_err());
         let missing = client.get_object_tagging().bucket("tags").key("nope").send().await;
         assert_eq!(error_code(missing), "NoSuchKey");
+
+        // Bucket tags: none yet is NoSuchTagSet; up to 50; removable.
+        let none = client.get_bucket_tagging().bucket("tags").send().await;
+        assert_eq!(error_code(none), "NoSuchTagSet");
+        let fifty: Vec<Tag> = (0..50).map(|i| tag(&format!("k{i:02}"), "v")).collect();
+        let set = Tagging::builder().set_tag_set(Some(fifty)).build().unwrap();
+        client.put_bucket_tagging().bucket("tags").tagging(set).send().await.expect("put bucket tags");
+        let got = client.get_bucket_tagging().bucket("tags").send().await.expect("get bucket tags");
+        assert_eq!(got.tag_set().len(), 50);
+        assert_eq!(got.tag_set()[0].key(), "k00");
+        let fifty_one: Vec<Tag> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
+        let set = Tagging::builder().set_tag_set(Some(fifty_one)).build().unwrap();
+        let result = client.put_bucket_tagging().bucket("tags").tagging(set).send().await;
+        assert_eq!(error_code(result), "InvalidTag");
+        client.delete_bucket_tagging().bucket("tags").send().await.expect("delete bucket tags");
+        let none = client.get_bucket_tagging().bucket("tags").send().await;
+        assert_eq!(error_code(none), "NoSuchTagSet");
+        let nowhere = client.get_bucket_tagging().bucket("no-such-bucket").send().await;
+        assert_eq!(error_code(nowhere), "NoSuchBucket");
     });
 }
 

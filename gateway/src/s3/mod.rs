@@ -84,6 +84,18 @@ impl S3 for CofferS3 {
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> Res<DeleteObjectsOutput> {
         self.do_delete_objects(req.input).await.map(S3Response::new)
     }
+    async fn put_bucket_tagging(&self, req: S3Request<PutBucketTaggingInput>) -> Res<PutBucketTaggingOutput> {
+        Ok(S3Response::new(self.do_put_bucket_tagging(req.input).await?))
+    }
+
+    async fn get_bucket_tagging(&self, req: S3Request<GetBucketTaggingInput>) -> Res<GetBucketTaggingOutput> {
+        Ok(S3Response::new(self.do_get_bucket_tagging(req.input).await?))
+    }
+
+    async fn delete_bucket_tagging(&self, req: S3Request<DeleteBucketTaggingInput>) -> Res<DeleteBucketTaggingOutput> {
+        Ok(S3Response::new(self.do_delete_bucket_tagging(req.input).await?))
+    }
+
     async fn put_object_tagging(&self, req: S3Request<PutObjectTaggingInput>) -> Res<PutObjectTaggingOutput> {
         Ok(S3Response::new(self.do_put_object_tagging(req.input).await?))
     }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use coffer_proto::pb::metadata::PutObjectTagsRequest;
+use coffer_proto::pb::metadata::{GetBucketRequest, PutBucketTagsRequest, PutObjectTagsRequest};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Result};
 
@@ -13,6 +13,7 @@ use super::CofferS3;
 use super::convert::remote;
 
 pub const MAX_TAGS: usize = 10;
+pub const MAX_BUCKET_TAGS: usize = 50;
 pub const MAX_KEY_CHARS: usize = 128;
 pub const MAX_VALUE_CHARS: usize = 256;
 
@@ -69,8 +70,29 @@ pub fn from_header(header: Option<&str>) -> S3Result<HashMap<String, String>> {
     validate(pairs)
 }
 
+fn pairs(tag_set: TagSet) -> Vec<(String, String)> {
+    tag_set.into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect()
+}
+
 fn from_tag_set(tag_set: TagSet) -> S3Result<HashMap<String, String>> {
-    validate(tag_set.into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect())
+    validate(pairs(tag_set))
+}
+
+/// A bucket's tag set: up to 50 tags, each with the object tags' rules.
+fn bucket_tags(tag_set: TagSet) -> S3Result<HashMap<String, String>> {
+    let pairs = pairs(tag_set);
+    if pairs.len() > MAX_BUCKET_TAGS {
+        return Err(invalid_tag("Bucket tag count cannot be greater than 50"));
+    }
+    // The per-tag rules are the objects'; only the count differs.
+    pairs.chunks(MAX_TAGS).try_fold(HashMap::new(), |mut all, chunk| {
+        for (key, value) in validate(chunk.to_vec())? {
+            if all.insert(key, value).is_some() {
+                return Err(invalid_tag("Cannot provide multiple Tags with the same key"));
+            }
+        }
+        Ok(all)
+    })
 }
 
 /// The record's tags in key order, as S3 lists them.
@@ -86,6 +108,35 @@ pub fn tag_count(tags: &HashMap<String, String>) -> Option<i32> {
 }
 
 impl CofferS3 {
+    async fn set_bucket_tags(&self, bucket: &str, tags: HashMap<String, String>) -> S3Result<()> {
+        let request = PutBucketTagsRequest { name: bucket.to_string(), tags };
+        remote(self.plane.metadata.rpc().put_bucket_tags(request).await)?;
+        Ok(())
+    }
+
+    pub(super) async fn do_put_bucket_tagging(&self, input: PutBucketTaggingInput) -> S3Result<PutBucketTaggingOutput> {
+        let tags = bucket_tags(input.tagging.tag_set)?;
+        self.set_bucket_tags(&input.bucket, tags).await?;
+        Ok(PutBucketTaggingOutput::default())
+    }
+
+    pub(super) async fn do_get_bucket_tagging(&self, input: GetBucketTaggingInput) -> S3Result<GetBucketTaggingOutput> {
+        let request = GetBucketRequest { name: input.bucket };
+        let bucket = remote(self.plane.metadata.rpc().get_bucket(request).await)?.bucket.unwrap_or_default();
+        if bucket.tags.is_empty() {
+            return Err(S3Error::with_message(S3ErrorCode::NoSuchTagSet, "The TagSet does not exist"));
+        }
+        Ok(GetBucketTaggingOutput { tag_set: tag_set(&bucket.tags) })
+    }
+
+    pub(super) async fn do_delete_bucket_tagging(
+        &self,
+        input: DeleteBucketTaggingInput,
+    ) -> S3Result<DeleteBucketTaggingOutput> {
+        self.set_bucket_tags(&input.bucket, HashMap::new()).await?;
+        Ok(DeleteBucketTaggingOutput::default())
+    }
+
     async fn set_tags(&self, bucket: &str, key: &str, tags: HashMap<String, String>) -> S3Result<()> {
         let request = PutObjectTagsRequest { bucket: bucket.to_string(), key: key.to_string(), tags };
         remote(self.plane.metadata.rpc().put_object_tags(request).await)?;
@@ -136,6 +187,18 @@ mod tests {
         let long_value = format!("k={}", "v".repeat(257));
         assert_eq!(from_header(Some(&long_value)).unwrap_err().code(), &S3ErrorCode::InvalidTag);
         assert!(from_header(Some(&format!("{}={}", "k".repeat(128), "v".repeat(256)))).is_ok());
+    }
+
+    #[test]
+    fn buckets_take_up_to_fifty_tags() {
+        let set = |n: usize| -> TagSet {
+            (0..n).map(|i| Tag { key: Some(format!("k{i}")), value: Some("v".into()) }).collect()
+        };
+        assert_eq!(bucket_tags(set(50)).unwrap().len(), 50);
+        assert_eq!(bucket_tags(set(51)).unwrap_err().code(), &S3ErrorCode::InvalidTag);
+        let mut twice = set(12);
+        twice.push(Tag { key: Some("k0".into()), value: Some("again".into()) });
+        assert_eq!(bucket_tags(twice).unwrap_err().code(), &S3ErrorCode::InvalidTag);
     }
 
     #[test]
