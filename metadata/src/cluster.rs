@@ -225,8 +225,17 @@ impl Cluster {
         self.read().nodes.values().map(|e| (e.info.node_id.clone(), e.info.address.clone())).collect()
     }
 
+    /// Forgets a removed node; its shards count as gone from now on.
+    pub fn remove(&self, node_id: &str) {
+        let mut state = self.write();
+        state.nodes.remove(node_id);
+        state.admin.insert(node_id.to_string(), NodeAdmin::Removed);
+        state.addresses_version += 1;
+    }
+
     pub fn shard_target(&self, node_id: &str, disk_id: &str, now: Instant) -> ShardTarget {
         let state = self.read();
+        let removed = state.admin.get(node_id) == Some(&NodeAdmin::Removed);
         match state.nodes.get(node_id) {
             Some(entry) if self.alive(entry, now) => {
                 if entry.info.disks.iter().any(|d| d.disk_id == disk_id) {
@@ -235,6 +244,8 @@ impl Cluster {
                     ShardTarget::DiskGone
                 }
             }
+            // A removed node's shards are written off; one that came back alive is still cleaned.
+            _ if removed => ShardTarget::DiskGone,
             _ => ShardTarget::Unreachable,
         }
     }

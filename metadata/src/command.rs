@@ -95,6 +95,10 @@ pub enum Command {
         key: String,
         tags: std::collections::HashMap<String, String>,
     },
+    /// Forgets a node: its stored info and holdings go, and it is marked removed.
+    RemoveNode {
+        node_id: String,
+    },
     SetBucketTags {
         name: String,
         tags: std::collections::HashMap<String, String>,
@@ -251,6 +255,19 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             record.tags = tags;
             batch.put_cf(store.cf(Cf::Objects)?, keys::object(&bucket, &key), record.encode_to_vec());
             Ok(Applied::Object(record))
+        }
+        Command::RemoveNode { node_id } => {
+            if node_id.is_empty() {
+                return Err(MetadataError::InvalidArgument("a node id is required".into()));
+            }
+            let prefix = keys::holding_prefix(&node_id, "");
+            // `node 0x00` then every disk: the whole range of the node's holdings.
+            let start = prefix[..node_id.len() + 1].to_vec();
+            let end = keys::successor(&start).unwrap_or_default();
+            batch.delete_range_cf(store.cf(Cf::Holdings)?, start, end);
+            batch.delete_cf(store.cf(Cf::Nodes)?, keys::node(&node_id));
+            batch.put_cf(store.cf(Cf::NodeAdmin)?, keys::node(&node_id), [NodeAdmin::Removed as u8]);
+            Ok(Applied::Done)
         }
         Command::SetBucketTags { name, tags } => {
             let mut bucket = store.bucket(&name)?;

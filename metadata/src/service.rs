@@ -374,6 +374,33 @@ impl Metadata for MetadataService {
         Ok(Response::new(SetNodeAdminResponse { node }))
     }
 
+    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        let node_id = req.into_inner().node_id;
+        if !self.cluster.knows(&node_id) {
+            return Err(MetadataError::InvalidArgument(format!("no blobnode {node_id:?} in the cluster map")).into());
+        }
+        if self.cluster.placeable_nodes(Instant::now()).iter().any(|n| n.node_id == node_id) {
+            return Err(MetadataError::InvalidArgument(format!(
+                "blobnode {node_id} is alive and takes new shards; drain it first"
+            ))
+            .into());
+        }
+        let id = node_id.clone();
+        let referenced = self.read(move |store| store.referenced_columns(&id, 1000)).await?;
+        if referenced > 0 {
+            return Err(MetadataError::InvalidArgument(format!(
+                "blobnode {node_id} still holds shards of {referenced}{} objects or parts; drain it, or let repair \
+                 move them (see `coffer admin repair status`)",
+                if referenced >= 1000 { "+" } else { "" }
+            ))
+            .into());
+        }
+        self.submit(Command::RemoveNode { node_id: node_id.clone() }).await?;
+        self.cluster.remove(&node_id);
+        tracing::info!(node_id = %node_id, "node removed");
+        Ok(Response::new(RemoveNodeResponse {}))
+    }
+
     async fn claim_repairs(&self, req: Request<ClaimRepairsRequest>) -> Result<Response<ClaimRepairsResponse>, Status> {
         let req = req.into_inner();
         let limit = (req.limit as usize).clamp(1, MAX_CLAIM).min(self.leases.room());

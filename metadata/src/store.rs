@@ -334,6 +334,34 @@ impl Store {
         Ok(self.db.get_pinned_cf(handle, key).map_err(MetadataError::db("reading a holding"))?.is_some())
     }
 
+    /// How many data still have a column on one of the node's disks, by their owners' layouts
+    /// (counting stops at `limit`).
+    pub fn referenced_columns(&self, node_id: &str, limit: usize) -> Result<usize, MetadataError> {
+        let prefix = keys::holding_prefix(node_id, "");
+        let node_prefix = &prefix[..node_id.len() + 1];
+        let mut data_ids = Vec::new();
+        self.scan_prefix(Cf::Holdings, node_prefix, |key, _| {
+            // node 0x00 disk 0x00 data id: the data id follows the second separator.
+            let rest = &key[node_prefix.len()..];
+            if let Some(at) = rest.iter().position(|&b| b == keys::SEP) {
+                data_ids.push(rest[at + 1..].to_vec());
+            }
+            Ok(true)
+        })?;
+        let mut referenced = 0;
+        for data_id in data_ids {
+            if let Some((_, layout)) = self.owned_layout(&data_id)?
+                && layout.shards.iter().any(|s| s.node_id == node_id)
+            {
+                referenced += 1;
+                if referenced >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(referenced)
+    }
+
     /// Every damaged-shard report about `data_id` on the disk, with its key.
     pub fn damaged_reports(
         &self,

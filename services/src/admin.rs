@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
 use coffer_proto::pb::metadata::{
-    DiskState, GetClusterMapRequest, GetRepairStatusRequest, NodeAdmin, NodeStatus, SetNodeAdminRequest,
+    DiskState, GetClusterMapRequest, GetRepairStatusRequest, NodeAdmin, NodeStatus, RemoveNodeRequest,
+    SetNodeAdminRequest,
 };
 
 #[derive(Debug, Args)]
@@ -56,6 +57,10 @@ enum NodeCommand {
     Undrain {
         node_id: String,
     },
+    /// Forget a node no object needs any more (drained, or dead with its shards rebuilt elsewhere).
+    Remove {
+        node_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +91,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Node { command: NodeCommand::Undrain { node_id } } => {
             set_admin(&client, node_id, NodeAdmin::Active, args.json).await?;
+        }
+        AdminCommand::Node { command: NodeCommand::Remove { node_id } } => {
+            client.rpc().remove_node(RemoveNodeRequest { node_id: node_id.clone() }).await?;
+            println!("{node_id} removed");
         }
         AdminCommand::Repair { command: RepairCommand::Status { repair_grace } } => {
             let request = GetRepairStatusRequest { grace_ms: repair_grace.as_millis() as u64 };
@@ -134,6 +143,7 @@ fn admin_name(node: &NodeStatus) -> &'static str {
         NodeAdmin::Active => "active",
         NodeAdmin::Draining => "draining",
         NodeAdmin::Drained => "drained",
+        NodeAdmin::Removed => "removed",
     }
 }
 

@@ -217,8 +217,24 @@ fn draining_a_blobnode_under_read_load_fails_no_read_and_empties_it() {
     rt.block_on(readers).unwrap();
     assert_eq!(failures.load(Ordering::Relaxed), 0, "of {} reads", reads.load(Ordering::Relaxed));
 
-    // The drained node holds nothing any record needs: losing it and two others loses nothing.
+    // An active node cannot be removed; the drained one, once stopped, can, and leaves the map.
     cluster.blobnodes[0].kill9();
+    let busy = cluster
+        .admin(&["node", "list"])
+        .lines()
+        .find(|l| !l.starts_with(&node_id))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .expect("another node");
+    let refused = std::process::Command::new(common::coffer_bin())
+        .args(["admin", "--metadata", &cluster.metadata_url, "node", "remove", &busy])
+        .output()
+        .expect("run coffer admin");
+    assert!(!refused.status.success(), "an active node was removed");
+    assert!(cluster.admin(&["node", "remove", &node_id]).contains("removed"));
+    assert!(!cluster.admin(&["node", "list"]).contains(&node_id), "a removed node is forgotten");
+
+    // The drained node held nothing any record needs: losing it and two others loses nothing.
     cluster.blobnodes[1].kill9();
     cluster.blobnodes[2].kill9();
     rt.block_on(objects.check_all(&client, "drained node and two others down"));
