@@ -13,6 +13,7 @@ mod http;
 mod operation;
 mod read_path;
 mod s3;
+pub mod survivors;
 pub mod tls;
 mod write_path;
 

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::dataplane::DataPlane;
 use crate::erasure::{Geometry, reconstruct_data};
 use crate::error::{GatewayError, GatewayResult};
+use crate::survivors;
 
 /// One unit of reading: a slice of inline bytes, or a byte range within one stripe.
 enum Piece {
@@ -202,33 +203,7 @@ impl DataPlane {
     ) -> GatewayResult<Vec<Bytes>> {
         let g = Geometry::of(layout);
         let shard_len = g.shard_len(g.stripe_len(stripe));
-        let mut reads: futures::stream::FuturesUnordered<_> = layout
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(index, location)| async move {
-                let id = Self::shard_id(layout, stripe, index);
-                match self.blobnodes.get_shard(&location.node_id, &location.disk_id, id, 0, shard_len).await {
-                    Ok(bytes) => (index, Some(bytes)),
-                    Err(e) => {
-                        tracing::warn!(stripe, index, node = %location.node_id, error = %e, "shard unreadable");
-                        (index, None)
-                    }
-                }
-            })
-            .collect();
-        let mut shards: Vec<Option<Bytes>> = vec![None; layout.shards.len()];
-        let mut have = 0;
-        while let Some((index, shard)) = reads.next().await {
-            if shard.is_some() {
-                have += 1;
-            }
-            shards[index] = shard;
-            if have == g.data_shards {
-                break;
-            }
-        }
-        drop(reads);
+        let shards = survivors::read_first_k(&self.blobnodes, layout, stripe, None).await.shards;
         let span = tracing::info_span!("ec.decode", stripe);
         let data = tokio::task::spawn_blocking(move || span.in_scope(|| reconstruct_data(&g, stripe, shards)))
             .await

@@ -260,9 +260,7 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             if node_id.is_empty() {
                 return Err(MetadataError::InvalidArgument("a node id is required".into()));
             }
-            let prefix = keys::holding_prefix(&node_id, "");
-            // `node 0x00` then every disk: the whole range of the node's holdings.
-            let start = prefix[..node_id.len() + 1].to_vec();
+            let start = keys::node_holdings_prefix(&node_id);
             let end = keys::successor(&start).unwrap_or_default();
             batch.delete_range_cf(store.cf(Cf::Holdings)?, start, end);
             batch.delete_cf(store.cf(Cf::Nodes)?, keys::node(&node_id));

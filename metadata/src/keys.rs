@@ -103,10 +103,16 @@ pub fn damaged_prefix(disk_id: &str, data_id: &[u8]) -> Vec<u8> {
 
 /// Every data that has (or may have) shards on one disk: `node 0x00 disk 0x00` then the data id.
 pub fn holding_prefix(node_id: &str, disk_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(node_id.len() + disk_id.len() + 2 + 16);
-    k.extend_from_slice(node_id.as_bytes());
-    k.push(SEP);
+    let mut k = node_holdings_prefix(node_id);
     k.extend_from_slice(disk_id.as_bytes());
+    k.push(SEP);
+    k
+}
+
+/// The holdings of every disk of a node: `node 0x00`.
+pub fn node_holdings_prefix(node_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(node_id.len() + 1);
+    k.extend_from_slice(node_id.as_bytes());
     k.push(SEP);
     k
 }

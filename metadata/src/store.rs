@@ -337,10 +337,9 @@ impl Store {
     /// How many data still have a column on one of the node's disks, by their owners' layouts
     /// (counting stops at `limit`).
     pub fn referenced_columns(&self, node_id: &str, limit: usize) -> Result<usize, MetadataError> {
-        let prefix = keys::holding_prefix(node_id, "");
-        let node_prefix = &prefix[..node_id.len() + 1];
+        let node_prefix = keys::node_holdings_prefix(node_id);
         let mut data_ids = Vec::new();
-        self.scan_prefix(Cf::Holdings, node_prefix, |key, _| {
+        self.scan_prefix(Cf::Holdings, &node_prefix, |key, _| {
             // node 0x00 disk 0x00 data id: the data id follows the second separator.
             let rest = &key[node_prefix.len()..];
             if let Some(at) = rest.iter().position(|&b| b == keys::SEP) {

@@ -3,10 +3,10 @@
 
 use bytes::{Bytes, BytesMut};
 use coffer_gateway::erasure::{Geometry, encode_stripe, reconstruct_data};
+use coffer_gateway::survivors::read_first_k;
 use coffer_proto::blobnode_client::BlobnodePool;
 use coffer_proto::pb::blobnode::ShardId;
 use coffer_proto::pb::metadata::{DataLayout, RepairTask, ShardLocation};
-use futures::StreamExt;
 
 use crate::error::RepairError;
 use crate::pace::Pacer;
@@ -50,41 +50,18 @@ pub async fn rebuild(pool: &BlobnodePool, column: &Column<'_>, pacer: &Pacer) ->
     Ok(written)
 }
 
-/// The first K intact shards of the stripe other than the one being rebuilt; slower reads are dropped.
+/// The first K intact shards of the stripe other than the one being rebuilt.
 async fn read_others(
     pool: &BlobnodePool,
     column: &Column<'_>,
     g: &Geometry,
     stripe: u64,
 ) -> Result<Vec<Option<Bytes>>, RepairError> {
-    let layout = column.layout;
-    let shard_len = g.shard_len(g.stripe_len(stripe));
-    let mut reads: futures::stream::FuturesUnordered<_> = layout
-        .shards
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != column.index)
-        .map(|(i, location)| async move {
-            let id = ShardId { data_id: layout.data_id.clone(), stripe: stripe as u32, index: i as u32 };
-            let result = pool.get_shard(&location.node_id, &location.disk_id, id, 0, shard_len).await;
-            if let Err(e) = &result {
-                tracing::debug!(stripe, index = i, node = %location.node_id, error = %e, "survivor unreadable");
-            }
-            (i, result.ok())
-        })
-        .collect();
-    let mut shards = vec![None; layout.shards.len()];
-    let mut have = 0;
-    while let Some((i, shard)) = reads.next().await {
-        if shard.is_some() {
-            have += 1;
-        }
-        shards[i] = shard;
-        if have == g.data_shards {
-            return Ok(shards);
-        }
+    let survivors = read_first_k(pool, column.layout, stripe, Some(column.index)).await;
+    if survivors.available < g.data_shards {
+        return Err(RepairError::NotEnoughShards { stripe, available: survivors.available, needed: g.data_shards });
     }
-    Err(RepairError::NotEnoughShards { stripe, available: have, needed: g.data_shards })
+    Ok(survivors.shards)
 }
 
 /// Decodes the stripe and returns shard `index` of it (a data shard as decoded, a parity shard

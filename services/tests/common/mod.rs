@@ -321,15 +321,18 @@ pub fn test_root() -> PathBuf {
     root
 }
 
-pub fn client_with(endpoint: &str, access: &str, secret: &str) -> Client {
-    let config = aws_sdk_s3::Config::builder()
+/// The SDK configuration every test client starts from: path style, us-east-1, static keys.
+pub fn config_with(endpoint: &str, access: &str, secret: &str) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(access, secret, None, None, "test"))
         .force_path_style(true)
-        .build();
-    Client::from_conf(config)
+}
+
+pub fn client_with(endpoint: &str, access: &str, secret: &str) -> Client {
+    Client::from_conf(config_with(endpoint, access, secret).build())
 }
 
 pub fn client(endpoint: &str) -> Client {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::{ACCESS_KEY, Proc, SECRET_KEY, free_port, pattern, runtime, test_root};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -43,15 +42,7 @@ fn https_client(endpoint: &str, ca_pem: &str) -> Client {
             TlsContext::builder().with_trust_store(TrustStore::empty().with_pem_certificate(ca_pem)).build().unwrap(),
         )
         .build_https();
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .force_path_style(true)
-        .http_client(http)
-        .build();
-    Client::from_conf(config)
+    Client::from_conf(crate::common::config_with(endpoint, ACCESS_KEY, SECRET_KEY).http_client(http).build())
 }
 
 /// The certificate the server presents to a fresh connection limited to `version`.
