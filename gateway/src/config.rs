@@ -95,6 +95,21 @@ pub struct GatewayConfig {
     #[arg(long, env = "COFFER_ROOT_PASSWORD", default_value = coffer_iam::DEFAULT_ROOT_PASSWORD, hide_env_values = true)]
     pub root_password: String,
 
+    /// File holding the 32-byte key (raw, or 64 hex digits, or base64) that seals IAM secrets stored
+    /// in the metadata service; every gateway of a cluster needs the same one. Without it the key is
+    /// derived from the root secret key, so changing that secret makes stored secrets unreadable.
+    #[arg(long, env = "COFFER_IAM_MASTER_KEY_FILE")]
+    pub iam_master_key_file: Option<std::path::PathBuf>,
+
+    /// How often the gateway asks the metadata service whether IAM state changed (users, keys,
+    /// policies); changes made through this gateway apply at once.
+    #[arg(long, env = "COFFER_IAM_REFRESH", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub iam_refresh: Duration,
+
+    /// Shortest session AssumeRole grants (AWS: 15 minutes); tests lower it to see sessions expire.
+    #[arg(long, env = "COFFER_STS_MIN_DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub sts_min_duration: Duration,
+
     /// Upper bound on one call to the metadata service or a blobnode.
     #[arg(long, env = "COFFER_RPC_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub rpc_timeout: Duration,
@@ -141,6 +156,9 @@ impl GatewayConfig {
         }
         if self.stripes_in_flight == 0 || self.stripes_in_flight > 64 {
             return Err("--stripes-in-flight must be between 1 and 64".into());
+        }
+        if self.iam_refresh.is_zero() {
+            return Err("--iam-refresh must be positive".into());
         }
         let (k, m) = (self.ec.data_shards, self.ec.parity_shards);
         if self.write_quorum != 0 && m > 0 && !(k + 1..=k + m).contains(&self.write_quorum) {

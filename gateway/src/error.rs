@@ -58,6 +58,10 @@ fn remote_code(code: ErrorCode) -> S3ErrorCode {
         ErrorCode::EntityTooSmall => S3ErrorCode::EntityTooSmall,
         ErrorCode::InvalidArgument => S3ErrorCode::InvalidArgument,
         ErrorCode::InsufficientCapacity | ErrorCode::Unavailable => S3ErrorCode::ServiceUnavailable,
+        // IAM's own codes, as the admin API and AWS IAM name them.
+        ErrorCode::NoSuchEntity | ErrorCode::EntityAlreadyExists | ErrorCode::DeleteConflict => {
+            S3ErrorCode::Custom(code.as_str().into())
+        }
         ErrorCode::NoSuchShard
         | ErrorCode::CorruptShard
         | ErrorCode::ChecksumMismatch

@@ -39,6 +39,10 @@ pub struct Edge {
     pub metrics: Option<MetricsRender>,
 }
 
+/// The client's address, for the `aws:SourceIp` condition key.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
 /// Renders the process's metrics in the Prometheus text format.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -221,7 +225,10 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let (edge, builder, watcher, tls) = (edge.clone(), builder.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| edge.clone().handle(req));
+                    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(RemoteAddr(peer));
+                        edge.clone().handle(req)
+                    });
                     let served = match tls {
                         None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
                         Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {

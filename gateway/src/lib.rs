@@ -2,7 +2,9 @@
 //! onto blobnodes and commits object records in the metadata service. It keeps no durable
 //! state: everything it knows comes from the metadata service and is cached only briefly.
 
+mod admin;
 mod auth;
+mod authz;
 mod cluster;
 pub mod config;
 mod dataplane;
@@ -10,9 +12,12 @@ pub mod erasure;
 mod error;
 mod host;
 mod http;
+mod iam_sync;
 mod operation;
 mod read_path;
+mod routes;
 mod s3;
+mod sts;
 pub mod survivors;
 pub mod tls;
 mod write_path;
@@ -81,6 +86,16 @@ pub async fn serve_with(
         Some(connector) => MetadataClient::in_process(connector, &client_config),
         None => MetadataClient::connect(&config.metadata, &client_config)?,
     };
+    let identities = Arc::new(identities);
+    let master_key = match &config.iam_master_key_file {
+        Some(path) => iam_sync::load_master_key(path)?,
+        None => coffer_iam::seal::MasterKey::derive(&config.root_password),
+    };
+    let iam = iam_sync::IamSync::new(identities.clone(), master_key, metadata.clone());
+    if let Err(e) = iam.reload(false).await {
+        tracing::warn!(error = %e, "IAM state not loaded yet (only the root user can sign); will keep trying");
+    }
+    let iam_refresher = iam.spawn_refresher(config.iam_refresh);
     let blobnodes = BlobnodePool::new(client_config);
     let cluster = ClusterView::new(metadata.clone(), blobnodes.clone());
     if let Err(e) = cluster.refresh().await {
@@ -98,8 +113,13 @@ pub async fn serve_with(
         write_quorum: config.effective_write_quorum() as usize,
         hedge_after: config.hedge_after,
     };
-    let mut builder = S3ServiceBuilder::new(CofferS3::new(plane, config.region.clone(), config.root_user.clone()));
-    builder.set_auth(auth::CofferAuth::new(Arc::new(identities)));
+    let authorizer = authz::Authorizer::new(identities.clone(), config.tls_cert.is_some());
+    let s3 = CofferS3::new(plane.clone(), config.region.clone(), config.root_user.clone(), authorizer.clone());
+    let mut builder = S3ServiceBuilder::new(s3);
+    builder.set_auth(auth::CofferAuth::new(identities));
+    builder.set_access(authorizer.clone());
+    let sts_min_duration_secs = config.sts_min_duration.as_secs().max(1);
+    builder.set_route(routes::Routes { admin: admin::Admin { iam, authorizer, plane }, sts_min_duration_secs });
     if !config.domains.is_empty() {
         builder.set_host(host::Domains::new(&config.domains));
     }
@@ -120,5 +140,6 @@ pub async fn serve_with(
         reloader.abort();
     }
     refresher.abort();
+    iam_refresher.abort();
     Ok(())
 }

@@ -1,9 +1,18 @@
-//! Identities and their credentials.
-//!
-//! Today this is the root user from configuration; users, groups, policies and STS build on the
-//! same [`IdentityStore`] later. Secrets never appear in `Debug` output or logs.
+//! Identities and their credentials: the root user from configuration, and the users, access
+//! keys, groups and policies of the [`Directory`] loaded from the metadata service. Secrets never
+//! appear in `Debug` output or logs, and are sealed ([`seal`]) whenever they are stored.
+
+pub mod authorize;
+mod directory;
+pub mod keygen;
+pub mod policy;
+pub mod seal;
+pub mod session;
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
+
+pub use directory::{AccessKey, Directory, Group, ManagedPolicy, User};
 
 /// An access key pair.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,18 +47,32 @@ pub enum IamError {
     RootUserTooShort,
     #[error("the root secret key must be at least 8 characters long")]
     RootPasswordTooShort,
+    #[error("{0}")]
+    BadMasterKey(String),
+    #[error("cannot open a sealed IAM secret: {0}")]
+    Unseal(String),
+    #[error("the security token is invalid: {0}")]
+    BadSessionToken(String),
+    #[error("the security token has expired")]
+    SessionExpired,
 }
 
-/// Who may sign requests, and with which secret.
-#[derive(Debug, Clone)]
+/// Who may sign requests, and with which secret: the root user and the current [`Directory`].
+#[derive(Debug)]
 pub struct IdentityStore {
     root: Credentials,
+    directory: RwLock<Arc<Directory>>,
 }
 
 /// The principal a request was authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     Root,
+    /// An IAM user signing with one of its keys (a service account key names its parent user).
+    User {
+        name: String,
+        access_key: String,
+    },
 }
 
 impl IdentityStore {
@@ -61,7 +84,27 @@ impl IdentityStore {
         if root.secret_key.len() < 8 {
             return Err(IamError::RootPasswordTooShort);
         }
-        Ok(IdentityStore { root })
+        Ok(IdentityStore { root, directory: RwLock::new(Arc::new(Directory::default())) })
+    }
+
+    /// The current snapshot of the directory.
+    pub fn directory(&self) -> Arc<Directory> {
+        match self.directory.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Installs a newer snapshot; an older one (a slow reload racing a fresh one) is ignored
+    /// unless `replace_newer` (the metadata database itself went back, e.g. restored).
+    pub fn install(&self, directory: Directory, replace_newer: bool) {
+        let mut guard = match self.directory.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if replace_newer || directory.generation >= guard.generation {
+            *guard = Arc::new(directory);
+        }
     }
 
     /// True when the root user still has the shipped default credentials.
@@ -69,9 +112,16 @@ impl IdentityStore {
         self.root.access_key == DEFAULT_ROOT_USER && self.root.secret_key == DEFAULT_ROOT_PASSWORD
     }
 
-    /// The secret that signs requests for `access_key`, and whose it is.
-    pub fn lookup(&self, access_key: &str) -> Option<(&str, Principal)> {
-        (access_key == self.root.access_key).then_some((self.root.secret_key(), Principal::Root))
+    /// The secret that signs requests for `access_key`, and whose it is. Disabled keys, and keys
+    /// of disabled users, are not found.
+    pub fn lookup(&self, access_key: &str) -> Option<(String, Principal)> {
+        if access_key == self.root.access_key {
+            return Some((self.root.secret_key().to_string(), Principal::Root));
+        }
+        let directory = self.directory();
+        let key = directory.usable_key(access_key)?;
+        let principal = Principal::User { name: key.user.clone(), access_key: key.access_key.clone() };
+        Some((key.secret().to_string(), principal))
     }
 
     pub fn root(&self) -> &Credentials {
@@ -86,7 +136,7 @@ mod tests {
     #[test]
     fn root_lookup() {
         let store = IdentityStore::with_root(Credentials::new("admin", "secret123")).expect("valid root");
-        assert_eq!(store.lookup("admin"), Some(("secret123", Principal::Root)));
+        assert_eq!(store.lookup("admin"), Some(("secret123".to_string(), Principal::Root)));
         assert_eq!(store.lookup("other"), None);
         assert!(!store.uses_default_root());
     }

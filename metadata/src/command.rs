@@ -115,6 +115,14 @@ pub enum Command {
     DropDamaged {
         keys: Vec<Vec<u8>>,
     },
+    PutIam {
+        entity: coffer_proto::pb::metadata::IamEntity,
+        create_only: bool,
+    },
+    DeleteIam {
+        kind: coffer_proto::pb::metadata::IamKind,
+        name: String,
+    },
     /// The collector's results: entries whose data is gone, and entries to retry later.
     FinishGc {
         done: Vec<Vec<u8>>,
@@ -138,6 +146,8 @@ pub enum Applied {
     Existed(bool),
     Upload(UploadRecord),
     Part(PartRecord),
+    /// The IAM generation after the change.
+    IamGeneration(u64),
     /// Whether a repair took effect.
     Repaired(bool),
     Done,
@@ -180,6 +190,13 @@ impl Applied {
         match self {
             Applied::Repaired(r) => Ok(r),
             other => Err(other.mismatch("a repair outcome")),
+        }
+    }
+
+    pub fn into_iam_generation(self) -> Result<u64, MetadataError> {
+        match self {
+            Applied::IamGeneration(g) => Ok(g),
+            other => Err(other.mismatch("an IAM generation")),
         }
     }
 
@@ -284,6 +301,10 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             Ok(Applied::Done)
         }
         Command::FinishGc { done, retry } => finish_gc(store, batch, &done, &retry),
+        Command::PutIam { entity, create_only } => {
+            crate::iam::put(store, batch, entity, create_only).map(Applied::IamGeneration)
+        }
+        Command::DeleteIam { kind, name } => crate::iam::delete(store, batch, kind, &name).map(Applied::IamGeneration),
     }
 }
 

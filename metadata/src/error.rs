@@ -22,6 +22,12 @@ pub enum MetadataError {
     EntityTooSmall(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("no such {0}")]
+    NoSuchEntity(String),
+    #[error("{0} already exists")]
+    EntityAlreadyExists(String),
+    #[error("{0}")]
+    DeleteConflict(String),
     #[error("insufficient capacity: {0}")]
     InsufficientCapacity(String),
     #[error("database error while {context}: {source}")]
@@ -69,6 +75,9 @@ impl MetadataError {
             MetadataError::EntityTooSmall(_) => ErrorCode::EntityTooSmall,
             MetadataError::InvalidArgument(_) => ErrorCode::InvalidArgument,
             MetadataError::InsufficientCapacity(_) => ErrorCode::InsufficientCapacity,
+            MetadataError::NoSuchEntity(_) => ErrorCode::NoSuchEntity,
+            MetadataError::EntityAlreadyExists(_) => ErrorCode::EntityAlreadyExists,
+            MetadataError::DeleteConflict(_) => ErrorCode::DeleteConflict,
             MetadataError::Unavailable(_) => ErrorCode::Unavailable,
             MetadataError::Db { .. }
             | MetadataError::Corrupt { .. }

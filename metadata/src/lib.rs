@@ -11,6 +11,7 @@ mod config;
 mod data;
 mod error;
 mod gc;
+mod iam;
 mod keys;
 mod leases;
 mod listing;

@@ -15,7 +15,7 @@ use crate::config::MetadataConfig;
 use crate::error::MetadataError;
 use crate::leases::{self, Leases};
 use crate::store::Store;
-use crate::{data, keys, listing, multipart, now_unix_ms, placement, repair};
+use crate::{data, iam, keys, listing, multipart, now_unix_ms, placement, repair};
 
 /// A commit refuses an intent due within this margin: the collector may already be deleting it.
 const INTENT_MARGIN: Duration = Duration::from_secs(60);
@@ -455,5 +455,39 @@ impl Metadata for MetadataService {
         _: Request<GetClusterMapRequest>,
     ) -> Result<Response<GetClusterMapResponse>, Status> {
         Ok(Response::new(GetClusterMapResponse { nodes: self.cluster.status(Instant::now()) }))
+    }
+
+    async fn put_iam_entity(
+        &self,
+        req: Request<PutIamEntityRequest>,
+    ) -> Result<Response<PutIamEntityResponse>, Status> {
+        let req = req.into_inner();
+        let entity = req.entity.ok_or_else(|| MetadataError::InvalidArgument("an IAM entity is required".into()))?;
+        let command = Command::PutIam { entity, create_only: req.create_only };
+        let generation = self.submit(command).await?.into_iam_generation()?;
+        Ok(Response::new(PutIamEntityResponse { generation }))
+    }
+
+    async fn delete_iam_entity(
+        &self,
+        req: Request<DeleteIamEntityRequest>,
+    ) -> Result<Response<DeleteIamEntityResponse>, Status> {
+        let req = req.into_inner();
+        let kind = IamKind::try_from(req.kind).unwrap_or(IamKind::Unspecified);
+        let generation = self.submit(Command::DeleteIam { kind, name: req.name }).await?.into_iam_generation()?;
+        Ok(Response::new(DeleteIamEntityResponse { generation }))
+    }
+
+    async fn list_iam(&self, _: Request<ListIamRequest>) -> Result<Response<ListIamResponse>, Status> {
+        let (entities, generation) = self.read(iam::list).await?;
+        Ok(Response::new(ListIamResponse { entities, generation }))
+    }
+
+    async fn get_iam_generation(
+        &self,
+        _: Request<GetIamGenerationRequest>,
+    ) -> Result<Response<GetIamGenerationResponse>, Status> {
+        let generation = self.read_point(iam::generation)?;
+        Ok(Response::new(GetIamGenerationResponse { generation }))
     }
 }

@@ -33,12 +33,14 @@ pub enum Cf {
     Holdings,
     /// node id → `NodeAdmin` as one byte: what the operator wants of the node.
     NodeAdmin,
-    /// Schema markers (e.g. that the owner and holding indexes were built).
+    /// Schema markers (e.g. that the owner and holding indexes were built) and the IAM generation.
     Meta,
+    /// `kind byte + name` → `IamEntity`: users, access keys, groups, policies, settings.
+    Iam,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 11] = [
+    pub const ALL: [Cf; 12] = [
         Cf::Buckets,
         Cf::Objects,
         Cf::Uploads,
@@ -50,6 +52,7 @@ impl Cf {
         Cf::Holdings,
         Cf::NodeAdmin,
         Cf::Meta,
+        Cf::Iam,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Cf {
             Cf::Holdings => "holdings",
             Cf::NodeAdmin => "node_admin",
             Cf::Meta => "meta",
+            Cf::Iam => "iam",
         }
     }
 }

@@ -41,6 +41,11 @@ error_codes! {
     /// Bytes that crossed the network do not match the checksum sent with them.
     ChecksumMismatch,
     NoSuchDisk,
+    /// An IAM user, key, group or policy that does not exist.
+    NoSuchEntity,
+    EntityAlreadyExists,
+    /// An IAM entity still referenced elsewhere (a policy attached to a user).
+    DeleteConflict,
     Unavailable,
     Internal,
 }
@@ -50,9 +55,9 @@ impl ErrorCode {
         use tonic::Code;
         match self {
             ErrorCode::NoSuchBucket | ErrorCode::NoSuchKey | ErrorCode::NoSuchUpload => Code::NotFound,
-            ErrorCode::NoSuchShard | ErrorCode::NoSuchDisk => Code::NotFound,
-            ErrorCode::BucketAlreadyOwnedByYou => Code::AlreadyExists,
-            ErrorCode::BucketNotEmpty => Code::FailedPrecondition,
+            ErrorCode::NoSuchShard | ErrorCode::NoSuchDisk | ErrorCode::NoSuchEntity => Code::NotFound,
+            ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::EntityAlreadyExists => Code::AlreadyExists,
+            ErrorCode::BucketNotEmpty | ErrorCode::DeleteConflict => Code::FailedPrecondition,
             ErrorCode::InvalidPart
             | ErrorCode::InvalidPartOrder
             | ErrorCode::EntityTooSmall

@@ -1,12 +1,22 @@
-//! `coffer admin`: operator commands against a running cluster's metadata service.
+//! `coffer admin`: operator commands. Node and repair commands talk to the metadata service
+//! (`--metadata`); identity commands and `info` call a gateway's admin API (`--endpoint`, with
+//! `--access-key`/`--secret-key`).
 //!
 //!   coffer admin node list
 //!   coffer admin node drain ID        (undrain ID puts it back into service)
 //!   coffer admin repair status [--repair-grace 15m]
+//!   coffer admin user add NAME [--json]; user list|info|remove|enable|disable
+//!   coffer admin key create|list|delete|enable|disable
+//!   coffer admin group add|list|info|remove|members|enable|disable
+//!   coffer admin policy create NAME FILE.json; policy list|info|remove; policy attach|detach POLICY --user NAME
+//!   coffer admin info
 
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::admin_http::AdminClient;
+use crate::admin_iam;
 use clap::{Args, Subcommand};
 use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
 use coffer_proto::pb::metadata::{
@@ -22,6 +32,9 @@ pub struct AdminArgs {
 
     #[command(flatten)]
     grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
+
+    #[command(flatten)]
+    endpoint: crate::admin_http::EndpointArgs,
 
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -43,6 +56,28 @@ enum AdminCommand {
         #[command(subcommand)]
         command: RepairCommand,
     },
+    /// IAM users and their first access key.
+    User {
+        #[command(subcommand)]
+        command: admin_iam::UserCommand,
+    },
+    /// Access keys and service accounts.
+    Key {
+        #[command(subcommand)]
+        command: admin_iam::KeyCommand,
+    },
+    /// Groups of users sharing policies.
+    Group {
+        #[command(subcommand)]
+        command: admin_iam::GroupCommand,
+    },
+    /// Managed policies (AWS IAM policy JSON) and their attachments.
+    Policy {
+        #[command(subcommand)]
+        command: admin_iam::PolicyCommand,
+    },
+    /// Nodes, disks, capacity and repair progress, from a gateway's admin API.
+    Info,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +109,23 @@ enum RepairCommand {
     },
 }
 
+/// One admin API command, run on a blocking thread with a client for `--endpoint`.
+type ApiCall = Box<dyn FnOnce(&AdminClient) -> anyhow::Result<()> + Send>;
+
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let endpoint = args.endpoint.clone();
+    let api = move |call: ApiCall| async move {
+        tokio::task::spawn_blocking(move || call(&AdminClient::new(&endpoint)?)).await?
+    };
+    match args.command {
+        AdminCommand::User { command } => return api(Box::new(move |c| admin_iam::user(c, command, json))).await,
+        AdminCommand::Key { command } => return api(Box::new(move |c| admin_iam::key(c, command, json))).await,
+        AdminCommand::Group { command } => return api(Box::new(move |c| admin_iam::group(c, command, json))).await,
+        AdminCommand::Policy { command } => return api(Box::new(move |c| admin_iam::policy(c, command, json))).await,
+        AdminCommand::Info => return api(Box::new(move |c| admin_iam::info(c, json))).await,
+        _ => {}
+    }
     let tls = coffer_proto::grpc_tls::GrpcTls::load(&args.grpc_tls).map_err(|e| anyhow::anyhow!("{e}"))?;
     let client = MetadataClient::connect(&args.metadata, &ClientConfig { tls, ..ClientConfig::default() })
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -126,6 +177,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        AdminCommand::User { .. }
+        | AdminCommand::Key { .. }
+        | AdminCommand::Group { .. }
+        | AdminCommand::Policy { .. }
+        | AdminCommand::Info => {}
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! process over the same gRPC contract the split roles use.
 
 mod admin;
+mod admin_http;
+mod admin_iam;
 mod embedded;
 mod logging;
 mod metrics;

@@ -5,6 +5,8 @@ mod common;
 
 #[path = "ops/gateways.rs"]
 mod gateways;
+#[path = "ops/iam.rs"]
+mod iam;
 #[path = "ops/observability.rs"]
 mod observability;
 #[path = "ops/tls.rs"]

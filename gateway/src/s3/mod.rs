@@ -13,6 +13,7 @@ mod tagging;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
+use crate::authz::Authorizer;
 use crate::dataplane::DataPlane;
 
 /// The S3 backend. Cheap to clone.
@@ -21,11 +22,12 @@ pub struct CofferS3 {
     pub(crate) plane: DataPlane,
     pub(crate) region: String,
     pub(crate) root_access_key: String,
+    pub(crate) authorizer: Authorizer,
 }
 
 impl CofferS3 {
-    pub fn new(plane: DataPlane, region: String, root_access_key: String) -> Self {
-        CofferS3 { plane, region, root_access_key }
+    pub fn new(plane: DataPlane, region: String, root_access_key: String, authorizer: Authorizer) -> Self {
+        CofferS3 { plane, region, root_access_key, authorizer }
     }
 }
 
@@ -53,10 +55,12 @@ macro_rules! checksum_request {
 #[async_trait::async_trait]
 impl S3 for CofferS3 {
     async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> Res<ListBucketsOutput> {
-        self.do_list_buckets(req.input).await.map(S3Response::new)
+        let signer = self.authorizer.signer_of(&req)?;
+        self.do_list_buckets(&signer).await.map(S3Response::new)
     }
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> Res<CreateBucketOutput> {
-        self.do_create_bucket(req.input).await.map(S3Response::new)
+        let signer = self.authorizer.signer_of(&req)?;
+        self.do_create_bucket(&signer, req.input).await.map(S3Response::new)
     }
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> Res<HeadBucketOutput> {
         self.do_head_bucket(req.input).await.map(S3Response::new)

@@ -1,0 +1,246 @@
+//! Authorisation of every S3 and admin request: the signer's policies decide (see
+//! `coffer_iam::authorize`). Runs after s3s verified the signature and before the handler.
+
+use std::sync::Arc;
+
+use coffer_iam::IdentityStore;
+use coffer_iam::authorize::Signer;
+use coffer_iam::policy::RequestContext;
+use coffer_iam::session::is_session_key;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyInput};
+use s3s::path::S3Path;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Result};
+
+/// The resource admin actions are evaluated against (MinIO's built-in admin policies name this).
+const ADMIN_RESOURCE: &str = "arn:aws:s3:::*";
+
+#[derive(Clone)]
+pub struct Authorizer {
+    identities: Arc<IdentityStore>,
+    /// HTTPS on the S3 port: `aws:SecureTransport` is true for every request.
+    secure_transport: bool,
+}
+
+fn denied() -> S3Error {
+    S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied")
+}
+
+pub fn bucket_arn(bucket: &str) -> String {
+    format!("arn:aws:s3:::{bucket}")
+}
+
+pub fn object_arn(bucket: &str, key: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{key}")
+}
+
+/// The IAM action of an S3 operation, where its name alone does not say it.
+fn action_of(op: &str) -> String {
+    let action = match op {
+        "ListBuckets" => "ListAllMyBuckets",
+        "ListObjects" | "ListObjectsV2" | "HeadBucket" => "ListBucket",
+        "ListObjectVersions" => "ListBucketVersions",
+        "HeadObject" => "GetObject",
+        "CopyObject" | "CreateMultipartUpload" | "UploadPart" | "UploadPartCopy" | "CompleteMultipartUpload" => {
+            "PutObject"
+        }
+        "ListParts" => "ListMultipartUploadParts",
+        "ListMultipartUploads" => "ListBucketMultipartUploads",
+        "DeleteObjects" => "DeleteObject",
+        "DeleteBucketTagging" => "PutBucketTagging",
+        "GetObjectAttributes" => "GetObject",
+        other => other,
+    };
+    format!("s3:{action}")
+}
+
+impl Authorizer {
+    pub fn new(identities: Arc<IdentityStore>, secure_transport: bool) -> Authorizer {
+        Authorizer { identities, secure_transport }
+    }
+
+    pub fn root_access_key(&self) -> &str {
+        &self.identities.root().access_key
+    }
+
+    /// The signer of a request: a long-term key, or session credentials with their token
+    /// (`x-amz-security-token` header, or `X-Amz-Security-Token` in a presigned URL).
+    pub fn signer(&self, access_key: &str, headers: &http::HeaderMap, uri: &http::Uri) -> S3Result<Signer> {
+        if !is_session_key(access_key) {
+            return self.identities.signer(access_key).ok_or_else(denied);
+        }
+        let token = headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| {
+                uri.query().and_then(|q| url_pairs(q).find(|(n, _)| n == "X-Amz-Security-Token").map(|(_, v)| v))
+            })
+            .ok_or_else(|| {
+                S3Error::with_message(
+                    S3ErrorCode::InvalidToken,
+                    "The provided token is malformed or otherwise invalid.",
+                )
+            })?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.identities.session_signer(access_key, &token, now).map_err(|e| match e {
+            coffer_iam::IamError::SessionExpired => {
+                S3Error::with_message(S3ErrorCode::ExpiredToken, "The provided token has expired.")
+            }
+            other => S3Error::with_message(S3ErrorCode::InvalidToken, other.to_string()),
+        })
+    }
+
+    pub fn session_key(&self) -> Option<coffer_iam::session::SessionKey> {
+        self.identities.directory().session_key().cloned()
+    }
+
+    fn context(&self, action: &str, resource: &str) -> RequestContext {
+        RequestContext::new(action, resource)
+            .with_time(time::OffsetDateTime::now_utc())
+            .with_value("aws:SecureTransport", if self.secure_transport { "true" } else { "false" })
+    }
+
+    pub fn allows(&self, signer: &Signer, ctx: RequestContext) -> bool {
+        self.identities.decide(signer, ctx).is_allowed()
+    }
+
+    /// Whether `signer` may perform the admin `action`.
+    pub fn allows_admin(&self, signer: &Signer, action: &str) -> bool {
+        self.allows(signer, self.context(action, ADMIN_RESOURCE))
+    }
+
+    /// Whether `signer` may see `bucket` in ListBuckets: it owns it or may list it.
+    pub fn may_see_bucket(&self, signer: &Signer, bucket: &str, owner: &str) -> bool {
+        signer.is_root()
+            || owner == signer.owner_name()
+            || self.allows(signer, self.context("s3:ListBucket", &bucket_arn(bucket)))
+    }
+
+    fn require(&self, signer: &Signer, ctx: RequestContext) -> S3Result<()> {
+        if self.allows(signer, ctx) { Ok(()) } else { Err(denied()) }
+    }
+
+    pub fn signer_of<T>(&self, req: &S3Request<T>) -> S3Result<Signer> {
+        let access_key = req.credentials.as_ref().map(|c| c.access_key.as_str()).ok_or_else(denied)?;
+        self.signer(access_key, &req.headers, &req.uri)
+    }
+
+    fn require_source_read(&self, signer: &Signer, source: &CopySource) -> S3Result<()> {
+        match source {
+            CopySource::Bucket { bucket, key, .. } => {
+                self.require(signer, self.context("s3:GetObject", &object_arn(bucket, key)))
+            }
+            CopySource::AccessPoint { .. } | CopySource::Outpost { .. } => Err(denied()),
+        }
+    }
+}
+
+/// Condition keys taken from the request itself.
+fn add_request_values(ctx: &mut RequestContext, cx: &mut S3AccessContext<'_>) {
+    if let Some(query) = cx.uri().query() {
+        for (name, value) in url_pairs(query) {
+            match name.as_str() {
+                "prefix" => ctx.add_value("s3:prefix", value),
+                "delimiter" => ctx.add_value("s3:delimiter", value),
+                "max-keys" => ctx.add_value("s3:max-keys", value),
+                _ => {}
+            }
+        }
+    }
+    for (name, value) in cx.headers() {
+        let name = name.as_str();
+        let Ok(value) = value.to_str() else { continue };
+        if name.starts_with("x-amz-") {
+            ctx.add_value(&format!("s3:{name}"), value);
+        }
+        match name {
+            "user-agent" => ctx.add_value("aws:UserAgent", value),
+            "referer" => ctx.add_value("aws:Referer", value),
+            _ => {}
+        }
+    }
+    if let Some(addr) = cx.extensions_mut().get::<crate::http::RemoteAddr>() {
+        ctx.add_value("aws:SourceIp", addr.0.ip().to_string());
+    }
+}
+
+pub fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode =
+            |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        (decode(name), decode(value))
+    })
+}
+
+#[async_trait::async_trait]
+impl S3Access for Authorizer {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(access_key) = cx.credentials().map(|c| c.access_key.clone()) else {
+            return Err(denied());
+        };
+        let signer = self.signer(&access_key, cx.headers(), cx.uri())?;
+        if signer.is_root() {
+            return Ok(());
+        }
+        let action = action_of(cx.s3_op().name());
+        let resource = match cx.s3_path() {
+            S3Path::Root => "*".to_string(),
+            S3Path::Bucket { bucket } => bucket_arn(bucket),
+            S3Path::Object { bucket, key } => object_arn(bucket, key),
+        };
+        let mut ctx = self.context(&action, &resource);
+        add_request_values(&mut ctx, cx);
+        let user = signer.owner_name().to_string();
+        ctx.add_value("aws:userid", user);
+        if !self.allows(&signer, ctx) {
+            return Err(denied());
+        }
+        Ok(())
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        let signer = self.signer_of(req)?;
+        if signer.is_root() {
+            return Ok(());
+        }
+        self.require_source_read(&signer, &req.input.copy_source)
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        let signer = self.signer_of(req)?;
+        if signer.is_root() {
+            return Ok(());
+        }
+        self.require_source_read(&signer, &req.input.copy_source)
+    }
+
+    /// Every key must be deletable; one that is not refuses the whole request.
+    async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        let signer = self.signer_of(req)?;
+        if signer.is_root() {
+            return Ok(());
+        }
+        let bucket = req.input.bucket.clone();
+        for object in &req.input.delete.objects {
+            self.require(&signer, self.context("s3:DeleteObject", &object_arn(&bucket, &object.key)))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_map_to_iam_actions() {
+        assert_eq!(action_of("ListBuckets"), "s3:ListAllMyBuckets");
+        assert_eq!(action_of("HeadObject"), "s3:GetObject");
+        assert_eq!(action_of("UploadPart"), "s3:PutObject");
+        assert_eq!(action_of("GetObjectTagging"), "s3:GetObjectTagging");
+        let pairs: Vec<_> = url_pairs("list-type=2&prefix=home%2Falice%2F&delimiter=/").collect();
+        assert_eq!(pairs[1], ("prefix".to_string(), "home/alice/".to_string()));
+    }
+}
