@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 
 import boto3
@@ -344,3 +346,105 @@ def test_session_credentials_work_until_expiry_and_session_policy_narrows(sts_se
     with pytest.raises(ClientError) as e:
         sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="bad", Policy="{not json")
     assert error_code(e) == "MalformedPolicyDocument"
+
+
+def test_service_account_policy_narrows_its_parent(endpoint, s3, tmp_path):
+    bucket = unique_bucket("sa")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    name, parent = new_user(endpoint, "readwrite")
+    narrow = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}],
+    }
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps(narrow))
+    key = admin_json(endpoint, "key", "create", name, "--service-account", "--policy", str(path), "--description", "backup")
+    sa = client_for(endpoint, key["access_key"], key["secret_key"])
+    assert sa.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    with pytest.raises(ClientError) as e:
+        sa.put_object(Bucket=bucket, Key="k2", Body=b"x")
+    assert error_code(e) == "AccessDenied"
+    parent.put_object(Bucket=bucket, Key="k2", Body=b"x")  # the parent keeps its own rights
+    listed = {k["access_key"]: k for k in admin_json(endpoint, "key", "list", name)}
+    assert listed[key["access_key"]]["service_account"] is True
+    assert "secret_key" not in listed[key["access_key"]], "secrets are never returned after creation"
+
+
+@pytest.mark.parametrize(
+    "condition,allowed",
+    [
+        ({"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}, True),
+        ({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, False),
+        ({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, True),
+        ({"Bool": {"aws:SecureTransport": "true"}}, False),
+        ({"StringEquals": {"aws:username": "${aws:username}"}}, True),
+        ({"DateLessThan": {"aws:CurrentTime": "2000-01-01T00:00:00Z"}}, False),
+        ({"NumericLessThanEquals": {"s3:max-keys": "10"}}, True),
+    ],
+)
+def test_condition_keys_from_the_request(endpoint, s3, tmp_path, condition, allowed):
+    bucket = unique_bucket("cond")
+    s3.create_bucket(Bucket=bucket)
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}", "Condition": condition}],
+    }
+    path = tmp_path / "cond.json"
+    path.write_text(json.dumps(document))
+    policy = f"cond-{uuid.uuid4().hex[:8]}"
+    admin(endpoint, "policy", "create", policy, str(path))
+    _, client = new_user(endpoint, policy)
+    if allowed:
+        client.list_objects_v2(Bucket=bucket, MaxKeys=5)
+    else:
+        with pytest.raises(ClientError) as e:
+            client.list_objects_v2(Bucket=bucket, MaxKeys=5)
+        assert error_code(e) == "AccessDenied"
+
+
+ADMIN_CALLS = [
+    ("GET", "users", None), ("POST", "users", {"name": "x"}), ("GET", "users/x", None), ("DELETE", "users/x", None),
+    ("POST", "users/x/enable", None), ("POST", "users/x/disable", None), ("GET", "users/x/keys", None),
+    ("POST", "users/x/keys", None), ("POST", "users/x/service-accounts", {}), ("DELETE", "keys/AK", None),
+    ("POST", "keys/AK/enable", None), ("POST", "keys/AK/disable", None), ("GET", "policies", None),
+    ("POST", "policies", {"name": "p", "document": {"Version": "2012-10-17", "Statement": []}}),
+    ("GET", "policies/readonly", None), ("DELETE", "policies/p", None),
+    ("POST", "policies/readonly/attach", {"user": "x"}), ("POST", "policies/readonly/detach", {"user": "x"}),
+    ("GET", "groups", None), ("POST", "groups", {"name": "g"}), ("GET", "groups/g", None), ("DELETE", "groups/g", None),
+    ("POST", "groups/g/members", {"add": ["x"]}), ("POST", "groups/g/enable", None), ("POST", "groups/g/disable", None),
+    ("GET", "info", None),
+]
+
+
+def signed_admin_call(endpoint: str, access_key: str, secret_key: str, method: str, path: str, body):
+    """(status, parsed JSON answer, or {"Code": ...} from an S3 XML error)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    data = json.dumps(body).encode() if body is not None else b""
+    request = AWSRequest(method=method, url=f"{endpoint}/coffer/admin/v1/{path}", data=data,
+                         headers={"content-type": "application/json"})
+    S3SigV4Auth(Credentials(access_key, secret_key), "s3", REGION).add_auth(request)
+    prepared = urllib.request.Request(request.url, data=data or None, method=method, headers=dict(request.headers))
+    try:
+        with urllib.request.urlopen(prepared, timeout=10) as r:
+            status, text = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()
+    try:
+        return status, json.loads(text or b"null")
+    except ValueError:
+        code = text.decode(errors="replace").split("<Code>")[-1].split("</Code>")[0]
+        return status, {"Code": code}
+
+
+def test_every_admin_endpoint_refuses_a_non_admin(endpoint):
+    name = f"u-{uuid.uuid4().hex[:10]}"
+    created = admin_json(endpoint, "user", "add", name, "--policy", "readwrite")
+    for method, path, body in ADMIN_CALLS:
+        status, answer = signed_admin_call(endpoint, created["access_key"], created["secret_key"], method, path, body)
+        assert (status, answer["Code"]) == (403, "AccessDenied"), (method, path, status, answer)
+    status, answer = signed_admin_call(endpoint, "nobody", "nothing-at-all", "GET", "users", None)
+    assert (status, answer["Code"]) == (403, "InvalidAccessKeyId")
