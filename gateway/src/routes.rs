@@ -25,7 +25,10 @@ fn is_sts(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
 #[async_trait::async_trait]
 impl S3Route for Routes {
     fn is_match(&self, method: &Method, uri: &Uri, headers: &HeaderMap, _extensions: &mut Extensions) -> bool {
-        uri.path().starts_with(admin::PREFIX) || is_sts(method, uri, headers)
+        let path = uri.path();
+        path.starts_with(admin::PREFIX)
+            || admin::minio::PREFIXES.iter().any(|p| path.starts_with(p))
+            || is_sts(method, uri, headers)
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {

@@ -417,14 +417,15 @@ ADMIN_CALLS = [
 ]
 
 
-def signed_admin_call(endpoint: str, access_key: str, secret_key: str, method: str, path: str, body):
+def signed_admin_call(endpoint: str, access_key: str, secret_key: str, method: str, path: str, body,
+                      prefix: str = "/coffer/admin/v1/"):
     """(status, parsed JSON answer, or {"Code": ...} from an S3 XML error)."""
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    data = json.dumps(body).encode() if body is not None else b""
-    request = AWSRequest(method=method, url=f"{endpoint}/coffer/admin/v1/{path}", data=data,
+    data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
+    request = AWSRequest(method=method, url=f"{endpoint}{prefix}{path}", data=data,
                          headers={"content-type": "application/json"})
     S3SigV4Auth(Credentials(access_key, secret_key), "s3", REGION).add_auth(request)
     prepared = urllib.request.Request(request.url, data=data or None, method=method, headers=dict(request.headers))
@@ -448,3 +449,51 @@ def test_every_admin_endpoint_refuses_a_non_admin(endpoint):
         assert (status, answer["Code"]) == (403, "AccessDenied"), (method, path, status, answer)
     status, answer = signed_admin_call(endpoint, "nobody", "nothing-at-all", "GET", "users", None)
     assert (status, answer["Code"]) == (403, "InvalidAccessKeyId")
+
+
+def test_minio_admin_api_for_users_policies_and_groups(endpoint, s3):
+    """The plain-JSON calls `mc admin user|policy|group` makes, as madmin-go sends them."""
+
+    def mc(method, path, body=None):
+        return signed_admin_call(endpoint, ACCESS_KEY, SECRET_KEY, method, path, body, prefix="/minio/admin/v3/")
+
+    name, client = new_user(endpoint)
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}
+    pname = f"mc-{uuid.uuid4().hex[:6]}"
+    assert mc("PUT", f"add-canned-policy?name={pname}", json.dumps(policy).encode())[0] == 200
+    status, listed = mc("GET", "list-canned-policies")
+    assert status == 200 and listed[pname] == policy and "readonly" in listed
+    status, info = mc("GET", f"info-canned-policy?name={pname}&v=2")
+    assert (status, info["PolicyName"], info["Policy"]) == (200, pname, policy)
+    assert mc("PUT", f"set-user-or-group-policy?policyName={pname}&userOrGroup={name}&isGroup=false")[0] == 200
+    client.list_buckets()
+    status, user = mc("GET", f"user-info?accessKey={name}")
+    assert (status, user["policyName"], user["status"]) == (200, pname, "enabled")
+    assert mc("PUT", f"set-user-status?accessKey={name}&status=disabled")[0] == 200
+    with pytest.raises(ClientError):
+        client.list_buckets()
+    assert mc("PUT", f"set-user-status?accessKey={name}&status=enabled")[0] == 200
+
+    group = f"mcg-{uuid.uuid4().hex[:6]}"
+    assert mc("PUT", "update-group-members", {"group": group, "members": [name], "isRemove": False})[0] == 200
+    assert group in mc("GET", "groups")[1]
+    status, desc = mc("GET", f"group?group={group}")
+    assert (status, desc["name"], desc["members"], desc["status"]) == (200, group, [name], "enabled")
+    assert mc("PUT", f"set-group-status?group={group}&status=disabled")[0] == 200
+    assert mc("GET", f"group?group={group}")[1]["status"] == "disabled"
+    assert mc("PUT", "update-group-members", {"group": group, "members": [name], "isRemove": True})[0] == 200
+    assert mc("PUT", "update-group-members", {"group": group, "members": [], "isRemove": True})[0] == 200
+    assert group not in mc("GET", "groups")[1]
+
+    status, err = mc("PUT", "add-user?accessKey=x", b"encrypted")
+    assert (status, err["Code"]) == (501, "NotImplemented")
+    assert mc("PUT", f"set-user-or-group-policy?policyName=&userOrGroup={name}&isGroup=false")[0] == 400
+    assert mc("PUT", f"set-user-or-group-policy?policyName=readonly&userOrGroup={name}&isGroup=false")[0] == 200
+    assert mc("DELETE", f"remove-canned-policy?name={pname}")[0] == 200
+    assert mc("DELETE", f"remove-user?accessKey={name}")[0] == 200
+    assert mc("GET", f"user-info?accessKey={name}")[0] == 404
+    _, reader = new_user(endpoint, "readonly")
+    creds = reader._request_signer._credentials
+    status, err = signed_admin_call(endpoint, creds.access_key, creds.secret_key, "GET", "groups", None,
+                                    prefix="/minio/admin/v3/")
+    assert (status, err["Code"]) == (403, "AccessDenied")

@@ -18,6 +18,7 @@
 mod error;
 mod groups;
 mod info;
+pub mod minio;
 mod policies;
 mod users;
 
@@ -52,6 +53,8 @@ pub struct Call<'a> {
     pub segments: Vec<String>,
     pub body: Bytes,
     pub caller: Signer,
+    /// Query parameters, decoded (the MinIO-compatible routes take their arguments there).
+    pub query: Vec<(String, String)>,
 }
 
 impl Call<'_> {
@@ -146,9 +149,20 @@ impl Admin {
         if let Err(e) = check_payload(&req.headers, &body) {
             return Ok(respond(Err(e)));
         }
-        let call = Call { method: &req.method, segments: segments(req.uri.path()), body, caller };
+        let path = req.uri.path();
+        let query = req.uri.query().map(|q| crate::authz::url_pairs(q).collect()).unwrap_or_default();
+        let minio = minio::PREFIXES.iter().find_map(|prefix| path.strip_prefix(prefix));
+        let segments = match minio {
+            Some(rest) => rest.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            None => segments(path),
+        };
+        let call = Call { method: &req.method, segments, body, caller, query };
         let span = tracing::info_span!("admin", path = %req.uri.path(), method = %req.method);
-        let result = tracing::Instrument::instrument(self.dispatch(&call), span).await;
+        let result = if minio.is_some() {
+            tracing::Instrument::instrument(minio::handle(self, &call), span).await
+        } else {
+            tracing::Instrument::instrument(self.dispatch(&call), span).await
+        };
         Ok(respond(result))
     }
 }
