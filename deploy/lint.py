@@ -255,15 +255,21 @@ def check_prometheus(coffer: dict[str, str]) -> None:
 def check_haproxy(gateways: list[str]) -> None:
     path = DEPLOY / "compose" / "haproxy.cfg"
     text = path.read_text()
-    servers = dict(re.findall(r"^\s*server\s+(\S+)\s+(\S+)", text, re.M))
-    want = {g: f"{g}:9000" for g in gateways}
+    # One backend per gateway port (S3, console, Swift), each listing every compose gateway on that port.
+    servers: dict[str, set[str]] = {}
+    for name, address in re.findall(r"^\s*server\s+(\S+)\s+(\S+)", text, re.M):
+        host, _, port = address.partition(":")
+        check(host == name, rel(path), f"server {name} points at {address}")
+        servers.setdefault(port, set()).add(name)
+    want = {port: set(gateways) for port in ("9000", "9001", "8080")}
     check(servers == want, rel(path), f"backend servers {servers} differ from the compose gateways {want}")
-    check(re.search(r"^\s*bind\s+:9000\b", text, re.M) is not None, rel(path), "does not bind :9000")
+    for port in ("9000", "9001", "8080"):
+        check(re.search(rf"^\s*bind\s+:{port}\b", text, re.M) is not None, rel(path), f"does not bind :{port}")
     check(re.search(r"^\s*option\s+http-buffer-request", text, re.M) is None, rel(path),
           "buffers request bodies; large uploads must stream")
     check(re.search(r"http-check\s+send\s+meth\s+GET\s+uri\s+/health/ready", text) is not None, rel(path),
           "does not check the gateways' /health/ready")
-    print(f"haproxy: {len(servers)} gateways, streaming, health-checked")
+    print(f"haproxy: {len(gateways)} gateways on S3, console and Swift ports, streaming, health-checked")
 
 
 def check_grafana_provisioning(grafana: dict) -> None:

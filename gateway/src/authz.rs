@@ -12,12 +12,16 @@ use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyIn
 use s3s::path::S3Path;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Result};
 
+use crate::owners::BucketOwners;
+
 /// The resource admin actions are evaluated against (MinIO's built-in admin policies name this).
 const ADMIN_RESOURCE: &str = "arn:aws:s3:::*";
 
 #[derive(Clone)]
 pub struct Authorizer {
     identities: Arc<IdentityStore>,
+    /// For Swift accounts, which are authorised by owning the bucket.
+    pub owners: BucketOwners,
     /// HTTPS on the S3 port: `aws:SecureTransport` is true for every request.
     secure_transport: bool,
 }
@@ -55,8 +59,28 @@ fn action_of(op: &str) -> String {
 }
 
 impl Authorizer {
-    pub fn new(identities: Arc<IdentityStore>, secure_transport: bool) -> Authorizer {
-        Authorizer { identities, secure_transport }
+    pub fn new(identities: Arc<IdentityStore>, secure_transport: bool, owners: BucketOwners) -> Authorizer {
+        Authorizer { identities, owners, secure_transport }
+    }
+
+    /// Swift's rule for a tempauth user: its account's admins may do anything to the account's
+    /// containers, and create containers; other users need ACLs (not supported yet, so: nothing).
+    pub async fn account_allows(&self, signer: &Signer, bucket: Option<&str>) -> S3Result<bool> {
+        let Some(account) = &signer.account else { return Ok(false) };
+        if !signer.account_admin {
+            return Ok(false);
+        }
+        let Some(bucket) = bucket else { return Ok(true) };
+        match self.owners.owner(bucket).await? {
+            // A bucket that does not exist yet: the request will create it or answer NoSuchBucket.
+            None => Ok(true),
+            Some(owner) => Ok(&owner == account),
+        }
+    }
+
+    /// The S3 port (and so the Swift port) serves HTTPS.
+    pub fn secure_transport(&self) -> bool {
+        self.secure_transport
     }
 
     pub fn root_access_key(&self) -> &str {
@@ -126,9 +150,12 @@ impl Authorizer {
         self.signer(access_key, &req.headers, &req.uri)
     }
 
-    fn require_source_read(&self, signer: &Signer, source: &CopySource) -> S3Result<()> {
+    async fn require_source_read(&self, signer: &Signer, source: &CopySource) -> S3Result<()> {
         match source {
             CopySource::Bucket { bucket, key, .. } => {
+                if signer.account.is_some() {
+                    return if self.account_allows(signer, Some(bucket)).await? { Ok(()) } else { Err(denied()) };
+                }
                 self.require(signer, self.context("s3:GetObject", &object_arn(bucket, key)))
             }
             CopySource::AccessPoint { .. } | CopySource::Outpost { .. } => Err(denied()),
@@ -180,9 +207,27 @@ impl S3Access for Authorizer {
         let Some(access_key) = cx.credentials().map(|c| c.access_key.clone()) else {
             return Err(denied());
         };
+        // s3s verified the signature but not how old a SigV2 request is; without this a captured
+        // one could be replayed forever (root included).
+        crate::s3::edge::check_sigv2_time(cx.headers(), time::OffsetDateTime::now_utc().unix_timestamp())?;
         let signer = self.signer(&access_key, cx.headers(), cx.uri())?;
         if signer.is_root() {
             return Ok(());
+        }
+        if signer.account.is_some() {
+            let bucket = match cx.s3_path() {
+                S3Path::Root => None,
+                S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
+            };
+            let op = cx.s3_op().name();
+            if bucket.is_none() && op != "ListBuckets" {
+                return Err(denied());
+            }
+            return if op == "ListBuckets" || self.account_allows(&signer, bucket.as_deref()).await? {
+                Ok(())
+            } else {
+                Err(denied())
+            };
         }
         let action = action_of(cx.s3_op().name());
         let resource = match cx.s3_path() {
@@ -205,7 +250,7 @@ impl S3Access for Authorizer {
         if signer.is_root() {
             return Ok(());
         }
-        self.require_source_read(&signer, &req.input.copy_source)
+        self.require_source_read(&signer, &req.input.copy_source).await
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
@@ -213,13 +258,17 @@ impl S3Access for Authorizer {
         if signer.is_root() {
             return Ok(());
         }
-        self.require_source_read(&signer, &req.input.copy_source)
+        self.require_source_read(&signer, &req.input.copy_source).await
     }
 
     /// Every key must be deletable; one that is not refuses the whole request.
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
         let signer = self.signer_of(req)?;
         if signer.is_root() {
+            return Ok(());
+        }
+        if signer.account.is_some() {
+            // Ownership of the bucket (checked in `check`) covers every key in it.
             return Ok(());
         }
         let bucket = req.input.bucket.clone();

@@ -136,6 +136,19 @@ pub struct GatewayConfig {
     #[arg(long, env = "COFFER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 
+    /// Serve the web console on this address (HTTPS with `--tls-cert` too); off when not given or `off`.
+    #[arg(long, env = "COFFER_CONSOLE_ADDRESS")]
+    pub console_address: Option<String>,
+
+    /// Serve the OpenStack Swift API on this address (HTTPS with `--tls-cert` too); off when not given.
+    #[arg(long, env = "COFFER_SWIFT_ADDRESS")]
+    pub swift_address: Option<SocketAddr>,
+
+    /// Swift tempauth users `ACCOUNT:USER:KEY[:admin]` (repeatable; the variable takes a comma-separated
+    /// list). Each also signs S3 requests with access key `ACCOUNT:USER` and secret `KEY`.
+    #[arg(long = "tempauth-user", env = "COFFER_TEMPAUTH_USERS", value_delimiter = ',', hide_env_values = true)]
+    pub tempauth_users: Vec<String>,
+
     #[command(flatten)]
     pub grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
 
@@ -160,11 +173,25 @@ impl GatewayConfig {
         if self.iam_refresh.is_zero() {
             return Err("--iam-refresh must be positive".into());
         }
+        self.console_address()?;
+        for spec in &self.tempauth_users {
+            coffer_iam::tempauth::TempauthUser::parse(spec).map_err(|e| e.to_string())?;
+        }
         let (k, m) = (self.ec.data_shards, self.ec.parity_shards);
         if self.write_quorum != 0 && m > 0 && !(k + 1..=k + m).contains(&self.write_quorum) {
             return Err(format!("--write-quorum must be between {} and {} for {k}+{m}", k + 1, k + m));
         }
         Ok(())
+    }
+
+    /// The web console's address, `None` when it is off.
+    pub fn console_address(&self) -> Result<Option<SocketAddr>, String> {
+        match self.console_address.as_deref().map(str::trim) {
+            None | Some("off" | "") => Ok(None),
+            Some(text) => {
+                text.parse().map(Some).map_err(|_| format!("--console-address {text:?}: expected IP:PORT or off"))
+            }
+        }
     }
 
     /// Shards per stripe that must land. K+1 by default: with only K, losing any one disk before

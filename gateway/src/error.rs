@@ -57,6 +57,7 @@ fn remote_code(code: ErrorCode) -> S3ErrorCode {
         ErrorCode::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
         ErrorCode::EntityTooSmall => S3ErrorCode::EntityTooSmall,
         ErrorCode::InvalidArgument => S3ErrorCode::InvalidArgument,
+        ErrorCode::PreconditionFailed => S3ErrorCode::PreconditionFailed,
         ErrorCode::InsufficientCapacity | ErrorCode::Unavailable => S3ErrorCode::ServiceUnavailable,
         // IAM's own codes, as the admin API and AWS IAM name them.
         ErrorCode::NoSuchEntity | ErrorCode::EntityAlreadyExists | ErrorCode::DeleteConflict => {

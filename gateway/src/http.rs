@@ -20,8 +20,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::cluster::ClusterView;
+use crate::console::Console;
 use crate::host::Domains;
 use crate::operation;
+use crate::swift::SwiftApi;
 
 const LIVE_PATHS: [&str; 2] = ["/health/live", "/minio/health/live"];
 const READY_PATHS: [&str; 2] = ["/health/ready", "/minio/health/ready"];
@@ -154,7 +156,18 @@ impl Edge {
                 };
             }
         }
-        match self.s3.call(req.map(Body::from)).await {
+        if let Some(e) = crate::s3::edge::missing_sigv4_date(req.headers()) {
+            let doc = crate::s3::edge::error_document(e.code().as_str(), e.message().unwrap_or_default());
+            let mut response = Response::new(Body::from(doc));
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+            return response;
+        }
+        let uri = req.uri().clone();
+        let (mut parts, body) = req.into_parts();
+        crate::s3::edge::normalize_date_headers(&mut parts.headers, &mut parts.extensions, &uri);
+        let req = Request::from_parts(parts, body);
+        match self.s3.call(crate::s3::edge::hash_delete_objects_body(req)).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::error!(error = ?e, "unhandled S3 service error");
@@ -175,7 +188,8 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
-/// S3 error documents carry the request id; s3s does not know it, so it is added here.
+/// S3 error documents carry the request id; s3s does not know it, so it is added here. So is a
+/// `<Message>` where s3s wrote none: S3 always sends one, and some clients require it.
 async fn with_request_id_in_error(response: Response<Body>, id: &str) -> Response<Body> {
     let small = http_body::Body::size_hint(response.body()).upper().is_some_and(|n| n <= MAX_PATCHED_ERROR_BYTES);
     if !small {
@@ -187,8 +201,12 @@ async fn with_request_id_in_error(response: Response<Body>, id: &str) -> Respons
         Err(_) => return Response::from_parts(parts, Body::empty()),
     };
     let patched = match std::str::from_utf8(&bytes) {
-        Ok(text) if text.contains("</Error>") && !text.contains("<RequestId>") => {
-            Bytes::from(text.replacen("</Error>", &format!("<RequestId>{id}</RequestId></Error>"), 1))
+        Ok(text) if text.contains("</Error>") => {
+            let mut doc = crate::s3::edge::with_message(text).unwrap_or_else(|| text.to_string());
+            if !doc.contains("<RequestId>") {
+                doc = doc.replacen("</Error>", &format!("<RequestId>{id}</RequestId></Error>"), 1);
+            }
+            Bytes::from(doc)
         }
         _ => bytes,
     };
@@ -196,17 +214,30 @@ async fn with_request_id_in_error(response: Response<Body>, id: &str) -> Respons
     Response::from_parts(parts, Body::from(patched))
 }
 
+/// A Swift request in its own trace; the trace id is its `X-Trans-Id`.
+async fn handle_swift(swift: &SwiftApi, req: Request<Incoming>) -> Response<Body> {
+    let span = tracing::info_span!("swift.request", otel.kind = "server", trans_id = tracing::field::Empty,
+        method = %req.method(), path = %req.uri().path());
+    coffer_proto::trace_context::continue_from(&span, req.headers());
+    let id = format!("tx{}", coffer_proto::trace_context::trace_id(&span).unwrap_or_else(request_id));
+    span.record("trans_id", id.as_str());
+    let _in_flight = InFlight::start();
+    swift.handle(req, &id).instrument(span).await
+}
+
 /// Accepts connections until `shutdown` resolves, then waits up to `grace` for in-flight
 /// requests to finish. With `tls`, every connection is a TLS handshake first (done in the
 /// connection's own task, so a slow client never holds up the accept loop).
+/// With `console`, this is the web console's port: its assets first, then the same edge.
 pub async fn serve(
     listener: TcpListener,
-    edge: Edge,
+    edge: Arc<Edge>,
+    console: Option<Arc<Console>>,
+    swift: Option<Arc<SwiftApi>>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
     tls: Option<TlsAcceptor>,
 ) {
-    let edge = Arc::new(edge);
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -224,10 +255,23 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let (edge, builder, watcher, tls) = (edge.clone(), builder.clone(), graceful.watcher(), tls.clone());
+                let (console, swift) = (console.clone(), swift.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                         req.extensions_mut().insert(RemoteAddr(peer));
-                        edge.clone().handle(req)
+                        let (edge, console, swift) = (edge.clone(), console.clone(), swift.clone());
+                        async move {
+                            if let Some(swift) = swift {
+                                return Ok(handle_swift(&swift, req).await);
+                            }
+                            let Some(console) = console else { return edge.handle(req).await };
+                            if let Some(response) = console.respond(&req) {
+                                return Ok(response);
+                            }
+                            let mut response = edge.handle(req).await?;
+                            crate::console::harden(response.headers_mut());
+                            Ok(response)
+                        }
                     });
                     let served = match tls {
                         None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,

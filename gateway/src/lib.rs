@@ -7,6 +7,7 @@ mod auth;
 mod authz;
 mod cluster;
 pub mod config;
+mod console;
 mod dataplane;
 pub mod erasure;
 mod error;
@@ -14,11 +15,13 @@ mod host;
 mod http;
 mod iam_sync;
 mod operation;
+mod owners;
 mod read_path;
 mod routes;
 mod s3;
 mod sts;
 pub mod survivors;
+mod swift;
 pub mod tls;
 mod write_path;
 
@@ -62,7 +65,7 @@ pub async fn serve(
 }
 
 /// Like [`serve`], reaching a metadata service in the same process over `metadata_pipe` instead of
-/// `config.metadata` (`coffer server`).
+/// `config.metadata` (`coffer server`). Binds `config.console_address` for the web console.
 pub async fn serve_with(
     listener: TcpListener,
     config: GatewayConfig,
@@ -70,9 +73,46 @@ pub async fn serve_with(
     metrics: Option<MetricsRender>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    let console = match config.console_address().map_err(GatewayError::Internal)? {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|e| GatewayError::Internal(format!("cannot listen on {address} for the console: {e}")))?,
+        ),
+        None => None,
+    };
+    let swift = match config.swift_address {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|e| GatewayError::Internal(format!("cannot listen on {address} for Swift: {e}")))?,
+        ),
+        None => None,
+    };
+    serve_with_console(listener, console, swift, config, metadata_pipe, metrics, shutdown).await
+}
+
+/// Like [`serve_with`], serving the web console on `console` and the Swift API on `swift` (both
+/// already bound) when given; `config.console_address` and `config.swift_address` are not looked at.
+pub async fn serve_with_console(
+    listener: TcpListener,
+    console: Option<TcpListener>,
+    swift: Option<TcpListener>,
+    config: GatewayConfig,
+    metadata_pipe: Option<InProcessConnector>,
+    metrics: Option<MetricsRender>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
     config.validate().map_err(GatewayError::Internal)?;
-    let identities = IdentityStore::with_root(Credentials::new(&config.root_user, &config.root_password))
+    let tempauth = config
+        .tempauth_users
+        .iter()
+        .map(|spec| coffer_iam::tempauth::TempauthUser::parse(spec))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let identities = IdentityStore::with_root(Credentials::new(&config.root_user, &config.root_password))
+        .map_err(|e| GatewayError::Internal(e.to_string()))?
+        .with_tempauth(tempauth);
     if identities.uses_default_root() {
         tracing::warn!(
             "using the default root credentials {}/{}; set COFFER_ROOT_USER and COFFER_ROOT_PASSWORD",
@@ -95,6 +135,10 @@ pub async fn serve_with(
     if let Err(e) = iam.reload(false).await {
         tracing::warn!(error = %e, "IAM state not loaded yet (only the root user can sign); will keep trying");
     }
+    // Before the port opens, so STS and Swift logins work from the first request.
+    if let Err(e) = iam.ensure_session_key().await {
+        tracing::warn!(error = %e, "STS signing key not available yet; will keep trying");
+    }
     let iam_refresher = iam.spawn_refresher(config.iam_refresh);
     let blobnodes = BlobnodePool::new(client_config);
     let cluster = ClusterView::new(metadata.clone(), blobnodes.clone());
@@ -113,8 +157,21 @@ pub async fn serve_with(
         write_quorum: config.effective_write_quorum() as usize,
         hedge_after: config.hedge_after,
     };
-    let authorizer = authz::Authorizer::new(identities.clone(), config.tls_cert.is_some());
+    let owners = owners::BucketOwners::new(plane.metadata.clone());
+    let authorizer = authz::Authorizer::new(identities.clone(), config.tls_cert.is_some(), owners);
     let s3 = CofferS3::new(plane.clone(), config.region.clone(), config.root_user.clone(), authorizer.clone());
+    let swift = match swift {
+        Some(swift_listener) => {
+            let api = swift::SwiftApi {
+                s3: s3.clone(),
+                authorizer: authorizer.clone(),
+                identities: identities.clone(),
+                metadata: plane.metadata.clone(),
+            };
+            Some((swift_listener, api))
+        }
+        None => None,
+    };
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(auth::CofferAuth::new(identities));
     builder.set_access(authorizer.clone());
@@ -124,7 +181,13 @@ pub async fn serve_with(
         builder.set_host(host::Domains::new(&config.domains));
     }
     let domains = (!config.domains.is_empty()).then(|| host::Domains::new(&config.domains));
-    let edge = http::Edge { s3: builder.build(), cluster, disks_needed: config.ec.total() as usize, domains, metrics };
+    let edge = Arc::new(http::Edge {
+        s3: builder.build(),
+        cluster,
+        disks_needed: config.ec.total() as usize,
+        domains,
+        metrics,
+    });
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
     tracing::info!(%address, %scheme, ec = %config.ec, "S3 gateway listening");
@@ -135,7 +198,55 @@ pub async fn serve_with(
         }
         _ => (None, None),
     };
-    http::serve(listener, edge, shutdown, config.shutdown_grace, tls).await;
+    // The console's port serves the same edge and stops with the S3 port.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let console_server = console.map(|console_listener| {
+        let s3_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let address = console_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%address, %scheme, "web console listening");
+        let front = Arc::new(console::Console::new(&config.region, s3_port, config.tls_cert.is_some()));
+        let mut stopped = stopped.clone();
+        let until = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(http::serve(
+            console_listener,
+            edge.clone(),
+            Some(front),
+            None,
+            until,
+            config.shutdown_grace,
+            tls.clone(),
+        ))
+    });
+    let until = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let swift_server = swift.map(|(swift_listener, api)| {
+        let address = swift_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%address, %scheme, "Swift API listening");
+        let mut stopped = stopped.clone();
+        let until = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(http::serve(
+            swift_listener,
+            edge.clone(),
+            None,
+            Some(Arc::new(api)),
+            until,
+            config.shutdown_grace,
+            tls.clone(),
+        ))
+    });
+    http::serve(listener, edge, None, None, until, config.shutdown_grace, tls).await;
+    if let Some(swift_server) = swift_server {
+        let _ = swift_server.await;
+    }
+    if let Some(console_server) = console_server {
+        let _ = console_server.await;
+    }
     if let Some(reloader) = reloader {
         reloader.abort();
     }

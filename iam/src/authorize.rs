@@ -14,7 +14,7 @@ use crate::{Directory, IamError, IdentityStore};
 pub const ACCOUNT_ID: &str = "000000000000";
 
 /// A request's signer as the evaluator sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Signer {
     /// Root's rights (the root user, or a session it started).
     pub root: bool,
@@ -26,6 +26,10 @@ pub struct Signer {
     pub narrowed_by: Vec<Arc<Policy>>,
     /// The request came with STS session credentials.
     pub session: bool,
+    /// A Swift tempauth user: the account (`AUTH_x`) whose containers it works with.
+    pub account: Option<String>,
+    /// The tempauth user administers its account (owns its containers).
+    pub account_admin: bool,
 }
 
 impl Signer {
@@ -37,9 +41,9 @@ impl Signer {
         }
     }
 
-    /// The name recorded as a bucket's owner.
+    /// The name recorded as a bucket's owner: the user, or a tempauth user's account.
     pub fn owner_name(&self) -> &str {
-        &self.name
+        self.account.as_deref().unwrap_or(&self.name)
     }
 
     /// Root, unrestricted: no policy needs evaluating.
@@ -53,24 +57,21 @@ impl IdentityStore {
     pub fn signer(&self, access_key: &str) -> Option<Signer> {
         if access_key == self.root().access_key {
             let name = access_key.to_string();
+            return Some(Signer { root: true, name, access_key: access_key.to_string(), ..Signer::default() });
+        }
+        if let Some(user) = self.tempauth_user(access_key) {
             return Some(Signer {
-                root: true,
-                name,
-                access_key: access_key.to_string(),
-                narrowed_by: vec![],
-                session: false,
+                name: user.login(),
+                access_key: user.login(),
+                account: Some(user.account_name()),
+                account_admin: user.admin,
+                ..Signer::default()
             });
         }
         let directory = self.directory();
         let key = directory.usable_key(access_key)?;
         let narrowed_by = directory.inline_policy(access_key).into_iter().collect();
-        Some(Signer {
-            root: false,
-            name: key.user.clone(),
-            access_key: key.access_key.clone(),
-            narrowed_by,
-            session: false,
-        })
+        Some(Signer { name: key.user.clone(), access_key: key.access_key.clone(), narrowed_by, ..Signer::default() })
     }
 
     /// The signer of a request made with session credentials: the token must verify for the key
@@ -83,13 +84,11 @@ impl IdentityStore {
         let mut signer = if claims.parent_is_root {
             (claims.parent == self.root().access_key).then(|| self.signer(&claims.parent)).flatten()
         } else {
-            directory.users.get(&claims.parent).filter(|u| !u.disabled).map(|u| Signer {
-                root: false,
-                name: u.name.clone(),
-                access_key: String::new(),
-                narrowed_by: vec![],
-                session: false,
-            })
+            directory
+                .users
+                .get(&claims.parent)
+                .filter(|u| !u.disabled)
+                .map(|u| Signer { name: u.name.clone(), ..Signer::default() })
         }
         .ok_or_else(|| IamError::BadSessionToken("the session's user can no longer sign".into()))?;
         signer.access_key = access_key.to_string();

@@ -8,6 +8,7 @@ pub mod keygen;
 pub mod policy;
 pub mod seal;
 pub mod session;
+pub mod tempauth;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -55,6 +56,8 @@ pub enum IamError {
     BadSessionToken(String),
     #[error("the security token has expired")]
     SessionExpired,
+    #[error("invalid tempauth user {0}")]
+    BadTempauthUser(String),
 }
 
 /// Who may sign requests, and with which secret: the root user and the current [`Directory`].
@@ -62,6 +65,8 @@ pub enum IamError {
 pub struct IdentityStore {
     root: Credentials,
     directory: RwLock<Arc<Directory>>,
+    /// Swift tempauth users from configuration, by `ACCOUNT:USER`.
+    tempauth: std::collections::HashMap<String, tempauth::TempauthUser>,
 }
 
 /// The principal a request was authenticated as.
@@ -84,7 +89,22 @@ impl IdentityStore {
         if root.secret_key.len() < 8 {
             return Err(IamError::RootPasswordTooShort);
         }
-        Ok(IdentityStore { root, directory: RwLock::new(Arc::new(Directory::default())) })
+        Ok(IdentityStore {
+            root,
+            directory: RwLock::new(Arc::new(Directory::default())),
+            tempauth: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Adds Swift tempauth users (they also sign S3 requests as `ACCOUNT:USER`).
+    pub fn with_tempauth(mut self, users: Vec<tempauth::TempauthUser>) -> Self {
+        self.tempauth = users.into_iter().map(|u| (u.login(), u)).collect();
+        self
+    }
+
+    /// The tempauth user that logs in as `ACCOUNT:USER`.
+    pub fn tempauth_user(&self, login: &str) -> Option<&tempauth::TempauthUser> {
+        self.tempauth.get(login)
     }
 
     /// The current snapshot of the directory.
@@ -117,6 +137,10 @@ impl IdentityStore {
     pub fn lookup(&self, access_key: &str) -> Option<(String, Principal)> {
         if access_key == self.root.access_key {
             return Some((self.root.secret_key().to_string(), Principal::Root));
+        }
+        if let Some(user) = self.tempauth.get(access_key) {
+            let principal = Principal::User { name: user.login(), access_key: user.login() };
+            return Some((user.key().to_string(), principal));
         }
         let directory = self.directory();
         let key = directory.usable_key(access_key)?;

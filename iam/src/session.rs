@@ -82,6 +82,17 @@ impl SessionKey {
         context.sign()
     }
 
+    /// An HMAC of `data` for `purpose` (other token kinds, e.g. Swift's), URL-safe base64.
+    pub fn mac_text(&self, purpose: &str, data: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(purpose, data).as_ref())
+    }
+
+    /// Checks a [`Self::mac_text`] in constant time.
+    pub fn verify_text(&self, purpose: &str, data: &[u8], mac: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(mac) else { return false };
+        hmac::verify(&self.0, &[purpose.as_bytes(), b"\0", data].concat(), &tag).is_ok()
+    }
+
     /// The secret of a session access key.
     pub fn secret_for(&self, access_key: &str) -> String {
         let encoded = URL_SAFE_NO_PAD.encode(self.mac("secret", access_key.as_bytes()).as_ref());

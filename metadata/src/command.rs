@@ -8,7 +8,7 @@ use coffer_proto::Message;
 use coffer_proto::limits::MAX_DATA_ID_BYTES;
 use coffer_proto::pb::metadata::{
     BucketRecord, CompletedPart, DamagedShard, DataOwner, GcRecord, NodeAdmin, NodeInfo, ObjectRecord, PartRecord,
-    ShardLocation, UploadRecord,
+    ShardLocation, UploadRecord, WriteCondition,
 };
 use rocksdb::WriteBatch;
 
@@ -50,6 +50,8 @@ pub enum Command {
     PutObject {
         record: ObjectRecord,
         intents: Vec<Vec<u8>>,
+        /// If-Match / If-None-Match, checked against the object this commit would replace.
+        condition: WriteCondition,
         stamp: Stamp,
     },
     DeleteObject {
@@ -72,6 +74,7 @@ pub enum Command {
         key: String,
         upload_id: String,
         parts: Vec<CompletedPart>,
+        condition: WriteCondition,
         stamp: Stamp,
     },
     AbortUpload {
@@ -102,6 +105,10 @@ pub enum Command {
     SetBucketTags {
         name: String,
         tags: std::collections::HashMap<String, String>,
+    },
+    SetBucketMetadata {
+        name: String,
+        metadata: std::collections::HashMap<String, String>,
     },
     /// A repair worker rebuilt shard `index` of `data_id` at `target` (see `repair::complete`).
     CompleteRepair {
@@ -229,14 +236,16 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             Ok(Applied::Done)
         }
         Command::AbandonData { intent, stamp } => abandon_data(store, batch, &intent, &stamp),
-        Command::PutObject { record, intents, stamp } => put_object(store, batch, record, &intents, &stamp),
+        Command::PutObject { record, intents, condition, stamp } => {
+            put_object(store, batch, record, &intents, &condition, &stamp)
+        }
         Command::DeleteObject { bucket, key, stamp } => delete_object(store, batch, &bucket, &key, &stamp),
         Command::CreateUpload { upload } => multipart::create_upload(store, batch, upload),
         Command::PutPart { bucket, key, part, intents, stamp } => {
             multipart::put_part(store, batch, &bucket, &key, part, &intents, &stamp)
         }
-        Command::CompleteUpload { bucket, key, upload_id, parts, stamp } => {
-            multipart::complete_upload(store, batch, &bucket, &key, &upload_id, &parts, &stamp)
+        Command::CompleteUpload { bucket, key, upload_id, parts, condition, stamp } => {
+            multipart::complete_upload(store, batch, &bucket, &key, &upload_id, &parts, &condition, &stamp)
         }
         Command::AbortUpload { bucket, key, upload_id, stamp } => {
             multipart::abort_upload(store, batch, &bucket, &key, &upload_id, &stamp)
@@ -283,6 +292,12 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             batch.delete_cf(store.cf(Cf::Nodes)?, keys::node(&node_id));
             batch.put_cf(store.cf(Cf::NodeAdmin)?, keys::node(&node_id), [NodeAdmin::Removed as u8]);
             Ok(Applied::Done)
+        }
+        Command::SetBucketMetadata { name, metadata } => {
+            let mut bucket = store.bucket(&name)?;
+            bucket.metadata = metadata;
+            batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(&name), bucket.encode_to_vec());
+            Ok(Applied::Bucket(bucket))
         }
         Command::SetBucketTags { name, tags } => {
             let mut bucket = store.bucket(&name)?;
@@ -362,6 +377,7 @@ fn delete_bucket(store: &Store, batch: &mut WriteBatch, name: &str, stamp: &Stam
         multipart::drop_upload(store, batch, &upload_key, &upload.upload_id, stamp.now_unix_ms)?;
     }
     batch.delete_cf(store.cf(Cf::Buckets)?, keys::bucket(name));
+    crate::usage::forget(store, batch, name)?;
     Ok(Applied::Done)
 }
 
@@ -376,11 +392,38 @@ fn abandon_data(store: &Store, batch: &mut WriteBatch, intent: &[u8], stamp: &St
     Ok(Applied::Done)
 }
 
+/// Checks a conditional write against `current`, the object the write would replace. This runs
+/// inside the apply, so no other write to the key can come between the check and the commit.
+pub fn check_condition(
+    condition: &WriteCondition,
+    bucket: &str,
+    key: &str,
+    current: Option<&ObjectRecord>,
+) -> Result<(), MetadataError> {
+    if condition.if_none_match && current.is_some() {
+        return Err(MetadataError::PreconditionFailed(format!("object {key} already exists")));
+    }
+    if condition.if_match.is_empty() {
+        return Ok(());
+    }
+    // AWS answers If-Match on a key without an object with 404 NoSuchKey, not 412.
+    let Some(current) = current else {
+        return Err(MetadataError::NoSuchKey { bucket: bucket.to_string(), key: key.to_string() });
+    };
+    let wanted = condition.if_match.trim();
+    let wanted = wanted.strip_prefix('"').and_then(|w| w.strip_suffix('"')).unwrap_or(wanted);
+    if wanted != "*" && !wanted.eq_ignore_ascii_case(&current.etag) {
+        return Err(MetadataError::PreconditionFailed(format!("object {key} has ETag {}, not {wanted}", current.etag)));
+    }
+    Ok(())
+}
+
 fn put_object(
     store: &Store,
     batch: &mut WriteBatch,
     mut record: ObjectRecord,
     intents: &[Vec<u8>],
+    condition: &WriteCondition,
     stamp: &Stamp,
 ) -> Result<Applied, MetadataError> {
     validate_key(&record.key)?;
@@ -388,10 +431,12 @@ fn put_object(
     data::validate_segments(&record.segments, record.size)?;
     record.last_modified_unix_ms = stamp.now_unix_ms;
     let replaced = store.find_object(&record.bucket, &record.key)?;
+    check_condition(condition, &record.bucket, &record.key, replaced.as_ref())?;
     let replaced_segments = replaced.as_ref().map_or(&[][..], |r| &r.segments[..]);
     let owner = DataOwner { bucket: record.bucket.clone(), key: record.key.clone(), ..Default::default() };
     let ObjectRecord { segments, .. } = &mut record;
     data::commit(store, batch, intents, segments, replaced_segments, stamp, stamp.replaced_gc_unix_ms, &owner)?;
+    crate::usage::account(store, batch, &record.bucket, replaced.as_ref(), Some(&record))?;
     batch.put_cf(store.cf(Cf::Objects)?, keys::object(&record.bucket, &record.key), record.encode_to_vec());
     Ok(Applied::Object(record))
 }
@@ -408,6 +453,7 @@ fn delete_object(
         return Ok(Applied::Existed(false));
     };
     data::schedule_all(store, batch, stamp.replaced_gc_unix_ms, &existing.segments)?;
+    crate::usage::account(store, batch, bucket, Some(&existing), None)?;
     batch.delete_cf(store.cf(Cf::Objects)?, keys::object(bucket, key));
     Ok(Applied::Existed(true))
 }
@@ -525,7 +571,10 @@ pub(crate) mod tests {
     fn put_object_needs_its_bucket() {
         let (_dir, store) = store();
         let record = ObjectRecord { bucket: "nope".into(), key: "k".into(), ..Default::default() };
-        let result = apply(&store, Command::PutObject { record, intents: vec![], stamp: stamp(1) });
+        let result = apply(
+            &store,
+            Command::PutObject { record, intents: vec![], condition: Default::default(), stamp: stamp(1) },
+        );
         assert!(matches!(result, Err(MetadataError::NoSuchBucket(_))));
     }
 
@@ -538,7 +587,10 @@ pub(crate) mod tests {
 
         let put = |segment: Segment, intent: Vec<u8>, now: i64| {
             let record = object("b", "k", segment);
-            apply(&store, Command::PutObject { record, intents: vec![intent], stamp: stamp(now) })
+            apply(
+                &store,
+                Command::PutObject { record, intents: vec![intent], condition: Default::default(), stamp: stamp(now) },
+            )
         };
         let stored = put(seg1, intent1, 100).unwrap().into_object().unwrap();
         assert_eq!(stored.last_modified_unix_ms, 100);
@@ -564,12 +616,21 @@ pub(crate) mod tests {
         let (_dir, store) = store();
         make_bucket(&store, "b");
         let (seg, intent) = allocate(&store, b"data-1", 10, 1_000_000);
-        let cmd = Command::PutObject { record: object("b", "k", seg.clone()), intents: vec![intent], stamp: stamp(1) };
+        let cmd = Command::PutObject {
+            record: object("b", "k", seg.clone()),
+            intents: vec![intent],
+            condition: Default::default(),
+            stamp: stamp(1),
+        };
         apply(&store, cmd.clone()).unwrap();
         apply(&store, cmd).unwrap();
         let mut rewrite = object("b", "k", seg);
         rewrite.content_type = "text/plain".into();
-        apply(&store, Command::PutObject { record: rewrite, intents: vec![], stamp: stamp(2) }).unwrap();
+        apply(
+            &store,
+            Command::PutObject { record: rewrite, intents: vec![], condition: Default::default(), stamp: stamp(2) },
+        )
+        .unwrap();
         assert!(gc_entries(&store).is_empty());
         assert_eq!(store.object("b", "k").unwrap().content_type, "text/plain");
     }
@@ -580,19 +641,30 @@ pub(crate) mod tests {
         make_bucket(&store, "b");
         let (seg, intent) = allocate(&store, b"data-1", 10, 1_000_000);
         // Never allocated at all.
-        let no_intent = Command::PutObject { record: object("b", "k", seg.clone()), intents: vec![], stamp: stamp(1) };
+        let no_intent = Command::PutObject {
+            record: object("b", "k", seg.clone()),
+            intents: vec![],
+            condition: Default::default(),
+            stamp: stamp(1),
+        };
         assert!(matches!(apply(&store, no_intent), Err(MetadataError::InvalidArgument(_))));
         // Too close to its expiry: the collector may be deleting it.
         let late = Command::PutObject {
             record: object("b", "k", seg.clone()),
             intents: vec![intent.clone()],
+            condition: Default::default(),
             stamp: stamp(999_000),
         };
         assert!(matches!(apply(&store, late), Err(MetadataError::InvalidArgument(_))));
         // Abandoned: the collector owns it now.
         apply(&store, Command::AbandonData { intent: intent.clone(), stamp: stamp(5) }).unwrap();
         assert_eq!(gc_entries(&store), vec![(5, b"data-1".to_vec())]);
-        let abandoned = Command::PutObject { record: object("b", "k", seg), intents: vec![intent], stamp: stamp(6) };
+        let abandoned = Command::PutObject {
+            record: object("b", "k", seg),
+            intents: vec![intent],
+            condition: Default::default(),
+            stamp: stamp(6),
+        };
         assert!(matches!(apply(&store, abandoned), Err(MetadataError::InvalidArgument(_))));
         assert!(store.find_object("b", "k").unwrap().is_none());
     }
@@ -603,9 +675,68 @@ pub(crate) mod tests {
         make_bucket(&store, "b");
         let (_unused, intent) = allocate(&store, b"data-1", 10, 1_000_000);
         let inline = Segment { size: 3, inline_data: b"abc".to_vec(), ..Default::default() };
-        let cmd = Command::PutObject { record: object("b", "k", inline), intents: vec![intent], stamp: stamp(7) };
+        let cmd = Command::PutObject {
+            record: object("b", "k", inline),
+            intents: vec![intent],
+            condition: Default::default(),
+            stamp: stamp(7),
+        };
         apply(&store, cmd).unwrap();
         assert_eq!(gc_entries(&store), vec![(7, b"data-1".to_vec())]);
+    }
+
+    #[test]
+    fn conditional_put_is_checked_against_the_object_it_would_replace() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let inline =
+            |body: &[u8]| Segment { size: body.len() as u64, inline_data: body.to_vec(), ..Default::default() };
+        let put = |condition: WriteCondition, etag: &str| {
+            let mut record = object("b", "k", inline(b"x"));
+            record.etag = etag.into();
+            apply(&store, Command::PutObject { record, intents: vec![], condition, stamp: stamp(1) })
+        };
+        let none_match = || WriteCondition { if_none_match: true, ..Default::default() };
+        let if_match = |etag: &str| WriteCondition { if_match: etag.into(), ..Default::default() };
+
+        // If-Match on a free key: NoSuchKey (as AWS); If-None-Match: * creates it.
+        assert!(matches!(put(if_match("*"), "e1"), Err(MetadataError::NoSuchKey { .. })));
+        assert!(matches!(put(if_match("e1"), "e1"), Err(MetadataError::NoSuchKey { .. })));
+        put(none_match(), "e1").unwrap();
+        // Now it exists: If-None-Match: * is refused and changes nothing.
+        assert!(matches!(put(none_match(), "e2"), Err(MetadataError::PreconditionFailed(_))));
+        assert_eq!(store.object("b", "k").unwrap().etag, "e1");
+        // If-Match: a different ETag is refused; the current one (quoted or not, any case) or * is accepted.
+        assert!(matches!(put(if_match("\"other\""), "e2"), Err(MetadataError::PreconditionFailed(_))));
+        put(if_match("\"E1\""), "e2").unwrap();
+        put(if_match("*"), "e3").unwrap();
+        assert_eq!(store.object("b", "k").unwrap().etag, "e3");
+    }
+
+    #[test]
+    fn refused_conditional_put_leaves_the_intent_for_the_gateway_to_abandon() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let inline = Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
+        let first = Command::PutObject {
+            record: object("b", "k", inline),
+            intents: vec![],
+            condition: Default::default(),
+            stamp: stamp(1),
+        };
+        apply(&store, first).unwrap();
+        let (seg, intent) = allocate(&store, b"data-1", 10, 1_000_000);
+        let refused = Command::PutObject {
+            record: object("b", "k", seg),
+            intents: vec![intent.clone()],
+            condition: WriteCondition { if_none_match: true, ..Default::default() },
+            stamp: stamp(2),
+        };
+        assert!(matches!(apply(&store, refused), Err(MetadataError::PreconditionFailed(_))));
+        // Nothing was written: the intent still owns the data, and abandoning it hands it to the collector now.
+        assert_eq!(gc_entries(&store), vec![(1_000_000, b"data-1".to_vec())]);
+        apply(&store, Command::AbandonData { intent, stamp: stamp(3) }).unwrap();
+        assert_eq!(gc_entries(&store), vec![(3, b"data-1".to_vec())]);
     }
 
     #[test]
@@ -639,8 +770,16 @@ pub(crate) mod tests {
         let (_dir, store) = store();
         make_bucket(&store, "b");
         let inline = Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
-        apply(&store, Command::PutObject { record: object("b", "k", inline), intents: vec![], stamp: stamp(1) })
-            .unwrap();
+        apply(
+            &store,
+            Command::PutObject {
+                record: object("b", "k", inline),
+                intents: vec![],
+                condition: Default::default(),
+                stamp: stamp(1),
+            },
+        )
+        .unwrap();
         let delete = Command::DeleteBucket { name: "b".into(), stamp: stamp(2) };
         assert!(matches!(apply(&store, delete.clone()), Err(MetadataError::BucketNotEmpty(_))));
         apply(&store, Command::DeleteObject { bucket: "b".into(), key: "k".into(), stamp: stamp(3) }).unwrap();

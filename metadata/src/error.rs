@@ -28,6 +28,9 @@ pub enum MetadataError {
     EntityAlreadyExists(String),
     #[error("{0}")]
     DeleteConflict(String),
+    /// A conditional write whose If-Match / If-None-Match does not hold.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
     #[error("insufficient capacity: {0}")]
     InsufficientCapacity(String),
     #[error("database error while {context}: {source}")]
@@ -78,6 +81,7 @@ impl MetadataError {
             MetadataError::NoSuchEntity(_) => ErrorCode::NoSuchEntity,
             MetadataError::EntityAlreadyExists(_) => ErrorCode::EntityAlreadyExists,
             MetadataError::DeleteConflict(_) => ErrorCode::DeleteConflict,
+            MetadataError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
             MetadataError::Unavailable(_) => ErrorCode::Unavailable,
             MetadataError::Db { .. }
             | MetadataError::Corrupt { .. }

@@ -21,6 +21,7 @@ mod repair;
 mod service;
 mod stats;
 mod store;
+mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -82,6 +83,7 @@ pub async fn serve_with(
         let store = store.clone();
         tokio::task::spawn_blocking(move || {
             data::build_indexes(&store)?;
+            usage::build(&store)?;
             Ok::<_, MetadataError>((store.nodes()?, store.node_admin()?))
         })
         .await
@@ -195,7 +197,7 @@ mod tests {
             segments: vec![Segment { size: 100, layout: Some(layout), ..Default::default() }],
             ..Default::default()
         };
-        let put = PutObjectRequest { record: Some(record), intents: vec![allocated.intent] };
+        let put = PutObjectRequest { record: Some(record), intents: vec![allocated.intent], condition: None };
         let stored = client.put_object(put).await.unwrap().into_inner().record.unwrap();
         assert!(stored.last_modified_unix_ms > 0);
 

@@ -92,6 +92,7 @@ pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjec
             etag: record.etag,
             last_modified_unix_ms: record.last_modified_unix_ms,
             storage_class: record.storage_class,
+            content_type: record.content_type,
         });
         out.next_marker = key.to_string();
         iter.next();
@@ -208,7 +209,11 @@ mod tests {
                 segments: vec![Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() }],
                 ..Default::default()
             };
-            apply(store, Command::PutObject { record, intents: vec![], stamp: stamp(1) }).unwrap();
+            apply(
+                store,
+                Command::PutObject { record, intents: vec![], condition: Default::default(), stamp: stamp(1) },
+            )
+            .unwrap();
         }
     }
 
@@ -234,7 +239,11 @@ mod tests {
         make_bucket(&store, "b2");
         put_keys(&store, ["a", "a/1", "a/2", "a/b/1", "ab", "b/1", "b/2", "c", "photos/2024/x.jpg", "photos/y.jpg"]);
         let other = ObjectRecord { bucket: "b2".into(), key: "a".into(), ..Default::default() };
-        apply(&store, Command::PutObject { record: other, intents: vec![], stamp: stamp(1) }).unwrap();
+        apply(
+            &store,
+            Command::PutObject { record: other, intents: vec![], condition: Default::default(), stamp: stamp(1) },
+        )
+        .unwrap();
 
         // (name, prefix, delimiter, start_after, max_keys, objects, common prefixes, truncated)
         type Case = (

@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 
 use coffer_proto::Message;
-use coffer_proto::pb::metadata::{CompletedPart, DataOwner, ObjectRecord, PartRecord, Segment, UploadRecord};
+use coffer_proto::pb::metadata::{
+    CompletedPart, DataOwner, ObjectRecord, PartRecord, Segment, UploadRecord, WriteCondition,
+};
 use md5::{Digest, Md5};
 use rocksdb::WriteBatch;
 
-use crate::command::{Applied, Stamp, validate_bucket_name, validate_key};
+use crate::command::{Applied, Stamp, check_condition, validate_bucket_name, validate_key};
 use crate::data;
 use crate::error::MetadataError;
 use crate::keys;
@@ -114,6 +116,8 @@ pub fn put_part(
     Ok(Applied::Part(part))
 }
 
+/// `condition` is checked against the object the completion would replace, in this same apply.
+#[allow(clippy::too_many_arguments)]
 pub fn complete_upload(
     store: &Store,
     batch: &mut WriteBatch,
@@ -121,9 +125,13 @@ pub fn complete_upload(
     key: &str,
     upload_id: &str,
     listed: &[CompletedPart],
+    condition: &WriteCondition,
     stamp: &Stamp,
 ) -> Result<Applied, MetadataError> {
     let upload = store.upload(bucket, key, upload_id)?;
+    let replaced = store.find_object(bucket, key)?;
+    // Refused before anything is planned: the upload and its parts stay for a retry or an abort.
+    check_condition(condition, bucket, key, replaced.as_ref())?;
     if listed.is_empty() {
         return Err(MetadataError::InvalidArgument("a multipart upload needs at least one part".into()));
     }
@@ -173,7 +181,8 @@ pub fn complete_upload(
     record.last_modified_unix_ms = stamp.now_unix_ms;
     record.segments = segments;
 
-    if let Some(replaced) = store.find_object(bucket, key)? {
+    crate::usage::account(store, batch, bucket, replaced.as_ref(), Some(&record))?;
+    if let Some(replaced) = replaced {
         data::retire(store, batch, &record.segments, &replaced.segments, stamp.replaced_gc_unix_ms)?;
     }
     let parts_cf = store.cf(Cf::Parts)?;
@@ -257,11 +266,20 @@ mod tests {
     }
 
     fn complete(store: &Store, parts: Vec<CompletedPart>) -> Result<ObjectRecord, MetadataError> {
+        complete_if(store, parts, WriteCondition::default())
+    }
+
+    fn complete_if(
+        store: &Store,
+        parts: Vec<CompletedPart>,
+        condition: WriteCondition,
+    ) -> Result<ObjectRecord, MetadataError> {
         let cmd = Command::CompleteUpload {
             bucket: "b".into(),
             key: "k".into(),
             upload_id: "up".into(),
             parts,
+            condition,
             stamp: stamp(100),
         };
         apply(store, cmd).and_then(Applied::into_object)
@@ -309,6 +327,7 @@ mod tests {
             key: "other".into(),
             upload_id: "up".into(),
             parts: listed(&[(3, 1)]),
+            condition: Default::default(),
             stamp: stamp(1),
         };
         assert!(matches!(apply(&store, other), Err(MetadataError::NoSuchUpload(_))));
@@ -319,7 +338,12 @@ mod tests {
         let (_dir, store) = setup();
         // An older version of the key, replaced by the completion.
         let (old, intent) = allocate(&store, b"old", 3, 1_000_000);
-        let cmd = Command::PutObject { record: object("b", "k", old), intents: vec![intent], stamp: stamp(5) };
+        let cmd = Command::PutObject {
+            record: object("b", "k", old),
+            intents: vec![intent],
+            condition: Default::default(),
+            stamp: stamp(5),
+        };
         apply(&store, cmd).unwrap();
 
         let record = complete(&store, listed(&[(1, 5 * MIB), (3, 1)])).unwrap();
@@ -337,6 +361,32 @@ mod tests {
         assert!(store.all_parts("up").unwrap().is_empty());
         let entries = gc_entries(&store);
         assert_eq!(entries, vec![(100, b"p2".to_vec()), (100, b"p4".to_vec()), (100 + GRACE_MS, b"old".to_vec())]);
+    }
+
+    #[test]
+    fn conditional_completion_is_refused_without_touching_the_upload() {
+        let (_dir, store) = setup();
+        let parts = || listed(&[(3, 1)]);
+        // If-Match on a key without an object: NoSuchKey; the upload stays.
+        let if_match = WriteCondition { if_match: "abc".into(), ..Default::default() };
+        assert!(matches!(complete_if(&store, parts(), if_match), Err(MetadataError::NoSuchKey { .. })));
+        let inline = Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
+        let mut existing = object("b", "k", inline);
+        existing.etag = "abc".into();
+        let put =
+            Command::PutObject { record: existing, intents: vec![], condition: Default::default(), stamp: stamp(5) };
+        apply(&store, put).unwrap();
+
+        let none_match = WriteCondition { if_none_match: true, ..Default::default() };
+        assert!(matches!(complete_if(&store, parts(), none_match), Err(MetadataError::PreconditionFailed(_))));
+        let wrong = WriteCondition { if_match: "def".into(), ..Default::default() };
+        assert!(matches!(complete_if(&store, parts(), wrong), Err(MetadataError::PreconditionFailed(_))));
+        assert!(store.upload("b", "k", "up").is_ok());
+        assert_eq!(store.all_parts("up").unwrap().len(), 4);
+        assert_eq!(store.object("b", "k").unwrap().etag, "abc");
+
+        let right = WriteCondition { if_match: "\"abc\"".into(), ..Default::default() };
+        assert_eq!(complete_if(&store, parts(), right).unwrap().size, 1);
     }
 
     #[test]

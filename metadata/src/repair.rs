@@ -354,8 +354,16 @@ mod tests {
             shards,
         };
         let segment = Segment { size: 3 << 20, layout: Some(layout.clone()), ..Default::default() };
-        apply(store, Command::PutObject { record: object("b", key, segment), intents: vec![intent], stamp: stamp(1) })
-            .unwrap();
+        apply(
+            store,
+            Command::PutObject {
+                record: object("b", key, segment),
+                intents: vec![intent],
+                condition: Default::default(),
+                stamp: stamp(1),
+            },
+        )
+        .unwrap();
         layout
     }
 

@@ -15,7 +15,7 @@ use crate::config::MetadataConfig;
 use crate::error::MetadataError;
 use crate::leases::{self, Leases};
 use crate::store::Store;
-use crate::{data, iam, keys, listing, multipart, now_unix_ms, placement, repair};
+use crate::{data, iam, keys, listing, multipart, now_unix_ms, placement, repair, usage};
 
 /// A commit refuses an intent due within this margin: the collector may already be deleting it.
 const INTENT_MARGIN: Duration = Duration::from_secs(60);
@@ -145,7 +145,7 @@ impl Metadata for MetadataService {
             created_unix_ms: now_unix_ms(),
             owner: req.owner,
             region: req.region,
-            tags: Default::default(),
+            ..Default::default()
         };
         let bucket = self.submit(Command::CreateBucket { bucket }).await?.into_bucket()?;
         Ok(Response::new(CreateBucketResponse { bucket: Some(bucket) }))
@@ -177,6 +177,28 @@ impl Metadata for MetadataService {
         Ok(Response::new(PutBucketTagsResponse { bucket: Some(bucket) }))
     }
 
+    async fn set_bucket_metadata(
+        &self,
+        req: Request<SetBucketMetadataRequest>,
+    ) -> Result<Response<SetBucketMetadataResponse>, Status> {
+        let req = req.into_inner();
+        let command = Command::SetBucketMetadata { name: req.name, metadata: req.metadata };
+        let bucket = self.submit(command).await?.into_bucket()?;
+        Ok(Response::new(SetBucketMetadataResponse { bucket: Some(bucket) }))
+    }
+
+    async fn get_bucket_usage(
+        &self,
+        req: Request<GetBucketUsageRequest>,
+    ) -> Result<Response<GetBucketUsageResponse>, Status> {
+        let name = req.into_inner().name;
+        let usage = self.read_point(move |store| {
+            store.bucket(&name)?;
+            usage::get(store, &name)
+        })?;
+        Ok(Response::new(GetBucketUsageResponse { objects: usage.objects, bytes: usage.bytes }))
+    }
+
     async fn allocate_data(&self, req: Request<AllocateDataRequest>) -> Result<Response<AllocateDataResponse>, Status> {
         let req = req.into_inner();
         let count = placement::validate_shape(req.data_shards, req.parity_shards)?;
@@ -202,7 +224,12 @@ impl Metadata for MetadataService {
     async fn put_object(&self, req: Request<PutObjectRequest>) -> Result<Response<PutObjectResponse>, Status> {
         let req = req.into_inner();
         let record = required(req.record, "record")?;
-        let command = Command::PutObject { record, intents: req.intents, stamp: self.stamp() };
+        let command = Command::PutObject {
+            record,
+            intents: req.intents,
+            condition: req.condition.unwrap_or_default(),
+            stamp: self.stamp(),
+        };
         let record = self.submit(command).await?.into_object()?;
         Ok(Response::new(PutObjectResponse { record: Some(record) }))
     }
@@ -284,6 +311,7 @@ impl Metadata for MetadataService {
             key: req.key,
             upload_id: req.upload_id,
             parts: req.parts,
+            condition: req.condition.unwrap_or_default(),
             stamp: self.stamp(),
         };
         let record = self.submit(command).await?.into_object()?;

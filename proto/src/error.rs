@@ -46,6 +46,8 @@ error_codes! {
     EntityAlreadyExists,
     /// An IAM entity still referenced elsewhere (a policy attached to a user).
     DeleteConflict,
+    /// A conditional write's precondition (If-Match / If-None-Match) does not hold.
+    PreconditionFailed,
     Unavailable,
     Internal,
 }
@@ -57,7 +59,9 @@ impl ErrorCode {
             ErrorCode::NoSuchBucket | ErrorCode::NoSuchKey | ErrorCode::NoSuchUpload => Code::NotFound,
             ErrorCode::NoSuchShard | ErrorCode::NoSuchDisk | ErrorCode::NoSuchEntity => Code::NotFound,
             ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::EntityAlreadyExists => Code::AlreadyExists,
-            ErrorCode::BucketNotEmpty | ErrorCode::DeleteConflict => Code::FailedPrecondition,
+            ErrorCode::BucketNotEmpty | ErrorCode::DeleteConflict | ErrorCode::PreconditionFailed => {
+                Code::FailedPrecondition
+            }
             ErrorCode::InvalidPart
             | ErrorCode::InvalidPartOrder
             | ErrorCode::EntityTooSmall
@@ -129,7 +133,9 @@ mod tests {
 
     #[test]
     fn code_survives_a_status_round_trip() {
-        for code in [ErrorCode::NoSuchKey, ErrorCode::CorruptShard, ErrorCode::BucketNotEmpty] {
+        for code in
+            [ErrorCode::NoSuchKey, ErrorCode::CorruptShard, ErrorCode::BucketNotEmpty, ErrorCode::PreconditionFailed]
+        {
             let back = RemoteError::from(RemoteError::new(code, "x").into_status());
             assert_eq!(back.code, code);
             assert_eq!(back.message, "x");

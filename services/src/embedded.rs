@@ -66,6 +66,69 @@ pub struct ServerConfig {
     /// How long a disk may be missing or failing before repair rebuilds its shards elsewhere.
     #[arg(long, env = "COFFER_REPAIR_GRACE", default_value = "15m")]
     pub repair_grace: String,
+
+    /// Address of the web console (HTTPS with `--tls-cert` too), or `off`. When not given it is
+    /// 0.0.0.0:9001 if that port is free (a warning otherwise); a given address must bind.
+    #[arg(long, env = "COFFER_CONSOLE_ADDRESS")]
+    pub console_address: Option<String>,
+
+    /// Address of the OpenStack Swift API, or `off`. When not given it is 0.0.0.0:8080 if that port
+    /// is free (a warning otherwise); a given address must bind.
+    #[arg(long, env = "COFFER_SWIFT_ADDRESS")]
+    pub swift_address: Option<String>,
+
+    /// Swift tempauth users `ACCOUNT:USER:KEY[:admin]` (repeatable; the variable takes a comma-separated
+    /// list). Each also signs S3 requests as access key `ACCOUNT:USER` with secret `KEY`.
+    #[arg(long = "tempauth-user", env = "COFFER_TEMPAUTH_USERS", value_delimiter = ',', hide_env_values = true)]
+    pub tempauth_users: Vec<String>,
+}
+
+/// The Swift API's address when `--swift-address` is not given.
+const DEFAULT_SWIFT_ADDRESS: &str = "0.0.0.0:8080";
+
+/// The console's address when `--console-address` is not given.
+const DEFAULT_CONSOLE_ADDRESS: &str = "0.0.0.0:9001";
+
+/// Binds the Swift API's port: `off` disables it, the default is best effort.
+async fn bind_swift(flag: Option<&str>) -> anyhow::Result<Option<TcpListener>> {
+    match flag.map(str::trim) {
+        Some("off") => Ok(None),
+        Some(text) => {
+            let address: SocketAddr =
+                text.parse().with_context(|| format!("--swift-address {text:?}: expected IP:PORT or off"))?;
+            Ok(Some(TcpListener::bind(address).await.with_context(|| format!("binding the Swift port {address}"))?))
+        }
+        None => match TcpListener::bind(DEFAULT_SWIFT_ADDRESS).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(e) => {
+                tracing::warn!(address = DEFAULT_SWIFT_ADDRESS, error = %e,
+                    "Swift API not started (set --swift-address to another address, or off)");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Binds the console's port: `off` disables it, the default is best effort.
+async fn bind_console(flag: Option<&str>) -> anyhow::Result<Option<TcpListener>> {
+    match flag.map(str::trim) {
+        Some("off") => Ok(None),
+        Some(text) => {
+            let address: SocketAddr =
+                text.parse().with_context(|| format!("--console-address {text:?}: expected IP:PORT or off"))?;
+            let listener =
+                TcpListener::bind(address).await.with_context(|| format!("binding the console port {address}"))?;
+            Ok(Some(listener))
+        }
+        None => match TcpListener::bind(DEFAULT_CONSOLE_ADDRESS).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(e) => {
+                tracing::warn!(address = DEFAULT_CONSOLE_ADDRESS, error = %e,
+                    "web console not started (set --console-address to another address, or off)");
+                Ok(None)
+            }
+        },
+    }
 }
 
 /// The code a given number of disks supports when none is asked for.
@@ -121,6 +184,10 @@ pub async fn run(
     let blob_addr = blob_listener.local_addr()?;
     let s3_listener =
         TcpListener::bind(config.address).await.with_context(|| format!("binding the S3 port {}", config.address))?;
+    let console_listener = bind_console(config.console_address.as_deref()).await?;
+    let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let swift_listener = bind_swift(config.swift_address.as_deref()).await?;
+    let swift_addr = swift_listener.as_ref().and_then(|l| l.local_addr().ok());
     let meta_url = format!("http://{meta_addr}");
 
     let metadata_config: coffer_metadata::MetadataConfig = parse_role(&[
@@ -157,6 +224,10 @@ pub async fn run(
         gateway_args.push("--domain".into());
         gateway_args.push(domain.clone());
     }
+    for user in &config.tempauth_users {
+        gateway_args.push("--tempauth-user".into());
+        gateway_args.push(user.clone());
+    }
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         gateway_args.extend([
             "--tls-cert".into(),
@@ -183,15 +254,17 @@ pub async fn run(
     ));
     let blobnode = tokio::spawn(coffer_blobnode::serve(blob_listener, blobnode_config, trigger(&services_rx)));
     wait_for_disks(&meta_url, ec.total() as usize).await;
-    let gateway = tokio::spawn(coffer_gateway::serve_with(
+    let gateway = tokio::spawn(coffer_gateway::serve_with_console(
         s3_listener,
+        console_listener,
+        swift_listener,
         gateway_config,
         Some(metadata_pipe),
         Some(metrics),
         trigger(&gateway_rx),
     ));
     let repair = tokio::spawn(coffer_repair::run(repair_config, trigger(&services_rx)));
-    print_banner(&config, ec, &dir);
+    print_banner(&config, ec, &dir, console_addr, swift_addr);
 
     // Run until a signal, or until a service stops on its own (which is a failure to report).
     let mut gateway = gateway;
@@ -243,7 +316,13 @@ async fn wait_for_disks(meta_url: &str, needed: usize) {
     tracing::warn!("blobnode disks did not register in time; the gateway reports not-ready until they do");
 }
 
-fn print_banner(config: &ServerConfig, ec: ErasureCode, dir: &std::path::Path) {
+fn print_banner(
+    config: &ServerConfig,
+    ec: ErasureCode,
+    dir: &std::path::Path,
+    console: Option<SocketAddr>,
+    swift: Option<SocketAddr>,
+) {
     let host = if config.address.ip().is_unspecified() {
         format!("127.0.0.1:{}", config.address.port())
     } else {
@@ -257,6 +336,16 @@ fn print_banner(config: &ServerConfig, ec: ErasureCode, dir: &std::path::Path) {
     println!("Coffer is running: {} disks in {}, erasure code {ec}", config.disks, dir.display());
     let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
     println!("  S3 endpoint: {scheme}://{host}");
+    if let Some(console) = console {
+        let host =
+            if console.ip().is_unspecified() { format!("127.0.0.1:{}", console.port()) } else { console.to_string() };
+        println!("  Console:     {scheme}://{host}");
+    }
+    if let Some(swift) = swift {
+        let host = if swift.ip().is_unspecified() { format!("127.0.0.1:{}", swift.port()) } else { swift.to_string() };
+        let users = if config.tempauth_users.is_empty() { " (no --tempauth-user given yet)" } else { "" };
+        println!("  Swift:       {scheme}://{host}/auth/v1.0{users}");
+    }
     println!("  Access key:  {}", config.root_user);
     println!("  Secret key:  {secret}");
     println!(

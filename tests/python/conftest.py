@@ -223,6 +223,19 @@ def make_client(endpoint: str, **config):
     )
 
 
+def client_for_keys(endpoint: str, access_key: str, secret_key: str):
+    """A boto3 S3 client for another identity (an IAM user, a Swift tempauth user)."""
+    cfg = Config(
+        region_name=REGION,
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        retries={"max_attempts": 1, "mode": "standard"},
+    )
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key, config=cfg
+    )
+
+
 @pytest.fixture(scope="session")
 def s3(endpoint):
     return make_client(endpoint)

@@ -18,8 +18,10 @@ pub fn now_unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// A time as S3 shows it: whole seconds (`.000Z` in XML), as S3 keeps them, so that every
+/// response naming one object or part shows the same time.
 pub fn timestamp(unix_ms: i64) -> Timestamp {
-    let nanos = i128::from(unix_ms) * 1_000_000;
+    let nanos = i128::from(unix_ms - unix_ms.rem_euclid(1000)) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH).into()
 }
 
@@ -69,6 +71,8 @@ pub struct ObjectHeaders {
     pub expires: Option<Timestamp>,
     pub metadata: Option<Metadata>,
     pub storage_class: Option<String>,
+    /// An Expires header that is no date, stored as given when `expires` is empty.
+    pub raw_expires: Option<String>,
     /// Validated by `tagging::from_header` before any byte is stored.
     pub tags: std::collections::HashMap<String, String>,
 }
@@ -83,7 +87,7 @@ impl ObjectHeaders {
             content_disposition: self.content_disposition.unwrap_or_default(),
             content_language: self.content_language.unwrap_or_default(),
             cache_control: self.cache_control.unwrap_or_default(),
-            expires: self.expires.as_ref().map(http_date).unwrap_or_default(),
+            expires: self.expires.as_ref().map(http_date).or(self.raw_expires).unwrap_or_default(),
             user_metadata: self.metadata.unwrap_or_default().into_iter().collect(),
             storage_class: self.storage_class.unwrap_or_default(),
             tags: self.tags,
@@ -100,6 +104,8 @@ pub struct StoredHeaders {
     pub content_language: Option<String>,
     pub cache_control: Option<String>,
     pub expires: Option<Timestamp>,
+    /// A stored Expires that is no HTTP date (S3 keeps what it was given).
+    pub raw_expires: Option<String>,
     pub metadata: Option<Metadata>,
 }
 
@@ -112,6 +118,8 @@ impl StoredHeaders {
             content_language: non_empty(&record.content_language),
             cache_control: non_empty(&record.cache_control),
             expires: parse_http_date(&record.expires),
+            raw_expires: (!record.expires.is_empty() && parse_http_date(&record.expires).is_none())
+                .then(|| record.expires.clone()),
             metadata: (!record.user_metadata.is_empty())
                 .then(|| record.user_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
         }

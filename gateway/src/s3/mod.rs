@@ -5,6 +5,7 @@ mod bucket;
 mod checksums;
 mod conditions;
 pub(crate) mod convert;
+pub(crate) mod edge;
 mod list;
 mod multipart;
 mod object;
@@ -74,19 +75,22 @@ impl S3 for CofferS3 {
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> Res<PutObjectOutput> {
         let decoded_length = decoded_content_length(&req.headers);
         let checks = checksum_request!(req);
-        self.do_put_object(req.input, decoded_length, checks).await.map(S3Response::new)
+        let raw_expires = raw_expires(&req.extensions);
+        self.do_put_object(req.input, decoded_length, checks, raw_expires).await.map(S3Response::new)
     }
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> Res<GetObjectOutput> {
-        self.do_get_object(req.input).await.map(S3Response::new)
+        self.do_get_object(req.input).await.map(with_raw_expires)
     }
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> Res<HeadObjectOutput> {
-        self.do_head_object(req.input).await.map(S3Response::new)
+        self.do_head_object(req.input).await.map(with_raw_expires)
     }
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> Res<DeleteObjectOutput> {
         self.do_delete_object(req.input).await.map(S3Response::new)
     }
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> Res<DeleteObjectsOutput> {
-        self.do_delete_objects(req.input).await.map(S3Response::new)
+        let body_md5 = req.extensions.get::<edge::BodyMd5>().and_then(edge::BodyMd5::digest);
+        let content_md5 = req.headers.get("content-md5").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        self.do_delete_objects(req.input, content_md5.as_deref(), body_md5).await.map(S3Response::new)
     }
     async fn put_bucket_tagging(&self, req: S3Request<PutBucketTaggingInput>) -> Res<PutBucketTaggingOutput> {
         Ok(S3Response::new(self.do_put_bucket_tagging(req.input).await?))
@@ -113,7 +117,16 @@ impl S3 for CofferS3 {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> Res<CopyObjectOutput> {
-        self.do_copy_object(req.input).await.map(S3Response::new)
+        object::check_copy_source_query(&req.headers)?;
+        let raw_expires = raw_expires(&req.extensions);
+        self.do_copy_object(req.input, raw_expires).await.map(S3Response::new)
+    }
+    /// Coffer has no versioning: every bucket is one that was never versioned, which S3 reports as
+    /// an empty configuration (many tools ask before anything else).
+    async fn get_bucket_versioning(&self, req: S3Request<GetBucketVersioningInput>) -> Res<GetBucketVersioningOutput> {
+        let request = coffer_proto::pb::metadata::GetBucketRequest { name: req.input.bucket };
+        convert::remote(self.plane.metadata.rpc().get_bucket(request).await)?;
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
     }
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> Res<ListObjectsOutput> {
         self.do_list_objects(req.input).await.map(S3Response::new)
@@ -125,7 +138,8 @@ impl S3 for CofferS3 {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> Res<CreateMultipartUploadOutput> {
-        self.do_create_multipart_upload(req.input).await.map(S3Response::new)
+        let raw_expires = raw_expires(&req.extensions);
+        self.do_create_multipart_upload(req.input, raw_expires).await.map(S3Response::new)
     }
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> Res<UploadPartOutput> {
         let decoded_length = decoded_content_length(&req.headers);
@@ -133,6 +147,7 @@ impl S3 for CofferS3 {
         self.do_upload_part(req.input, decoded_length, checks).await.map(S3Response::new)
     }
     async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> Res<UploadPartCopyOutput> {
+        object::check_copy_source_query(&req.headers)?;
         self.do_upload_part_copy(req.input).await.map(S3Response::new)
     }
     async fn complete_multipart_upload(
@@ -156,6 +171,21 @@ impl S3 for CofferS3 {
     ) -> Res<ListMultipartUploadsOutput> {
         self.do_list_multipart_uploads(req.input).await.map(S3Response::new)
     }
+}
+
+/// An `Expires` header that is no date, as the edge set it aside (see `edge::RawExpires`).
+fn raw_expires(extensions: &http::Extensions) -> Option<String> {
+    extensions.get::<edge::RawExpires>().map(|r| r.0.clone())
+}
+
+/// A GET or HEAD response, with a stored `Expires` that is no date (s3s's typed field cannot
+/// carry it) as a plain header.
+fn with_raw_expires<T>((output, raw): (T, Option<String>)) -> S3Response<T> {
+    let mut response = S3Response::new(output);
+    if let Some(value) = raw.and_then(|r| http::HeaderValue::from_str(&r).ok()) {
+        response.headers.insert(http::header::EXPIRES, value);
+    }
+    response
 }
 
 /// s3s leaves `content_length` empty for aws-chunked uploads; the real length is here.

@@ -10,7 +10,7 @@ use s3s::{S3Error, S3ErrorCode, S3Result};
 
 use super::CofferS3;
 use super::checksums::ChecksumRequest;
-use super::convert::{MAX_PUT_BYTES, ObjectHeaders, etag, invalid_argument, owner, remote, timestamp};
+use super::convert::{MAX_PUT_BYTES, ObjectHeaders, etag, invalid_argument, now_unix_ms, owner, remote, timestamp};
 use super::list::url_encode;
 use crate::write_path::Written;
 
@@ -53,7 +53,7 @@ impl CofferS3 {
         upload_id: String,
         number: u32,
         written: Written,
-    ) -> S3Result<String> {
+    ) -> S3Result<(String, i64)> {
         let mut segment = written.segment;
         segment.part_number = number;
         let etag_value = segment.etag.clone();
@@ -63,15 +63,25 @@ impl CofferS3 {
             upload_id,
             part_number: number,
             segment: Some(segment),
-            intents: written.intents,
+            intents: written.intents.clone(),
         };
-        remote(self.plane.metadata.rpc().put_part(request).await)?;
-        Ok(etag_value)
+        match remote(self.plane.metadata.rpc().put_part(request).await) {
+            // The stored time, so that UploadPartCopy and ListParts show the same LastModified.
+            Ok(response) => {
+                Ok((etag_value, response.part.map(|p| p.last_modified_unix_ms).unwrap_or_else(now_unix_ms)))
+            }
+            Err(e) => {
+                // An upload aborted meanwhile: its data goes to the collector now.
+                self.abandon(written.intents).await;
+                Err(e.into())
+            }
+        }
     }
 
     pub(super) async fn do_create_multipart_upload(
         &self,
         input: CreateMultipartUploadInput,
+        raw_expires: Option<String>,
     ) -> S3Result<CreateMultipartUploadOutput> {
         let headers = ObjectHeaders {
             content_type: input.content_type,
@@ -82,6 +92,7 @@ impl CofferS3 {
             expires: input.expires,
             metadata: input.metadata,
             storage_class: input.storage_class.map(|s| s.as_str().to_string()),
+            raw_expires,
             tags: super::tagging::from_header(input.tagging.as_deref())?,
         };
         let template = headers.into_record(&input.bucket, &input.key);
@@ -111,7 +122,7 @@ impl CofferS3 {
         self.check_upload(&input.bucket, &input.key, &input.upload_id).await?;
         let written = self.store_body(input.body, declared, input.content_md5.as_deref(), &checks).await?;
         let sums = super::checksums::from_map(&written.segment.checksums);
-        let etag_value = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;
+        let (etag_value, _) = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;
         Ok(UploadPartOutput {
             e_tag: Some(etag(&etag_value)),
             checksum_crc32: sums.checksum_crc32,
@@ -143,11 +154,11 @@ impl CofferS3 {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
         let written = self.copy_bytes(&source, range).await?;
-        let etag_value = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;
+        let (etag_value, stored_at) = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;
         Ok(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag(&etag_value)),
-                last_modified: Some(timestamp(super::convert::now_unix_ms())),
+                last_modified: Some(timestamp(stored_at)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -158,8 +169,11 @@ impl CofferS3 {
         &self,
         input: CompleteMultipartUploadInput,
     ) -> S3Result<CompleteMultipartUploadOutput> {
+        let condition = super::object::write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let parts = input.multipart_upload.and_then(|u| u.parts).unwrap_or_default();
         if parts.is_empty() {
+            // A missing bucket or upload is reported before a body that names no parts, as AWS does.
+            self.check_upload(&input.bucket, &input.key, &input.upload_id).await?;
             return Err(S3Error::with_message(
                 S3ErrorCode::MalformedXML,
                 "The XML you provided was not well-formed or did not validate against our published schema",
@@ -176,6 +190,7 @@ impl CofferS3 {
             key: input.key.clone(),
             upload_id: input.upload_id,
             parts: completed,
+            condition: Some(condition),
         };
         let response = remote(self.plane.metadata.rpc().complete_upload(request).await)?;
         let record = response.record.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "no record"))?;
@@ -288,10 +303,15 @@ impl CofferS3 {
             max_uploads: Some(max_uploads),
             prefix: input.prefix.map(enc),
             delimiter: input.delimiter.map(enc),
-            key_marker: input.key_marker.map(enc),
-            upload_id_marker: input.upload_id_marker,
-            next_key_marker: response.is_truncated.then(|| enc(response.next_key_marker)),
-            next_upload_id_marker: response.is_truncated.then_some(response.next_upload_id_marker),
+            // AWS sends every marker element, empty when there is none; some clients read them unconditionally.
+            key_marker: Some(enc(input.key_marker.unwrap_or_default())),
+            upload_id_marker: Some(input.upload_id_marker.unwrap_or_default()),
+            next_key_marker: Some(if response.is_truncated { enc(response.next_key_marker) } else { String::new() }),
+            next_upload_id_marker: Some(if response.is_truncated {
+                response.next_upload_id_marker
+            } else {
+                String::new()
+            }),
             encoding_type: input.encoding_type,
             ..Default::default()
         })

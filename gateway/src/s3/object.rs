@@ -2,7 +2,10 @@
 
 use std::ops::Range;
 
-use coffer_proto::pb::metadata::{DeleteObjectRequest, GetObjectRequest, ObjectRecord, PutObjectRequest};
+use coffer_proto::ErrorCode;
+use coffer_proto::pb::metadata::{
+    AbandonDataRequest, DeleteObjectRequest, GetObjectRequest, ObjectRecord, PutObjectRequest, WriteCondition,
+};
 use futures::{StreamExt, TryStreamExt};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Result};
@@ -10,7 +13,9 @@ use s3s::{S3Error, S3ErrorCode, S3Result};
 use super::CofferS3;
 use super::checksums::{self, ChecksumRequest};
 use super::conditions::Conditions;
-use super::convert::{MAX_PUT_BYTES, ObjectHeaders, StoredHeaders, content_md5, etag, now_unix_ms, remote, timestamp};
+use super::convert::{
+    MAX_PUT_BYTES, ObjectHeaders, StoredHeaders, content_md5, etag, invalid_argument, now_unix_ms, remote, timestamp,
+};
 use super::tagging;
 use crate::error::GatewayError;
 use crate::write_path::Written;
@@ -27,6 +32,39 @@ impl CofferS3 {
         let request = GetObjectRequest { bucket: bucket.to_string(), key: key.to_string() };
         let response = remote(self.plane.metadata.rpc().get_object(request).await)?;
         response.record.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "metadata returned no record"))
+    }
+
+    /// The current record of a key, or `None` when there is no object under it.
+    pub(super) async fn find_record(&self, bucket: &str, key: &str) -> S3Result<Option<ObjectRecord>> {
+        let request = GetObjectRequest { bucket: bucket.to_string(), key: key.to_string() };
+        match self.plane.metadata.rpc().get_object(request).await {
+            Ok(response) => Ok(response.into_inner().record),
+            Err(status) => {
+                let e = coffer_proto::RemoteError::from(status);
+                if e.code == ErrorCode::NoSuchKey { Ok(None) } else { Err(GatewayError::Remote(e).into()) }
+            }
+        }
+    }
+
+    /// Refuses a conditional write that would be refused at commit anyway, before its body is
+    /// stored. Only an early answer: the metadata service checks again atomically with the commit.
+    pub(super) async fn precheck_write(&self, bucket: &str, key: &str, condition: &WriteCondition) -> S3Result<()> {
+        if condition.if_match.is_empty() && !condition.if_none_match {
+            return Ok(());
+        }
+        let current = self.find_record(bucket, key).await?;
+        write_condition_holds(condition, current.as_ref())
+    }
+
+    /// Hands allocated but uncommitted data to the collector now rather than when its intent expires.
+    /// Safe after any failure, even an ambiguous one: an intent that was committed is gone, and
+    /// abandoning it is then a no-op.
+    pub(super) async fn abandon(&self, intents: Vec<Vec<u8>>) {
+        for intent in intents {
+            if let Err(e) = self.plane.metadata.rpc().abandon_data(AbandonDataRequest { intent }).await {
+                tracing::warn!(error = %e, "abandoning data failed; its intent will expire");
+            }
+        }
     }
 
     /// Stores a request body: checks the declared length and Content-MD5 against what arrived.
@@ -57,17 +95,7 @@ impl CofferS3 {
             None => futures::stream::empty().boxed(),
         };
         let mut written = self.plane.write(stream, declared_length.unwrap_or(MAX_PUT_BYTES)).await?;
-        let abandon = |w: Written| {
-            let plane = self.plane.clone();
-            async move {
-                for intent in w.intents {
-                    let request = coffer_proto::pb::metadata::AbandonDataRequest { intent };
-                    if let Err(e) = plane.metadata.rpc().abandon_data(request).await {
-                        tracing::warn!(error = %e, "abandoning data failed; its intent will expire");
-                    }
-                }
-            }
-        };
+        let abandon = |w: Written| self.abandon(w.intents);
         if let Some(len) = declared_length
             && written.segment.size != len
         {
@@ -95,12 +123,15 @@ impl CofferS3 {
         input: PutObjectInput,
         decoded_length: Option<u64>,
         checks: ChecksumRequest,
+        raw_expires: Option<String>,
     ) -> S3Result<PutObjectOutput> {
         let declared = decoded_length.or(input.content_length.and_then(|l| u64::try_from(l).ok()));
         if declared.is_none() {
             return Err(S3Error::new(S3ErrorCode::MissingContentLength));
         }
         let tags = tagging::from_header(input.tagging.as_deref())?;
+        let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        self.precheck_write(&input.bucket, &input.key, &condition).await?;
         let written = self.store_body(input.body, declared, input.content_md5.as_deref(), &checks).await?;
         let headers = ObjectHeaders {
             content_type: input.content_type,
@@ -111,9 +142,10 @@ impl CofferS3 {
             expires: input.expires,
             metadata: input.metadata,
             storage_class: input.storage_class.map(|s| s.as_str().to_string()),
+            raw_expires,
             tags,
         };
-        let record = self.commit(headers.into_record(&input.bucket, &input.key), written).await?;
+        let record = self.commit(headers.into_record(&input.bucket, &input.key), written, condition).await?;
         let sums = checksums::from_map(&record.checksums);
         Ok(PutObjectOutput {
             e_tag: Some(etag(&record.etag)),
@@ -127,19 +159,33 @@ impl CofferS3 {
         })
     }
 
-    /// Commits `written` as the object described by `record` (headers filled in).
-    pub(super) async fn commit(&self, mut record: ObjectRecord, written: Written) -> S3Result<ObjectRecord> {
+    /// Commits `written` as the object described by `record` (headers filled in), if `condition`
+    /// holds. A refused commit hands the data to the collector at once.
+    pub(super) async fn commit(
+        &self,
+        mut record: ObjectRecord,
+        written: Written,
+        condition: WriteCondition,
+    ) -> S3Result<ObjectRecord> {
         record.size = written.segment.size;
         record.etag = hex::encode(written.md5);
         record.last_modified_unix_ms = now_unix_ms();
         record.checksums = written.segment.checksums.clone();
         record.segments = vec![written.segment];
-        let request = PutObjectRequest { record: Some(record), intents: written.intents };
-        let response = remote(self.plane.metadata.rpc().put_object(request).await)?;
+        let intents = written.intents.clone();
+        let request = PutObjectRequest { record: Some(record), intents: written.intents, condition: Some(condition) };
+        let response = match remote(self.plane.metadata.rpc().put_object(request).await) {
+            Ok(response) => response,
+            Err(e) => {
+                self.abandon(intents).await;
+                return Err(e.into());
+            }
+        };
         response.record.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "metadata returned no record"))
     }
 
-    pub(super) async fn do_get_object(&self, input: GetObjectInput) -> S3Result<GetObjectOutput> {
+    /// The output, and a stored Expires that is no date (see `StoredHeaders::raw_expires`).
+    pub(super) async fn do_get_object(&self, input: GetObjectInput) -> S3Result<(GetObjectOutput, Option<String>)> {
         let record = self.get_record(&input.bucket, &input.key).await?;
         let conditions = Conditions {
             if_match: input.if_match.as_ref(),
@@ -153,7 +199,8 @@ impl CofferS3 {
         let sums = full_object_checksums(&record, input.checksum_mode.as_ref(), content_range.is_none());
         let body = self.plane.read_body(record.segments.clone(), range);
         let stored = StoredHeaders::of(&record);
-        Ok(GetObjectOutput {
+        let raw_expires = if input.response_expires.is_some() { None } else { stored.raw_expires };
+        let output = GetObjectOutput {
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -176,10 +223,11 @@ impl CofferS3 {
             parts_count: parts_count(&record),
             storage_class: storage_class(&record),
             ..Default::default()
-        })
+        };
+        Ok((output, raw_expires))
     }
 
-    pub(super) async fn do_head_object(&self, input: HeadObjectInput) -> S3Result<HeadObjectOutput> {
+    pub(super) async fn do_head_object(&self, input: HeadObjectInput) -> S3Result<(HeadObjectOutput, Option<String>)> {
         let record = self.get_record(&input.bucket, &input.key).await?;
         let conditions = Conditions {
             if_match: input.if_match.as_ref(),
@@ -191,7 +239,8 @@ impl CofferS3 {
         let (range, content_range) = select_range(&record, input.range.as_ref(), input.part_number)?;
         let sums = full_object_checksums(&record, input.checksum_mode.as_ref(), content_range.is_none());
         let stored = StoredHeaders::of(&record);
-        Ok(HeadObjectOutput {
+        let raw_expires = if input.response_expires.is_some() { None } else { stored.raw_expires };
+        let output = HeadObjectOutput {
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -212,7 +261,8 @@ impl CofferS3 {
             parts_count: parts_count(&record),
             storage_class: storage_class(&record),
             ..Default::default()
-        })
+        };
+        Ok((output, raw_expires))
     }
 
     pub(super) async fn do_delete_object(&self, input: DeleteObjectInput) -> S3Result<DeleteObjectOutput> {
@@ -221,9 +271,35 @@ impl CofferS3 {
         Ok(DeleteObjectOutput::default())
     }
 
-    pub(super) async fn do_delete_objects(&self, input: DeleteObjectsInput) -> S3Result<DeleteObjectsOutput> {
+    /// `body_md5` is the MD5 of the request body when the edge could compute it (see `edge`).
+    pub(super) async fn do_delete_objects(
+        &self,
+        input: DeleteObjectsInput,
+        content_md5_header: Option<&str>,
+        body_md5: Option<[u8; 16]>,
+    ) -> S3Result<DeleteObjectsOutput> {
+        if let (Some(expected), Some(actual)) = (content_md5(content_md5_header)?, body_md5)
+            && expected != actual
+        {
+            return Err(GatewayError::BadDigest.into());
+        }
+        // A missing bucket fails the request, not each key.
+        let request = coffer_proto::pb::metadata::GetBucketRequest { name: input.bucket.clone() };
+        remote(self.plane.metadata.rpc().get_bucket(request).await)?;
         if input.delete.objects.len() > MAX_DELETE_KEYS {
             return Err(S3Error::with_message(S3ErrorCode::MalformedXML, "at most 1000 keys per request"));
+        }
+        if input.delete.objects.is_empty() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema",
+            ));
+        }
+        if input.delete.objects.iter().any(|o| o.key.is_empty()) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::UserKeyMustBeSpecified,
+                "The bucket POST must contain the specified field name. If it is specified, please check the order of the fields.",
+            ));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
         let bucket = input.bucket;
@@ -260,7 +336,11 @@ impl CofferS3 {
         Ok(DeleteObjectsOutput { deleted: Some(deleted), errors: Some(errors), ..Default::default() })
     }
 
-    pub(super) async fn do_copy_object(&self, input: CopyObjectInput) -> S3Result<CopyObjectOutput> {
+    pub(super) async fn do_copy_object(
+        &self,
+        input: CopyObjectInput,
+        raw_expires: Option<String>,
+    ) -> S3Result<CopyObjectOutput> {
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let source = self.get_record(&src_bucket, &src_key).await?;
         let conditions = Conditions {
@@ -270,6 +350,16 @@ impl CofferS3 {
             if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
         };
         conditions.check_copy_source(&source.etag, source.last_modified_unix_ms)?;
+        if let Some(d) = &input.metadata_directive
+            && ![MetadataDirective::COPY, MetadataDirective::REPLACE].contains(&d.as_str())
+        {
+            return Err(invalid_argument("Unknown metadata directive."));
+        }
+        if let Some(d) = &input.tagging_directive
+            && ![TaggingDirective::COPY, TaggingDirective::REPLACE].contains(&d.as_str())
+        {
+            return Err(invalid_argument("Unknown tagging directive."));
+        }
         let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
         let tags = if replace_tags { tagging::from_header(input.tagging.as_deref())? } else { source.tags.clone() };
@@ -302,6 +392,7 @@ impl CofferS3 {
                 expires: input.expires,
                 metadata: input.metadata,
                 storage_class: None,
+                raw_expires,
                 tags: std::collections::HashMap::new(),
             }
             .into_record(&input.bucket, &input.key)
@@ -312,7 +403,7 @@ impl CofferS3 {
             record.storage_class = class.as_str().to_string();
         }
         record.tags = tags;
-        let committed = self.commit(record, written).await?;
+        let committed = self.commit(record, written, WriteCondition::default()).await?;
         Ok(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&committed.etag)),
@@ -333,6 +424,68 @@ impl CofferS3 {
         }
         Ok(written)
     }
+}
+
+/// The conditional-write headers of a PutObject or CompleteMultipartUpload. AWS accepts only `*`
+/// for If-None-Match on writes, and answers anything else with 501.
+pub(super) fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<WriteCondition> {
+    let if_none_match = match if_none_match {
+        None => false,
+        Some(ETagCondition::Any) => true,
+        Some(ETagCondition::ETag(_)) => {
+            return Err(S3Error::with_message(
+                S3ErrorCode::NotImplemented,
+                "A header you provided implies functionality that is not implemented: If-None-Match accepts only *",
+            ));
+        }
+    };
+    let if_match = match if_match {
+        None => String::new(),
+        Some(ETagCondition::Any) => "*".to_string(),
+        Some(ETagCondition::ETag(e)) => e.value().to_string(),
+    };
+    Ok(WriteCondition { if_match, if_none_match })
+}
+
+/// The gateway's early view of the condition the metadata service enforces at commit
+/// (`metadata::command::check_condition`): the same outcomes, as S3 errors.
+fn write_condition_holds(condition: &WriteCondition, current: Option<&ObjectRecord>) -> S3Result<()> {
+    let failed = || {
+        S3Error::with_message(
+            S3ErrorCode::PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold",
+        )
+    };
+    if condition.if_none_match && current.is_some() {
+        return Err(failed());
+    }
+    if condition.if_match.is_empty() {
+        return Ok(());
+    }
+    let Some(current) = current else {
+        return Err(S3Error::with_message(S3ErrorCode::NoSuchKey, "The specified key does not exist."));
+    };
+    let wanted = condition.if_match.trim_matches('"');
+    if wanted != "*" && !wanted.eq_ignore_ascii_case(&current.etag) {
+        return Err(failed());
+    }
+    Ok(())
+}
+
+/// `x-amz-copy-source` is `bucket/key` URL-encoded, so a literal `?` starts a query, and S3
+/// knows only `versionId` there. s3s would take any other query as part of the key.
+pub(super) fn check_copy_source_query(headers: &http::HeaderMap) -> S3Result<()> {
+    let raw = headers.get("x-amz-copy-source").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let Some((_, query)) = raw.as_deref().and_then(|r| r.split_once('?')) else {
+        return Ok(());
+    };
+    if query.starts_with("versionId=") && !query.contains('&') {
+        return Ok(());
+    }
+    Err(invalid_argument("Unsupported copy source parameter."))
 }
 
 pub(super) fn copy_source(source: &CopySource) -> S3Result<(String, String)> {

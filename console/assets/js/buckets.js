@@ -1,0 +1,156 @@
+// Buckets: list (with object counts and sizes from one listing page each), create, delete, settings.
+
+import * as api from './api.js';
+import {
+  attempt, badge, button, clear, confirm, errorBox, field, fmtBytes, fmtDate, h, modal, pageHeader, table, tagEditor,
+  toast, unavailable,
+} from './ui.js';
+
+/** Objects counted per bucket on the list page: one listing request, no more. */
+const COUNT_PAGE = 1000;
+const COUNT_CONCURRENCY = 4;
+
+export function validBucketName(name) {
+  if (name.length < 3 || name.length > 63) return 'A bucket name has 3 to 63 characters.';
+  if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(name)) return 'Use lowercase letters, digits, dots and hyphens; start and end with a letter or digit.';
+  if (/\.\./.test(name) || /^\d+\.\d+\.\d+\.\d+$/.test(name)) return 'No two dots in a row, and not an IP address.';
+  return '';
+}
+
+function bucketLink(name) {
+  return h('a', { href: `#/browse/${encodeURIComponent(name)}`, text: name });
+}
+
+async function fillUsage(buckets, cells) {
+  let next = 0;
+  const worker = async () => {
+    while (next < buckets.length) {
+      const i = next++;
+      const { count, size } = cells[i];
+      try {
+        const page = await api.listObjects(buckets[i].name, { delimiter: '', maxKeys: COUNT_PAGE });
+        const bytes = page.objects.reduce((sum, o) => sum + o.size, 0);
+        const more = page.truncated ? '≥ ' : '';
+        count.textContent = `${more}${page.objects.length}`;
+        size.textContent = `${more}${fmtBytes(bytes)}`;
+        if (page.truncated) count.title = size.title = `Counted from the first ${COUNT_PAGE} objects only`;
+      } catch (e) {
+        count.textContent = size.textContent = '—';
+        count.title = size.title = e.code || String(e);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: COUNT_CONCURRENCY }, worker));
+}
+
+async function createBucketDialog(onCreated) {
+  const name = h('input', { type: 'text', name: 'bucket-name', required: true, autocapitalize: 'off', spellcheck: 'false', maxlength: 63 });
+  const problem = h('div', { class: 'form-message' });
+  const body = h('div', {},
+    field('Bucket name', name, '3–63 lowercase letters, digits, dots and hyphens.'),
+    h('fieldset', { class: 'options', disabled: true },
+      h('legend', { text: 'Options' }),
+      h('label', {}, h('input', { type: 'checkbox', disabled: true }), ' Versioning ', badge('not available in Coffer yet', 'muted')),
+      h('label', {}, h('input', { type: 'checkbox', disabled: true }), ' Object lock ', badge('not available in Coffer yet', 'muted')),
+      h('label', {}, h('input', { type: 'checkbox', disabled: true }), ' Quota ', badge('not available in Coffer yet', 'muted'))),
+    problem);
+  await modal('Create bucket', body, [
+    { label: 'Cancel' },
+    {
+      label: 'Create',
+      kind: 'primary',
+      submit: true,
+      onClick: async () => {
+        clear(problem);
+        const value = name.value.trim();
+        const why = validBucketName(value);
+        if (why) {
+          problem.append(h('p', { class: 'error-box', role: 'alert', text: why }));
+          name.focus();
+          return false;
+        }
+        try {
+          await api.createBucket(value);
+        } catch (e) {
+          problem.append(errorBox(e, 'Cannot create the bucket'));
+          return false;
+        }
+        toast(`Bucket ${value} created`);
+        onCreated(value);
+        return true;
+      },
+    },
+  ]);
+}
+
+export async function renderBuckets(main) {
+  const body = h('div', {}, h('p', { class: 'loading', text: 'Loading buckets…' }));
+  const refresh = async () => {
+    let buckets;
+    try {
+      buckets = await api.listBuckets();
+    } catch (e) {
+      clear(body, errorBox(e, 'Cannot list buckets'));
+      return;
+    }
+    const cells = buckets.map(() => ({ count: h('span', { text: '…' }), size: h('span', { text: '…' }) }));
+    const rows = buckets.map((b, i) => [
+      bucketLink(b.name),
+      fmtDate(b.created),
+      cells[i].count,
+      cells[i].size,
+      h('div', { class: 'row-actions' },
+        h('a', { class: 'button small', href: `#/browse/${encodeURIComponent(b.name)}`, text: 'Browse', 'aria-label': `Browse ${b.name}` }),
+        h('a', { class: 'button small', href: `#/buckets/${encodeURIComponent(b.name)}`, text: 'Settings', 'aria-label': `Settings of ${b.name}` }),
+        button('Delete', async () => {
+          if (!(await confirm('Delete bucket', `Delete the bucket ${b.name}? It must be empty.`))) return;
+          const done = await attempt(() => api.deleteBucket(b.name).then(() => true), `Deleting ${b.name}`);
+          if (done) {
+            toast(`Bucket ${b.name} deleted`);
+            refresh();
+          }
+        }, 'small danger', { 'aria-label': `Delete ${b.name}` })),
+    ]);
+    clear(body, table({ text: 'Buckets' },
+      [{ label: 'Name' }, { label: 'Created', class: 'hide-sm' }, { label: 'Objects', class: 'num' }, { label: 'Size', class: 'num' }, { label: 'Actions' }],
+      rows, 'No buckets yet. Create one to start.'));
+    fillUsage(buckets, cells);
+  };
+  clear(main,
+    pageHeader('Buckets',
+      button('Refresh', () => refresh()),
+      button('Create bucket', () => createBucketDialog(() => refresh()), 'primary')),
+    body);
+  await refresh();
+}
+
+export async function renderBucketSettings(main, bucket) {
+  const tagsBox = h('section', { class: 'card', 'aria-labelledby': 'tags-h' }, h('h2', { id: 'tags-h', text: 'Tags' }),
+    h('p', { class: 'loading', text: 'Loading…' }));
+  clear(main,
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' },
+      h('a', { href: '#/buckets', text: 'Buckets' }), ' / ', h('span', { text: bucket })),
+    pageHeader(`Bucket ${bucket}`, h('a', { class: 'button primary', href: `#/browse/${encodeURIComponent(bucket)}`, text: 'Browse objects' })),
+    h('div', { class: 'grid' },
+      tagsBox,
+      h('section', { class: 'card', 'aria-labelledby': 'features-h' }, h('h2', { id: 'features-h', text: 'Other settings' }),
+        unavailable('Versioning', 'Coffer keeps one version of each object; versioning is not available yet.'),
+        unavailable('Object lock', 'Not available in Coffer yet.'),
+        unavailable('Bucket policy', 'Bucket policies are not available yet; use user and group policies (Identity).'),
+        unavailable('CORS', 'Not available in Coffer yet; the console needs none (it is served from the same origin).'),
+        unavailable('Lifecycle rules', 'Not available in Coffer yet.'),
+        unavailable('Quota', 'Not available in Coffer yet.'))));
+  let tags;
+  try {
+    tags = await api.getBucketTags(bucket);
+  } catch (e) {
+    clear(tagsBox, h('h2', { id: 'tags-h', text: 'Tags' }), errorBox(e, 'Cannot read the tags'));
+    return;
+  }
+  const editor = tagEditor(tags, 50, 'Bucket tags');
+  clear(tagsBox, h('h2', { id: 'tags-h', text: 'Tags' }), editor.el,
+    h('div', { class: 'actions' }, button('Save tags', async () => {
+      const ok = await attempt(() => api.putBucketTags(bucket, editor.value()).then(() => true), 'Saving tags');
+      if (ok) toast('Tags saved');
+    }, 'primary')));
+}

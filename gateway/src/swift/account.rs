@@ -1,0 +1,80 @@
+//! Account requests: the account's containers (GET) and its totals (HEAD).
+
+use coffer_proto::pb::metadata::{GetBucketUsageRequest, ListBucketsRequest};
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+
+use super::listing::{self, ContainerEntry, Format};
+use super::response::{self, SwiftResponse};
+use super::{ACCOUNT_LISTING_LIMIT, SwiftApi, Target, header, query_pairs, query_value};
+
+pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> SwiftResponse {
+    match *req.method() {
+        Method::GET | Method::HEAD => list(api, &req, &target).await,
+        Method::POST => response::error(StatusCode::NOT_IMPLEMENTED, "account metadata is not supported yet"),
+        _ => response::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on an account"),
+    }
+}
+
+async fn list(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> SwiftResponse {
+    if !target.signer.account_admin {
+        return response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.");
+    }
+    let buckets = match api.metadata.rpc().list_buckets(ListBucketsRequest {}).await {
+        Ok(r) => r.into_inner().buckets,
+        Err(status) => return response::from_s3(&crate::error::GatewayError::Remote(status.into()).into()),
+    };
+    let query = query_pairs(req.uri().query());
+    let prefix = query_value(&query, "prefix").unwrap_or_default();
+    let marker = query_value(&query, "marker").unwrap_or_default();
+    let end_marker = query_value(&query, "end_marker");
+    let reverse = query_value(&query, "reverse").is_some_and(|v| matches!(v, "true" | "1" | "yes" | "on"));
+    let limit = match query_value(&query, "limit").map(str::parse::<usize>) {
+        None => ACCOUNT_LISTING_LIMIT,
+        Some(Ok(n)) if n <= ACCOUNT_LISTING_LIMIT => n,
+        Some(_) => return response::error(StatusCode::PRECONDITION_FAILED, "Maximum limit is 10000"),
+    };
+    let mut owned: Vec<_> = buckets.into_iter().filter(|b| b.owner == target.account).collect();
+    let (mut total_objects, mut total_bytes) = (0u64, 0u64);
+    let mut entries = Vec::with_capacity(owned.len());
+    for bucket in owned.drain(..) {
+        let usage = match api.metadata.rpc().get_bucket_usage(GetBucketUsageRequest { name: bucket.name.clone() }).await
+        {
+            Ok(r) => r.into_inner(),
+            Err(status) => return response::from_s3(&crate::error::GatewayError::Remote(status.into()).into()),
+        };
+        total_objects += usage.objects;
+        total_bytes += usage.bytes;
+        entries.push(ContainerEntry {
+            name: bucket.name,
+            count: usage.objects,
+            bytes: usage.bytes,
+            last_modified: listing::swift_time(bucket.created_unix_ms),
+        });
+    }
+    let container_count = entries.len();
+    let mut selected: Vec<ContainerEntry> = entries
+        .into_iter()
+        .filter(|c| c.name.starts_with(prefix))
+        .filter(|c| if reverse { marker.is_empty() || c.name.as_str() < marker } else { c.name.as_str() > marker })
+        .filter(|c| end_marker.is_none_or(|end| if reverse { c.name.as_str() > end } else { c.name.as_str() < end }))
+        .collect();
+    if reverse {
+        selected.reverse();
+    }
+    selected.truncate(limit);
+    let format = Format::choose(query_value(&query, "format"), header(req.headers(), "accept"));
+    let mut response = if req.method() == Method::HEAD || (selected.is_empty() && format == Format::Plain) {
+        response::status(StatusCode::NO_CONTENT)
+    } else {
+        response::body(
+            StatusCode::OK,
+            format.content_type(),
+            listing::render_account(format, &target.account, &selected),
+        )
+    };
+    response::set(&mut response, "x-account-container-count", &container_count.to_string());
+    response::set(&mut response, "x-account-object-count", &total_objects.to_string());
+    response::set(&mut response, "x-account-bytes-used", &total_bytes.to_string());
+    response
+}

@@ -1,0 +1,203 @@
+//! The OpenStack Swift API on its own port (`--swift-address`), over the same buckets and objects
+//! as S3: a container is a bucket, an object is an object. Object operations run through the S3
+//! implementation itself (so both protocols share every rule); Swift's own shapes (listings,
+//! headers, statuses) are rendered here.
+//!
+//! Auth is tempauth: `GET /auth/v1.0` with `X-Auth-User: ACCOUNT:USER` and `X-Auth-Key` returns a
+//! token and the storage URL `…/v1/AUTH_ACCOUNT`. An account's admins own its containers.
+
+// Handlers fail with the Swift response to send, built once on the error path; boxing it would
+// only add an allocation to every failure.
+#![allow(clippy::result_large_err)]
+
+mod account;
+mod container;
+mod listing;
+mod object;
+mod response;
+mod token;
+
+use std::sync::Arc;
+
+use coffer_iam::IdentityStore;
+use coffer_iam::authorize::Signer;
+use coffer_proto::metadata_client::MetadataClient;
+use http::{HeaderMap, Method, Request, StatusCode};
+use hyper::body::Incoming;
+use s3s::S3Request;
+use s3s::auth::{Credentials, SecretKey};
+
+use crate::authz::Authorizer;
+use crate::s3::CofferS3;
+use response::SwiftResponse;
+
+/// Swift's limits, advertised in `/info` and enforced here.
+pub const MAX_CONTAINER_NAME: usize = 256;
+pub const MAX_OBJECT_NAME: usize = 1024;
+pub const MAX_META_NAME: usize = 128;
+pub const MAX_META_VALUE: usize = 256;
+pub const CONTAINER_LISTING_LIMIT: u32 = 10_000;
+pub const ACCOUNT_LISTING_LIMIT: usize = 10_000;
+
+#[derive(Clone)]
+pub struct SwiftApi {
+    pub s3: CofferS3,
+    pub authorizer: Authorizer,
+    pub identities: Arc<IdentityStore>,
+    pub metadata: MetadataClient,
+}
+
+/// A request after authentication: who, and the account, container and object it names.
+#[derive(Clone)]
+pub struct Target {
+    pub signer: Signer,
+    /// The S3 credentials of the signer, for the S3 operations underneath.
+    credentials: Credentials,
+    pub account: String,
+    pub container: Option<String>,
+    pub object: Option<String>,
+}
+
+fn now_unix_s() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub fn query_pairs(req_query: Option<&str>) -> Vec<(String, String)> {
+    req_query.map(|q| crate::authz::url_pairs(q).collect()).unwrap_or_default()
+}
+
+pub fn query_value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+impl SwiftApi {
+    pub async fn handle(&self, req: Request<Incoming>, trans_id: &str) -> SwiftResponse {
+        let mut response = self.route(req).await;
+        response::set(&mut response, "x-trans-id", trans_id);
+        response::set(&mut response, "x-openstack-request-id", trans_id);
+        response
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> SwiftResponse {
+        let path = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy().into_owned();
+        match (req.method(), path.as_str()) {
+            (&Method::GET | &Method::HEAD, "/info") => info(),
+            (&Method::GET, "/auth/v1.0" | "/auth/v1" | "/v1.0") => self.tempauth(req.headers(), req.uri()),
+            (_, p) if p.starts_with("/v1/") => {
+                let target = match self.authenticate(&req, &p["/v1/".len()..]) {
+                    Ok(target) => target,
+                    Err(response) => return response,
+                };
+                match (&target.container, &target.object) {
+                    (None, _) => account::handle(self, req, target).await,
+                    (Some(_), None) => container::handle(self, req, target).await,
+                    (Some(_), Some(_)) => object::handle(self, req, target).await,
+                }
+            }
+            _ => response::error(StatusCode::NOT_FOUND, "The resource could not be found."),
+        }
+    }
+
+    /// Tempauth login: `X-Auth-User`/`X-Auth-Key` (or the `X-Storage-*` spellings).
+    fn tempauth(&self, headers: &HeaderMap, uri: &http::Uri) -> SwiftResponse {
+        let login = header(headers, "x-auth-user").or_else(|| header(headers, "x-storage-user")).unwrap_or_default();
+        let key = header(headers, "x-auth-key").or_else(|| header(headers, "x-storage-pass")).unwrap_or_default();
+        let Some(user) = self.identities.tempauth_user(login).filter(|u| constant_time_eq(u.key(), key)) else {
+            return response::error(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized.");
+        };
+        let Some(session_key) = self.authorizer.session_key() else {
+            return response::error(StatusCode::SERVICE_UNAVAILABLE, "the token signing key is not loaded yet");
+        };
+        let (token, expires) = token::issue(&session_key, &user.login(), now_unix_s());
+        let host = header(headers, "host").or_else(|| uri.authority().map(|a| a.as_str())).unwrap_or("127.0.0.1");
+        let scheme = uri.scheme_str().unwrap_or(if self.authorizer.secure_transport() { "https" } else { "http" });
+        let url = format!("{scheme}://{host}/v1/{}", user.account_name());
+        let mut response = response::status(StatusCode::OK);
+        response::set(&mut response, "x-storage-url", &url);
+        response::set(&mut response, "x-auth-token", &token);
+        response::set(&mut response, "x-storage-token", &token);
+        response::set(&mut response, "x-auth-token-expires", &(expires - now_unix_s()).to_string());
+        response
+    }
+
+    fn authenticate(&self, req: &Request<Incoming>, rest: &str) -> Result<Target, SwiftResponse> {
+        let unauthorized =
+            || response::error(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized.");
+        let mut parts = rest.splitn(3, '/');
+        let account = parts.next().unwrap_or_default().to_string();
+        let container = parts.next().filter(|c| !c.is_empty()).map(str::to_string);
+        let object = parts.next().filter(|o| !o.is_empty()).map(str::to_string);
+        let token = header(req.headers(), "x-auth-token").or_else(|| header(req.headers(), "x-storage-token"));
+        let session_key = self.authorizer.session_key().ok_or_else(unauthorized)?;
+        let login = token.and_then(|t| token::verify(&session_key, t, now_unix_s())).ok_or_else(unauthorized)?;
+        let user = self.identities.tempauth_user(&login).ok_or_else(unauthorized)?;
+        let signer = self.identities.signer(&login).ok_or_else(unauthorized)?;
+        if user.account_name() != account {
+            return Err(response::error(StatusCode::FORBIDDEN, "Access was denied to this resource."));
+        }
+        let credentials = Credentials { access_key: login, secret_key: SecretKey::from(user.key().to_string()) };
+        if let Some(c) = &container
+            && (c.len() > MAX_CONTAINER_NAME || c.contains('\0'))
+        {
+            return Err(response::error(StatusCode::BAD_REQUEST, "Invalid container name"));
+        }
+        if let Some(o) = &object
+            && o.len() > MAX_OBJECT_NAME
+        {
+            return Err(response::error(StatusCode::BAD_REQUEST, "Object name length exceeds the limit"));
+        }
+        Ok(Target { signer, credentials, account, container, object })
+    }
+
+    /// An S3 request for `input`, made as the Swift user.
+    pub fn s3_request<T>(&self, target: &Target, input: T, headers: HeaderMap) -> S3Request<T> {
+        S3Request {
+            input,
+            method: Method::GET,
+            uri: http::Uri::default(),
+            headers,
+            extensions: http::Extensions::new(),
+            credentials: Some(target.credentials.clone()),
+            region: None,
+            service: None,
+            trailing_headers: None,
+        }
+    }
+
+    /// Whether the signer may work with `container` (its account owns it, and it is an admin).
+    pub async fn allowed(&self, target: &Target) -> Result<(), SwiftResponse> {
+        match self.authorizer.account_allows(&target.signer, target.container.as_deref()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.")),
+            Err(e) => Err(response::from_s3(&e)),
+        }
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `GET /info`: exactly what this implementation supports.
+fn info() -> SwiftResponse {
+    let info = serde_json::json!({
+        "swift": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "max_file_size": crate::s3::convert::MAX_PUT_BYTES,
+            "max_object_name_length": MAX_OBJECT_NAME,
+            "max_container_name_length": MAX_CONTAINER_NAME,
+            "max_meta_name_length": MAX_META_NAME,
+            "max_meta_value_length": MAX_META_VALUE,
+            "container_listing_limit": CONTAINER_LISTING_LIMIT,
+            "account_listing_limit": ACCOUNT_LISTING_LIMIT,
+            "strict_cors_mode": true,
+            "policies": [{"name": "default", "default": true}],
+        },
+        "tempauth": {"account_acls": false},
+    });
+    response::body(StatusCode::OK, "application/json; charset=utf-8", info.to_string())
+}

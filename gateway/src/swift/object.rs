@@ -1,0 +1,355 @@
+//! Object requests, run through the S3 implementation: PUT (with an `ETag` check and
+//! `X-Copy-From`), GET and HEAD (ranges), DELETE, POST (metadata) and COPY.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use http::{HeaderMap, Method, Request, StatusCode};
+use hyper::body::Incoming;
+use s3s::S3;
+use s3s::dto::{
+    CopyObjectInput, CopySource, DeleteObjectInput, GetObjectInput, HeadObjectInput, MetadataDirective, PutObjectInput,
+    Range, StreamingBlob, Timestamp,
+};
+
+use super::response::{self, SwiftResponse};
+use super::{MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header};
+
+const META_PREFIX: &str = "x-object-meta-";
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> SwiftResponse {
+    if let Err(denied) = api.allowed(&target).await {
+        return denied;
+    }
+    for unsupported in ["x-delete-at", "x-delete-after", "x-object-manifest", "x-symlink-target"] {
+        if req.headers().contains_key(unsupported) && matches!(*req.method(), Method::PUT | Method::POST) {
+            return response::error(StatusCode::NOT_IMPLEMENTED, &format!("{unsupported} is not supported yet"));
+        }
+    }
+    let container = target.container.clone().unwrap_or_default();
+    let object = target.object.clone().unwrap_or_default();
+    let result = match *req.method() {
+        Method::PUT if req.headers().contains_key("x-copy-from") => {
+            let source = header(req.headers(), "x-copy-from").unwrap_or_default().to_string();
+            copy(api, &target, &source, (&container, &object), req.headers()).await
+        }
+        Method::PUT => put(api, &target, req, &container, &object).await,
+        Method::GET | Method::HEAD => get(api, &target, &req, &container, &object).await,
+        Method::DELETE => delete(api, &target, &container, &object).await,
+        Method::POST => post(api, &target, req.headers(), &container, &object).await,
+        _ if req.method().as_str() == "COPY" => {
+            let Some(destination) = header(req.headers(), "destination").map(str::to_string) else {
+                return response::error(StatusCode::PRECONDITION_FAILED, "Destination header required");
+            };
+            let Some((dest_container, dest_object)) = split_path(&destination) else {
+                return response::error(StatusCode::PRECONDITION_FAILED, "Destination must be /container/object");
+            };
+            let source = format!("/{container}/{object}");
+            copy(api, &target, &source, (&dest_container, &dest_object), req.headers()).await
+        }
+        _ => Err(response::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on an object")),
+    };
+    result.unwrap_or_else(|response| response)
+}
+
+/// `/container/object` (percent-encoded, leading slash optional) into its parts.
+fn split_path(path: &str) -> Option<(String, String)> {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let (container, object) = decoded.trim_start_matches('/').split_once('/')?;
+    (!container.is_empty() && !object.is_empty()).then(|| (container.to_string(), object.to_string()))
+}
+
+fn user_metadata(headers: &HeaderMap) -> Result<HashMap<String, String>, SwiftResponse> {
+    let mut metadata = HashMap::new();
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix(META_PREFIX) {
+            let value = value.to_str().unwrap_or_default().trim();
+            if key.len() > MAX_META_NAME || value.len() > MAX_META_VALUE {
+                return Err(response::error(StatusCode::BAD_REQUEST, "Metadata name or value too long"));
+            }
+            metadata.insert(key.to_string(), value.to_string());
+        }
+    }
+    Ok(metadata)
+}
+
+/// Swift guesses a missing Content-Type from the name's extension.
+pub fn guess_content_type(name: &str) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "txt" | "text" | "log" => "text/plain",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "csv" => "text/csv",
+        "js" => "application/javascript",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "mp3" => "audio/mpeg",
+        _ => DEFAULT_CONTENT_TYPE,
+    }
+}
+
+fn http_date(ts: &Timestamp) -> String {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::OffsetDateTime::from(ts.clone()).format(&format).unwrap_or_default()
+}
+
+fn x_timestamp(ts: &Timestamp) -> String {
+    let t = time::OffsetDateTime::from(ts.clone());
+    format!("{}.{:05}", t.unix_timestamp(), t.millisecond() as u32 * 100)
+}
+
+fn bad(e: impl std::fmt::Display) -> SwiftResponse {
+    response::error(StatusCode::BAD_REQUEST, &e.to_string())
+}
+
+async fn put(
+    api: &SwiftApi,
+    target: &Target,
+    req: Request<Incoming>,
+    container: &str,
+    object: &str,
+) -> Result<SwiftResponse, SwiftResponse> {
+    let headers = req.headers().clone();
+    let metadata = user_metadata(&headers)?;
+    let content_md5 = match header(&headers, "etag").map(|e| e.trim_matches('"')) {
+        None => None,
+        Some(hex_md5) => {
+            let digest = hex::decode(hex_md5)
+                .ok()
+                .filter(|d| d.len() == 16)
+                .ok_or_else(|| response::error(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity"))?;
+            Some(base64::engine::general_purpose::STANDARD.encode(digest))
+        }
+    };
+    let detect = header(&headers, "x-detect-content-type").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let content_type = match header(&headers, "content-type") {
+        Some(ct) if !detect && !ct.is_empty() => ct.to_string(),
+        _ => guess_content_type(object).to_string(),
+    };
+    let content_length = header(&headers, "content-length").and_then(|v| v.parse::<i64>().ok());
+    if content_length.is_none() && !header(&headers, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        return Err(response::error(StatusCode::LENGTH_REQUIRED, "Missing Content-Length or chunked encoding"));
+    }
+    let body = StreamingBlob::from(s3s::Body::from(req.into_body()));
+    let input = PutObjectInput::builder()
+        .bucket(container.to_string())
+        .key(object.to_string())
+        .body(Some(body))
+        .content_length(content_length)
+        .content_type(Some(content_type))
+        .content_md5(content_md5)
+        .metadata(Some(metadata))
+        .build()
+        .map_err(bad)?;
+    // The S3 layer reads the decoded length from the request headers; pass the client's.
+    let mut s3_headers = HeaderMap::new();
+    if let Some(length) = headers.get("content-length") {
+        s3_headers.insert("content-length", length.clone());
+    }
+    let output =
+        api.s3.put_object(api.s3_request(target, input, s3_headers)).await.map_err(|e| response::from_s3(&e))?;
+    let mut response = response::status(StatusCode::CREATED);
+    if let Some(etag) = &output.output.e_tag {
+        response::set(&mut response, "etag", etag.value());
+    }
+    response::set(&mut response, "content-type", "text/html; charset=UTF-8");
+    Ok(response)
+}
+
+async fn get(
+    api: &SwiftApi,
+    target: &Target,
+    req: &Request<Incoming>,
+    container: &str,
+    object: &str,
+) -> Result<SwiftResponse, SwiftResponse> {
+    // One range is served as 206; a multi-range request gets the whole object, as S3 answers it.
+    let range = header(req.headers(), "range")
+        .filter(|r| !r.contains(','))
+        .map(Range::parse)
+        .transpose()
+        .map_err(|_| response::error(StatusCode::RANGE_NOT_SATISFIABLE, "Requested Range Not Satisfiable"))?;
+    if req.method() == Method::HEAD {
+        let input =
+            HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
+        let out = api
+            .s3
+            .head_object(api.s3_request(target, input, HeaderMap::new()))
+            .await
+            .map_err(|e| response::from_s3(&e))?
+            .output;
+        let mut response = response::status(StatusCode::OK);
+        describe(
+            &mut response,
+            out.content_length,
+            out.content_type.as_deref(),
+            out.e_tag.as_ref(),
+            out.last_modified.as_ref(),
+            out.metadata.as_ref(),
+        );
+        return Ok(response);
+    }
+    let input = GetObjectInput::builder()
+        .bucket(container.to_string())
+        .key(object.to_string())
+        .range(range)
+        .build()
+        .map_err(bad)?;
+    let out = api
+        .s3
+        .get_object(api.s3_request(target, input, HeaderMap::new()))
+        .await
+        .map_err(|e| response::from_s3(&e))?
+        .output;
+    let mut response = http::Response::new(out.body.map(s3s::Body::from).unwrap_or_else(s3s::Body::empty));
+    *response.status_mut() = if out.content_range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    describe(
+        &mut response,
+        out.content_length,
+        out.content_type.as_deref(),
+        out.e_tag.as_ref(),
+        out.last_modified.as_ref(),
+        out.metadata.as_ref(),
+    );
+    if let Some(range) = &out.content_range {
+        response::set(&mut response, "content-range", range);
+    }
+    Ok(response)
+}
+
+/// The object headers of GET and HEAD.
+fn describe(
+    response: &mut SwiftResponse,
+    length: Option<i64>,
+    content_type: Option<&str>,
+    etag: Option<&s3s::dto::ETag>,
+    last_modified: Option<&Timestamp>,
+    metadata: Option<&HashMap<String, String>>,
+) {
+    response::set(response, "content-length", &length.unwrap_or(0).to_string());
+    response::set(response, "content-type", content_type.unwrap_or(DEFAULT_CONTENT_TYPE));
+    response::set(response, "accept-ranges", "bytes");
+    if let Some(etag) = etag {
+        response::set(response, "etag", etag.value());
+    }
+    if let Some(ts) = last_modified {
+        response::set(response, "last-modified", &http_date(ts));
+        response::set(response, "x-timestamp", &x_timestamp(ts));
+    }
+    for (key, value) in metadata.into_iter().flatten() {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::try_from(format!("{META_PREFIX}{key}")), http::HeaderValue::from_str(value))
+        {
+            response.headers_mut().insert(name, value);
+        }
+    }
+}
+
+async fn delete(
+    api: &SwiftApi,
+    target: &Target,
+    container: &str,
+    object: &str,
+) -> Result<SwiftResponse, SwiftResponse> {
+    // S3's DELETE succeeds on a missing key; Swift answers 404.
+    let head = HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
+    api.s3.head_object(api.s3_request(target, head, HeaderMap::new())).await.map_err(|e| response::from_s3(&e))?;
+    let input =
+        DeleteObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
+    api.s3.delete_object(api.s3_request(target, input, HeaderMap::new())).await.map_err(|e| response::from_s3(&e))?;
+    Ok(response::status(StatusCode::NO_CONTENT))
+}
+
+/// Copies `source` (`/container/object`) to `dest`: the source's metadata, updated by the
+/// request's `X-Object-Meta-*` (replaced wholesale with `X-Fresh-Metadata: true`).
+async fn copy(
+    api: &SwiftApi,
+    target: &Target,
+    source: &str,
+    dest: (&str, &str),
+    headers: &HeaderMap,
+) -> Result<SwiftResponse, SwiftResponse> {
+    let (source_container, source_object) = split_path(source)
+        .ok_or_else(|| response::error(StatusCode::PRECONDITION_FAILED, "X-Copy-From must be /container/object"))?;
+    let source_target = Target { container: Some(source_container.clone()), object: None, ..target.clone() };
+    api.allowed(&source_target).await?;
+    let head =
+        HeadObjectInput::builder().bucket(source_container.clone()).key(source_object.clone()).build().map_err(bad)?;
+    let existing = api
+        .s3
+        .head_object(api.s3_request(target, head, HeaderMap::new()))
+        .await
+        .map_err(|e| response::from_s3(&e))?
+        .output;
+    let fresh = header(headers, "x-fresh-metadata").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let mut metadata = if fresh { HashMap::new() } else { existing.metadata.clone().unwrap_or_default() };
+    metadata.extend(user_metadata(headers)?);
+    let content_type = header(headers, "content-type").map(str::to_string).or(existing.content_type);
+    let input = CopyObjectInput::builder()
+        .bucket(dest.0.to_string())
+        .key(dest.1.to_string())
+        .copy_source(CopySource::Bucket {
+            bucket: source_container.clone().into(),
+            key: source_object.clone().into(),
+            version_id: None,
+        })
+        .metadata_directive(Some(MetadataDirective::from_static(MetadataDirective::REPLACE)))
+        .metadata(Some(metadata))
+        .content_type(content_type)
+        .build()
+        .map_err(bad)?;
+    let out = api
+        .s3
+        .copy_object(api.s3_request(target, input, HeaderMap::new()))
+        .await
+        .map_err(|e| response::from_s3(&e))?
+        .output;
+    let mut response = response::status(StatusCode::CREATED);
+    response::set(&mut response, "x-copied-from", &format!("{source_container}/{source_object}"));
+    if let Some(etag) = out.copy_object_result.and_then(|r| r.e_tag) {
+        response::set(&mut response, "etag", etag.value());
+    }
+    Ok(response)
+}
+
+/// Swift's POST replaces every `X-Object-Meta-*` of the object (and its Content-Type when given).
+async fn post(
+    api: &SwiftApi,
+    target: &Target,
+    headers: &HeaderMap,
+    container: &str,
+    object: &str,
+) -> Result<SwiftResponse, SwiftResponse> {
+    let mut fresh = headers.clone();
+    fresh.insert("x-fresh-metadata", http::HeaderValue::from_static("true"));
+    copy(api, target, &format!("/{container}/{object}"), (container, object), &fresh).await?;
+    Ok(response::status(StatusCode::ACCEPTED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_and_types_are_guessed() {
+        assert_eq!(split_path("/c/a%20b/c"), Some(("c".into(), "a b/c".into())));
+        assert_eq!(split_path("c/o"), Some(("c".into(), "o".into())));
+        assert_eq!(split_path("/c"), None);
+        assert_eq!(guess_content_type("photo.JPG"), "image/jpeg");
+        assert_eq!(guess_content_type("noext"), DEFAULT_CONTENT_TYPE);
+    }
+}

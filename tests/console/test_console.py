@@ -1,0 +1,287 @@
+"""The web console end to end: headless Chromium (Debian's `chromium`, driven by Playwright) against a real
+`coffer server` with `--console-address`.
+
+Scenario: sign in as root, create a bucket, upload files (one small, one multipart), see them listed, download one
+byte-exact, create a user with the readonly policy on the identity page, sign out, sign in as that user and fail to
+upload with a visible error. Screenshots of the main pages go to $COFFER_ARTIFACTS (default
+/tmp/coffer-console-artifacts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("COFFER_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("COFFER_ARTIFACTS", "/tmp/coffer-console-artifacts"))
+TIMEOUT_MS = 30_000
+
+
+def _python_conftest():
+    """tests/python/conftest.py (CofferServer, credentials), loaded under its own name."""
+    spec = importlib.util.spec_from_file_location("coffer_python_conftest", REPO / "tests" / "python" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = _python_conftest()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("console-server")
+    srv = None
+    for _ in range(3):  # the console's free port can be taken before the server binds it
+        port = common.free_port()
+        candidate = common.CofferServer(workdir, ["--console-address", f"127.0.0.1:{port}"])
+        try:
+            srv = candidate.start()
+        except BaseException:
+            if "console port" in candidate.log_tail(20):
+                continue
+            raise
+        srv.console = f"http://127.0.0.1:{port}"
+        break
+    assert srv is not None, "could not start coffer server with a console port"
+    try:
+        yield srv
+    finally:
+        srv.stop_cleanly()
+
+
+@pytest.fixture(scope="module")
+def s3(server):
+    return common.make_client(server.endpoint)
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (scripts/test console does)", pytrace=False)
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.on("console", lambda m: problems.append(f"console: {m.text}") if "Content Security Policy" in m.text else None)
+    pg.problems = problems
+    yield pg
+    context.close()
+    assert not problems, "\n".join(problems)
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(300)  # let charts and toasts settle
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, console: str, access_key: str, secret_key: str) -> None:
+    page.goto(console + "/")
+    expect(page.get_by_role("heading", name="Sign in to Coffer")).to_be_visible()
+    page.get_by_label("Access key").fill(access_key)
+    page.get_by_label("Secret key").fill(secret_key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Buckets", exact=True)).to_be_visible()
+
+
+def test_assets_are_served_with_a_strict_policy_and_everything_else_is_s3(server):
+    with urllib.request.urlopen(server.console + "/") as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/html")
+        assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+        assert r.headers["X-Frame-Options"] == "DENY"
+        html = r.read().decode()
+    assert "<script" in html and "type=\"module\"" in html and "onclick" not in html
+    with urllib.request.urlopen(server.console + "/_console/js/app.js") as r:
+        assert r.headers["Content-Type"].startswith("text/javascript")
+    with urllib.request.urlopen(server.console + "/health/live") as r:
+        assert r.read() == b"OK"
+    # An unsigned request for anything else is an anonymous S3 request, refused like on the S3 port.
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(server.console + "/some-bucket/key")
+    assert denied.value.code == 403
+    assert denied.value.headers["Content-Security-Policy"].startswith("sandbox")
+
+
+def test_console_scenario(server, s3, page: Page, tmp_path):
+    console = server.console
+    bucket = "console-e2e"
+    small = tmp_path / "report.bin"
+    small.write_bytes(os.urandom(300 * 1024 + 17))  # above the inline threshold: erasure-coded on the blobnodes
+    text = tmp_path / "notes.txt"
+    text.write_text("Coffer console preview\nline two <b>not bold</b>\n")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(17 * 1024 * 1024 + 5))  # above 16 MiB: multipart, three parts
+
+    # Sign in as root; only temporary credentials are kept by the browser.
+    page.goto(console + "/")
+    expect(page.get_by_label("Access key")).to_be_focused()
+    shot(page, "login")
+    sign_in(page, console, common.ACCESS_KEY, common.SECRET_KEY)
+    stored = page.evaluate("JSON.stringify(sessionStorage)")
+    assert common.SECRET_KEY not in stored and "sessionToken" in stored
+    assert page.evaluate("localStorage.length") == 0
+
+    # Create a bucket.
+    page.get_by_role("button", name="Create bucket").click()
+    page.get_by_label("Bucket name").fill("Bad_Name")
+    page.get_by_role("button", name="Create", exact=True).click()
+    expect(page.get_by_role("alert").filter(has_text="lowercase")).to_be_visible()
+    page.get_by_label("Bucket name").fill(bucket)
+    page.get_by_role("button", name="Create", exact=True).click()
+    expect(page.get_by_role("link", name=bucket, exact=True)).to_be_visible()
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+    # Upload three files into it and see them listed.
+    page.get_by_role("link", name=bucket, exact=True).click()
+    expect(page.get_by_role("heading", name=bucket)).to_be_visible()
+    page.locator("input[type=file]:not([webkitdirectory])").set_input_files([str(small), str(text), str(big)])
+    uploads = page.get_by_role("list", name="Uploads")
+    expect(uploads.get_by_text("Uploaded")).to_have_count(3, timeout=120_000)
+    listing = page.locator(".listing")
+    for name in ("report.bin", "notes.txt", "big.bin"):
+        expect(listing.get_by_role("button", name=name, exact=True)).to_be_visible()
+    head = s3.head_object(Bucket=bucket, Key="big.bin")
+    assert head["ContentLength"] == big.stat().st_size
+    assert head["ETag"].strip('"').endswith("-3"), f"big.bin was not a 3-part multipart upload: {head['ETag']}"
+    got = s3.get_object(Bucket=bucket, Key="big.bin")["Body"].read()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(big.read_bytes()).digest()
+    shot(page, "objects")
+
+    # Download byte-exact (a presigned GET on the console's origin, streamed by the browser).
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download report.bin").click()
+    download = download_info.value
+    assert download.suggested_filename == "report.bin"
+    saved = tmp_path / "downloaded.bin"
+    download.save_as(saved)
+    assert saved.read_bytes() == small.read_bytes()
+
+    # Object details: metadata, a text preview (as text, never as HTML), tags, a share link.
+    listing.get_by_role("button", name="notes.txt", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.locator("pre.text-preview")).to_contain_text("line two <b>not bold</b>")
+    dialog.get_by_role("button", name="Add tag").click()
+    dialog.get_by_label("Tag key").fill("team")
+    dialog.get_by_label("Tag value").fill("blue")
+    dialog.get_by_role("button", name="Save tags").click()
+    expect(page.get_by_role("status").get_by_text("Tags saved")).to_be_visible()
+    assert s3.get_object_tagging(Bucket=bucket, Key="notes.txt")["TagSet"] == [{"Key": "team", "Value": "blue"}]
+    dialog.get_by_role("button", name="Create share link").click()
+    link = dialog.get_by_label("Share link").input_value()
+    assert link.startswith(server.endpoint + f"/{bucket}/notes.txt?") and "X-Amz-Security-Token" in link
+    with urllib.request.urlopen(link) as r:  # the link works from outside the browser, on the S3 port
+        assert r.read() == text.read_bytes()
+    shot(page, "object-details")
+    dialog.get_by_role("button", name="Close").click()
+
+    # Create a readonly user on the identity page.
+    page.get_by_role("link", name="Identity").click()
+    expect(page.get_by_role("heading", name="Identity")).to_be_visible()
+    page.get_by_role("button", name="Create user").click()
+    page.get_by_label("User name").fill("reader")
+    page.get_by_label("readonly", exact=True).check()
+    page.get_by_role("button", name="Create", exact=True).click()
+    created = page.get_by_role("dialog", name="Access key created")
+    expect(created).to_be_visible()
+    reader_key = created.get_by_label("Access key").input_value()
+    reader_secret = created.get_by_label("Secret key").input_value()
+    assert reader_key and reader_secret
+    created.get_by_role("button", name="Done").click()
+    row = page.get_by_role("row").filter(has=page.get_by_role("button", name="reader", exact=True))
+    expect(row).to_contain_text("readonly")
+    shot(page, "identity")
+    page.get_by_role("link", name="Policies").click()
+    expect(page.get_by_role("button", name="consoleAdmin", exact=True)).to_be_visible()
+    shot(page, "policies")
+
+    # The cluster page.
+    page.get_by_role("link", name="Cluster").click()
+    expect(page.get_by_text("Disks healthy")).to_be_visible()
+    expect(page.get_by_role("table", name="Disks").get_by_text("healthy", exact=True)).to_have_count(6)
+    shot(page, "cluster")
+
+    # The bucket list on a phone-sized screen.
+    page.get_by_role("link", name="Buckets").click()
+    expect(page.get_by_role("row").filter(has_text=bucket)).to_contain_text("3")
+    shot(page, "buckets")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "buckets-phone")
+    page.set_viewport_size({"width": 1280, "height": 860})
+
+    # Sign out: the session is gone.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in to Coffer")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('coffer.session')") is None
+
+    # Sign in as the readonly user: listing works, uploading fails visibly.
+    sign_in(page, console, reader_key, reader_secret)
+    expect(page.get_by_text(re.compile(r"reader"))).to_be_visible()
+    page.get_by_role("link", name=bucket, exact=True).click()
+    expect(page.locator(".listing").get_by_role("button", name="report.bin", exact=True)).to_be_visible()
+    denied = tmp_path / "denied.txt"
+    denied.write_text("should not land")
+    page.locator("input[type=file]:not([webkitdirectory])").set_input_files(str(denied))
+    failure = page.get_by_role("list", name="Uploads").get_by_role("alert")
+    expect(failure).to_contain_text("AccessDenied")
+    expect(page.locator("#alerts").get_by_text(re.compile("Upload of denied.txt failed"))).to_be_visible()
+    shot(page, "readonly-upload-denied")
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="denied.txt")
+    # The identity page says what a readonly user may not do, instead of failing silently.
+    page.get_by_role("link", name="Identity").click()
+    expect(page.locator(".error-box").filter(has_text="AccessDenied")).to_be_visible()
+
+
+def test_console_signs_without_webcrypto_on_a_plain_http_origin(server, s3, playwright, tmp_path):
+    """Over plain HTTP from another machine the page is not a secure context and has no WebCrypto; the console
+    then signs with its own SHA-256. `console.test` resolves to the server but is not a trustworthy origin."""
+    bucket = "console-plain-http"
+    s3.create_bucket(Bucket=bucket)
+    port = server.console.rsplit(":", 1)[1]
+    origin = f"http://console.test:{port}"
+    b = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP console.test 127.0.0.1"],
+    )
+    try:
+        page = b.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        sign_in(page, origin, common.ACCESS_KEY, common.SECRET_KEY)
+        assert page.evaluate("window.isSecureContext") is False
+        assert page.evaluate("typeof (window.crypto && window.crypto.subtle)") == "undefined"
+        page.get_by_role("link", name=bucket, exact=True).click()
+        upload = tmp_path / "plain.txt"
+        upload.write_bytes(b"signed without WebCrypto\n" * 1000)
+        page.locator("input[type=file]:not([webkitdirectory])").set_input_files(str(upload))
+        expect(page.get_by_role("list", name="Uploads").get_by_text("Uploaded")).to_be_visible()
+        expect(page.locator(".listing").get_by_role("button", name="plain.txt", exact=True)).to_be_visible()
+        assert not errors, errors
+    finally:
+        b.close()
+    assert s3.get_object(Bucket=bucket, Key="plain.txt")["Body"].read() == upload.read_bytes()

@@ -1,0 +1,196 @@
+"""The Swift API with python-swiftclient (its Python API and the `swift` CLI) and tempauth, and the
+same objects seen through S3 (boto3): containers are buckets."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import swiftclient
+from botocore.exceptions import ClientError
+from swiftclient.exceptions import ClientException
+
+from conftest import CofferServer, client_for_keys, free_port
+
+ADMIN = ("test:tester", "testing")
+READER = ("test:tester3", "testing3")
+OTHER = ("test2:tester2", "testing2")
+
+
+@pytest.fixture(scope="module")
+def swift_server(workdir):
+    d = workdir / "swift-server"
+    d.mkdir()
+    port = free_port()
+    srv = CofferServer(
+        d,
+        [
+            "--swift-address", f"127.0.0.1:{port}",
+            "--console-address", "off",
+            "--tempauth-user", "test:tester:testing:admin",
+            "--tempauth-user", "test:tester3:testing3",
+            "--tempauth-user", "test2:tester2:testing2:admin",
+        ],
+    ).start()
+    srv.swift_auth = f"http://127.0.0.1:{port}/auth/v1.0"
+    try:
+        yield srv
+    finally:
+        srv.stop_cleanly()
+
+
+def connect(server, who=ADMIN) -> swiftclient.Connection:
+    return swiftclient.Connection(authurl=server.swift_auth, user=who[0], key=who[1], retries=0)
+
+
+def s3_as(server, who=ADMIN):
+    return client_for_keys(server.endpoint, who[0], who[1])
+
+
+def test_tempauth_issues_tokens_and_refuses_bad_keys(swift_server):
+    url, token = connect(swift_server).get_auth()
+    assert url.endswith("/v1/AUTH_test") and token.startswith("AUTH_tk")
+    with pytest.raises(ClientException) as e:
+        swiftclient.Connection(authurl=swift_server.swift_auth, user="test:tester", key="wrong", retries=0).get_auth()
+    assert e.value.http_status == 401
+    with pytest.raises(ClientException) as e:
+        swiftclient.get_account(url, "AUTH_tkforged.sig")
+    assert e.value.http_status == 401
+
+
+def test_containers_objects_metadata_and_listings(swift_server):
+    conn = connect(swift_server)
+    name = f"photos-{uuid.uuid4().hex[:8]}"
+    conn.put_container(name, headers={"X-Container-Meta-Color": "blue"})
+    assert conn.head_container(name)["x-container-meta-color"] == "blue"
+    data = os.urandom(300_000)
+    etag = conn.put_object(name, "2026/a.bin", data, etag=hashlib.md5(data).hexdigest(),
+                           headers={"X-Object-Meta-Camera": "x100"})
+    assert etag == hashlib.md5(data).hexdigest()
+    conn.put_object(name, "2026/b.txt", b"hello")
+    conn.put_object(name, "top.json", b"{}")
+    headers, body = conn.get_object(name, "2026/a.bin")
+    assert body == data and headers["x-object-meta-camera"] == "x100"
+    assert headers["content-type"] == "application/octet-stream"
+    assert conn.head_object(name, "2026/b.txt")["content-type"] == "text/plain"
+    headers, part = conn.get_object(name, "2026/a.bin", headers={"Range": "bytes=10-19"})
+    assert part == data[10:20] and headers["content-range"] == f"bytes 10-19/{len(data)}"
+
+    head, listing = conn.get_container(name)
+    assert [o["name"] for o in listing] == ["2026/a.bin", "2026/b.txt", "top.json"]
+    assert (head["x-container-object-count"], head["x-container-bytes-used"]) == ("3", str(len(data) + 7))
+    assert listing[0]["bytes"] == len(data) and listing[0]["hash"] == etag
+    _, listing = conn.get_container(name, delimiter="/")
+    assert [o.get("name", o.get("subdir")) for o in listing] == ["2026/", "top.json"]
+    _, listing = conn.get_container(name, prefix="2026/", marker="2026/a.bin")
+    assert [o["name"] for o in listing] == ["2026/b.txt"]
+    _, listing = conn.get_container(name, end_marker="2026/b.txt")
+    assert [o["name"] for o in listing] == ["2026/a.bin"]
+    _, listing = conn.get_container(name, path="2026")
+    assert [o["name"] for o in listing] == ["2026/a.bin", "2026/b.txt"]
+
+    with pytest.raises(ClientException) as e:
+        conn.put_object(name, "bad", b"data", etag="0" * 32)
+    assert e.value.http_status == 422
+    conn.post_object(name, "2026/b.txt", headers={"X-Object-Meta-New": "1"})
+    meta = conn.head_object(name, "2026/b.txt")
+    assert meta["x-object-meta-new"] == "1"
+    conn.copy_object(name, "2026/b.txt", f"/{name}/copy.txt")
+    assert conn.get_object(name, "copy.txt")[1] == b"hello"
+    conn.put_object(name, "via-header", b"", headers={"X-Copy-From": f"/{name}/top.json"})
+    assert conn.get_object(name, "via-header")[1] == b"{}"
+
+    with pytest.raises(ClientException) as e:
+        conn.delete_container(name)
+    assert e.value.http_status == 409
+    for obj in ["2026/a.bin", "2026/b.txt", "top.json", "copy.txt", "via-header"]:
+        conn.delete_object(name, obj)
+    with pytest.raises(ClientException) as e:
+        conn.delete_object(name, "top.json")
+    assert e.value.http_status == 404
+    conn.delete_container(name)
+    with pytest.raises(ClientException) as e:
+        conn.head_container(name)
+    assert e.value.http_status == 404
+
+
+def test_account_listing_and_totals(swift_server):
+    conn = connect(swift_server)
+    names = [f"acct-{uuid.uuid4().hex[:8]}-{i}" for i in range(2)]
+    for n in names:
+        conn.put_container(n)
+        conn.put_object(n, "o", b"12345")
+    head, containers = conn.get_account(prefix="acct-")
+    listed = {c["name"]: c for c in containers}
+    for n in names:
+        assert (listed[n]["count"], listed[n]["bytes"]) == (1, 5)
+    assert int(head["x-account-container-count"]) >= 2
+
+
+def test_swift_and_s3_see_the_same_objects(swift_server):
+    conn = connect(swift_server)
+    s3 = s3_as(swift_server)
+    bucket = f"shared-{uuid.uuid4().hex[:8]}"
+    conn.put_container(bucket)
+    payload = os.urandom(70_000)
+    conn.put_object(bucket, "from-swift", payload, content_type="image/png", headers={"X-Object-Meta-Origin": "swift"})
+    got = s3.get_object(Bucket=bucket, Key="from-swift")
+    assert got["Body"].read() == payload
+    assert got["ContentType"] == "image/png" and got["Metadata"] == {"origin": "swift"}
+    s3.put_object(Bucket=bucket, Key="from-s3", Body=b"s3 bytes", Metadata={"origin": "s3"}, ContentType="text/csv")
+    headers, body = conn.get_object(bucket, "from-s3")
+    assert body == b"s3 bytes" and headers["x-object-meta-origin"] == "s3" and headers["content-type"] == "text/csv"
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_accounts_are_isolated_and_non_admins_need_acls(swift_server):
+    conn = connect(swift_server)
+    name = f"private-{uuid.uuid4().hex[:8]}"
+    conn.put_container(name)
+    conn.put_object(name, "secret", b"s")
+    other = connect(swift_server, OTHER)
+    url, token = other.get_auth()
+    test_url = url.replace("AUTH_test2", "AUTH_test")
+    with pytest.raises(ClientException) as e:
+        swiftclient.get_container(test_url, token, name)
+    assert e.value.http_status == 403
+    with pytest.raises(ClientException) as e:
+        other.get_object(name, "secret")
+    assert e.value.http_status == 403
+    with pytest.raises(ClientError) as e:
+        s3_as(swift_server, OTHER).get_object(Bucket=name, Key="secret")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    assert name not in [b["Name"] for b in s3_as(swift_server, OTHER).list_buckets()["Buckets"]]
+    with pytest.raises(ClientException) as e:
+        connect(swift_server, READER).get_object(name, "secret")
+    assert e.value.http_status == 403
+
+
+def test_swift_cli_upload_download_stat(swift_server, tmp_path: Path):
+    swift = Path(os.environ.get("COFFER_VENV", Path.home() / ".cache/coffer/venv")) / "bin" / "swift"
+    env = dict(os.environ, ST_AUTH=swift_server.swift_auth, ST_USER=ADMIN[0], ST_KEY=ADMIN[1])
+    source = tmp_path / "file.dat"
+    source.write_bytes(os.urandom(50_000))
+    container = f"cli-{uuid.uuid4().hex[:8]}"
+
+    def run(*args):
+        proc = subprocess.run([str(swift), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    run("upload", container, "file.dat")
+    assert "file.dat" in run("list", container)
+    assert "Objects: 1" in run("stat", container)
+    run("download", container, "file.dat", "-o", str(tmp_path / "back.dat"))
+    assert (tmp_path / "back.dat").read_bytes() == source.read_bytes()
+    run("delete", container)
+
+
+def test_info_advertises_the_limits(swift_server):
+    info = connect(swift_server).get_capabilities()
+    assert info["swift"]["max_object_name_length"] == 1024
+    assert "slo" not in info and "tempurl" not in info
