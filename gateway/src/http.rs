@@ -214,6 +214,17 @@ async fn with_request_id_in_error(response: Response<Body>, id: &str) -> Respons
     Response::from_parts(parts, Body::from(patched))
 }
 
+/// What one listening port serves.
+#[derive(Clone)]
+pub enum Front {
+    /// S3, the admin API and STS.
+    S3,
+    /// The web console's assets, in front of the same edge (its signed calls are S3, admin API or STS).
+    Console(Arc<Console>),
+    /// The OpenStack Swift API.
+    Swift(Arc<SwiftApi>),
+}
+
 /// A Swift request in its own trace; the trace id is its `X-Trans-Id`.
 async fn handle_swift(swift: &SwiftApi, req: Request<Incoming>) -> Response<Body> {
     let span = tracing::info_span!("swift.request", otel.kind = "server", trans_id = tracing::field::Empty,
@@ -228,12 +239,10 @@ async fn handle_swift(swift: &SwiftApi, req: Request<Incoming>) -> Response<Body
 /// Accepts connections until `shutdown` resolves, then waits up to `grace` for in-flight
 /// requests to finish. With `tls`, every connection is a TLS handshake first (done in the
 /// connection's own task, so a slow client never holds up the accept loop).
-/// With `console`, this is the web console's port: its assets first, then the same edge.
 pub async fn serve(
     listener: TcpListener,
     edge: Arc<Edge>,
-    console: Option<Arc<Console>>,
-    swift: Option<Arc<SwiftApi>>,
+    front: Front,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
     tls: Option<TlsAcceptor>,
@@ -255,22 +264,24 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let (edge, builder, watcher, tls) = (edge.clone(), builder.clone(), graceful.watcher(), tls.clone());
-                let (console, swift) = (console.clone(), swift.clone());
+                let front = front.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                         req.extensions_mut().insert(RemoteAddr(peer));
-                        let (edge, console, swift) = (edge.clone(), console.clone(), swift.clone());
+                        let (edge, front) = (edge.clone(), front.clone());
                         async move {
-                            if let Some(swift) = swift {
-                                return Ok(handle_swift(&swift, req).await);
+                            match front {
+                                Front::S3 => edge.handle(req).await,
+                                Front::Swift(swift) => Ok(handle_swift(&swift, req).await),
+                                Front::Console(console) => {
+                                    if let Some(response) = console.respond(&req) {
+                                        return Ok(response);
+                                    }
+                                    let mut response = edge.handle(req).await?;
+                                    crate::console::harden(response.headers_mut());
+                                    Ok(response)
+                                }
                             }
-                            let Some(console) = console else { return edge.handle(req).await };
-                            if let Some(response) = console.respond(&req) {
-                                return Ok(response);
-                            }
-                            let mut response = edge.handle(req).await?;
-                            crate::console::harden(response.headers_mut());
-                            Ok(response)
                         }
                     });
                     let served = match tls {

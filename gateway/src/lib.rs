@@ -198,54 +198,36 @@ pub async fn serve_with_console(
         }
         _ => (None, None),
     };
-    // The console's port serves the same edge and stops with the S3 port.
+    // The console and Swift ports share the edge, the TLS configuration and the S3 port's shutdown.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let console_server = console.map(|console_listener| {
+    let mut fronts: Vec<(TcpListener, http::Front, &str)> = Vec::new();
+    if let Some(console_listener) = console {
         let s3_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let address = console_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(%address, %scheme, "web console listening");
-        let front = Arc::new(console::Console::new(&config.region, s3_port, config.tls_cert.is_some()));
-        let mut stopped = stopped.clone();
-        let until = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        tokio::spawn(http::serve(
-            console_listener,
-            edge.clone(),
-            Some(front),
-            None,
-            until,
-            config.shutdown_grace,
-            tls.clone(),
-        ))
-    });
+        let console = console::Console::new(&config.region, s3_port, config.tls_cert.is_some());
+        fronts.push((console_listener, http::Front::Console(Arc::new(console)), "web console"));
+    }
+    if let Some((swift_listener, api)) = swift {
+        fronts.push((swift_listener, http::Front::Swift(Arc::new(api)), "Swift API"));
+    }
+    let extra_servers: Vec<_> = fronts
+        .into_iter()
+        .map(|(front_listener, front, what)| {
+            let address = front_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(%address, %scheme, "{what} listening");
+            let mut stopped = stopped.clone();
+            let until = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            tokio::spawn(http::serve(front_listener, edge.clone(), front, until, config.shutdown_grace, tls.clone()))
+        })
+        .collect();
     let until = async move {
         shutdown.await;
         let _ = stop.send(true);
     };
-    let swift_server = swift.map(|(swift_listener, api)| {
-        let address = swift_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(%address, %scheme, "Swift API listening");
-        let mut stopped = stopped.clone();
-        let until = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        tokio::spawn(http::serve(
-            swift_listener,
-            edge.clone(),
-            None,
-            Some(Arc::new(api)),
-            until,
-            config.shutdown_grace,
-            tls.clone(),
-        ))
-    });
-    http::serve(listener, edge, None, None, until, config.shutdown_grace, tls).await;
-    if let Some(swift_server) = swift_server {
-        let _ = swift_server.await;
-    }
-    if let Some(console_server) = console_server {
-        let _ = console_server.await;
+    http::serve(listener, edge, http::Front::S3, until, config.shutdown_grace, tls).await;
+    for server in extra_servers {
+        let _ = server.await;
     }
     if let Some(reloader) = reloader {
         reloader.abort();

@@ -1,5 +1,6 @@
 //! HTTPS on the S3 port: a real AWS SDK client over TLS 1.2 and 1.3 with a CA of our own (rcgen),
-//! plain HTTP refused, and a renewed certificate picked up without dropping open connections.
+//! plain HTTP refused, and a renewed certificate picked up without dropping open connections; the
+//! console and Swift ports serve the same certificate.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -77,11 +78,17 @@ fn s3_over_https_with_reload_and_no_plain_http() {
     let ca = new_ca();
     let first = write_server_cert(&ca, "first", &cert, &key);
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let console: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let swift: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let args: Vec<String> = vec![
         "server".into(),
         dir.path().join("data").display().to_string(),
         "--address".into(),
         addr.to_string(),
+        "--console-address".into(),
+        console.to_string(),
+        "--swift-address".into(),
+        swift.to_string(),
         "--tls-cert".into(),
         cert.display().to_string(),
         "--tls-key".into(),
@@ -104,6 +111,12 @@ fn s3_over_https_with_reload_and_no_plain_http() {
         for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
             assert_eq!(presented(addr, &ca, version).await, first);
         }
+        // The console and Swift ports serve HTTPS with the same certificate.
+        for port in [console, swift] {
+            assert_eq!(presented(port, &ca, &rustls::version::TLS13).await, first);
+        }
+        assert!(https_get(swift, &ca, "/info").await.contains("max_object_name_length"), "Swift /info over HTTPS");
+        assert!(https_get(console, &ca, "/").await.contains("<html"), "console page over HTTPS");
     });
 
     // Plain HTTP gets no HTTP answer.
@@ -119,7 +132,33 @@ fn s3_over_https_with_reload_and_no_plain_http() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         assert_eq!(crate::common::get_bytes(&client, "secure", "k").await, data);
+        for port in [console, swift] {
+            assert_eq!(presented(port, &ca, &rustls::version::TLS13).await, second, "renewed on {port}");
+        }
     });
+}
+
+/// The body of a GET over HTTPS (HTTP/1.1, connection closed after the answer).
+async fn https_get(addr: SocketAddr, ca: &Ca, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Writes a certificate usable as both TLS server and client for 127.0.0.1/localhost, signed by `ca`.
