@@ -8,6 +8,7 @@
 #   COFFER_LINT_VENV   Python virtualenv for the deploy/ checks of `scripts/test lint` (default:
 #                      ~/.cache/coffer/lint-venv)
 #   COFFER_CONSOLE_VENV Python virtualenv for the console's browser tests (default: ~/.cache/coffer/console-venv)
+#   COFFER_KEYSTONE_VENV Python virtualenv with Keystone for the Swift tests (default: ~/.cache/coffer/keystone-venv)
 #   COFFER_TOOLS       where `cargo install` puts test tools such as s3s-e2e (default: ~/.cache/coffer/tools)
 #   COFFER_SKIP_APT=1  never call apt-get (just warn about missing packages)
 
@@ -17,6 +18,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$COFFER_CACHE/target}"
 COFFER_VENV="${COFFER_VENV:-$COFFER_CACHE/venv}"
 COFFER_LINT_VENV="${COFFER_LINT_VENV:-$COFFER_CACHE/lint-venv}"
 COFFER_CONSOLE_VENV="${COFFER_CONSOLE_VENV:-$COFFER_CACHE/console-venv}"
+export COFFER_KEYSTONE_VENV="${COFFER_KEYSTONE_VENV:-$COFFER_CACHE/keystone-venv}"
 COFFER_TOOLS="${COFFER_TOOLS:-$COFFER_CACHE/tools}"
 
 # Rust toolchains installed by rustup live in ~/.cargo/bin, which non-login shells may not have on PATH.

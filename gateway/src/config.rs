@@ -144,6 +144,9 @@ pub struct GatewayConfig {
     #[arg(long, env = "COFFER_SWIFT_ADDRESS")]
     pub swift_address: Option<SocketAddr>,
 
+    #[command(flatten)]
+    pub keystone: crate::swift::keystone::KeystoneArgs,
+
     /// Swift tempauth users `ACCOUNT:USER:KEY[:admin]` (repeatable; the variable takes a comma-separated
     /// list). Each also signs S3 requests with access key `ACCOUNT:USER` and secret `KEY`.
     #[arg(long = "tempauth-user", env = "COFFER_TEMPAUTH_USERS", value_delimiter = ',', hide_env_values = true)]

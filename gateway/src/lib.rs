@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 pub use config::{ErasureCode, GatewayConfig};
 pub use error::GatewayError;
 pub use http::MetricsRender;
+pub use swift::keystone::KeystoneArgs;
 
 use crate::cluster::ClusterView;
 use crate::dataplane::DataPlane;
@@ -167,6 +168,7 @@ pub async fn serve_with_console(
                 authorizer: authorizer.clone(),
                 identities: identities.clone(),
                 metadata: plane.metadata.clone(),
+                keystone: swift::keystone::Keystone::new(config.keystone.clone()).map(Arc::new),
             };
             Some((swift_listener, api))
         }

@@ -12,6 +12,7 @@
 
 mod account;
 mod container;
+pub mod keystone;
 mod listing;
 mod object;
 mod response;
@@ -25,7 +26,6 @@ use coffer_proto::metadata_client::MetadataClient;
 use http::{HeaderMap, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use s3s::S3Request;
-use s3s::auth::{Credentials, SecretKey};
 
 use crate::authz::Authorizer;
 use crate::s3::CofferS3;
@@ -45,14 +45,14 @@ pub struct SwiftApi {
     pub authorizer: Authorizer,
     pub identities: Arc<IdentityStore>,
     pub metadata: MetadataClient,
+    /// Keystone token validation, when `--keystone-url` is set.
+    pub keystone: Option<Arc<keystone::Keystone>>,
 }
 
 /// A request after authentication: who, and the account, container and object it names.
 #[derive(Clone)]
 pub struct Target {
     pub signer: Signer,
-    /// The S3 credentials of the signer, for the S3 operations underneath.
-    credentials: Credentials,
     pub account: String,
     pub container: Option<String>,
     pub object: Option<String>,
@@ -88,7 +88,7 @@ impl SwiftApi {
             (&Method::GET | &Method::HEAD, "/info") => info(),
             (&Method::GET, "/auth/v1.0" | "/auth/v1" | "/v1.0") => self.tempauth(req.headers(), req.uri()),
             (_, p) if p.starts_with("/v1/") => {
-                let target = match self.authenticate(&req, &p["/v1/".len()..]) {
+                let target = match self.authenticate(&req, &p["/v1/".len()..]).await {
                     Ok(target) => target,
                     Err(response) => return response,
                 };
@@ -124,22 +124,14 @@ impl SwiftApi {
         response
     }
 
-    fn authenticate(&self, req: &Request<Incoming>, rest: &str) -> Result<Target, SwiftResponse> {
+    async fn authenticate(&self, req: &Request<Incoming>, rest: &str) -> Result<Target, SwiftResponse> {
         let unauthorized =
             || response::error(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized.");
+        let forbidden = || response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.");
         let mut parts = rest.splitn(3, '/');
         let account = parts.next().unwrap_or_default().to_string();
         let container = parts.next().filter(|c| !c.is_empty()).map(str::to_string);
         let object = parts.next().filter(|o| !o.is_empty()).map(str::to_string);
-        let token = header(req.headers(), "x-auth-token").or_else(|| header(req.headers(), "x-storage-token"));
-        let session_key = self.authorizer.session_key().ok_or_else(unauthorized)?;
-        let login = token.and_then(|t| token::verify(&session_key, t, now_unix_s())).ok_or_else(unauthorized)?;
-        let user = self.identities.tempauth_user(&login).ok_or_else(unauthorized)?;
-        let signer = self.identities.signer(&login).ok_or_else(unauthorized)?;
-        if user.account_name() != account {
-            return Err(response::error(StatusCode::FORBIDDEN, "Access was denied to this resource."));
-        }
-        let credentials = Credentials { access_key: login, secret_key: SecretKey::from(user.key().to_string()) };
         if let Some(c) = &container
             && (c.len() > MAX_CONTAINER_NAME || c.contains('\0'))
         {
@@ -150,18 +142,56 @@ impl SwiftApi {
         {
             return Err(response::error(StatusCode::BAD_REQUEST, "Object name length exceeds the limit"));
         }
-        Ok(Target { signer, credentials, account, container, object })
+        let token = header(req.headers(), "x-auth-token")
+            .or_else(|| header(req.headers(), "x-storage-token"))
+            .ok_or_else(unauthorized)?
+            .to_string();
+        let signer = if token.starts_with("AUTH_tk") {
+            let session_key = self.authorizer.session_key().ok_or_else(unauthorized)?;
+            let login = token::verify(&session_key, &token, now_unix_s()).ok_or_else(unauthorized)?;
+            let signer = self.identities.signer(&login).ok_or_else(unauthorized)?;
+            if signer.account.as_deref() != Some(account.as_str()) {
+                return Err(forbidden());
+            }
+            signer
+        } else {
+            let keystone = self.keystone.clone().ok_or_else(unauthorized)?;
+            let checked = tokio::task::spawn_blocking(move || keystone.validate_blocking(&token)).await;
+            let identity = match checked {
+                Ok(Ok(identity)) => identity,
+                Ok(Err(keystone::KeystoneError::InvalidToken)) => return Err(unauthorized()),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot validate a Keystone token");
+                    return Err(response::error(StatusCode::SERVICE_UNAVAILABLE, "Keystone is not reachable"));
+                }
+                Err(_) => return Err(response::error(StatusCode::INTERNAL_SERVER_ERROR, "token validation failed")),
+            };
+            // A reseller admin may act on any account; everyone else on its project's account only.
+            if identity.account() != account && !identity.reseller_admin {
+                return Err(forbidden());
+            }
+            Signer {
+                name: format!("keystone:{}", identity.user),
+                access_key: format!("keystone:{}", identity.user),
+                account: Some(account.clone()),
+                account_admin: identity.operator || identity.reseller_admin,
+                ..Signer::default()
+            }
+        };
+        Ok(Target { signer, account, container, object })
     }
 
     /// An S3 request for `input`, made as the Swift user.
     pub fn s3_request<T>(&self, target: &Target, input: T, headers: HeaderMap) -> S3Request<T> {
+        let mut extensions = http::Extensions::new();
+        extensions.insert(crate::authz::ActingAs(target.signer.clone()));
         S3Request {
             input,
             method: Method::GET,
             uri: http::Uri::default(),
             headers,
-            extensions: http::Extensions::new(),
-            credentials: Some(target.credentials.clone()),
+            extensions,
+            credentials: None,
             region: None,
             service: None,
             trailing_headers: None,

@@ -1,0 +1,234 @@
+//! Keystone v3 tokens for Swift: a user's `X-Auth-Token` is validated against Keystone's
+//! `/v3/auth/tokens` with the gateway's own service token, and the answer is cached (bounded in
+//! size and by the shorter of `--keystone-cache-ttl` and the token's expiry) so Keystone is not
+//! asked on every request. The account is `AUTH_<project id>`; operator roles own it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use std::io::Read;
+
+use serde::Deserialize;
+
+/// Validated tokens kept at most; past this the cache starts over (Keystone absorbs the misses).
+const MAX_CACHED_TOKENS: usize = 10_000;
+/// A service token is renewed this long before Keystone says it expires.
+const RENEW_MARGIN: Duration = Duration::from_secs(60);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach Keystone and who the gateway is there.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeystoneArgs {
+    /// Keystone's v3 endpoint, e.g. http://keystone:5000/v3: Swift accepts Keystone tokens.
+    #[arg(long, env = "COFFER_KEYSTONE_URL")]
+    pub keystone_url: Option<String>,
+    /// The gateway's service user (it needs the admin or service role to validate tokens).
+    #[arg(long, env = "COFFER_KEYSTONE_USER", default_value = "swift")]
+    pub keystone_user: String,
+    #[arg(long, env = "COFFER_KEYSTONE_PASSWORD", default_value = "", hide_env_values = true)]
+    pub keystone_password: String,
+    #[arg(long, env = "COFFER_KEYSTONE_PROJECT", default_value = "service")]
+    pub keystone_project: String,
+    #[arg(long, env = "COFFER_KEYSTONE_DOMAIN", default_value = "Default")]
+    pub keystone_domain: String,
+    /// Roles that make a user an operator (owner) of its project's account.
+    #[arg(
+        long,
+        env = "COFFER_KEYSTONE_OPERATOR_ROLES",
+        value_delimiter = ',',
+        default_value = "admin,member,swiftoperator"
+    )]
+    pub keystone_operator_roles: Vec<String>,
+    /// The role that may act on every account.
+    #[arg(long, env = "COFFER_KEYSTONE_RESELLER_ROLE", default_value = "ResellerAdmin")]
+    pub keystone_reseller_role: String,
+    /// How long a validated token is trusted before Keystone is asked again.
+    #[arg(long, env = "COFFER_KEYSTONE_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub keystone_cache_ttl: Duration,
+}
+
+/// Who a Keystone token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeystoneIdentity {
+    pub user: String,
+    pub project_id: String,
+    pub operator: bool,
+    pub reseller_admin: bool,
+}
+
+impl KeystoneIdentity {
+    pub fn account(&self) -> String {
+        format!("{}{}", coffer_iam::tempauth::ACCOUNT_PREFIX, self.project_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoneError {
+    #[error("the token is not valid")]
+    InvalidToken,
+    #[error("keystone: {0}")]
+    Unavailable(String),
+}
+
+pub struct Keystone {
+    args: KeystoneArgs,
+    url: String,
+    agent: ureq::Agent,
+    service_token: Mutex<Option<(String, Instant)>>,
+    cache: Mutex<HashMap<String, (KeystoneIdentity, Instant)>>,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: TokenInfo,
+}
+
+#[derive(Deserialize)]
+struct TokenInfo {
+    expires_at: Option<String>,
+    #[serde(default)]
+    roles: Vec<Named>,
+    project: Option<ProjectRef>,
+    user: Named,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct ProjectRef {
+    id: String,
+}
+
+/// Token answers are a few KiB; anything larger is not one.
+const MAX_ANSWER_BYTES: u64 = 1 << 20;
+
+fn parse(response: ureq::Response) -> Result<TokenBody, KeystoneError> {
+    let mut text = String::new();
+    response
+        .into_reader()
+        .take(MAX_ANSWER_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| KeystoneError::Unavailable(format!("reading keystone's answer: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| KeystoneError::Unavailable(format!("keystone's answer: {e}")))
+}
+
+/// Seconds until an ISO 8601 `expires_at`, if it parses.
+fn remaining(expires_at: Option<&str>) -> Option<Duration> {
+    let expires =
+        time::OffsetDateTime::parse(expires_at?, &time::format_description::well_known::Iso8601::DEFAULT).ok()?;
+    let left = expires - time::OffsetDateTime::now_utc();
+    Some(Duration::from_secs(left.whole_seconds().max(0) as u64))
+}
+
+impl Keystone {
+    pub fn new(args: KeystoneArgs) -> Option<Keystone> {
+        let url = args.keystone_url.clone()?.trim_end_matches('/').to_string();
+        let agent = ureq::AgentBuilder::new().timeout(HTTP_TIMEOUT).build();
+        Some(Keystone { args, url, agent, service_token: Mutex::new(None), cache: Mutex::new(HashMap::new()) })
+    }
+
+    fn cached(&self, token: &str) -> Option<KeystoneIdentity> {
+        let cache = self.cache.lock().ok()?;
+        let (identity, until) = cache.get(token)?;
+        (Instant::now() < *until).then(|| identity.clone())
+    }
+
+    /// The identity behind a user's token (blocking; call from a blocking thread).
+    pub fn validate_blocking(&self, token: &str) -> Result<KeystoneIdentity, KeystoneError> {
+        if let Some(identity) = self.cached(token) {
+            return Ok(identity);
+        }
+        let service = self.service_token()?;
+        let answer = self
+            .agent
+            .get(&format!("{}/auth/tokens", self.url))
+            .set("x-auth-token", &service)
+            .set("x-subject-token", token)
+            .call();
+        let body: TokenBody = match answer {
+            Ok(response) => parse(response)?,
+            Err(ureq::Error::Status(401 | 404, _)) => return Err(KeystoneError::InvalidToken),
+            Err(ureq::Error::Status(code, _)) => {
+                // The service token may have been revoked: forget it so the next call gets a new one.
+                if let Ok(mut service) = self.service_token.lock() {
+                    *service = None;
+                }
+                return Err(KeystoneError::Unavailable(format!("token validation answered {code}")));
+            }
+            Err(e) => return Err(KeystoneError::Unavailable(e.to_string())),
+        };
+        let project = body.token.project.ok_or(KeystoneError::InvalidToken)?;
+        let has = |role: &str| body.token.roles.iter().any(|r| r.name.eq_ignore_ascii_case(role));
+        let identity = KeystoneIdentity {
+            user: body.token.user.name,
+            project_id: project.id,
+            operator: self.args.keystone_operator_roles.iter().any(|r| has(r)),
+            reseller_admin: has(&self.args.keystone_reseller_role),
+        };
+        let ttl = remaining(body.token.expires_at.as_deref())
+            .map_or(self.args.keystone_cache_ttl, |left| left.min(self.args.keystone_cache_ttl));
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= MAX_CACHED_TOKENS {
+                cache.clear();
+            }
+            cache.insert(token.to_string(), (identity.clone(), Instant::now() + ttl));
+        }
+        Ok(identity)
+    }
+
+    /// The gateway's own token, renewed shortly before it expires.
+    fn service_token(&self) -> Result<String, KeystoneError> {
+        if let Ok(service) = self.service_token.lock()
+            && let Some((token, until)) = service.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let request = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": self.args.keystone_user, "domain": {"name": self.args.keystone_domain},
+                "password": self.args.keystone_password}}},
+            "scope": {"project": {"name": self.args.keystone_project, "domain": {"name": self.args.keystone_domain}}}
+        }});
+        let response = self
+            .agent
+            .post(&format!("{}/auth/tokens", self.url))
+            .set("content-type", "application/json")
+            .send_string(&request.to_string())
+            .map_err(|e| KeystoneError::Unavailable(format!("service login: {e}")))?;
+        let token = response
+            .header("x-subject-token")
+            .ok_or_else(|| KeystoneError::Unavailable("service login returned no token".into()))?
+            .to_string();
+        let body = parse(response)?;
+        let life = remaining(body.token.expires_at.as_deref()).unwrap_or(Duration::from_secs(300));
+        let until = Instant::now() + life.saturating_sub(RENEW_MARGIN);
+        if let Ok(mut service) = self.service_token.lock() {
+            *service = Some((token.clone(), until));
+        }
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_read_from_keystone_timestamps() {
+        let soon = (time::OffsetDateTime::now_utc() + time::Duration::minutes(5))
+            .format(&time::format_description::well_known::Iso8601::DEFAULT)
+            .unwrap();
+        let left = remaining(Some(&soon)).unwrap();
+        assert!(left > Duration::from_secs(290) && left <= Duration::from_secs(300));
+        assert_eq!(remaining(Some("2000-01-01T00:00:00.000000Z")), Some(Duration::ZERO));
+        assert_eq!(remaining(None), None);
+        let identity =
+            KeystoneIdentity { user: "u".into(), project_id: "abc".into(), operator: true, reseller_admin: false };
+        assert_eq!(identity.account(), "AUTH_abc");
+    }
+}
