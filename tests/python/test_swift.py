@@ -158,9 +158,10 @@ def test_accounts_are_isolated_and_non_admins_need_acls(swift_server):
     with pytest.raises(ClientException) as e:
         swiftclient.get_container(test_url, token, name)
     assert e.value.http_status == 403
+    # In its own account, the other tenant has no container of that name.
     with pytest.raises(ClientException) as e:
         other.get_object(name, "secret")
-    assert e.value.http_status == 403
+    assert e.value.http_status == 404
     with pytest.raises(ClientError) as e:
         s3_as(swift_server, OTHER).get_object(Bucket=name, Key="secret")
     assert e.value.response["Error"]["Code"] == "AccessDenied"
@@ -194,3 +195,56 @@ def test_info_advertises_the_limits(swift_server):
     info = connect(swift_server).get_capabilities()
     assert info["swift"]["max_object_name_length"] == 1024
     assert "slo" not in info and "tempurl" not in info
+
+
+def test_container_acls_open_containers_to_other_users_and_referrers(swift_server):
+    import urllib.error
+    import urllib.request
+
+    owner = connect(swift_server)
+    name = f"shared-acl-{uuid.uuid4().hex[:8]}"
+    owner.put_container(name)
+    owner.put_object(name, "doc", b"shared doc")
+    reader = connect(swift_server, READER)
+    other = connect(swift_server, OTHER)
+    url, _ = owner.get_auth()
+    _, other_token = other.get_auth()
+    _, reader_token = reader.get_auth()
+
+    # Nothing is shared until the owner says so.
+    with pytest.raises(ClientException) as e:
+        swiftclient.get_object(url, other_token, name, "doc")
+    assert e.value.http_status == 403
+
+    owner.post_container(name, headers={"X-Container-Read": "test2:tester2,test:tester3",
+                                        "X-Container-Write": "test:tester3"})
+    assert owner.head_container(name)["x-container-read"] == "test2:tester2,test:tester3"
+    assert swiftclient.get_object(url, other_token, name, "doc")[1] == b"shared doc"
+    assert [o["name"] for o in swiftclient.get_container(url, other_token, name)[1]] == ["doc"]
+    assert "x-container-read" not in swiftclient.head_container(url, other_token, name), "ACLs are the owner's"
+    with pytest.raises(ClientException) as e:
+        swiftclient.put_object(url, other_token, name, "nope", b"x")
+    assert e.value.http_status == 403
+    swiftclient.put_object(url, reader_token, name, "by-reader", b"written via ACL")
+    assert owner.get_object(name, "by-reader")[1] == b"written via ACL"
+    with pytest.raises(ClientException) as e:
+        swiftclient.delete_container(url, reader_token, name)
+    assert e.value.http_status == 403
+
+    # Anonymous reads with a referrer ACL; listings only with .rlistings.
+    public = f"{url}/{name}/doc"
+    with pytest.raises(urllib.error.HTTPError) as anon:
+        urllib.request.urlopen(public, timeout=10)
+    assert anon.value.code == 401
+    owner.post_container(name, headers={"X-Container-Read": ".r:*"})
+    with urllib.request.urlopen(public, timeout=10) as r:
+        assert r.read() == b"shared doc"
+    with pytest.raises(urllib.error.HTTPError) as anon:
+        urllib.request.urlopen(f"{url}/{name}?format=json", timeout=10)
+    assert anon.value.code == 401
+    owner.post_container(name, headers={"X-Container-Read": ".r:*,.rlistings"})
+    with urllib.request.urlopen(f"{url}/{name}?format=json", timeout=10) as r:
+        assert sorted(o["name"] for o in __import__("json").loads(r.read())) == ["by-reader", "doc"]
+    owner.post_container(name, headers={"X-Remove-Container-Read": "x"})
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(public, timeout=10)

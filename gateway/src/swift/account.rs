@@ -17,7 +17,7 @@ pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
 }
 
 async fn list(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> SwiftResponse {
-    if !target.signer.account_admin {
+    if !target.admin_here {
         return response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.");
     }
     let buckets = match api.metadata.rpc().list_buckets(ListBucketsRequest {}).await {

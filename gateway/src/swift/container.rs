@@ -11,10 +11,11 @@ use hyper::body::Incoming;
 use s3s::S3;
 use s3s::dto::{CreateBucketInput, DeleteBucketInput};
 
+use super::acl;
 use super::listing::{self, ContainerItem, Format, ObjectEntry};
 use super::response::{self, SwiftResponse};
 use super::{
-    CONTAINER_LISTING_LIMIT, MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header, query_pairs, query_value,
+    Access, CONTAINER_LISTING_LIMIT, MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header, query_pairs, query_value,
 };
 use crate::error::GatewayError;
 
@@ -29,14 +30,18 @@ fn remote(status: tonic::Status) -> SwiftResponse {
 }
 
 pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> SwiftResponse {
-    if let Err(denied) = api.allowed(&target).await {
+    let access = match *req.method() {
+        Method::GET | Method::HEAD => Access::ContainerRead,
+        _ => Access::ContainerAdmin,
+    };
+    if let Err(denied) = api.allowed(&target, access).await {
         return denied;
     }
     let name = target.container.clone().unwrap_or_default();
     match *req.method() {
         Method::PUT => create(api, &target, &name, req.headers()).await,
         Method::DELETE => delete(api, &target, &name).await,
-        Method::HEAD | Method::GET => show(api, &req, &name).await,
+        Method::HEAD | Method::GET => show(api, &req, &name, target.admin_here).await,
         Method::POST => match update_metadata(api, &name, req.headers()).await {
             Ok(()) => response::status(StatusCode::NO_CONTENT),
             Err(response) => response,
@@ -65,6 +70,14 @@ pub fn merged_metadata(
             }
         } else if let Some(key) = name.strip_prefix(REMOVE_META_PREFIX) {
             metadata.remove(key);
+        } else if let Some(stored) = acl_key(name) {
+            if value.is_empty() {
+                metadata.remove(stored);
+            } else {
+                metadata.insert(stored.to_string(), value.to_string());
+            }
+        } else if let Some(stored) = name.strip_prefix("x-remove-").and_then(|rest| acl_key(&format!("x-{rest}"))) {
+            metadata.remove(stored);
         }
     }
     let overall: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -72,6 +85,15 @@ pub fn merged_metadata(
         return Err(response::error(StatusCode::BAD_REQUEST, "Too many metadata items or metadata too large"));
     }
     Ok(metadata)
+}
+
+/// Where an ACL header is stored in the metadata map.
+fn acl_key(header_name: &str) -> Option<&'static str> {
+    match header_name {
+        "x-container-read" => Some(acl::READ_KEY),
+        "x-container-write" => Some(acl::WRITE_KEY),
+        _ => None,
+    }
 }
 
 async fn bucket(api: &SwiftApi, name: &str) -> Result<BucketRecord, SwiftResponse> {
@@ -133,7 +155,7 @@ async fn delete(api: &SwiftApi, target: &Target, name: &str) -> SwiftResponse {
     }
 }
 
-async fn show(api: &SwiftApi, req: &Request<Incoming>, name: &str) -> SwiftResponse {
+async fn show(api: &SwiftApi, req: &Request<Incoming>, name: &str, admin: bool) -> SwiftResponse {
     let record = match bucket(api, name).await {
         Ok(record) => record,
         Err(response) => return response,
@@ -155,7 +177,13 @@ async fn show(api: &SwiftApi, req: &Request<Incoming>, name: &str) -> SwiftRespo
     let timestamp = format!("{}.{:05}", record.created_unix_ms / 1000, (record.created_unix_ms % 1000) * 100);
     response::set(&mut response, "x-timestamp", &timestamp);
     response::set(&mut response, "x-storage-policy", "default");
-    for (key, value) in &record.metadata {
+    // ACLs are the owner's business; other readers see the container's metadata only.
+    for (header_name, key) in [("x-container-read", acl::READ_KEY), ("x-container-write", acl::WRITE_KEY)] {
+        if let Some(value) = record.metadata.get(key).filter(|_| admin) {
+            response::set(&mut response, header_name, value);
+        }
+    }
+    for (key, value) in record.metadata.iter().filter(|(key, _)| !key.starts_with(':')) {
         if let (Ok(name), Ok(value)) =
             (http::HeaderName::try_from(format!("{META_PREFIX}{key}")), http::HeaderValue::from_str(value))
         {

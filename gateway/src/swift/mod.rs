@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod account;
+mod acl;
 mod container;
 pub mod keystone;
 mod listing;
@@ -52,7 +53,14 @@ pub struct SwiftApi {
 /// A request after authentication: who, and the account, container and object it names.
 #[derive(Clone)]
 pub struct Target {
+    /// Who signed (the default, empty signer for an anonymous request).
     pub signer: Signer,
+    /// Who asks, in container-ACL terms; `None` when anonymous.
+    pub identity: Option<acl::AclIdentity>,
+    /// The signer administers the account of the path (owns its containers).
+    pub admin_here: bool,
+    /// The request's Referer, for `.r:` ACL entries.
+    pub referrer: Option<String>,
     pub account: String,
     pub container: Option<String>,
     pub object: Option<String>,
@@ -127,7 +135,6 @@ impl SwiftApi {
     async fn authenticate(&self, req: &Request<Incoming>, rest: &str) -> Result<Target, SwiftResponse> {
         let unauthorized =
             || response::error(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized.");
-        let forbidden = || response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.");
         let mut parts = rest.splitn(3, '/');
         let account = parts.next().unwrap_or_default().to_string();
         let container = parts.next().filter(|c| !c.is_empty()).map(str::to_string);
@@ -142,18 +149,23 @@ impl SwiftApi {
         {
             return Err(response::error(StatusCode::BAD_REQUEST, "Object name length exceeds the limit"));
         }
-        let token = header(req.headers(), "x-auth-token")
+        let referrer = header(req.headers(), "referer").map(str::to_string);
+        let Some(token) = header(req.headers(), "x-auth-token")
             .or_else(|| header(req.headers(), "x-storage-token"))
-            .ok_or_else(unauthorized)?
-            .to_string();
-        let signer = if token.starts_with("AUTH_tk") {
+            .map(str::to_string)
+        else {
+            // Anonymous: only what a container's `.r:` ACL opens.
+            let signer = Signer::default();
+            return Ok(Target { signer, identity: None, admin_here: false, referrer, account, container, object });
+        };
+        let (signer, identity, admin_here) = if token.starts_with("AUTH_tk") {
             let session_key = self.authorizer.session_key().ok_or_else(unauthorized)?;
             let login = token::verify(&session_key, &token, now_unix_s()).ok_or_else(unauthorized)?;
+            let user = self.identities.tempauth_user(&login).ok_or_else(unauthorized)?;
             let signer = self.identities.signer(&login).ok_or_else(unauthorized)?;
-            if signer.account.as_deref() != Some(account.as_str()) {
-                return Err(forbidden());
-            }
-            signer
+            let identity = acl::AclIdentity { account: user.account.clone(), user: user.user.clone() };
+            let admin_here = signer.account_admin && signer.account.as_deref() == Some(account.as_str());
+            (signer, identity, admin_here)
         } else {
             let keystone = self.keystone.clone().ok_or_else(unauthorized)?;
             let checked = tokio::task::spawn_blocking(move || keystone.validate_blocking(&token)).await;
@@ -166,19 +178,19 @@ impl SwiftApi {
                 }
                 Err(_) => return Err(response::error(StatusCode::INTERNAL_SERVER_ERROR, "token validation failed")),
             };
-            // A reseller admin may act on any account; everyone else on its project's account only.
-            if identity.account() != account && !identity.reseller_admin {
-                return Err(forbidden());
-            }
-            Signer {
+            // Operators own their project's account; a reseller admin acts on every account.
+            let admin_here = (identity.operator && identity.account() == account) || identity.reseller_admin;
+            let signer = Signer {
                 name: format!("keystone:{}", identity.user),
                 access_key: format!("keystone:{}", identity.user),
-                account: Some(account.clone()),
+                account: Some(if identity.reseller_admin { account.clone() } else { identity.account() }),
                 account_admin: identity.operator || identity.reseller_admin,
                 ..Signer::default()
-            }
+            };
+            let acl_identity = acl::AclIdentity { account: identity.project_id.clone(), user: identity.user.clone() };
+            (signer, acl_identity, admin_here)
         };
-        Ok(Target { signer, account, container, object })
+        Ok(Target { signer, identity: Some(identity), admin_here, referrer, account, container, object })
     }
 
     /// An S3 request for `input`, made as the Swift user.
@@ -198,14 +210,74 @@ impl SwiftApi {
         }
     }
 
-    /// Whether the signer may work with `container` (its account owns it, and it is an admin).
-    pub async fn allowed(&self, target: &Target) -> Result<(), SwiftResponse> {
-        match self.authorizer.account_allows(&target.signer, target.container.as_deref()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.")),
-            Err(e) => Err(response::from_s3(&e)),
+    /// Whether the request may do `access` on the container of its path: the path's account must
+    /// own the container; its admins may do anything, others what the container's ACLs allow.
+    pub async fn allowed(&self, target: &Target, access: Access) -> Result<(), SwiftResponse> {
+        let denied = || {
+            if target.identity.is_none() {
+                response::error(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized.")
+            } else {
+                response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.")
+            }
+        };
+        let Some(container) = target.container.as_deref() else {
+            return if target.admin_here { Ok(()) } else { Err(denied()) };
+        };
+        let owner = self.authorizer.owners.owner(container).await.map_err(|e| response::from_s3(&e.into()))?;
+        match owner {
+            // Another account's container of the same name is, for this account, no container at all.
+            Some(owner) if owner != target.account => {
+                return Err(if target.admin_here {
+                    response::error(StatusCode::NOT_FOUND, "no such container")
+                } else {
+                    denied()
+                });
+            }
+            None if access != Access::ContainerAdmin => {
+                return Err(if target.admin_here {
+                    response::error(StatusCode::NOT_FOUND, "no such container")
+                } else {
+                    denied()
+                });
+            }
+            _ => {}
         }
+        if target.admin_here {
+            return Ok(());
+        }
+        if access == Access::ContainerAdmin {
+            return Err(denied());
+        }
+        let request = coffer_proto::pb::metadata::GetBucketRequest { name: container.to_string() };
+        let record = match self.metadata.rpc().get_bucket(request).await {
+            Ok(r) => r.into_inner().bucket.unwrap_or_default(),
+            Err(status) => return Err(response::from_s3(&crate::error::GatewayError::Remote(status.into()).into())),
+        };
+        let acl_of = |key: &str| acl::Acl::parse(record.metadata.get(key).map(String::as_str).unwrap_or_default());
+        let allowed = match access {
+            Access::ObjectWrite => target.identity.as_ref().is_some_and(|who| acl_of(acl::WRITE_KEY).names(who)),
+            Access::ObjectRead | Access::ContainerRead => {
+                let read = acl_of(acl::READ_KEY);
+                let by_name = target.identity.as_ref().is_some_and(|who| read.names(who));
+                let by_referrer = read.allows_referrer(target.referrer.as_deref())
+                    && (access == Access::ObjectRead || read.allows_listings());
+                by_name || by_referrer
+            }
+            Access::ContainerAdmin => false,
+        };
+        if allowed { Ok(()) } else { Err(denied()) }
     }
+}
+
+/// What a request does to a container, for [`SwiftApi::allowed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Create, delete, change metadata or ACLs: the account's admins only.
+    ContainerAdmin,
+    /// List or HEAD the container.
+    ContainerRead,
+    ObjectRead,
+    ObjectWrite,
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {

@@ -13,13 +13,17 @@ use s3s::dto::{
 };
 
 use super::response::{self, SwiftResponse};
-use super::{MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header};
+use super::{Access, MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header};
 
 const META_PREFIX: &str = "x-object-meta-";
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> SwiftResponse {
-    if let Err(denied) = api.allowed(&target).await {
+    let access = match *req.method() {
+        Method::GET | Method::HEAD => Access::ObjectRead,
+        _ => Access::ObjectWrite,
+    };
+    if let Err(denied) = api.allowed(&target, access).await {
         return denied;
     }
     for unsupported in ["x-delete-at", "x-delete-after", "x-object-manifest", "x-symlink-target"] {
@@ -286,7 +290,7 @@ async fn copy(
     let (source_container, source_object) = split_path(source)
         .ok_or_else(|| response::error(StatusCode::PRECONDITION_FAILED, "X-Copy-From must be /container/object"))?;
     let source_target = Target { container: Some(source_container.clone()), object: None, ..target.clone() };
-    api.allowed(&source_target).await?;
+    api.allowed(&source_target, Access::ObjectRead).await?;
     let head =
         HeadObjectInput::builder().bucket(source_container.clone()).key(source_object.clone()).build().map_err(bad)?;
     let existing = api
