@@ -194,7 +194,7 @@ def test_swift_cli_upload_download_stat(swift_server, tmp_path: Path):
 def test_info_advertises_the_limits(swift_server):
     info = connect(swift_server).get_capabilities()
     assert info["swift"]["max_object_name_length"] == 1024
-    assert "slo" not in info and "tempurl" not in info
+    assert "slo" not in info and "tempurl" in info
 
 
 def test_container_acls_open_containers_to_other_users_and_referrers(swift_server):
@@ -248,3 +248,47 @@ def test_container_acls_open_containers_to_other_users_and_referrers(swift_serve
     owner.post_container(name, headers={"X-Remove-Container-Read": "x"})
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(public, timeout=10)
+
+
+def test_tempurl_grants_one_method_on_one_object_until_it_expires(swift_server):
+    import time
+    import urllib.error
+    import urllib.request
+
+    from swiftclient.utils import generate_temp_url
+
+    owner = connect(swift_server)
+    name = f"tempurl-{uuid.uuid4().hex[:8]}"
+    owner.put_container(name, headers={"X-Container-Meta-Temp-URL-Key": "s3cr3t"})
+    owner.put_object(name, "report.pdf", b"%PDF quarterly")
+    url, _ = owner.get_auth()
+    base = url.split("/v1/")[0]
+    path = f"/v1/{url.split('/v1/')[1]}/{name}/report.pdf"
+
+    get = generate_temp_url(path, 60, "s3cr3t", "GET")
+    with urllib.request.urlopen(base + get, timeout=10) as r:
+        assert r.read() == b"%PDF quarterly"
+    sha512 = generate_temp_url(path, 60, "s3cr3t", "GET", digest="sha512")
+    with urllib.request.urlopen(base + sha512, timeout=10) as r:
+        assert r.status == 200
+    for bad in (
+        generate_temp_url(path, 60, "wrong-key", "GET"),
+        generate_temp_url(path.replace("report.pdf", "other"), 60, "s3cr3t", "GET"),
+    ):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + bad, timeout=10)
+        assert e.value.code in (401, 404)
+    # A GET link does not allow a PUT; a PUT link does.
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(urllib.request.Request(base + get, data=b"x", method="PUT"), timeout=10)
+    assert e.value.code == 401
+    put_path = path.replace("report.pdf", "upload.bin")
+    put = generate_temp_url(put_path, 60, "s3cr3t", "PUT")
+    urllib.request.urlopen(urllib.request.Request(base + put, data=b"uploaded", method="PUT"), timeout=10)
+    assert owner.get_object(name, "upload.bin")[1] == b"uploaded"
+    # Expired.
+    soon = generate_temp_url(path, int(time.time()) + 1, "s3cr3t", "GET", absolute=True)
+    time.sleep(2)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(base + soon, timeout=10)
+    assert e.value.code == 401

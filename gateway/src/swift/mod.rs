@@ -17,6 +17,7 @@ pub mod keystone;
 mod listing;
 mod object;
 mod response;
+mod tempurl;
 mod token;
 
 use std::sync::Arc;
@@ -61,6 +62,11 @@ pub struct Target {
     pub admin_here: bool,
     /// The request's Referer, for `.r:` ACL entries.
     pub referrer: Option<String>,
+    /// A TempURL signature in the query, for a request without a token.
+    pub tempurl: Option<tempurl::TempUrl>,
+    /// The request's method and decoded path, which a TempURL signature covers.
+    pub method: String,
+    pub path: String,
     pub account: String,
     pub container: Option<String>,
     pub object: Option<String>,
@@ -150,13 +156,31 @@ impl SwiftApi {
             return Err(response::error(StatusCode::BAD_REQUEST, "Object name length exceeds the limit"));
         }
         let referrer = header(req.headers(), "referer").map(str::to_string);
+        let method = req.method().as_str().to_string();
+        let path = format!("/v1/{rest}");
         let Some(token) = header(req.headers(), "x-auth-token")
             .or_else(|| header(req.headers(), "x-storage-token"))
             .map(str::to_string)
         else {
-            // Anonymous: only what a container's `.r:` ACL opens.
+            // Anonymous: what a TempURL signature or a container's `.r:` ACL opens.
+            let tempurl = match tempurl::TempUrl::from_query(&query_pairs(req.uri().query())) {
+                None => None,
+                Some(Ok(link)) => Some(link),
+                Some(Err(why)) => return Err(response::error(StatusCode::UNAUTHORIZED, &why)),
+            };
             let signer = Signer::default();
-            return Ok(Target { signer, identity: None, admin_here: false, referrer, account, container, object });
+            return Ok(Target {
+                signer,
+                identity: None,
+                admin_here: false,
+                referrer,
+                tempurl,
+                method,
+                path,
+                account,
+                container,
+                object,
+            });
         };
         let (signer, identity, admin_here) = if token.starts_with("AUTH_tk") {
             let session_key = self.authorizer.session_key().ok_or_else(unauthorized)?;
@@ -190,7 +214,18 @@ impl SwiftApi {
             let acl_identity = acl::AclIdentity { account: identity.project_id.clone(), user: identity.user.clone() };
             (signer, acl_identity, admin_here)
         };
-        Ok(Target { signer, identity: Some(identity), admin_here, referrer, account, container, object })
+        Ok(Target {
+            signer,
+            identity: Some(identity),
+            admin_here,
+            referrer,
+            tempurl: None,
+            method,
+            path,
+            account,
+            container,
+            object,
+        })
     }
 
     /// An S3 request for `input`, made as the Swift user.
@@ -253,6 +288,16 @@ impl SwiftApi {
             Ok(r) => r.into_inner().bucket.unwrap_or_default(),
             Err(status) => return Err(response::from_s3(&crate::error::GatewayError::Remote(status.into()).into())),
         };
+        if let Some(link) = &target.tempurl {
+            let keys: Vec<&str> =
+                tempurl::KEY_NAMES.iter().filter_map(|name| record.metadata.get(*name).map(String::as_str)).collect();
+            let object_access = matches!(access, Access::ObjectRead | Access::ObjectWrite);
+            return if object_access && link.grants(&target.method, &target.path, &keys, now_unix_s()) {
+                Ok(())
+            } else {
+                Err(response::error(StatusCode::UNAUTHORIZED, "Temp URL invalid"))
+            };
+        }
         let acl_of = |key: &str| acl::Acl::parse(record.metadata.get(key).map(String::as_str).unwrap_or_default());
         let allowed = match access {
             Access::ObjectWrite => target.identity.as_ref().is_some_and(|who| acl_of(acl::WRITE_KEY).names(who)),
@@ -300,6 +345,10 @@ fn info() -> SwiftResponse {
             "policies": [{"name": "default", "default": true}],
         },
         "tempauth": {"account_acls": false},
+        "tempurl": {
+            "methods": ["GET", "HEAD", "PUT", "POST", "DELETE"],
+            "allowed_digests": ["sha1", "sha256", "sha512"],
+        },
     });
     response::body(StatusCode::OK, "application/json; charset=utf-8", info.to_string())
 }
