@@ -223,8 +223,8 @@ def make_client(endpoint: str, **config):
     )
 
 
-def client_for_keys(endpoint: str, access_key: str, secret_key: str):
-    """A boto3 S3 client for another identity (an IAM user, a Swift tempauth user)."""
+def client_for_keys(endpoint: str, access_key: str, secret_key: str, session_token: str | None = None):
+    """A boto3 S3 client for another identity (an IAM user, STS session credentials, a Swift tempauth user)."""
     cfg = Config(
         region_name=REGION,
         signature_version="s3v4",
@@ -232,7 +232,12 @@ def client_for_keys(endpoint: str, access_key: str, secret_key: str):
         retries={"max_attempts": 1, "mode": "standard"},
     )
     return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key, config=cfg
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=session_token,
+        config=cfg,
     )
 
 

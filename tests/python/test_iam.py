@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY, REGION, SECRET_KEY, coffer_bin, make_client, unique_bucket
+from conftest import ACCESS_KEY, REGION, SECRET_KEY, client_for_keys, coffer_bin, make_client, unique_bucket
 
 
 def admin(endpoint: str, *args: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, check=True):
@@ -36,20 +36,7 @@ def admin_json(endpoint: str, *args: str, **kw):
 
 
 def client_for(endpoint: str, access_key: str, secret_key: str, session_token: str | None = None):
-    cfg = Config(
-        region_name=REGION,
-        signature_version="s3v4",
-        s3={"addressing_style": "path"},
-        retries={"max_attempts": 1, "mode": "standard"},
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        aws_session_token=session_token,
-        config=cfg,
-    )
+    return client_for_keys(endpoint, access_key, secret_key, session_token)
 
 
 def new_user(endpoint: str, *policies: str) -> tuple[str, object]:

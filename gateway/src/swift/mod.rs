@@ -228,6 +228,20 @@ impl SwiftApi {
         })
     }
 
+    /// Runs one S3 operation (`op`, e.g. `|r| self.s3.get_object(r)`) as the Swift user; its
+    /// failure becomes the Swift answer.
+    pub async fn run_s3<I, O, Fut>(
+        &self,
+        target: &Target,
+        input: I,
+        op: impl FnOnce(S3Request<I>) -> Fut,
+    ) -> Result<O, SwiftResponse>
+    where
+        Fut: std::future::Future<Output = s3s::S3Result<s3s::S3Response<O>>>,
+    {
+        op(self.s3_request(target, input, HeaderMap::new())).await.map(|r| r.output).map_err(|e| response::from_s3(&e))
+    }
+
     /// An S3 request for `input`, made as the Swift user.
     pub fn s3_request<T>(&self, target: &Target, input: T, headers: HeaderMap) -> S3Request<T> {
         let mut extensions = http::Extensions::new();

@@ -190,12 +190,7 @@ async fn get(
     if req.method() == Method::HEAD {
         let input =
             HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
-        let out = api
-            .s3
-            .head_object(api.s3_request(target, input, HeaderMap::new()))
-            .await
-            .map_err(|e| response::from_s3(&e))?
-            .output;
+        let out = api.run_s3(target, input, |r| api.s3.head_object(r)).await?;
         let mut response = response::status(StatusCode::OK);
         describe(
             &mut response,
@@ -213,12 +208,7 @@ async fn get(
         .range(range)
         .build()
         .map_err(bad)?;
-    let out = api
-        .s3
-        .get_object(api.s3_request(target, input, HeaderMap::new()))
-        .await
-        .map_err(|e| response::from_s3(&e))?
-        .output;
+    let out = api.run_s3(target, input, |r| api.s3.get_object(r)).await?;
     let mut response = http::Response::new(out.body.map(s3s::Body::from).unwrap_or_else(s3s::Body::empty));
     *response.status_mut() = if out.content_range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     describe(
@@ -271,10 +261,10 @@ async fn delete(
 ) -> Result<SwiftResponse, SwiftResponse> {
     // S3's DELETE succeeds on a missing key; Swift answers 404.
     let head = HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
-    api.s3.head_object(api.s3_request(target, head, HeaderMap::new())).await.map_err(|e| response::from_s3(&e))?;
+    api.run_s3(target, head, |r| api.s3.head_object(r)).await?;
     let input =
         DeleteObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
-    api.s3.delete_object(api.s3_request(target, input, HeaderMap::new())).await.map_err(|e| response::from_s3(&e))?;
+    api.run_s3(target, input, |r| api.s3.delete_object(r)).await?;
     Ok(response::status(StatusCode::NO_CONTENT))
 }
 
@@ -293,12 +283,7 @@ async fn copy(
     api.allowed(&source_target, Access::ObjectRead).await?;
     let head =
         HeadObjectInput::builder().bucket(source_container.clone()).key(source_object.clone()).build().map_err(bad)?;
-    let existing = api
-        .s3
-        .head_object(api.s3_request(target, head, HeaderMap::new()))
-        .await
-        .map_err(|e| response::from_s3(&e))?
-        .output;
+    let existing = api.run_s3(target, head, |r| api.s3.head_object(r)).await?;
     let fresh = header(headers, "x-fresh-metadata").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let mut metadata = if fresh { HashMap::new() } else { existing.metadata.clone().unwrap_or_default() };
     metadata.extend(user_metadata(headers)?);
@@ -316,12 +301,7 @@ async fn copy(
         .content_type(content_type)
         .build()
         .map_err(bad)?;
-    let out = api
-        .s3
-        .copy_object(api.s3_request(target, input, HeaderMap::new()))
-        .await
-        .map_err(|e| response::from_s3(&e))?
-        .output;
+    let out = api.run_s3(target, input, |r| api.s3.copy_object(r)).await?;
     let mut response = response::status(StatusCode::CREATED);
     response::set(&mut response, "x-copied-from", &format!("{source_container}/{source_object}"));
     if let Some(etag) = out.copy_object_result.and_then(|r| r.e_tag) {
