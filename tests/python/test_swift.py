@@ -292,3 +292,35 @@ def test_tempurl_grants_one_method_on_one_object_until_it_expires(swift_server):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(base + soon, timeout=10)
     assert e.value.code == 401
+
+
+def test_bulk_delete_removes_objects_and_empty_containers_with_the_callers_rights(swift_server):
+    import json
+    import urllib.request
+
+    owner = connect(swift_server)
+    name = f"bulk-{uuid.uuid4().hex[:8]}"
+    owner.put_container(name)
+    for i in range(3):
+        owner.put_object(name, f"o{i} x", b"x")
+    url, token = owner.get_auth()
+    body = "\n".join([f"/{name}/o0%20x", f"/{name}/o1 x", f"/{name}/o2%20x", f"/{name}/missing", f"/{name}"])
+    req = urllib.request.Request(f"{url}?bulk-delete", data=body.encode(), method="POST",
+                                 headers={"X-Auth-Token": token, "Accept": "application/json",
+                                          "Content-Type": "text/plain"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        summary = json.loads(r.read())
+    assert (summary["Number Deleted"], summary["Number Not Found"], summary["Errors"]) == (4, 1, [])
+    with pytest.raises(ClientException) as e:
+        owner.head_container(name)
+    assert e.value.http_status == 404
+    # Someone without rights on a container deletes nothing in it.
+    owner.put_container(name)
+    owner.put_object(name, "keep", b"k")
+    _, reader_token = connect(swift_server, READER).get_auth()
+    req = urllib.request.Request(f"{url}?bulk-delete", data=f"/{name}/keep".encode(), method="POST",
+                                 headers={"X-Auth-Token": reader_token, "Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        summary = json.loads(r.read())
+    assert summary["Number Deleted"] == 0 and summary["Errors"][0][1].startswith("403")
+    assert owner.get_object(name, "keep")[1] == b"k"

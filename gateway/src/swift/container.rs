@@ -138,7 +138,7 @@ async fn create(api: &SwiftApi, target: &Target, name: &str, headers: &HeaderMap
     }
 }
 
-async fn delete(api: &SwiftApi, target: &Target, name: &str) -> SwiftResponse {
+pub(super) async fn delete(api: &SwiftApi, target: &Target, name: &str) -> SwiftResponse {
     let input = match DeleteBucketInput::builder().bucket(name.to_string()).build() {
         Ok(input) => input,
         Err(e) => return response::error(StatusCode::BAD_REQUEST, &e.to_string()),

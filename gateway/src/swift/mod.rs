@@ -12,6 +12,7 @@
 
 mod account;
 mod acl;
+mod bulk;
 mod container;
 pub mod keystone;
 mod listing;
@@ -106,7 +107,14 @@ impl SwiftApi {
                     Ok(target) => target,
                     Err(response) => return response,
                 };
+                let bulk_delete = query_pairs(req.uri().query()).iter().any(|(name, _)| name == "bulk-delete");
                 match (&target.container, &target.object) {
+                    (None, _) if bulk_delete && matches!(*req.method(), Method::POST | Method::DELETE) => {
+                        if target.identity.is_none() {
+                            return response::error(StatusCode::UNAUTHORIZED, "bulk delete needs a token");
+                        }
+                        bulk::delete(self, req, target).await
+                    }
                     (None, _) => account::handle(self, req, target).await,
                     (Some(_), None) => container::handle(self, req, target).await,
                     (Some(_), Some(_)) => object::handle(self, req, target).await,
@@ -359,6 +367,7 @@ fn info() -> SwiftResponse {
             "policies": [{"name": "default", "default": true}],
         },
         "tempauth": {"account_acls": false},
+        "bulk_delete": {"max_deletes_per_request": bulk::MAX_DELETES, "max_failed_deletes": bulk::MAX_DELETES},
         "tempurl": {
             "methods": ["GET", "HEAD", "PUT", "POST", "DELETE"],
             "allowed_digests": ["sha1", "sha256", "sha512"],

@@ -253,7 +253,7 @@ fn describe(
     }
 }
 
-async fn delete(
+pub(super) async fn delete(
     api: &SwiftApi,
     target: &Target,
     container: &str,
