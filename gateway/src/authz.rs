@@ -62,6 +62,18 @@ fn action_of(op: &str) -> String {
     format!("s3:{action}")
 }
 
+/// The IAM action of an operation on one version (`?versionId=`), as AWS names it.
+fn version_action_of(op: &str) -> String {
+    match op {
+        "GetObject" | "HeadObject" => "s3:GetObjectVersion".into(),
+        "DeleteObject" => "s3:DeleteObjectVersion".into(),
+        "GetObjectTagging" => "s3:GetObjectVersionTagging".into(),
+        "PutObjectTagging" => "s3:PutObjectVersionTagging".into(),
+        "DeleteObjectTagging" => "s3:DeleteObjectVersionTagging".into(),
+        other => action_of(other),
+    }
+}
+
 impl Authorizer {
     pub fn new(identities: Arc<IdentityStore>, secure_transport: bool, owners: BucketOwners) -> Authorizer {
         Authorizer { identities, owners, secure_transport }
@@ -161,11 +173,12 @@ impl Authorizer {
 
     async fn require_source_read(&self, signer: &Signer, source: &CopySource) -> S3Result<()> {
         match source {
-            CopySource::Bucket { bucket, key, .. } => {
+            CopySource::Bucket { bucket, key, version_id } => {
                 if signer.account.is_some() {
                     return if self.account_allows(signer, Some(bucket)).await? { Ok(()) } else { Err(denied()) };
                 }
-                self.require(signer, self.context("s3:GetObject", &object_arn(bucket, key)))
+                let action = if version_id.is_some() { "s3:GetObjectVersion" } else { "s3:GetObject" };
+                self.require(signer, self.context(action, &object_arn(bucket, key)))
             }
             CopySource::AccessPoint { .. } | CopySource::Outpost { .. } => Err(denied()),
         }
@@ -238,7 +251,8 @@ impl S3Access for Authorizer {
                 Err(denied())
             };
         }
-        let action = action_of(cx.s3_op().name());
+        let versioned = cx.uri().query().is_some_and(|q| url_pairs(q).any(|(name, _)| name == "versionId"));
+        let action = if versioned { version_action_of(cx.s3_op().name()) } else { action_of(cx.s3_op().name()) };
         let resource = match cx.s3_path() {
             S3Path::Root => "*".to_string(),
             S3Path::Bucket { bucket } => bucket_arn(bucket),
@@ -282,7 +296,8 @@ impl S3Access for Authorizer {
         }
         let bucket = req.input.bucket.clone();
         for object in &req.input.delete.objects {
-            self.require(&signer, self.context("s3:DeleteObject", &object_arn(&bucket, &object.key)))?;
+            let action = if object.version_id.is_some() { "s3:DeleteObjectVersion" } else { "s3:DeleteObject" };
+            self.require(&signer, self.context(action, &object_arn(&bucket, &object.key)))?;
         }
         Ok(())
     }
@@ -298,6 +313,9 @@ mod tests {
         assert_eq!(action_of("HeadObject"), "s3:GetObject");
         assert_eq!(action_of("UploadPart"), "s3:PutObject");
         assert_eq!(action_of("GetObjectTagging"), "s3:GetObjectTagging");
+        assert_eq!(version_action_of("GetObject"), "s3:GetObjectVersion");
+        assert_eq!(version_action_of("DeleteObject"), "s3:DeleteObjectVersion");
+        assert_eq!(version_action_of("ListObjectVersions"), "s3:ListBucketVersions");
         let pairs: Vec<_> = url_pairs("list-type=2&prefix=home%2Falice%2F&delimiter=/").collect();
         assert_eq!(pairs[1], ("prefix".to_string(), "home/alice/".to_string()));
     }

@@ -18,6 +18,7 @@ use crate::keys;
 use crate::multipart;
 use crate::repair;
 use crate::store::{Cf, Store};
+use crate::versions;
 
 /// The times one command works with, all taken from one clock reading before it was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,9 @@ pub struct Stamp {
     pub replaced_gc_unix_ms: i64,
     /// A commit refuses an intent due before this, since the collector may already be deleting it.
     pub intent_deadline_unix_ms: i64,
+    /// The order (and id) a new version made by this command takes in a versioned bucket: counts
+    /// down with time (see `versions`).
+    pub version_order: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +62,24 @@ pub enum Command {
         bucket: String,
         key: String,
         stamp: Stamp,
+    },
+    /// Deletes one version for good (`versions::delete_version`).
+    DeleteVersion {
+        bucket: String,
+        key: String,
+        version_id: String,
+        stamp: Stamp,
+    },
+    SetBucketVersioning {
+        name: String,
+        versioning: coffer_proto::pb::metadata::Versioning,
+    },
+    /// Tags of one version (`version_id` is an id or "null").
+    SetVersionTags {
+        bucket: String,
+        key: String,
+        version_id: String,
+        tags: std::collections::HashMap<String, String>,
     },
     CreateUpload {
         upload: UploadRecord,
@@ -110,6 +132,10 @@ pub enum Command {
         name: String,
         metadata: std::collections::HashMap<String, String>,
     },
+    SetAccountMetadata {
+        name: String,
+        metadata: std::collections::HashMap<String, String>,
+    },
     /// A repair worker rebuilt shard `index` of `data_id` at `target` (see `repair::complete`).
     CompleteRepair {
         data_id: Vec<u8>,
@@ -153,10 +179,17 @@ pub enum Applied {
     Existed(bool),
     Upload(UploadRecord),
     Part(PartRecord),
+    Account(coffer_proto::pb::metadata::AccountRecord),
     /// The IAM generation after the change.
     IamGeneration(u64),
     /// Whether a repair took effect.
     Repaired(bool),
+    /// A delete in a versioned bucket: the version removed or the delete marker made.
+    Deleted {
+        existed: bool,
+        version_id: String,
+        delete_marker: bool,
+    },
     Done,
 }
 
@@ -179,10 +212,20 @@ impl Applied {
         }
     }
 
+    #[cfg(test)]
     pub fn into_existed(self) -> Result<bool, MetadataError> {
         match self {
             Applied::Existed(e) => Ok(e),
             other => Err(other.mismatch("an existed flag")),
+        }
+    }
+
+    /// (existed, version id, delete marker) of any delete.
+    pub fn into_deleted(self) -> Result<(bool, String, bool), MetadataError> {
+        match self {
+            Applied::Existed(e) => Ok((e, String::new(), false)),
+            Applied::Deleted { existed, version_id, delete_marker } => Ok((existed, version_id, delete_marker)),
+            other => Err(other.mismatch("a delete outcome")),
         }
     }
 
@@ -197,6 +240,13 @@ impl Applied {
         match self {
             Applied::Repaired(r) => Ok(r),
             other => Err(other.mismatch("a repair outcome")),
+        }
+    }
+
+    pub fn into_account(self) -> Result<coffer_proto::pb::metadata::AccountRecord, MetadataError> {
+        match self {
+            Applied::Account(a) => Ok(a),
+            other => Err(other.mismatch("an account")),
         }
     }
 
@@ -240,6 +290,13 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             put_object(store, batch, record, &intents, &condition, &stamp)
         }
         Command::DeleteObject { bucket, key, stamp } => delete_object(store, batch, &bucket, &key, &stamp),
+        Command::DeleteVersion { bucket, key, version_id, stamp } => {
+            versions::delete_version(store, batch, &bucket, &key, &version_id, &stamp)
+        }
+        Command::SetBucketVersioning { name, versioning } => versions::set_versioning(store, batch, &name, versioning),
+        Command::SetVersionTags { bucket, key, version_id, tags } => {
+            versions::set_tags(store, batch, &bucket, &key, &version_id, tags)
+        }
         Command::CreateUpload { upload } => multipart::create_upload(store, batch, upload),
         Command::PutPart { bucket, key, part, intents, stamp } => {
             multipart::put_part(store, batch, &bucket, &key, part, &intents, &stamp)
@@ -280,6 +337,11 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             let mut record = store.object(&bucket, &key)?;
             record.tags = tags;
             batch.put_cf(store.cf(Cf::Objects)?, keys::object(&bucket, &key), record.encode_to_vec());
+            if record.version_order != 0 {
+                // A versioned current version: its entry in `versions` carries the same tags.
+                let at = keys::version(&bucket, &key, record.version_order);
+                batch.put_cf(store.cf(Cf::Versions)?, at, record.encode_to_vec());
+            }
             Ok(Applied::Object(record))
         }
         Command::RemoveNode { node_id } => {
@@ -292,6 +354,9 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             batch.delete_cf(store.cf(Cf::Nodes)?, keys::node(&node_id));
             batch.put_cf(store.cf(Cf::NodeAdmin)?, keys::node(&node_id), [NodeAdmin::Removed as u8]);
             Ok(Applied::Done)
+        }
+        Command::SetAccountMetadata { name, metadata } => {
+            crate::accounts::set_metadata(store, batch, &name, metadata).map(Applied::Account)
         }
         Command::SetBucketMetadata { name, metadata } => {
             let mut bucket = store.bucket(&name)?;
@@ -427,11 +492,18 @@ fn put_object(
     stamp: &Stamp,
 ) -> Result<Applied, MetadataError> {
     validate_key(&record.key)?;
-    store.bucket(&record.bucket)?;
+    let bucket = store.bucket(&record.bucket)?;
     data::validate_segments(&record.segments, record.size)?;
     record.last_modified_unix_ms = stamp.now_unix_ms;
     let replaced = store.find_object(&record.bucket, &record.key)?;
     check_condition(condition, &record.bucket, &record.key, replaced.as_ref())?;
+    if versions::is_versioned(&bucket) {
+        return versions::put_object(store, batch, &bucket, record, replaced, intents, stamp);
+    }
+    // Never versioned: the record replaces the current one, whose data goes to the collector.
+    record.version_id.clear();
+    record.version_order = 0;
+    record.delete_marker = false;
     let replaced_segments = replaced.as_ref().map_or(&[][..], |r| &r.segments[..]);
     let owner = DataOwner { bucket: record.bucket.clone(), key: record.key.clone(), ..Default::default() };
     let ObjectRecord { segments, .. } = &mut record;
@@ -448,7 +520,10 @@ fn delete_object(
     key: &str,
     stamp: &Stamp,
 ) -> Result<Applied, MetadataError> {
-    store.bucket(bucket)?;
+    let record = store.bucket(bucket)?;
+    if versions::is_versioned(&record) {
+        return versions::add_delete_marker(store, batch, &record, key, stamp);
+    }
     let Some(existing) = store.find_object(bucket, key)? else {
         return Ok(Applied::Existed(false));
     };
@@ -497,7 +572,12 @@ pub(crate) mod tests {
     pub const GRACE_MS: i64 = 900_000;
 
     pub fn stamp(now: i64) -> Stamp {
-        Stamp { now_unix_ms: now, replaced_gc_unix_ms: now + GRACE_MS, intent_deadline_unix_ms: now + 60_000 }
+        Stamp {
+            now_unix_ms: now,
+            replaced_gc_unix_ms: now + GRACE_MS,
+            intent_deadline_unix_ms: now + 60_000,
+            version_order: versions::order_of(now as u64),
+        }
     }
 
     pub fn store() -> (tempfile::TempDir, Store) {

@@ -24,6 +24,32 @@ pub fn object(bucket: &str, key: &str) -> Vec<u8> {
     k
 }
 
+/// Every version of one object key: `bucket 0x00 key 0x00`.
+pub fn version_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = object(bucket, key);
+    k.push(SEP);
+    k
+}
+
+/// One version of an object: `bucket 0x00 key 0x00` then the version order, big-endian. Orders
+/// count down as versions are made (see `versions::order_of`), so a key's versions sort newest
+/// first, and a key's versions sort before those of any longer key it is a prefix of.
+pub fn version(bucket: &str, key: &str, order: u64) -> Vec<u8> {
+    let mut k = version_prefix(bucket, key);
+    k.extend_from_slice(&order.to_be_bytes());
+    k
+}
+
+/// Splits the part of a version key after `bucket 0x00` into object key and order.
+pub fn split_version(rest: &[u8]) -> Option<(&[u8], u64)> {
+    let at = rest.len().checked_sub(9)?;
+    let (key, tail) = rest.split_at(at);
+    if tail[0] != SEP {
+        return None;
+    }
+    Some((key, u64::from_be_bytes(tail[1..].try_into().ok()?)))
+}
+
 /// Uploads of one key sort by upload id, which starts with the initiation time (see `new_upload_id`),
 /// so a key's uploads list oldest first as in S3.
 pub fn upload(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
@@ -148,6 +174,33 @@ mod tests {
         assert_eq!(keys, expected);
         assert!(object("a", "zzz") < bucket_prefix("a-"));
         assert!(object("a", "b") < object("a", "b\u{1}"));
+    }
+
+    #[test]
+    fn version_keys_sort_by_key_then_newest_first_and_round_trip() {
+        let mut keys = vec![
+            version("b", "a", 7),
+            version("b", "a\u{1}", 1),
+            version("b", "a", 3),
+            version("b", "ab", 0),
+            version("b", "", 9),
+            version("b-", "a", 0),
+        ];
+        keys.sort();
+        let expected = vec![
+            version("b", "", 9),
+            version("b", "a", 3),
+            version("b", "a", 7),
+            version("b", "a\u{1}", 1),
+            version("b", "ab", 0),
+            version("b-", "a", 0),
+        ];
+        assert_eq!(keys, expected);
+        assert!(version("b", "a", u64::MAX) < version_prefix("b", "a\u{1}"));
+        assert!(version("b", "a", u64::MAX) < bucket_prefix("b-"));
+        let k = version("b", "photos/a", 42);
+        assert_eq!(split_version(&k[2..]), Some((&b"photos/a"[..], 42)));
+        assert_eq!(split_version(b"short"), None);
     }
 
     #[test]

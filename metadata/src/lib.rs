@@ -4,6 +4,7 @@
 //! Writes go through one applier thread as deterministic commands with group commit (see
 //! [`applier`] and [`command`]), so a replicated log can later feed the same state machine.
 
+mod accounts;
 mod applier;
 mod cluster;
 mod command;
@@ -22,6 +23,7 @@ mod service;
 mod stats;
 mod store;
 mod usage;
+mod versions;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -201,7 +203,7 @@ mod tests {
         let stored = client.put_object(put).await.unwrap().into_inner().record.unwrap();
         assert!(stored.last_modified_unix_ms > 0);
 
-        let get = GetObjectRequest { bucket: "b".into(), key: "dir/k".into() };
+        let get = GetObjectRequest { bucket: "b".into(), key: "dir/k".into(), ..Default::default() };
         assert_eq!(client.get_object(get.clone()).await.unwrap().into_inner().record.unwrap(), stored);
         let list = ListObjectsRequest { bucket: "b".into(), delimiter: "/".into(), max_keys: 10, ..Default::default() };
         let listed = client.list_objects(list).await.unwrap().into_inner();
@@ -218,11 +220,11 @@ mod tests {
             code(client.delete_bucket(DeleteBucketRequest { name: "b".into() }).await),
             ErrorCode::BucketNotEmpty
         );
-        let delete = DeleteObjectRequest { bucket: "b".into(), key: "dir/k".into() };
+        let delete = DeleteObjectRequest { bucket: "b".into(), key: "dir/k".into(), ..Default::default() };
         assert!(client.delete_object(delete.clone()).await.unwrap().into_inner().existed);
         assert!(!client.delete_object(delete).await.unwrap().into_inner().existed);
         assert_eq!(code(client.get_object(get).await), ErrorCode::NoSuchKey);
-        let elsewhere = GetObjectRequest { bucket: "nope".into(), key: "k".into() };
+        let elsewhere = GetObjectRequest { bucket: "nope".into(), key: "k".into(), ..Default::default() };
         assert_eq!(code(client.get_object(elsewhere).await), ErrorCode::NoSuchBucket);
 
         stop.send(()).unwrap();

@@ -16,7 +16,7 @@ use crate::store::{Cf, Store, bounded, decode};
 pub const MAX_PAGE: u32 = 1000;
 
 /// The common prefix `key` folds into: the prefix, then up to and including the first delimiter.
-fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: &str) -> Option<&'k str> {
+pub(crate) fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: &str) -> Option<&'k str> {
     if delimiter.is_empty() {
         return None;
     }

@@ -101,6 +101,7 @@ pub fn put_part(
         key: key.to_string(),
         upload_id: part.upload_id.clone(),
         part_number: part.part_number,
+        version_order: None,
     };
     data::commit(
         store,
@@ -181,10 +182,19 @@ pub fn complete_upload(
     record.last_modified_unix_ms = stamp.now_unix_ms;
     record.segments = segments;
 
+    // In a versioned bucket the replaced version stays (with its data) unless it is the null version
+    // a Suspended bucket overwrites; otherwise its data goes to the collector.
+    let bucket_record = store.bucket(bucket)?;
+    let retired = if crate::versions::is_versioned(&bucket_record) {
+        crate::versions::place(store, batch, &bucket_record, &mut record, replaced.as_ref(), stamp)?
+    } else {
+        record.version_id.clear();
+        record.version_order = 0;
+        replaced.as_ref().map(|r| r.segments.clone()).unwrap_or_default()
+    };
+    record.delete_marker = false;
     crate::usage::account(store, batch, bucket, replaced.as_ref(), Some(&record))?;
-    if let Some(replaced) = replaced {
-        data::retire(store, batch, &record.segments, &replaced.segments, stamp.replaced_gc_unix_ms)?;
-    }
+    data::retire(store, batch, &record.segments, &retired, stamp.replaced_gc_unix_ms)?;
     let parts_cf = store.cf(Cf::Parts)?;
     for (number, (part_key, part)) in &stored {
         if listed.binary_search_by_key(number, |p| p.part_number).is_err() {
@@ -194,9 +204,8 @@ pub fn complete_upload(
         batch.delete_cf(parts_cf, part_key);
     }
     batch.delete_cf(store.cf(Cf::Uploads)?, keys::upload(bucket, key, upload_id));
-    let owner = DataOwner { bucket: bucket.to_string(), key: key.to_string(), ..Default::default() };
-    data::own(store, batch, &record.segments, &owner)?;
-    batch.put_cf(store.cf(Cf::Objects)?, keys::object(bucket, key), record.encode_to_vec());
+    data::own(store, batch, &record.segments, &crate::versions::owner_of(&record))?;
+    crate::versions::write_current(store, batch, &record)?;
     Ok(Applied::Object(record))
 }
 

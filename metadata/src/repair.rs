@@ -303,7 +303,21 @@ fn relocate(
             _ => false,
         }
     };
-    if owner.upload_id.is_empty() {
+    if let Some(order) = owner.version_order {
+        // A version of a versioned bucket: its entry in `versions`, and the copy in `objects` when
+        // it is the current version.
+        let Some(mut record) = store.find_version(&owner.bucket, &owner.key, order)? else {
+            return Err(MetadataError::corrupt("version record", "owner of data that does not exist"));
+        };
+        if !record.segments.iter_mut().filter_map(|s| s.layout.as_mut()).any(set) {
+            return Err(MetadataError::corrupt("version record", "owner of data that it does not reference"));
+        }
+        let value = record.encode_to_vec();
+        batch.put_cf(store.cf(Cf::Versions)?, keys::version(&owner.bucket, &owner.key, order), &value);
+        if store.find_object(&owner.bucket, &owner.key)?.is_some_and(|c| c.version_order == order) {
+            batch.put_cf(store.cf(Cf::Objects)?, keys::object(&owner.bucket, &owner.key), &value);
+        }
+    } else if owner.upload_id.is_empty() {
         let mut record = store.object(&owner.bucket, &owner.key)?;
         if !record.segments.iter_mut().filter_map(|s| s.layout.as_mut()).any(set) {
             return Err(MetadataError::corrupt("object record", "owner of data that it does not reference"));

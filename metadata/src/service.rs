@@ -2,7 +2,8 @@
 //! (clock, ids, placement) before a command is queued.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coffer_proto::pb::metadata::metadata_server::Metadata;
 use coffer_proto::pb::metadata::*;
@@ -15,7 +16,7 @@ use crate::config::MetadataConfig;
 use crate::error::MetadataError;
 use crate::leases::{self, Leases};
 use crate::store::Store;
-use crate::{data, iam, keys, listing, multipart, now_unix_ms, placement, repair, usage};
+use crate::{accounts, data, iam, keys, listing, multipart, now_unix_ms, placement, repair, usage, versions};
 
 /// A commit refuses an intent due within this margin: the collector may already be deleting it.
 const INTENT_MARGIN: Duration = Duration::from_secs(60);
@@ -44,6 +45,7 @@ impl Timing {
             now_unix_ms,
             replaced_gc_unix_ms: now_unix_ms.saturating_add(ms(self.gc_grace)),
             intent_deadline_unix_ms: now_unix_ms.saturating_add(ms(margin)),
+            version_order: 0,
         }
     }
 }
@@ -54,6 +56,9 @@ pub struct MetadataService {
     cluster: Arc<Cluster>,
     timing: Timing,
     leases: Arc<Leases>,
+    /// The last version sequence handed out (microseconds since the epoch, made strictly increasing),
+    /// so versions made later get smaller orders, hence ids that sort first.
+    version_seq: AtomicU64,
 }
 
 /// Repair tasks handed out per claim at most.
@@ -65,11 +70,19 @@ fn required<T>(field: Option<T>, name: &str) -> Result<T, Status> {
 
 impl MetadataService {
     pub fn new(store: Arc<Store>, applier: Applier, cluster: Arc<Cluster>, timing: Timing) -> MetadataService {
-        MetadataService { store, applier, cluster, timing, leases: Arc::default() }
+        MetadataService { store, applier, cluster, timing, leases: Arc::default(), version_seq: AtomicU64::new(0) }
     }
 
     fn stamp(&self) -> Stamp {
-        self.timing.stamp(now_unix_ms())
+        let now = now_unix_ms();
+        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let previous = self
+            .version_seq
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| Some(micros.max(last + 1)))
+            .unwrap_or_else(|last| last);
+        let mut stamp = self.timing.stamp(now);
+        stamp.version_order = versions::order_of(micros.max(previous + 1));
+        stamp
     }
 
     /// A point lookup (one key), run right here on the runtime thread: it is served from the memtable or block
@@ -187,6 +200,22 @@ impl Metadata for MetadataService {
         Ok(Response::new(SetBucketMetadataResponse { bucket: Some(bucket) }))
     }
 
+    async fn get_account(&self, req: Request<GetAccountRequest>) -> Result<Response<GetAccountResponse>, Status> {
+        let name = req.into_inner().name;
+        let account = self.read_point(move |store| accounts::get(store, &name))?;
+        Ok(Response::new(GetAccountResponse { account: Some(account) }))
+    }
+
+    async fn set_account_metadata(
+        &self,
+        req: Request<SetAccountMetadataRequest>,
+    ) -> Result<Response<SetAccountMetadataResponse>, Status> {
+        let req = req.into_inner();
+        let command = Command::SetAccountMetadata { name: req.name, metadata: req.metadata };
+        let account = self.submit(command).await?.into_account()?;
+        Ok(Response::new(SetAccountMetadataResponse { account: Some(account) }))
+    }
+
     async fn get_bucket_usage(
         &self,
         req: Request<GetBucketUsageRequest>,
@@ -236,15 +265,19 @@ impl Metadata for MetadataService {
 
     async fn get_object(&self, req: Request<GetObjectRequest>) -> Result<Response<GetObjectResponse>, Status> {
         let req = req.into_inner();
-        let record = self.read_point(move |store| store.object(&req.bucket, &req.key))?;
+        let record = self.read_point(move |store| versions::get(store, &req.bucket, &req.key, &req.version_id))?;
         Ok(Response::new(GetObjectResponse { record: Some(record) }))
     }
 
     async fn delete_object(&self, req: Request<DeleteObjectRequest>) -> Result<Response<DeleteObjectResponse>, Status> {
         let req = req.into_inner();
-        let command = Command::DeleteObject { bucket: req.bucket, key: req.key, stamp: self.stamp() };
-        let existed = self.submit(command).await?.into_existed()?;
-        Ok(Response::new(DeleteObjectResponse { existed }))
+        let command = if req.version_id.is_empty() {
+            Command::DeleteObject { bucket: req.bucket, key: req.key, stamp: self.stamp() }
+        } else {
+            Command::DeleteVersion { bucket: req.bucket, key: req.key, version_id: req.version_id, stamp: self.stamp() }
+        };
+        let (existed, version_id, delete_marker) = self.submit(command).await?.into_deleted()?;
+        Ok(Response::new(DeleteObjectResponse { existed, version_id, delete_marker }))
     }
 
     async fn put_object_tags(
@@ -252,7 +285,11 @@ impl Metadata for MetadataService {
         req: Request<PutObjectTagsRequest>,
     ) -> Result<Response<PutObjectTagsResponse>, Status> {
         let req = req.into_inner();
-        let command = Command::SetObjectTags { bucket: req.bucket, key: req.key, tags: req.tags };
+        let command = if req.version_id.is_empty() {
+            Command::SetObjectTags { bucket: req.bucket, key: req.key, tags: req.tags }
+        } else {
+            Command::SetVersionTags { bucket: req.bucket, key: req.key, version_id: req.version_id, tags: req.tags }
+        };
         let record = self.submit(command).await?.into_object()?;
         Ok(Response::new(PutObjectTagsResponse { record: Some(record) }))
     }
@@ -260,6 +297,25 @@ impl Metadata for MetadataService {
     async fn list_objects(&self, req: Request<ListObjectsRequest>) -> Result<Response<ListObjectsResponse>, Status> {
         let req = req.into_inner();
         Ok(Response::new(self.read(move |store| listing::list_objects(store, &req)).await?))
+    }
+
+    async fn set_bucket_versioning(
+        &self,
+        req: Request<SetBucketVersioningRequest>,
+    ) -> Result<Response<SetBucketVersioningResponse>, Status> {
+        let req = req.into_inner();
+        let versioning = Versioning::try_from(req.versioning)
+            .map_err(|_| MetadataError::InvalidArgument(format!("unknown versioning state {}", req.versioning)))?;
+        let bucket = self.submit(Command::SetBucketVersioning { name: req.name, versioning }).await?.into_bucket()?;
+        Ok(Response::new(SetBucketVersioningResponse { bucket: Some(bucket) }))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: Request<ListObjectVersionsRequest>,
+    ) -> Result<Response<ListObjectVersionsResponse>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(self.read(move |store| versions::list(store, &req)).await?))
     }
 
     async fn create_upload(&self, req: Request<CreateUploadRequest>) -> Result<Response<CreateUploadResponse>, Status> {

@@ -37,10 +37,14 @@ pub enum Cf {
     Meta,
     /// `kind byte + name` → `IamEntity`: users, access keys, groups, policies, settings.
     Iam,
+    /// `keys::version` → `ObjectRecord`: every version of the objects of versioned buckets, delete
+    /// markers included, newest first per key. The current one is also in `objects` unless it is
+    /// a delete marker (see `versions.rs`).
+    Versions,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 12] = [
+    pub const ALL: [Cf; 13] = [
         Cf::Buckets,
         Cf::Objects,
         Cf::Uploads,
@@ -53,6 +57,7 @@ impl Cf {
         Cf::NodeAdmin,
         Cf::Meta,
         Cf::Iam,
+        Cf::Versions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +74,7 @@ impl Cf {
             Cf::NodeAdmin => "node_admin",
             Cf::Meta => "meta",
             Cf::Iam => "iam",
+            Cf::Versions => "versions",
         }
     }
 }
@@ -218,13 +224,20 @@ impl Store {
         Err(MetadataError::NoSuchKey { bucket: bucket.to_string(), key: key.to_string() })
     }
 
+    /// Whether the bucket holds any object, noncurrent version or delete marker.
     pub fn bucket_has_objects(&self, bucket: &str) -> Result<bool, MetadataError> {
         let mut any = false;
-        self.scan_prefix(Cf::Objects, &keys::bucket_prefix(bucket), |_, _| {
-            any = true;
-            Ok(false)
-        })?;
+        for cf in [Cf::Objects, Cf::Versions] {
+            self.scan_prefix(cf, &keys::bucket_prefix(bucket), |_, _| {
+                any = true;
+                Ok(false)
+            })?;
+        }
         Ok(any)
+    }
+
+    pub fn find_version(&self, bucket: &str, key: &str, order: u64) -> Result<Option<ObjectRecord>, MetadataError> {
+        self.get(Cf::Versions, &keys::version(bucket, key, order))
     }
 
     /// The upload, which must belong to `bucket`/`key`.
@@ -289,7 +302,9 @@ impl Store {
         let Some(owner) = self.owner(data_id)? else {
             return Ok(None);
         };
-        let segments = if owner.upload_id.is_empty() {
+        let segments = if let Some(order) = owner.version_order {
+            self.find_version(&owner.bucket, &owner.key, order)?.map(|r| r.segments).unwrap_or_default()
+        } else if owner.upload_id.is_empty() {
             self.find_object(&owner.bucket, &owner.key)?.map(|r| r.segments).unwrap_or_default()
         } else {
             self.find_part(&owner.upload_id, owner.part_number)?.and_then(|p| p.segment).into_iter().collect()

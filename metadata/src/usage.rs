@@ -1,5 +1,7 @@
 //! Per-bucket usage: object count and bytes, kept exact by the same write batch that adds,
 //! replaces or removes an object, so a container HEAD or an account listing costs one read.
+//! In versioned buckets they count current versions that are not delete markers (what the
+//! `objects` column family holds): noncurrent versions and delete markers are not counted.
 
 use std::collections::BTreeMap;
 

@@ -34,8 +34,9 @@ enum Role {
     Metadata(coffer_metadata::MetadataConfig),
     /// A blobnode: stores erasure shards on its disks.
     Blobnode(coffer_blobnode::BlobnodeConfig),
-    /// The stateless S3 gateway.
-    Gateway(coffer_gateway::GatewayConfig),
+    /// The stateless S3 gateway (also Swift and the web console when given their addresses).
+    // Boxed: the gateway's configuration is much larger than the other roles'.
+    Gateway(Box<coffer_gateway::GatewayConfig>),
     /// A repair worker: rebuilds missing, damaged and stranded shards (several may run).
     Repair(coffer_repair::RepairConfig),
     /// Operator commands against a running cluster: nodes, draining, repair progress.
@@ -79,7 +80,7 @@ fn main() -> std::process::ExitCode {
             Role::Metadata(config) => coffer_metadata::run(config, shutdown).await.map_err(anyhow::Error::from),
             Role::Blobnode(config) => coffer_blobnode::run(config, shutdown).await.map_err(anyhow::Error::from),
             Role::Gateway(config) => {
-                coffer_gateway::run(config, Some(metrics), shutdown).await.map_err(anyhow::Error::from)
+                coffer_gateway::run(*config, Some(metrics), shutdown).await.map_err(anyhow::Error::from)
             }
             Role::Repair(config) => coffer_repair::run(config, shutdown).await.map_err(anyhow::Error::from),
             Role::Admin(args) => admin::run(args).await,

@@ -545,3 +545,166 @@ fn sigterm_exits_cleanly() {
     });
     assert_eq!(server.proc.terminate(), Some(0), "log:\n{}", server.proc.log());
 }
+
+#[test]
+fn versioning() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, MfaDeleteStatus, VersioningConfiguration};
+    let server = Embedded::start(&[]);
+    let s3 = server.client();
+    runtime().block_on(async {
+        s3.create_bucket().bucket("ver").send().await.expect("create");
+        let state = s3.get_bucket_versioning().bucket("ver").send().await.expect("get versioning");
+        assert!(state.status().is_none() && state.mfa_delete().is_none(), "never versioned: empty");
+        let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+        let with_mfa = VersioningConfiguration::builder()
+            .status(BucketVersioningStatus::Enabled)
+            .mfa_delete(aws_sdk_s3::types::MfaDelete::Enabled)
+            .build();
+        let refused = s3.put_bucket_versioning().bucket("ver").versioning_configuration(with_mfa).send().await;
+        assert_eq!(error_code(refused), "NotImplemented");
+        s3.put_bucket_versioning().bucket("ver").versioning_configuration(enabled).send().await.expect("enable");
+        let state = s3.get_bucket_versioning().bucket("ver").send().await.expect("get versioning");
+        assert_eq!(state.status(), Some(&BucketVersioningStatus::Enabled));
+        assert!(state.mfa_delete().is_none_or(|m| *m == MfaDeleteStatus::Disabled));
+
+        // Two versions: both readable, the newest current.
+        let put =
+            |body: &'static [u8]| s3.put_object().bucket("ver").key("k").body(ByteStream::from_static(body)).send();
+        let v1 = put(b"one").await.expect("put v1").version_id().expect("v1 id").to_string();
+        let v2 = put(b"two").await.expect("put v2").version_id().expect("v2 id").to_string();
+        assert_ne!(v1, v2);
+        assert_eq!(get_bytes(&s3, "ver", "k").await, b"two");
+        let old = s3.get_object().bucket("ver").key("k").version_id(&v1).send().await.expect("get v1");
+        assert_eq!(old.version_id(), Some(v1.as_str()));
+        assert_eq!(old.body.collect().await.expect("body").into_bytes().as_ref(), b"one");
+        let head = s3.head_object().bucket("ver").key("k").version_id(&v1).send().await.expect("head v1");
+        assert_eq!(head.content_length(), Some(3));
+        let missing = s3.get_object().bucket("ver").key("k").version_id("00000000000000ff").send().await;
+        assert_eq!(error_code(missing), "NoSuchVersion");
+
+        // Tags of one version.
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .tag_set(aws_sdk_s3::types::Tag::builder().key("t").value("1").build().expect("tag"))
+            .build()
+            .expect("tagging");
+        s3.put_object_tagging().bucket("ver").key("k").version_id(&v1).tagging(tagging).send().await.expect("tag v1");
+        let tags = s3.get_object_tagging().bucket("ver").key("k").version_id(&v1).send().await.expect("tags v1");
+        assert_eq!(tags.tag_set().len(), 1);
+        let current_tags = s3.get_object_tagging().bucket("ver").key("k").send().await.expect("tags");
+        assert!(current_tags.tag_set().is_empty());
+
+        // Copy from an old version.
+        let copied = s3
+            .copy_object()
+            .bucket("ver")
+            .key("copy")
+            .copy_source(format!("ver/k?versionId={v1}"))
+            .send()
+            .await
+            .expect("copy v1");
+        assert_eq!(copied.copy_source_version_id(), Some(v1.as_str()));
+        assert!(copied.version_id().is_some());
+        assert_eq!(get_bytes(&s3, "ver", "copy").await, b"one");
+
+        // A delete marker hides the key; GET of the marker by id is 405.
+        let deleted = s3.delete_object().bucket("ver").key("k").send().await.expect("delete");
+        assert_eq!(deleted.delete_marker(), Some(true));
+        let marker = deleted.version_id().expect("marker id").to_string();
+        assert_eq!(error_code(s3.get_object().bucket("ver").key("k").send().await), "NoSuchKey");
+        let by_id = s3.get_object().bucket("ver").key("k").version_id(&marker).send().await;
+        assert_eq!(error_code(by_id), "MethodNotAllowed");
+        let listed = s3.list_objects_v2().bucket("ver").send().await.expect("list");
+        let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, ["copy"]);
+
+        let versions = s3.list_object_versions().bucket("ver").prefix("k").send().await.expect("versions");
+        let ids: Vec<_> = versions.versions().iter().map(|v| (v.version_id().unwrap_or(""), v.is_latest())).collect();
+        assert_eq!(ids, [(v2.as_str(), Some(false)), (v1.as_str(), Some(false))]);
+        let markers: Vec<_> =
+            versions.delete_markers().iter().map(|m| (m.version_id().unwrap_or(""), m.is_latest())).collect();
+        assert_eq!(markers, [(marker.as_str(), Some(true))]);
+        // Paging one entry at a time.
+        let mut seen = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = s3
+                .list_object_versions()
+                .bucket("ver")
+                .max_keys(1)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+                .expect("page");
+            seen.extend(page.versions().iter().filter_map(|v| v.version_id().map(str::to_string)));
+            seen.extend(page.delete_markers().iter().filter_map(|m| m.version_id().map(str::to_string)));
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+        }
+        assert_eq!(seen.len(), 4, "{seen:?}");
+
+        // DeleteObjects by version id: remove the marker and v1; v2 is current again.
+        let ids = [&marker, &v1].map(|id| ObjectIdentifier::builder().key("k").version_id(id).build().expect("id"));
+        let delete = Delete::builder().set_objects(Some(ids.to_vec())).build().expect("delete");
+        let out = s3.delete_objects().bucket("ver").delete(delete).send().await.expect("delete objects");
+        assert_eq!(out.deleted().len(), 2);
+        assert!(out.deleted().iter().any(|d| d.delete_marker() == Some(true)));
+        assert_eq!(get_bytes(&s3, "ver", "k").await, b"two");
+
+        // Multipart completion makes a version too.
+        let upload = s3.create_multipart_upload().bucket("ver").key("mp").send().await.expect("create upload");
+        let upload_id = upload.upload_id().expect("upload id");
+        let part = s3
+            .upload_part()
+            .bucket("ver")
+            .key("mp")
+            .upload_id(upload_id)
+            .part_number(1)
+            .body(ByteStream::from_static(b"part"))
+            .send()
+            .await
+            .expect("part");
+        let parts = CompletedMultipartUpload::builder()
+            .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap_or_default()).build())
+            .build();
+        let done = s3
+            .complete_multipart_upload()
+            .bucket("ver")
+            .key("mp")
+            .upload_id(upload_id)
+            .multipart_upload(parts)
+            .send()
+            .await
+            .expect("complete");
+        assert!(done.version_id().is_some());
+
+        // Suspended: writes make the null version.
+        let suspended = VersioningConfiguration::builder().status(BucketVersioningStatus::Suspended).build();
+        s3.put_bucket_versioning().bucket("ver").versioning_configuration(suspended).send().await.expect("suspend");
+        let null = put(b"three").await.expect("put null");
+        assert_eq!(null.version_id(), Some("null"));
+        let null = s3.get_object().bucket("ver").key("k").version_id("null").send().await.expect("get null");
+        assert_eq!(null.body.collect().await.expect("body").into_bytes().as_ref(), b"three");
+
+        // Everything must go, versions included, before the bucket can.
+        assert_eq!(error_code(s3.delete_bucket().bucket("ver").send().await), "BucketNotEmpty");
+        let all = s3.list_object_versions().bucket("ver").send().await.expect("versions");
+        let mut ids: Vec<(String, String)> = all
+            .versions()
+            .iter()
+            .map(|v| (v.key().unwrap_or_default().to_string(), v.version_id().unwrap_or_default().to_string()))
+            .collect();
+        ids.extend(
+            all.delete_markers()
+                .iter()
+                .map(|m| (m.key().unwrap_or_default().to_string(), m.version_id().unwrap_or_default().to_string())),
+        );
+        for (key, id) in ids {
+            s3.delete_object().bucket("ver").key(key).version_id(id).send().await.expect("delete version");
+        }
+        s3.delete_bucket().bucket("ver").send().await.expect("delete bucket");
+    });
+}

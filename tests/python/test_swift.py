@@ -324,3 +324,27 @@ def test_bulk_delete_removes_objects_and_empty_containers_with_the_callers_right
         summary = json.loads(r.read())
     assert summary["Number Deleted"] == 0 and summary["Errors"][0][1].startswith("403")
     assert owner.get_object(name, "keep")[1] == b"k"
+
+
+def test_account_metadata_and_account_tempurl_keys(swift_server):
+    import urllib.request
+
+    from swiftclient.utils import generate_temp_url
+
+    owner = connect(swift_server)
+    owner.post_account(headers={"X-Account-Meta-Team": "storage", "X-Account-Meta-Temp-URL-Key": "acct-key"})
+    head = owner.head_account()
+    assert head["x-account-meta-team"] == "storage"
+    owner.post_account(headers={"X-Remove-Account-Meta-Team": "x"})
+    assert "x-account-meta-team" not in owner.head_account()
+    with pytest.raises(ClientException) as e:
+        connect(swift_server, READER).post_account(headers={"X-Account-Meta-Team": "no"})
+    assert e.value.http_status == 403
+    name = f"acct-tempurl-{uuid.uuid4().hex[:8]}"
+    owner.put_container(name)
+    owner.put_object(name, "o", b"via account key")
+    url, _ = owner.get_auth()
+    base, rest = url.split("/v1/")
+    link = generate_temp_url(f"/v1/{rest}/{name}/o", 60, "acct-key", "GET")
+    with urllib.request.urlopen(base + link, timeout=10) as r:
+        assert r.read() == b"via account key"

@@ -10,6 +10,7 @@ mod list;
 mod multipart;
 mod object;
 mod tagging;
+mod versioning;
 
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
@@ -121,12 +122,14 @@ impl S3 for CofferS3 {
         let raw_expires = raw_expires(&req.extensions);
         self.do_copy_object(req.input, raw_expires).await.map(S3Response::new)
     }
-    /// Coffer has no versioning: every bucket is one that was never versioned, which S3 reports as
-    /// an empty configuration (many tools ask before anything else).
     async fn get_bucket_versioning(&self, req: S3Request<GetBucketVersioningInput>) -> Res<GetBucketVersioningOutput> {
-        let request = coffer_proto::pb::metadata::GetBucketRequest { name: req.input.bucket };
-        convert::remote(self.plane.metadata.rpc().get_bucket(request).await)?;
-        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+        self.do_get_bucket_versioning(req.input).await.map(S3Response::new)
+    }
+    async fn put_bucket_versioning(&self, req: S3Request<PutBucketVersioningInput>) -> Res<PutBucketVersioningOutput> {
+        self.do_put_bucket_versioning(req.input).await.map(S3Response::new)
+    }
+    async fn list_object_versions(&self, req: S3Request<ListObjectVersionsInput>) -> Res<ListObjectVersionsOutput> {
+        self.do_list_object_versions(req.input).await.map(S3Response::new)
     }
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> Res<ListObjectsOutput> {
         self.do_list_objects(req.input).await.map(S3Response::new)

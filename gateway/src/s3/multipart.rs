@@ -137,8 +137,8 @@ impl CofferS3 {
     pub(super) async fn do_upload_part_copy(&self, input: UploadPartCopyInput) -> S3Result<UploadPartCopyOutput> {
         let number = part_number(input.part_number)?;
         self.check_upload(&input.bucket, &input.key, &input.upload_id).await?;
-        let (src_bucket, src_key) = super::object::copy_source(&input.copy_source)?;
-        let source = self.get_record(&src_bucket, &src_key).await?;
+        let (src_bucket, src_key, src_version) = super::object::copy_source(&input.copy_source)?;
+        let source = self.get_version(&src_bucket, &src_key, src_version.as_deref()).await?;
         let conditions = super::conditions::Conditions {
             if_match: input.copy_source_if_match.as_ref(),
             if_none_match: input.copy_source_if_none_match.as_ref(),
@@ -199,6 +199,7 @@ impl CofferS3 {
             key: Some(input.key.clone()),
             e_tag: Some(etag(&record.etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
+            version_id: super::versioning::shown_id(&record),
             ..Default::default()
         })
     }

@@ -4,7 +4,8 @@ use std::ops::Range;
 
 use coffer_proto::ErrorCode;
 use coffer_proto::pb::metadata::{
-    AbandonDataRequest, DeleteObjectRequest, GetObjectRequest, ObjectRecord, PutObjectRequest, WriteCondition,
+    AbandonDataRequest, DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, ObjectRecord, PutObjectRequest,
+    WriteCondition,
 };
 use futures::{StreamExt, TryStreamExt};
 use s3s::dto::*;
@@ -16,7 +17,7 @@ use super::conditions::Conditions;
 use super::convert::{
     MAX_PUT_BYTES, ObjectHeaders, StoredHeaders, content_md5, etag, invalid_argument, now_unix_ms, remote, timestamp,
 };
-use super::tagging;
+use super::{tagging, versioning};
 use crate::error::GatewayError;
 use crate::write_path::Written;
 
@@ -28,17 +29,51 @@ const MAX_DELETE_KEYS: usize = 1000;
 type StdError = Box<dyn std::error::Error + Send + Sync>;
 
 impl CofferS3 {
-    pub(super) async fn get_record(&self, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
-        let request = GetObjectRequest { bucket: bucket.to_string(), key: key.to_string() };
-        let response = remote(self.plane.metadata.rpc().get_object(request).await)?;
+    /// The object (or one version of it) a read names. A delete marker is no object: 404
+    /// NoSuchKey when it is the current version, 405 MethodNotAllowed when named by version id,
+    /// both with `x-amz-delete-marker: true`, as S3 answers.
+    pub(super) async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<ObjectRecord> {
+        let record = self.get_any_version(bucket, key, version_id).await?;
+        if record.delete_marker {
+            return Err(versioning::delete_marker_error(&record, version_id.is_some()));
+        }
+        Ok(record)
+    }
+
+    /// Like `get_version`, delete markers included.
+    pub(super) async fn get_any_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<ObjectRecord> {
+        let version_id = version_id.unwrap_or_default().to_string();
+        let by_version = !version_id.is_empty();
+        let request = GetObjectRequest { bucket: bucket.to_string(), key: key.to_string(), version_id };
+        let response = match remote(self.plane.metadata.rpc().get_object(request).await) {
+            Ok(response) => response,
+            Err(GatewayError::Remote(e)) if by_version && e.code == ErrorCode::NoSuchKey => {
+                return Err(versioning::no_such_version());
+            }
+            Err(GatewayError::Remote(e)) if by_version && e.code == ErrorCode::InvalidArgument => {
+                return Err(invalid_argument("Invalid version id specified"));
+            }
+            Err(e) => return Err(e.into()),
+        };
         response.record.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "metadata returned no record"))
     }
 
     /// The current record of a key, or `None` when there is no object under it.
     pub(super) async fn find_record(&self, bucket: &str, key: &str) -> S3Result<Option<ObjectRecord>> {
-        let request = GetObjectRequest { bucket: bucket.to_string(), key: key.to_string() };
+        let request = GetObjectRequest { bucket: bucket.to_string(), key: key.to_string(), ..Default::default() };
         match self.plane.metadata.rpc().get_object(request).await {
-            Ok(response) => Ok(response.into_inner().record),
+            // A delete marker hides the key: for a conditional write there is no object.
+            Ok(response) => Ok(response.into_inner().record.filter(|r| !r.delete_marker)),
             Err(status) => {
                 let e = coffer_proto::RemoteError::from(status);
                 if e.code == ErrorCode::NoSuchKey { Ok(None) } else { Err(GatewayError::Remote(e).into()) }
@@ -150,6 +185,7 @@ impl CofferS3 {
         Ok(PutObjectOutput {
             e_tag: Some(etag(&record.etag)),
             size: Some(record.size as i64),
+            version_id: versioning::shown_id(&record),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -186,7 +222,7 @@ impl CofferS3 {
 
     /// The output, and a stored Expires that is no date (see `StoredHeaders::raw_expires`).
     pub(super) async fn do_get_object(&self, input: GetObjectInput) -> S3Result<(GetObjectOutput, Option<String>)> {
-        let record = self.get_record(&input.bucket, &input.key).await?;
+        let record = self.get_version(&input.bucket, &input.key, input.version_id.as_deref()).await?;
         let conditions = Conditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -222,13 +258,14 @@ impl CofferS3 {
             metadata: stored.metadata,
             parts_count: parts_count(&record),
             storage_class: storage_class(&record),
+            version_id: versioning::shown_id(&record),
             ..Default::default()
         };
         Ok((output, raw_expires))
     }
 
     pub(super) async fn do_head_object(&self, input: HeadObjectInput) -> S3Result<(HeadObjectOutput, Option<String>)> {
-        let record = self.get_record(&input.bucket, &input.key).await?;
+        let record = self.get_version(&input.bucket, &input.key, input.version_id.as_deref()).await?;
         let conditions = Conditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -260,15 +297,24 @@ impl CofferS3 {
             metadata: stored.metadata,
             parts_count: parts_count(&record),
             storage_class: storage_class(&record),
+            version_id: versioning::shown_id(&record),
             ..Default::default()
         };
         Ok((output, raw_expires))
     }
 
     pub(super) async fn do_delete_object(&self, input: DeleteObjectInput) -> S3Result<DeleteObjectOutput> {
-        let request = DeleteObjectRequest { bucket: input.bucket, key: input.key };
-        remote(self.plane.metadata.rpc().delete_object(request).await)?;
-        Ok(DeleteObjectOutput::default())
+        if input.mfa.is_some() {
+            return Err(versioning::mfa_not_implemented());
+        }
+        let version_id = input.version_id.unwrap_or_default();
+        let request = DeleteObjectRequest { bucket: input.bucket, key: input.key, version_id };
+        let response = remote(self.plane.metadata.rpc().delete_object(request).await)?;
+        Ok(DeleteObjectOutput {
+            delete_marker: response.delete_marker.then_some(true),
+            version_id: (!response.version_id.is_empty()).then_some(response.version_id),
+            ..Default::default()
+        })
     }
 
     /// `body_md5` is the MD5 of the request body when the edge could compute it (see `edge`).
@@ -303,12 +349,16 @@ impl CofferS3 {
         }
         let quiet = input.delete.quiet.unwrap_or(false);
         let bucket = input.bucket;
-        let results: Vec<(ObjectIdentifier, Result<(), S3Error>)> =
+        let results: Vec<(ObjectIdentifier, Result<DeleteObjectResponse, S3Error>)> =
             futures::stream::iter(input.delete.objects.into_iter().map(|object| {
-                let request = DeleteObjectRequest { bucket: bucket.clone(), key: object.key.clone() };
+                let request = DeleteObjectRequest {
+                    bucket: bucket.clone(),
+                    key: object.key.clone(),
+                    version_id: object.version_id.clone().unwrap_or_default(),
+                };
                 let mut client = self.plane.metadata.rpc();
                 async move {
-                    let result = remote(client.delete_object(request).await).map(|_| ()).map_err(S3Error::from);
+                    let result = remote(client.delete_object(request).await).map_err(S3Error::from);
                     (object, result)
                 }
             }))
@@ -319,11 +369,20 @@ impl CofferS3 {
         let mut errors = Vec::new();
         for (object, result) in results {
             match result {
-                Ok(()) if quiet => {}
-                Ok(()) => deleted.push(DeletedObject {
+                Ok(_) if quiet => {}
+                // A new delete marker is named as one; deleting a version by id echoes that id (and
+                // says whether it was a marker).
+                Ok(r) if object.version_id.is_none() && r.delete_marker => deleted.push(DeletedObject {
                     key: Some(object.key),
-                    version_id: object.version_id,
+                    delete_marker: Some(true),
+                    delete_marker_version_id: Some(r.version_id),
                     ..Default::default()
+                }),
+                Ok(r) => deleted.push(DeletedObject {
+                    key: Some(object.key),
+                    delete_marker: r.delete_marker.then_some(true),
+                    delete_marker_version_id: r.delete_marker.then(|| r.version_id.clone()),
+                    version_id: object.version_id,
                 }),
                 Err(e) => errors.push(Error {
                     code: Some(e.code().as_str().to_string()),
@@ -341,8 +400,8 @@ impl CofferS3 {
         input: CopyObjectInput,
         raw_expires: Option<String>,
     ) -> S3Result<CopyObjectOutput> {
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        let source = self.get_record(&src_bucket, &src_key).await?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
+        let source = self.get_version(&src_bucket, &src_key, src_version.as_deref()).await?;
         let conditions = Conditions {
             if_match: input.copy_source_if_match.as_ref(),
             if_none_match: input.copy_source_if_none_match.as_ref(),
@@ -397,7 +456,13 @@ impl CofferS3 {
             }
             .into_record(&input.bucket, &input.key)
         } else {
-            ObjectRecord { bucket: input.bucket.clone(), key: input.key.clone(), ..source.clone() }
+            ObjectRecord {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+                version_id: String::new(),
+                version_order: 0,
+                ..source.clone()
+            }
         };
         if let Some(class) = input.storage_class {
             record.storage_class = class.as_str().to_string();
@@ -405,6 +470,8 @@ impl CofferS3 {
         record.tags = tags;
         let committed = self.commit(record, written, WriteCondition::default()).await?;
         Ok(CopyObjectOutput {
+            version_id: versioning::shown_id(&committed),
+            copy_source_version_id: src_version.and(versioning::shown_id(&source)),
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&committed.etag)),
                 last_modified: Some(timestamp(committed.last_modified_unix_ms)),
@@ -488,13 +555,11 @@ pub(super) fn check_copy_source_query(headers: &http::HeaderMap) -> S3Result<()>
     Err(invalid_argument("Unsupported copy source parameter."))
 }
 
-pub(super) fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
+/// (bucket, key, version id) of a copy source.
+pub(super) fn copy_source(source: &CopySource) -> S3Result<(String, String, Option<String>)> {
     match source {
         CopySource::Bucket { bucket, key, version_id } => {
-            if version_id.as_deref().is_some_and(|v| v != "null") {
-                return Err(S3Error::with_message(S3ErrorCode::NoSuchVersion, "versioning is not enabled"));
-            }
-            Ok((bucket.to_string(), key.to_string()))
+            Ok((bucket.to_string(), key.to_string(), version_id.as_deref().map(str::to_string)))
         }
         _ => Err(S3Error::with_message(S3ErrorCode::NotImplemented, "access point copy sources are not supported")),
     }

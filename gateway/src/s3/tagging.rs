@@ -137,29 +137,45 @@ impl CofferS3 {
         Ok(DeleteBucketTaggingOutput::default())
     }
 
-    async fn set_tags(&self, bucket: &str, key: &str, tags: HashMap<String, String>) -> S3Result<()> {
-        let request = PutObjectTagsRequest { bucket: bucket.to_string(), key: key.to_string(), tags };
-        remote(self.plane.metadata.rpc().put_object_tags(request).await)?;
-        Ok(())
+    /// Sets the tags of the current object or of one version; the version set, if any.
+    async fn set_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<String>,
+        tags: HashMap<String, String>,
+    ) -> S3Result<Option<String>> {
+        if let Some(id) = version_id.as_deref() {
+            // Checked first for S3's answers: NoSuchVersion, or 405 for a delete marker.
+            self.get_version(bucket, key, Some(id)).await?;
+        }
+        let request = PutObjectTagsRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            tags,
+            version_id: version_id.unwrap_or_default(),
+        };
+        let response = remote(self.plane.metadata.rpc().put_object_tags(request).await)?;
+        Ok(response.record.as_ref().and_then(super::versioning::shown_id))
     }
 
     pub(super) async fn do_put_object_tagging(&self, input: PutObjectTaggingInput) -> S3Result<PutObjectTaggingOutput> {
         let tags = from_tag_set(input.tagging.tag_set)?;
-        self.set_tags(&input.bucket, &input.key, tags).await?;
-        Ok(PutObjectTaggingOutput::default())
+        let version_id = self.set_tags(&input.bucket, &input.key, input.version_id, tags).await?;
+        Ok(PutObjectTaggingOutput { version_id })
     }
 
     pub(super) async fn do_get_object_tagging(&self, input: GetObjectTaggingInput) -> S3Result<GetObjectTaggingOutput> {
-        let record = self.get_record(&input.bucket, &input.key).await?;
-        Ok(GetObjectTaggingOutput { tag_set: tag_set(&record.tags), ..Default::default() })
+        let record = self.get_version(&input.bucket, &input.key, input.version_id.as_deref()).await?;
+        Ok(GetObjectTaggingOutput { tag_set: tag_set(&record.tags), version_id: super::versioning::shown_id(&record) })
     }
 
     pub(super) async fn do_delete_object_tagging(
         &self,
         input: DeleteObjectTaggingInput,
     ) -> S3Result<DeleteObjectTaggingOutput> {
-        self.set_tags(&input.bucket, &input.key, HashMap::new()).await?;
-        Ok(DeleteObjectTaggingOutput::default())
+        let version_id = self.set_tags(&input.bucket, &input.key, input.version_id, HashMap::new()).await?;
+        Ok(DeleteObjectTaggingOutput { version_id })
     }
 }
 

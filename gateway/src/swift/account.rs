@@ -1,17 +1,20 @@
 //! Account requests: the account's containers (GET) and its totals (HEAD).
 
-use coffer_proto::pb::metadata::{GetBucketUsageRequest, ListBucketsRequest};
+use coffer_proto::pb::metadata::{
+    GetAccountRequest, GetBucketUsageRequest, ListBucketsRequest, SetAccountMetadataRequest,
+};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::listing::{self, ContainerEntry, Format};
+use super::meta::{self, Scope};
 use super::response::{self, SwiftResponse};
 use super::{ACCOUNT_LISTING_LIMIT, SwiftApi, Target, header, query_pairs, query_value};
 
 pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> SwiftResponse {
     match *req.method() {
         Method::GET | Method::HEAD => list(api, &req, &target).await,
-        Method::POST => response::error(StatusCode::NOT_IMPLEMENTED, "account metadata is not supported yet"),
+        Method::POST => update_metadata(api, &req, &target).await,
         _ => response::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on an account"),
     }
 }
@@ -73,8 +76,35 @@ async fn list(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> Swift
             listing::render_account(format, &target.account, &selected),
         )
     };
+    match api.metadata.rpc().get_account(GetAccountRequest { name: target.account.clone() }).await {
+        Ok(r) => meta::emit(&mut response, &r.into_inner().account.unwrap_or_default().metadata, Scope::Account),
+        Err(status) => return response::from_s3(&crate::error::GatewayError::Remote(status.into()).into()),
+    }
     response::set(&mut response, "x-account-container-count", &container_count.to_string());
     response::set(&mut response, "x-account-object-count", &total_objects.to_string());
     response::set(&mut response, "x-account-bytes-used", &total_bytes.to_string());
     response
+}
+
+/// `POST` on the account: its `X-Account-Meta-*` (TempURL keys among them); admins only.
+async fn update_metadata(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> SwiftResponse {
+    if !target.admin_here {
+        return response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.");
+    }
+    let remote = |status: tonic::Status| response::from_s3(&crate::error::GatewayError::Remote(status.into()).into());
+    let current = match api.metadata.rpc().get_account(GetAccountRequest { name: target.account.clone() }).await {
+        Ok(r) => r.into_inner().account.unwrap_or_default().metadata,
+        Err(status) => return remote(status),
+    };
+    let metadata = match meta::merged(&current, req.headers(), Scope::Account) {
+        Ok(metadata) => metadata,
+        Err(response) => return response,
+    };
+    if metadata != current {
+        let request = SetAccountMetadataRequest { name: target.account.clone(), metadata };
+        if let Err(status) = api.metadata.rpc().set_account_metadata(request).await {
+            return remote(status);
+        }
+    }
+    response::status(StatusCode::NO_CONTENT)
 }

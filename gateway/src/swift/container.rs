@@ -13,17 +13,10 @@ use s3s::dto::{CreateBucketInput, DeleteBucketInput};
 
 use super::acl;
 use super::listing::{self, ContainerItem, Format, ObjectEntry};
+use super::meta::{self, Scope};
 use super::response::{self, SwiftResponse};
-use super::{
-    Access, CONTAINER_LISTING_LIMIT, MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header, query_pairs, query_value,
-};
+use super::{Access, CONTAINER_LISTING_LIMIT, SwiftApi, Target, header, query_pairs, query_value};
 use crate::error::GatewayError;
-
-const META_PREFIX: &str = "x-container-meta-";
-const REMOVE_META_PREFIX: &str = "x-remove-container-meta-";
-/// Swift's limits on one container's metadata.
-const MAX_META_COUNT: usize = 90;
-const MAX_META_OVERALL: usize = 4096;
 
 fn remote(status: tonic::Status) -> SwiftResponse {
     response::from_s3(&GatewayError::Remote(status.into()).into())
@@ -50,52 +43,6 @@ pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
     }
 }
 
-/// The metadata after applying the request's `X-Container-Meta-*` and `X-Remove-…` headers.
-pub fn merged_metadata(
-    current: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<HashMap<String, String>, SwiftResponse> {
-    let mut metadata = current.clone();
-    for (name, value) in headers {
-        let name = name.as_str();
-        let value = value.to_str().unwrap_or_default().trim();
-        if let Some(key) = name.strip_prefix(META_PREFIX) {
-            if key.len() > MAX_META_NAME || value.len() > MAX_META_VALUE {
-                return Err(response::error(StatusCode::BAD_REQUEST, "Metadata name or value too long"));
-            }
-            if value.is_empty() {
-                metadata.remove(key);
-            } else {
-                metadata.insert(key.to_string(), value.to_string());
-            }
-        } else if let Some(key) = name.strip_prefix(REMOVE_META_PREFIX) {
-            metadata.remove(key);
-        } else if let Some(stored) = acl_key(name) {
-            if value.is_empty() {
-                metadata.remove(stored);
-            } else {
-                metadata.insert(stored.to_string(), value.to_string());
-            }
-        } else if let Some(stored) = name.strip_prefix("x-remove-").and_then(|rest| acl_key(&format!("x-{rest}"))) {
-            metadata.remove(stored);
-        }
-    }
-    let overall: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if metadata.len() > MAX_META_COUNT || overall > MAX_META_OVERALL {
-        return Err(response::error(StatusCode::BAD_REQUEST, "Too many metadata items or metadata too large"));
-    }
-    Ok(metadata)
-}
-
-/// Where an ACL header is stored in the metadata map.
-fn acl_key(header_name: &str) -> Option<&'static str> {
-    match header_name {
-        "x-container-read" => Some(acl::READ_KEY),
-        "x-container-write" => Some(acl::WRITE_KEY),
-        _ => None,
-    }
-}
-
 async fn bucket(api: &SwiftApi, name: &str) -> Result<BucketRecord, SwiftResponse> {
     match api.metadata.rpc().get_bucket(GetBucketRequest { name: name.to_string() }).await {
         Ok(r) => r.into_inner().bucket.ok_or_else(|| response::error(StatusCode::NOT_FOUND, "no such container")),
@@ -105,7 +52,7 @@ async fn bucket(api: &SwiftApi, name: &str) -> Result<BucketRecord, SwiftRespons
 
 async fn update_metadata(api: &SwiftApi, name: &str, headers: &HeaderMap) -> Result<(), SwiftResponse> {
     let current = bucket(api, name).await?;
-    let metadata = merged_metadata(&current.metadata, headers)?;
+    let metadata = meta::merged(&current.metadata, headers, Scope::Container)?;
     if metadata == current.metadata {
         return Ok(());
     }
@@ -119,7 +66,7 @@ async fn create(api: &SwiftApi, target: &Target, name: &str, headers: &HeaderMap
         return response::error(StatusCode::BAD_REQUEST, "Invalid container name");
     }
     // Validate the metadata before anything is created.
-    if let Err(response) = merged_metadata(&HashMap::new(), headers) {
+    if let Err(response) = meta::merged(&HashMap::new(), headers, Scope::Container) {
         return response;
     }
     let input = match CreateBucketInput::builder().bucket(name.to_string()).build() {
@@ -183,13 +130,7 @@ async fn show(api: &SwiftApi, req: &Request<Incoming>, name: &str, admin: bool) 
             response::set(&mut response, header_name, value);
         }
     }
-    for (key, value) in record.metadata.iter().filter(|(key, _)| !key.starts_with(':')) {
-        if let (Ok(name), Ok(value)) =
-            (http::HeaderName::try_from(format!("{META_PREFIX}{key}")), http::HeaderValue::from_str(value))
-        {
-            response.headers_mut().insert(name, value);
-        }
-    }
+    meta::emit(&mut response, &record.metadata, Scope::Container);
     response
 }
 
@@ -260,10 +201,10 @@ mod tests {
         headers.insert("x-container-meta-a", "one".parse().unwrap());
         headers.insert("x-remove-container-meta-b", "x".parse().unwrap());
         headers.insert("x-container-meta-c", "3".parse().unwrap());
-        let merged = merged_metadata(&current, &headers).unwrap();
+        let merged = meta::merged(&current, &headers, Scope::Container).unwrap();
         assert_eq!(merged, [("a".to_string(), "one".to_string()), ("c".to_string(), "3".to_string())].into());
         let mut too_long = HeaderMap::new();
-        too_long.insert("x-container-meta-k", "v".repeat(MAX_META_VALUE + 1).parse().unwrap());
-        assert!(merged_metadata(&current, &too_long).is_err());
+        too_long.insert("x-container-meta-k", "v".repeat(super::super::MAX_META_VALUE + 1).parse().unwrap());
+        assert!(meta::merged(&current, &too_long, Scope::Container).is_err());
     }
 }

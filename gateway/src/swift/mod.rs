@@ -16,6 +16,7 @@ mod bulk;
 mod container;
 pub mod keystone;
 mod listing;
+mod meta;
 mod object;
 mod response;
 mod tempurl;
@@ -311,8 +312,20 @@ impl SwiftApi {
             Err(status) => return Err(response::from_s3(&crate::error::GatewayError::Remote(status.into()).into())),
         };
         if let Some(link) = &target.tempurl {
-            let keys: Vec<&str> =
-                tempurl::KEY_NAMES.iter().filter_map(|name| record.metadata.get(*name).map(String::as_str)).collect();
+            // The container's keys and the account's.
+            let request = coffer_proto::pb::metadata::GetAccountRequest { name: target.account.clone() };
+            let account = match self.metadata.rpc().get_account(request).await {
+                Ok(r) => r.into_inner().account.unwrap_or_default().metadata,
+                Err(status) => {
+                    return Err(response::from_s3(&crate::error::GatewayError::Remote(status.into()).into()));
+                }
+            };
+            let keys: Vec<&str> = tempurl::KEY_NAMES
+                .iter()
+                .flat_map(|name| [record.metadata.get(*name), account.get(*name)])
+                .flatten()
+                .map(String::as_str)
+                .collect();
             let object_access = matches!(access, Access::ObjectRead | Access::ObjectWrite);
             return if object_access && link.grants(&target.method, &target.path, &keys, now_unix_s()) {
                 Ok(())
