@@ -157,8 +157,14 @@ impl Authorizer {
             || self.allows(signer, self.context("s3:ListBucket", &bucket_arn(bucket)))
     }
 
-    fn require(&self, signer: &Signer, ctx: RequestContext) -> S3Result<()> {
-        if self.allows(signer, ctx) { Ok(()) } else { Err(denied()) }
+    /// Requires `ctx` to be allowed for `signer` by its identity policies or `bucket`'s policy.
+    async fn require(&self, signer: &Signer, ctx: RequestContext, bucket: &str) -> S3Result<()> {
+        let policy = self.owners.facts(bucket).await?.and_then(|f| f.policy);
+        if self.identities.decide_with(Some(signer), ctx, policy.as_deref()).is_allowed() {
+            Ok(())
+        } else {
+            Err(denied())
+        }
     }
 
     pub fn signer_of<T>(&self, req: &S3Request<T>) -> S3Result<Signer> {
@@ -178,7 +184,7 @@ impl Authorizer {
                     return if self.account_allows(signer, Some(bucket)).await? { Ok(()) } else { Err(denied()) };
                 }
                 let action = if version_id.is_some() { "s3:GetObjectVersion" } else { "s3:GetObject" };
-                self.require(signer, self.context(action, &object_arn(bucket, key)))
+                self.require(signer, self.context(action, &object_arn(bucket, key)), bucket).await
             }
             CopySource::AccessPoint { .. } | CopySource::Outpost { .. } => Err(denied()),
         }
@@ -226,17 +232,20 @@ pub fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 #[async_trait::async_trait]
 impl S3Access for Authorizer {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let Some(access_key) = cx.credentials().map(|c| c.access_key.clone()) else {
-            return Err(denied());
+        let signer = match cx.credentials().map(|c| c.access_key.clone()) {
+            Some(access_key) => {
+                // s3s verified the signature but not how old a SigV2 request is; without this a
+                // captured one could be replayed forever (root included).
+                crate::s3::edge::check_sigv2_time(cx.headers(), time::OffsetDateTime::now_utc().unix_timestamp())?;
+                Some(self.signer(&access_key, cx.headers(), cx.uri())?)
+            }
+            // Anonymous: only a bucket policy can allow it.
+            None => None,
         };
-        // s3s verified the signature but not how old a SigV2 request is; without this a captured
-        // one could be replayed forever (root included).
-        crate::s3::edge::check_sigv2_time(cx.headers(), time::OffsetDateTime::now_utc().unix_timestamp())?;
-        let signer = self.signer(&access_key, cx.headers(), cx.uri())?;
-        if signer.is_root() {
+        if signer.as_ref().is_some_and(Signer::is_root) {
             return Ok(());
         }
-        if signer.account.is_some() {
+        if let Some(signer) = signer.as_ref().filter(|s| s.account.is_some()) {
             let bucket = match cx.s3_path() {
                 S3Path::Root => None,
                 S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
@@ -245,7 +254,7 @@ impl S3Access for Authorizer {
             if bucket.is_none() && op != "ListBuckets" {
                 return Err(denied());
             }
-            return if op == "ListBuckets" || self.account_allows(&signer, bucket.as_deref()).await? {
+            return if op == "ListBuckets" || self.account_allows(signer, bucket.as_deref()).await? {
                 Ok(())
             } else {
                 Err(denied())
@@ -260,12 +269,19 @@ impl S3Access for Authorizer {
         };
         let mut ctx = self.context(&action, &resource);
         add_request_values(&mut ctx, cx);
-        let user = signer.owner_name().to_string();
-        ctx.add_value("aws:userid", user);
-        if !self.allows(&signer, ctx) {
-            return Err(denied());
+        if let Some(signer) = &signer {
+            ctx.add_value("aws:userid", signer.owner_name().to_string());
         }
-        Ok(())
+        let bucket = match cx.s3_path() {
+            S3Path::Root => None,
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
+        };
+        let policy = match &bucket {
+            Some(bucket) => self.owners.facts(bucket).await?.and_then(|f| f.policy),
+            None => None,
+        };
+        let decision = self.identities.decide_with(signer.as_ref(), ctx, policy.as_deref());
+        if decision.is_allowed() { Ok(()) } else { Err(denied()) }
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
@@ -297,7 +313,7 @@ impl S3Access for Authorizer {
         let bucket = req.input.bucket.clone();
         for object in &req.input.delete.objects {
             let action = if object.version_id.is_some() { "s3:DeleteObjectVersion" } else { "s3:DeleteObject" };
-            self.require(&signer, self.context(action, &object_arn(&bucket, &object.key)))?;
+            self.require(&signer, self.context(action, &object_arn(&bucket, &object.key)), &bucket).await?;
         }
         Ok(())
     }

@@ -111,18 +111,40 @@ impl IdentityStore {
 
     /// Decides `ctx` for `signer` with the current directory. The context's principal is set here.
     pub fn decide(&self, signer: &Signer, ctx: RequestContext) -> Decision {
-        let ctx = ctx.with_principal(signer.principal());
-        let base = if signer.root {
-            Decision::Allow
-        } else {
-            let directory = self.directory();
-            let policies = directory.effective_policies(&signer.name);
-            evaluate_all(policies.iter().map(Arc::as_ref), &ctx)
+        self.decide_with(Some(signer), ctx, None)
+    }
+
+    /// Decides `ctx` for `signer` (`None`: an anonymous request) with its identity policies and
+    /// the bucket's `resource_policy`, as AWS combines them within one account: an explicit Deny
+    /// in either wins, then an Allow in either; a service account's or session's own policy must
+    /// allow as well.
+    pub fn decide_with(
+        &self,
+        signer: Option<&Signer>,
+        ctx: RequestContext,
+        resource_policy: Option<&Policy>,
+    ) -> Decision {
+        let ctx = match signer {
+            Some(signer) => ctx.with_principal(signer.principal()),
+            None => ctx,
         };
-        if base != Decision::Allow {
-            return base;
+        let identity = match signer {
+            None => Decision::NotApplicable,
+            Some(signer) if signer.root => Decision::Allow,
+            Some(signer) => {
+                let directory = self.directory();
+                let policies = directory.effective_policies(&signer.name);
+                evaluate_all(policies.iter().map(Arc::as_ref), &ctx)
+            }
+        };
+        let resource = resource_policy.map_or(Decision::NotApplicable, |policy| policy.evaluate(&ctx));
+        if identity == Decision::ExplicitDeny || resource == Decision::ExplicitDeny {
+            return Decision::ExplicitDeny;
         }
-        for narrowing in &signer.narrowed_by {
+        if identity != Decision::Allow && resource != Decision::Allow {
+            return Decision::NotApplicable;
+        }
+        for narrowing in signer.map(|s| s.narrowed_by.as_slice()).unwrap_or_default() {
             match narrowing.evaluate(&ctx) {
                 Decision::Allow => {}
                 other => return other,

@@ -20,6 +20,9 @@ use crate::repair;
 use crate::store::{Cf, Store};
 use crate::versions;
 
+/// AWS's limit on a bucket policy.
+pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
+
 /// The times one command works with, all taken from one clock reading before it was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
@@ -131,6 +134,10 @@ pub enum Command {
     SetBucketMetadata {
         name: String,
         metadata: std::collections::HashMap<String, String>,
+    },
+    SetBucketPolicy {
+        name: String,
+        policy: String,
     },
     SetAccountMetadata {
         name: String,
@@ -361,6 +368,17 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
         Command::SetBucketMetadata { name, metadata } => {
             let mut bucket = store.bucket(&name)?;
             bucket.metadata = metadata;
+            batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(&name), bucket.encode_to_vec());
+            Ok(Applied::Bucket(bucket))
+        }
+        Command::SetBucketPolicy { name, policy } => {
+            if policy.len() > MAX_BUCKET_POLICY_BYTES {
+                return Err(MetadataError::InvalidArgument(format!(
+                    "bucket policies are at most {MAX_BUCKET_POLICY_BYTES} bytes"
+                )));
+            }
+            let mut bucket = store.bucket(&name)?;
+            bucket.policy = policy;
             batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(&name), bucket.encode_to_vec());
             Ok(Applied::Bucket(bucket))
         }

@@ -190,6 +190,16 @@ impl Metadata for MetadataService {
         Ok(Response::new(PutBucketTagsResponse { bucket: Some(bucket) }))
     }
 
+    async fn set_bucket_policy(
+        &self,
+        req: Request<SetBucketPolicyRequest>,
+    ) -> Result<Response<SetBucketPolicyResponse>, Status> {
+        let req = req.into_inner();
+        let bucket =
+            self.submit(Command::SetBucketPolicy { name: req.name, policy: req.policy }).await?.into_bucket()?;
+        Ok(Response::new(SetBucketPolicyResponse { bucket: Some(bucket) }))
+    }
+
     async fn set_bucket_metadata(
         &self,
         req: Request<SetBucketMetadataRequest>,

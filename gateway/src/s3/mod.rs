@@ -9,6 +9,7 @@ pub(crate) mod edge;
 mod list;
 mod multipart;
 mod object;
+mod policy;
 mod tagging;
 mod versioning;
 
@@ -92,6 +93,15 @@ impl S3 for CofferS3 {
         let body_md5 = req.extensions.get::<edge::BodyMd5>().and_then(edge::BodyMd5::digest);
         let content_md5 = req.headers.get("content-md5").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         self.do_delete_objects(req.input, content_md5.as_deref(), body_md5).await.map(S3Response::new)
+    }
+    async fn put_bucket_policy(&self, req: S3Request<PutBucketPolicyInput>) -> Res<PutBucketPolicyOutput> {
+        Ok(S3Response::new(self.do_put_bucket_policy(req.input).await?))
+    }
+    async fn get_bucket_policy(&self, req: S3Request<GetBucketPolicyInput>) -> Res<GetBucketPolicyOutput> {
+        Ok(S3Response::new(self.do_get_bucket_policy(req.input).await?))
+    }
+    async fn delete_bucket_policy(&self, req: S3Request<DeleteBucketPolicyInput>) -> Res<DeleteBucketPolicyOutput> {
+        Ok(S3Response::new(self.do_delete_bucket_policy(req.input).await?))
     }
     async fn put_bucket_tagging(&self, req: S3Request<PutBucketTaggingInput>) -> Res<PutBucketTaggingOutput> {
         Ok(S3Response::new(self.do_put_bucket_tagging(req.input).await?))

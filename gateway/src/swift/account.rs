@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use super::listing::{self, ContainerEntry, Format};
 use super::meta::{self, Scope};
 use super::response::{self, SwiftResponse};
-use super::{ACCOUNT_LISTING_LIMIT, SwiftApi, Target, header, query_pairs, query_value};
+use super::{ACCOUNT_LISTING_LIMIT, SwiftApi, Target, header, is_true, listing_limit, query_pairs, query_value};
 
 pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> SwiftResponse {
     match *req.method() {
@@ -21,7 +21,7 @@ pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
 
 async fn list(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> SwiftResponse {
     if !target.admin_here {
-        return response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.");
+        return target.refusal();
     }
     let buckets = match api.metadata.rpc().list_buckets(ListBucketsRequest {}).await {
         Ok(r) => r.into_inner().buckets,
@@ -31,11 +31,11 @@ async fn list(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> Swift
     let prefix = query_value(&query, "prefix").unwrap_or_default();
     let marker = query_value(&query, "marker").unwrap_or_default();
     let end_marker = query_value(&query, "end_marker");
-    let reverse = query_value(&query, "reverse").is_some_and(|v| matches!(v, "true" | "1" | "yes" | "on"));
-    let limit = match query_value(&query, "limit").map(str::parse::<usize>) {
-        None => ACCOUNT_LISTING_LIMIT,
-        Some(Ok(n)) if n <= ACCOUNT_LISTING_LIMIT => n,
-        Some(_) => return response::error(StatusCode::PRECONDITION_FAILED, "Maximum limit is 10000"),
+    let reverse = query_value(&query, "reverse").is_some_and(is_true);
+    let delimiter = query_value(&query, "delimiter").filter(|d| !d.is_empty());
+    let limit = match listing_limit(&query, ACCOUNT_LISTING_LIMIT) {
+        Ok(limit) => limit,
+        Err(response) => return response,
     };
     let mut owned: Vec<_> = buckets.into_iter().filter(|b| b.owner == target.account).collect();
     let (mut total_objects, mut total_bytes) = (0u64, 0u64);
@@ -53,6 +53,7 @@ async fn list(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> Swift
             count: usage.objects,
             bytes: usage.bytes,
             last_modified: listing::swift_time(bucket.created_unix_ms),
+            subdir: false,
         });
     }
     let container_count = entries.len();
@@ -62,6 +63,9 @@ async fn list(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> Swift
         .filter(|c| if reverse { marker.is_empty() || c.name.as_str() < marker } else { c.name.as_str() > marker })
         .filter(|c| end_marker.is_none_or(|end| if reverse { c.name.as_str() > end } else { c.name.as_str() < end }))
         .collect();
+    if let Some(delimiter) = delimiter {
+        selected = roll_up(selected, prefix, delimiter);
+    }
     if reverse {
         selected.reverse();
     }
@@ -89,7 +93,7 @@ async fn list(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> Swift
 /// `POST` on the account: its `X-Account-Meta-*` (TempURL keys among them); admins only.
 async fn update_metadata(api: &SwiftApi, req: &Request<Incoming>, target: &Target) -> SwiftResponse {
     if !target.admin_here {
-        return response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.");
+        return target.refusal();
     }
     let remote = |status: tonic::Status| response::from_s3(&crate::error::GatewayError::Remote(status.into()).into());
     let current = match api.metadata.rpc().get_account(GetAccountRequest { name: target.account.clone() }).await {
@@ -107,4 +111,22 @@ async fn update_metadata(api: &SwiftApi, req: &Request<Incoming>, target: &Targe
         }
     }
     response::status(StatusCode::NO_CONTENT)
+}
+
+/// Names with `delimiter` after `prefix` collapse into one `subdir` entry per common part.
+fn roll_up(entries: Vec<ContainerEntry>, prefix: &str, delimiter: &str) -> Vec<ContainerEntry> {
+    let mut out: Vec<ContainerEntry> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let rest = &entry.name[prefix.len().min(entry.name.len())..];
+        match rest.find(delimiter) {
+            Some(at) => {
+                let subdir = format!("{prefix}{}", &rest[..at + delimiter.len()]);
+                if out.last().is_none_or(|last| last.name != subdir) {
+                    out.push(ContainerEntry { name: subdir, subdir: true, ..ContainerEntry::default() });
+                }
+            }
+            None => out.push(entry),
+        }
+    }
+    out
 }

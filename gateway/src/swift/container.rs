@@ -65,6 +65,12 @@ async fn create(api: &SwiftApi, target: &Target, name: &str, headers: &HeaderMap
     if name.contains('/') || name.is_empty() {
         return response::error(StatusCode::BAD_REQUEST, "Invalid container name");
     }
+    // An empty value asks for the default policy, as in Swift.
+    if let Some(policy) = header(headers, "x-storage-policy").map(str::trim).filter(|p| !p.is_empty())
+        && !policy.eq_ignore_ascii_case("default")
+    {
+        return response::error(StatusCode::BAD_REQUEST, &format!("Invalid X-Storage-Policy {policy:?}"));
+    }
     // Validate the metadata before anything is created.
     if let Err(response) = meta::merged(&HashMap::new(), headers, Scope::Container) {
         return response;
@@ -123,6 +129,7 @@ async fn show(api: &SwiftApi, req: &Request<Incoming>, name: &str, admin: bool) 
     response::set(&mut response, "x-container-bytes-used", &usage.bytes.to_string());
     let timestamp = format!("{}.{:05}", record.created_unix_ms / 1000, (record.created_unix_ms % 1000) * 100);
     response::set(&mut response, "x-timestamp", &timestamp);
+    response::set(&mut response, "last-modified", &response::http_date(record.created_unix_ms));
     response::set(&mut response, "x-storage-policy", "default");
     // ACLs are the owner's business; other readers see the container's metadata only.
     for (header_name, key) in [("x-container-read", acl::READ_KEY), ("x-container-write", acl::WRITE_KEY)] {
@@ -136,12 +143,8 @@ async fn show(api: &SwiftApi, req: &Request<Incoming>, name: &str, admin: bool) 
 
 async fn list(api: &SwiftApi, req: &Request<Incoming>, name: &str) -> Result<SwiftResponse, SwiftResponse> {
     let query = query_pairs(req.uri().query());
-    let limit = match query_value(&query, "limit").map(str::parse::<u32>) {
-        None => CONTAINER_LISTING_LIMIT,
-        Some(Ok(n)) if n <= CONTAINER_LISTING_LIMIT => n,
-        Some(_) => return Err(response::error(StatusCode::PRECONDITION_FAILED, "Maximum limit is 10000")),
-    };
-    if query_value(&query, "reverse").is_some_and(|v| matches!(v, "true" | "1" | "yes" | "on")) {
+    let limit = super::listing_limit(&query, CONTAINER_LISTING_LIMIT as usize)? as u32;
+    if query_value(&query, "reverse").is_some_and(super::is_true) {
         return Err(response::error(StatusCode::NOT_IMPLEMENTED, "reverse listings are not supported yet"));
     }
     // `path=P` is `prefix=P/` with `/` as delimiter, as in Swift.

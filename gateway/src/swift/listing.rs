@@ -63,12 +63,14 @@ impl ContainerItem {
     }
 }
 
-/// One container in an account listing.
+/// One container in an account listing (or, with `subdir`, a common prefix of several).
+#[derive(Debug, Clone, Default)]
 pub struct ContainerEntry {
     pub name: String,
     pub count: u64,
     pub bytes: u64,
     pub last_modified: String,
+    pub subdir: bool,
 }
 
 pub fn swift_time(unix_ms: i64) -> String {
@@ -127,9 +129,16 @@ pub fn render_account(format: Format, account: &str, containers: &[ContainerEntr
         Format::Json => {
             let list: Vec<serde_json::Value> = containers
                 .iter()
-                .map(
-                    |c| json!({ "name": c.name, "count": c.count, "bytes": c.bytes, "last_modified": c.last_modified }),
-                )
+                .map(|c| {
+                    if c.subdir {
+                        json!({ "subdir": c.name })
+                    } else {
+                        json!({
+                            "name": c.name, "count": c.count, "bytes": c.bytes,
+                            "last_modified": c.last_modified, "storage_policy": "default",
+                        })
+                    }
+                })
                 .collect();
             serde_json::Value::Array(list).to_string()
         }
@@ -137,8 +146,13 @@ pub fn render_account(format: Format, account: &str, containers: &[ContainerEntr
             let mut out =
                 format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<account name=\"{}\">", escape_xml(account));
             for c in containers {
+                if c.subdir {
+                    out.push_str(&format!("<subdir name=\"{0}\"><name>{0}</name></subdir>", escape_xml(&c.name)));
+                    continue;
+                }
                 out.push_str(&format!(
-                    "<container><name>{}</name><count>{}</count><bytes>{}</bytes><last_modified>{}</last_modified></container>",
+                    "<container><name>{}</name><count>{}</count><bytes>{}</bytes><last_modified>{}</last_modified>\
+                     <storage_policy>default</storage_policy></container>",
                     escape_xml(&c.name),
                     c.count,
                     c.bytes,

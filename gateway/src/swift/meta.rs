@@ -54,7 +54,9 @@ pub fn merged(
     let mut metadata = current.clone();
     for (name, value) in headers {
         let name = name.as_str();
-        let value = value.to_str().unwrap_or_default().trim();
+        let value = String::from_utf8_lossy(value.as_bytes());
+        // Swift clients send UTF-8 in metadata values, which `to_str` (visible ASCII only) would drop.
+        let value = value.trim();
         let acl = if scope == Scope::Container { acl_key(name) } else { None };
         let removed_acl = if scope == Scope::Container {
             name.strip_prefix("x-remove-").and_then(|rest| acl_key(&format!("x-{rest}")))

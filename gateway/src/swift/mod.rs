@@ -36,7 +36,8 @@ use crate::s3::CofferS3;
 use response::SwiftResponse;
 
 /// Swift's limits, advertised in `/info` and enforced here.
-pub const MAX_CONTAINER_NAME: usize = 256;
+/// What the metadata service accepts for a bucket name.
+pub const MAX_CONTAINER_NAME: usize = 255;
 pub const MAX_OBJECT_NAME: usize = 1024;
 pub const MAX_META_NAME: usize = 128;
 pub const MAX_META_VALUE: usize = 256;
@@ -74,6 +75,17 @@ pub struct Target {
     pub object: Option<String>,
 }
 
+impl Target {
+    /// The refusal for this requester: 401 without a token (authenticate first), else 403.
+    pub fn refusal(&self) -> SwiftResponse {
+        if self.identity.is_none() {
+            response::error(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized.")
+        } else {
+            response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.")
+        }
+    }
+}
+
 fn now_unix_s() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -88,6 +100,23 @@ pub fn query_pairs(req_query: Option<&str>) -> Vec<(String, String)> {
 
 pub fn query_value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
     query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// Swift's idea of a true query or header value.
+pub fn is_true(value: &str) -> bool {
+    matches!(value.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on" | "t" | "y")
+}
+
+/// The listing `limit`: at most `max` (412 beyond, as Swift answers); a value that is not a whole
+/// number is ignored, as Swift does.
+pub fn listing_limit(query: &[(String, String)], max: usize) -> Result<usize, SwiftResponse> {
+    match query_value(query, "limit").map(str::parse::<usize>) {
+        Some(Ok(n)) if n > max => {
+            Err(response::error(StatusCode::PRECONDITION_FAILED, &format!("Maximum limit is {max}")))
+        }
+        Some(Ok(n)) => Ok(n),
+        None | Some(Err(_)) => Ok(max),
+    }
 }
 
 impl SwiftApi {
@@ -271,13 +300,7 @@ impl SwiftApi {
     /// Whether the request may do `access` on the container of its path: the path's account must
     /// own the container; its admins may do anything, others what the container's ACLs allow.
     pub async fn allowed(&self, target: &Target, access: Access) -> Result<(), SwiftResponse> {
-        let denied = || {
-            if target.identity.is_none() {
-                response::error(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized.")
-            } else {
-                response::error(StatusCode::FORBIDDEN, "Access was denied to this resource.")
-            }
-        };
+        let denied = || target.refusal();
         let Some(container) = target.container.as_deref() else {
             return if target.admin_here { Ok(()) } else { Err(denied()) };
         };

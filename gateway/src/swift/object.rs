@@ -68,7 +68,9 @@ fn user_metadata(headers: &HeaderMap) -> Result<HashMap<String, String>, SwiftRe
     let mut metadata = HashMap::new();
     for (name, value) in headers {
         if let Some(key) = name.as_str().strip_prefix(META_PREFIX) {
-            let value = value.to_str().unwrap_or_default().trim();
+            let value = String::from_utf8_lossy(value.as_bytes());
+            // Swift clients send UTF-8 in metadata values, which `to_str` (visible ASCII only) would drop.
+            let value = value.trim();
             if key.len() > MAX_META_NAME || value.len() > MAX_META_VALUE {
                 return Err(response::error(StatusCode::BAD_REQUEST, "Metadata name or value too long"));
             }
@@ -105,10 +107,7 @@ pub fn guess_content_type(name: &str) -> &'static str {
 }
 
 fn http_date(ts: &Timestamp) -> String {
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::OffsetDateTime::from(ts.clone()).format(&format).unwrap_or_default()
+    response::http_date(time::OffsetDateTime::from(ts.clone()).unix_timestamp() * 1000)
 }
 
 fn x_timestamp(ts: &Timestamp) -> String {
@@ -191,6 +190,9 @@ async fn get(
         let input =
             HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
         let out = api.run_s3(target, input, |r| api.s3.head_object(r)).await?;
+        if let Some(refused) = unmet_condition(req.headers(), out.e_tag.as_ref(), out.last_modified.as_ref()) {
+            return Ok(response::status(refused));
+        }
         let mut response = response::status(StatusCode::OK);
         describe(
             &mut response,
@@ -209,6 +211,10 @@ async fn get(
         .build()
         .map_err(bad)?;
     let out = api.run_s3(target, input, |r| api.s3.get_object(r)).await?;
+    // Checked on the answer's own ETag and time; a refused GET drops the body stream unread.
+    if let Some(refused) = unmet_condition(req.headers(), out.e_tag.as_ref(), out.last_modified.as_ref()) {
+        return Ok(response::status(refused));
+    }
     let mut response = http::Response::new(out.body.map(s3s::Body::from).unwrap_or_else(s3s::Body::empty));
     *response.status_mut() = if out.content_range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     describe(
@@ -223,6 +229,42 @@ async fn get(
         response::set(&mut response, "content-range", range);
     }
     Ok(response)
+}
+
+/// RFC 9110's preconditions on a GET or HEAD, as Swift evaluates them: `If-Match` (a list or `*`)
+/// and `If-Unmodified-Since` refuse with 412, `If-None-Match` and `If-Modified-Since` with 304.
+/// Unparseable dates are ignored.
+fn unmet_condition(
+    headers: &HeaderMap,
+    etag: Option<&s3s::dto::ETag>,
+    modified: Option<&Timestamp>,
+) -> Option<StatusCode> {
+    let etag = etag.map(|e| e.value().to_string()).unwrap_or_default();
+    let listed = |value: &str| {
+        value.split(',').map(|t| t.trim().trim_start_matches("W/").trim_matches('"')).any(|t| t == "*" || t == etag)
+    };
+    let modified = modified.map(|ts| time::OffsetDateTime::from(ts.clone()).unix_timestamp());
+    let date = |name: &str| header(headers, name).and_then(crate::s3::edge::parse_http_date);
+    if let Some(value) = header(headers, "if-match")
+        && !listed(value)
+    {
+        return Some(StatusCode::PRECONDITION_FAILED);
+    }
+    if let (Some(since), Some(modified)) = (date("if-unmodified-since"), modified)
+        && modified > since
+    {
+        return Some(StatusCode::PRECONDITION_FAILED);
+    }
+    if let Some(value) = header(headers, "if-none-match") {
+        if listed(value) {
+            return Some(StatusCode::NOT_MODIFIED);
+        }
+    } else if let (Some(since), Some(modified)) = (date("if-modified-since"), modified)
+        && modified <= since
+    {
+        return Some(StatusCode::NOT_MODIFIED);
+    }
+    None
 }
 
 /// The object headers of GET and HEAD.
@@ -327,6 +369,27 @@ async fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preconditions_refuse_as_swift_does() {
+        let etag = s3s::dto::ETag::Strong("abc".into());
+        let at = Timestamp::from(time::OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap());
+        let check = |name: &'static str, value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, value.parse().unwrap());
+            unmet_condition(&headers, Some(&etag), Some(&at))
+        };
+        assert_eq!(check("if-match", "\"x\", \"abc\""), None);
+        assert_eq!(check("if-match", "\"x\""), Some(StatusCode::PRECONDITION_FAILED));
+        assert_eq!(check("if-none-match", "abc"), Some(StatusCode::NOT_MODIFIED));
+        assert_eq!(check("if-none-match", "*"), Some(StatusCode::NOT_MODIFIED));
+        assert_eq!(check("if-modified-since", "Sun, 09 Sep 2001 01:46:40 GMT"), Some(StatusCode::NOT_MODIFIED));
+        assert_eq!(check("if-modified-since", "garbage"), None);
+        assert_eq!(
+            check("if-unmodified-since", "Sat, 08 Sep 2001 00:00:00 GMT"),
+            Some(StatusCode::PRECONDITION_FAILED)
+        );
+    }
 
     #[test]
     fn paths_split_and_types_are_guessed() {

@@ -7,6 +7,17 @@ use s3s::{Body, S3Error, S3ErrorCode};
 
 pub type SwiftResponse = Response<Body>;
 
+/// An HTTP date (IMF-fixdate) of a Unix time in milliseconds.
+pub fn http_date(unix_ms: i64) -> String {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
 pub fn escape_xml(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

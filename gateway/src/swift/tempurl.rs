@@ -78,8 +78,18 @@ fn signature_matches(signature: &str, key: &str, message: &[u8]) -> bool {
             "sha512" => hmac::HMAC_SHA512,
             _ => return false,
         };
+        // Standard or URL-safe base64, padded or not; a `+` may arrive as a space after query decoding.
+        let normalized: String = b64
+            .trim_end_matches('=')
+            .chars()
+            .map(|c| match c {
+                '+' | ' ' => '-',
+                '/' => '_',
+                c => c,
+            })
+            .collect();
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let Ok(bytes) = engine.decode(b64.trim_end_matches('=')) else { return false };
+        let Ok(bytes) = engine.decode(normalized) else { return false };
         (algorithm, bytes)
     } else {
         let Ok(bytes) = hex::decode(signature) else { return false };
@@ -131,5 +141,15 @@ mod tests {
         ];
         assert_eq!(TempUrl::from_query(&query).unwrap().unwrap().expires_unix_s, 1000);
         assert!(TempUrl::from_query(&[]).is_none());
+        // Every base64 spelling of one signature works, including `+` decoded to a space.
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, b"k"), format!("GET\n2000\n{path}").as_bytes());
+        let standard = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+        let url_safe = base64::engine::general_purpose::URL_SAFE.encode(tag.as_ref());
+        for spelling in
+            [standard.clone(), standard.trim_end_matches('=').to_string(), url_safe, standard.replace('+', " ")]
+        {
+            let link = TempUrl { signature: format!("sha256:{spelling}"), expires_unix_s: 2000, prefix: None };
+            assert!(link.grants("GET", path, &["k"], 1000), "{spelling}");
+        }
     }
 }
