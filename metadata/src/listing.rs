@@ -54,6 +54,9 @@ pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjec
     let (prefix, delimiter, start_after) = (req.prefix.as_str(), req.delimiter.as_str(), req.start_after.as_str());
     check_no_nul(&[("prefix", prefix), ("delimiter", delimiter), ("start-after", start_after)])?;
     store.bucket(&req.bucket)?;
+    if req.reverse {
+        return list_objects_reverse(store, req);
+    }
     let mut out = ListObjectsResponse::default();
     let limit = req.max_keys.min(MAX_PAGE) as usize;
     let base = keys::bucket_prefix(&req.bucket);
@@ -98,6 +101,69 @@ pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjec
         iter.next();
     }
     iter.status().map_err(MetadataError::db("listing objects"))?;
+    Ok(out)
+}
+
+/// [`list_objects`] from the last key backwards: keys below `start_after` (all when empty), each
+/// common prefix once, where its last key is met.
+fn list_objects_reverse(store: &Store, req: &ListObjectsRequest) -> Result<ListObjectsResponse, MetadataError> {
+    let (prefix, delimiter, before) = (req.prefix.as_str(), req.delimiter.as_str(), req.start_after.as_str());
+    let mut out = ListObjectsResponse::default();
+    let limit = req.max_keys.min(MAX_PAGE) as usize;
+    if limit == 0 {
+        return Ok(out);
+    }
+    let base = keys::bucket_prefix(&req.bucket);
+    let range = [base.as_slice(), prefix.as_bytes()].concat();
+    let join = |tail: &[u8]| [base.as_slice(), tail].concat();
+    let mut iter = store.db().raw_iterator_cf_opt(store.cf(Cf::Objects)?, bounded(&range));
+    // Positions the iterator on the last key strictly below `bound` (or the last of the range).
+    let seek_below =
+        |iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>, bound: Option<&[u8]>| match bound {
+            Some(bound) => {
+                iter.seek_for_prev(bound);
+                if iter.key() == Some(bound) {
+                    iter.prev();
+                }
+            }
+            None => iter.seek_to_last(),
+        };
+    // A marker inside a common prefix skips the rest of that prefix, which was already returned.
+    let first_bound = match common_prefix(before, prefix, delimiter) {
+        _ if before.is_empty() => None,
+        Some(cp) => Some(join(cp.as_bytes())),
+        None => Some(join(before.as_bytes())),
+    };
+    seek_below(&mut iter, first_bound.as_deref());
+    while let Some((db_key, value)) = iter.item() {
+        if !db_key.starts_with(&range) {
+            break;
+        }
+        let key = key_str(Cf::Objects, &db_key[base.len()..])?;
+        if out.objects.len() + out.common_prefixes.len() == limit {
+            out.is_truncated = true;
+            break;
+        }
+        if let Some(cp) = common_prefix(key, prefix, delimiter) {
+            out.common_prefixes.push(cp.to_string());
+            out.next_marker = cp.to_string();
+            let bound = join(cp.as_bytes());
+            seek_below(&mut iter, Some(&bound));
+            continue;
+        }
+        let record: ObjectRecord = decode(Cf::Objects, db_key, value)?;
+        out.objects.push(ObjectSummary {
+            key: key.to_string(),
+            size: record.size,
+            etag: record.etag,
+            last_modified_unix_ms: record.last_modified_unix_ms,
+            storage_class: record.storage_class,
+            content_type: record.content_type,
+        });
+        out.next_marker = key.to_string();
+        iter.prev();
+    }
+    iter.status().map_err(MetadataError::db("listing objects backwards"))?;
     Ok(out)
 }
 
@@ -224,6 +290,7 @@ mod tests {
             delimiter: delimiter.into(),
             start_after: start_after.into(),
             max_keys,
+            ..Default::default()
         };
         list_objects(store, &req).unwrap()
     }
@@ -353,6 +420,36 @@ mod tests {
                         marker = page.next_marker;
                     }
                     assert_eq!(paged, expected, "prefix {prefix:?} delimiter {delimiter:?} page {page_size}");
+                }
+                // Backwards, page by page, is the same listing reversed.
+                for page_size in [1, 3, MAX_PAGE] {
+                    let mut backwards = Vec::new();
+                    let mut marker = String::new();
+                    loop {
+                        let req = ListObjectsRequest {
+                            bucket: "b".into(),
+                            prefix: prefix.into(),
+                            delimiter: delimiter.into(),
+                            start_after: marker.clone(),
+                            max_keys: page_size,
+                            reverse: true,
+                        };
+                        let page = list_objects(&store, &req).unwrap();
+                        let (objects, prefixes) = names(&page);
+                        let mut entries: Vec<String> =
+                            objects.into_iter().chain(prefixes).map(str::to_string).collect();
+                        entries.sort_unstable_by(|a, b| b.cmp(a));
+                        backwards.extend(entries);
+                        if !page.is_truncated {
+                            break;
+                        }
+                        marker = page.next_marker;
+                    }
+                    let reversed: Vec<String> = expected.iter().rev().cloned().collect();
+                    assert_eq!(
+                        backwards, reversed,
+                        "reverse prefix {prefix:?} delimiter {delimiter:?} page {page_size}"
+                    );
                 }
                 for start_after in ["a", "a/", "a/a", "b", "é/"] {
                     let page = list(&store, prefix, delimiter, start_after, MAX_PAGE);

@@ -92,6 +92,12 @@ def test_containers_objects_metadata_and_listings(swift_server):
     assert [o["name"] for o in listing] == ["2026/a.bin"]
     _, listing = conn.get_container(name, path="2026")
     assert [o["name"] for o in listing] == ["2026/a.bin", "2026/b.txt"]
+    _, listing = conn.get_container(name, query_string="reverse=on")
+    assert [o["name"] for o in listing] == ["top.json", "2026/b.txt", "2026/a.bin"]
+    _, listing = conn.get_container(name, delimiter="/", query_string="reverse=true")
+    assert [o.get("name", o.get("subdir")) for o in listing] == ["top.json", "2026/"]
+    _, listing = conn.get_container(name, marker="top.json", query_string="reverse=true&limit=1")
+    assert [o["name"] for o in listing] == ["2026/b.txt"]
 
     with pytest.raises(ClientException) as e:
         conn.put_object(name, "bad", b"data", etag="0" * 32)

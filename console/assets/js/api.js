@@ -388,3 +388,73 @@ export async function presignGet(bucket, key, expires, base = location.origin, q
     expires,
   });
 }
+
+// --- versioning ----------------------------------------------------------------------------
+
+/** 'Enabled', 'Suspended', or '' for a bucket that was never versioned. */
+export async function getBucketVersioning(bucket) {
+  const doc = parseXml(await (await send('GET', encodePath(bucket), { query: { versioning: '' } })).text());
+  return xmlText(doc, 'Status');
+}
+
+export async function putBucketVersioning(bucket, status) {
+  await send('PUT', encodePath(bucket), {
+    query: { versioning: '' },
+    body: '<?xml version="1.0" encoding="UTF-8"?><VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+      `<Status>${escapeXml(status)}</Status></VersioningConfiguration>`,
+    headers: { 'content-type': 'application/xml' },
+  });
+}
+
+/** One page of ListObjectVersions: versions and delete markers in key order. */
+export async function listObjectVersions(bucket, { prefix = '', delimiter = '/', keyMarker, versionIdMarker, maxKeys = 1000 } = {}) {
+  const query = { versions: '', prefix, 'max-keys': String(maxKeys) };
+  if (delimiter) query.delimiter = delimiter;
+  if (keyMarker) query['key-marker'] = keyMarker;
+  if (versionIdMarker) query['version-id-marker'] = versionIdMarker;
+  const doc = parseXml(await (await send('GET', encodePath(bucket), { query })).text());
+  const root = doc.documentElement;
+  const entries = Array.from(root.children)
+    .filter((c) => c.localName === 'Version' || c.localName === 'DeleteMarker')
+    .map((c) => ({
+      deleteMarker: c.localName === 'DeleteMarker',
+      key: childText(c, 'Key'),
+      versionId: childText(c, 'VersionId'),
+      latest: childText(c, 'IsLatest') === 'true',
+      size: Number(childText(c, 'Size') || 0),
+      modified: childText(c, 'LastModified'),
+      etag: childText(c, 'ETag'),
+    }));
+  return {
+    entries,
+    prefixes: xmlChildren(root, 'CommonPrefixes').map((p) => childText(p, 'Prefix')),
+    truncated: childText(root, 'IsTruncated') === 'true',
+    keyMarker: childText(root, 'NextKeyMarker'),
+    versionIdMarker: childText(root, 'NextVersionIdMarker'),
+  };
+}
+
+/** Deletes one version (or delete marker) for good. */
+export async function deleteObjectVersion(bucket, key, versionId) {
+  await send('DELETE', encodePath(bucket, key), { query: { versionId } });
+}
+
+// --- bucket policy -------------------------------------------------------------------------
+
+/** The bucket's policy as text, or '' when it has none. */
+export async function getBucketPolicy(bucket) {
+  try {
+    return await (await send('GET', encodePath(bucket), { query: { policy: '' } })).text();
+  } catch (e) {
+    if (e.code === 'NoSuchBucketPolicy') return '';
+    throw e;
+  }
+}
+
+export async function putBucketPolicy(bucket, json) {
+  await send('PUT', encodePath(bucket), { query: { policy: '' }, body: json, headers: { 'content-type': 'application/json' } });
+}
+
+export async function deleteBucketPolicy(bucket) {
+  await send('DELETE', encodePath(bucket), { query: { policy: '' } });
+}

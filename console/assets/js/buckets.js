@@ -50,8 +50,7 @@ async function createBucketDialog(onCreated) {
     field('Bucket name', name, '3–63 lowercase letters, digits, dots and hyphens.'),
     h('fieldset', { class: 'options', disabled: true },
       h('legend', { text: 'Options' }),
-      h('label', {}, h('input', { type: 'checkbox', disabled: true }), ' Versioning ', badge('not available in Coffer yet', 'muted')),
-      h('label', {}, h('input', { type: 'checkbox', disabled: true }), ' Object lock ', badge('not available in Coffer yet', 'muted')),
+            h('label', {}, h('input', { type: 'checkbox', disabled: true }), ' Object lock ', badge('not available in Coffer yet', 'muted')),
       h('label', {}, h('input', { type: 'checkbox', disabled: true }), ' Quota ', badge('not available in Coffer yet', 'muted'))),
     problem);
   await modal('Create bucket', body, [
@@ -124,6 +123,136 @@ export async function renderBuckets(main) {
   await refresh();
 }
 
+const VERSIONING_LABEL = { Enabled: 'Enabled', Suspended: 'Suspended', '': 'Off' };
+
+function versioningCard(bucket) {
+  const card = h('section', { class: 'card', 'aria-labelledby': 'versioning-h' });
+  const head = h('h2', { id: 'versioning-h', text: 'Versioning' });
+  const draw = (status) => {
+    const state = h('strong', { id: 'versioning-state', text: VERSIONING_LABEL[status] || status });
+    const set = (next, label) => button(label, async () => {
+      const ok = await attempt(() => api.putBucketVersioning(bucket, next).then(() => true), `${label} versioning`);
+      if (ok) {
+        toast(`Versioning ${next === 'Enabled' ? 'enabled' : 'suspended'}`);
+        draw(next);
+      }
+    }, next === 'Enabled' ? 'primary' : '');
+    clear(card, head,
+      h('p', { class: 'versioning-status' }, 'Status: ', state),
+      h('p', { class: 'muted', text: status === 'Enabled'
+        ? 'Every upload keeps the earlier versions; a delete leaves a delete marker.'
+        : status === 'Suspended'
+          ? 'New uploads replace the null version; existing versions are kept.'
+          : 'Coffer keeps one version of each object. Once enabled, versioning can only be suspended.' }),
+      h('div', { class: 'actions' },
+        status !== 'Enabled' ? set('Enabled', 'Enable') : null,
+        status === 'Enabled' ? set('Suspended', 'Suspend') : null));
+  };
+  clear(card, head, h('p', { class: 'loading', text: 'Loading…' }));
+  api.getBucketVersioning(bucket).then(draw, (e) => clear(card, head, errorBox(e, 'Cannot read the versioning state')));
+  return card;
+}
+
+function policyExample(bucket) {
+  return JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [{
+      Sid: 'PublicRead',
+      Effect: 'Allow',
+      Principal: { AWS: ['*'] },
+      Action: ['s3:GetObject'],
+      Resource: [`arn:aws:s3:::${bucket}/public/*`],
+    }],
+  }, null, 2);
+}
+
+function policyCard(bucket) {
+  const card = h('section', { class: 'card policy-card', 'aria-labelledby': 'policy-h' });
+  const head = h('h2', { id: 'policy-h', text: 'Bucket policy' });
+  const problem = h('div', { class: 'form-message', 'aria-live': 'polite' });
+  const text = h('textarea', { rows: 14, spellcheck: 'false', autocapitalize: 'off', class: 'policy-text', 'aria-invalid': 'false' });
+  const state = h('p', { class: 'muted' });
+  const fail = (message) => {
+    text.setAttribute('aria-invalid', 'true');
+    clear(problem, h('div', { class: 'error-box', role: 'alert', text: message }));
+  };
+  const reset = () => {
+    text.setAttribute('aria-invalid', 'false');
+    clear(problem);
+  };
+  text.addEventListener('input', reset);
+  const load = async () => {
+    reset();
+    let current;
+    try {
+      current = await api.getBucketPolicy(bucket);
+    } catch (e) {
+      clear(problem, errorBox(e, 'Cannot read the policy'));
+      return;
+    }
+    try {
+      text.value = current ? JSON.stringify(JSON.parse(current), null, 2) : '';
+    } catch {
+      text.value = current;
+    }
+    state.textContent = current ? 'This bucket has a policy.' : 'This bucket has no policy.';
+  };
+  const save = button('Save policy', async () => {
+    reset();
+    const value = text.value.trim();
+    if (!value) {
+      fail('Enter a policy, or use Delete policy to remove it.');
+      text.focus();
+      return;
+    }
+    let parsed;
+    try {
+      parsed = JSON.parse(value);
+    } catch (e) {
+      fail(`Not valid JSON: ${e.message}`);
+      text.focus();
+      return;
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      fail('A policy is a JSON object with a Statement.');
+      text.focus();
+      return;
+    }
+    try {
+      await api.putBucketPolicy(bucket, JSON.stringify(parsed));
+    } catch (e) {
+      text.setAttribute('aria-invalid', 'true');
+      clear(problem, errorBox(e, 'The policy was not saved'));
+      return;
+    }
+    toast('Policy saved');
+    await load();
+  }, 'primary');
+  const remove = button('Delete policy', async () => {
+    if (!(await confirm('Delete bucket policy', `Delete the policy of ${bucket}?`))) return;
+    reset();
+    try {
+      await api.deleteBucketPolicy(bucket);
+    } catch (e) {
+      clear(problem, errorBox(e, 'The policy was not deleted'));
+      return;
+    }
+    toast('Policy deleted');
+    await load();
+  }, 'danger');
+  const example = button('Insert example', () => {
+    text.value = policyExample(bucket);
+    reset();
+    text.focus();
+  });
+  clear(card, head, state,
+    field('Policy (JSON)', text, 'An IAM-style policy document; Principal "*" allows anonymous requests.'),
+    problem,
+    h('div', { class: 'actions' }, save, remove, example, button('Reload', () => load())));
+  load();
+  return card;
+}
+
 export async function renderBucketSettings(main, bucket) {
   const tagsBox = h('section', { class: 'card', 'aria-labelledby': 'tags-h' }, h('h2', { id: 'tags-h', text: 'Tags' }),
     h('p', { class: 'loading', text: 'Loading…' }));
@@ -132,11 +261,11 @@ export async function renderBucketSettings(main, bucket) {
       h('a', { href: '#/buckets', text: 'Buckets' }), ' / ', h('span', { text: bucket })),
     pageHeader(`Bucket ${bucket}`, h('a', { class: 'button primary', href: `#/browse/${encodeURIComponent(bucket)}`, text: 'Browse objects' })),
     h('div', { class: 'grid' },
+      versioningCard(bucket),
       tagsBox,
+      policyCard(bucket),
       h('section', { class: 'card', 'aria-labelledby': 'features-h' }, h('h2', { id: 'features-h', text: 'Other settings' }),
-        unavailable('Versioning', 'Coffer keeps one version of each object; versioning is not available yet.'),
         unavailable('Object lock', 'Not available in Coffer yet.'),
-        unavailable('Bucket policy', 'Bucket policies are not available yet; use user and group policies (Identity).'),
         unavailable('CORS', 'Not available in Coffer yet; the console needs none (it is served from the same origin).'),
         unavailable('Lifecycle rules', 'Not available in Coffer yet.'),
         unavailable('Quota', 'Not available in Coffer yet.'))));

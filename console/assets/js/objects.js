@@ -5,7 +5,7 @@ import * as api from './api.js';
 import { Uploads, droppedFiles } from './upload.js';
 import {
   attempt, badge, button, clear, confirm, errorBox, errorText, field, fmtBytes, fmtDate, h, modal, table, tagEditor,
-  toast, unavailable,
+  toast,
 } from './ui.js';
 
 const IMAGE_EXT = /\.(png|jpe?g|gif|webp|bmp|svg|avif|ico)$/i;
@@ -31,10 +31,10 @@ function contentDisposition(name) {
 }
 
 /** Downloads through a presigned GET on the console's origin, streamed by the browser. */
-async function download(bucket, key) {
-  const url = await api.presignGet(bucket, key, 300, location.origin, {
-    'response-content-disposition': contentDisposition(baseName(key)),
-  });
+async function download(bucket, key, versionId) {
+  const query = { 'response-content-disposition': contentDisposition(baseName(key)) };
+  if (versionId) query.versionId = versionId;
+  const url = await api.presignGet(bucket, key, 300, location.origin, query);
   const a = h('a', { href: url, download: baseName(key), class: 'sr-only' });
   document.body.append(a);
   a.click();
@@ -175,7 +175,7 @@ async function showObject(bucket, key, onChanged) {
     h('section', { 'aria-labelledby': 'otags-h' }, h('h3', { id: 'otags-h', text: 'Tags' }), tagsBox),
     h('section', { 'aria-labelledby': 'share-h' }, h('h3', { id: 'share-h', text: 'Share' }), shareBox(bucket, key)),
     h('section', { 'aria-labelledby': 'versions-h' }, h('h3', { id: 'versions-h', text: 'Versions' }),
-      unavailable('Versions', 'Coffer keeps one version of each object; versioning is not available yet.')));
+      h('p', { class: 'muted', text: 'In a versioned bucket, "Show versions" in the object list lists every version of this key.' })));
   try {
     const editor = tagEditor(await api.getObjectTags(bucket, key), 10, 'Object tags');
     clear(tagsBox, editor.el, h('div', { class: 'actions' }, button('Save tags', async () => {
@@ -193,6 +193,11 @@ export async function renderObjects(main, bucket, rawPrefix) {
   const selected = new Set();
   let pages = [];
   let token;
+  let versionPages = [];
+  let versionMarker;
+  const showVersions = h('input', { type: 'checkbox', id: 'show-versions' });
+  const versionsToggle = h('label', { class: 'toggle', for: 'show-versions', hidden: true }, showVersions, 'Show versions');
+  const versioningBadge = badge('Versioning: …', 'muted');
   const listing = h('div', { class: 'listing' }, h('p', { class: 'loading', text: 'Loading…' }));
   const deleteSelected = button('Delete selected', () => removeSelected(), 'danger', { disabled: true });
   const filter = h('input', { type: 'search', placeholder: 'Filter this folder', 'aria-label': 'Filter by name' });
@@ -216,7 +221,66 @@ export async function renderObjects(main, bucket, rawPrefix) {
     deleteSelected.textContent = selected.size ? `Delete selected (${selected.size})` : 'Delete selected';
   };
 
+  const drawVersions = () => {
+    const needle = filter.value.trim().toLowerCase();
+    const match = (name) => !needle || name.toLowerCase().includes(needle);
+    const folders = versionPages.flatMap((p) => p.prefixes).filter((p) => match(baseName(p)));
+    const entries = versionPages.flatMap((p) => p.entries).filter((v) => v.key !== prefix && match(baseName(v.key)));
+    const rows = [
+      ...folders.map((p) => [
+        h('a', { href: browseHref(bucket, p), class: 'folder' }, h('span', { class: 'icon-folder', 'aria-hidden': 'true' }), baseName(p) + '/'),
+        '—', '—', '—', '—',
+        h('div', { class: 'row-actions' }, h('a', { class: 'button small', href: browseHref(bucket, p), text: 'Open', 'aria-label': `Open folder ${baseName(p)}` })),
+      ]),
+      ...entries.map((v) => {
+        const name = baseName(v.key);
+        const label = `${name} version ${v.versionId}`;
+        return [
+          h('span', { class: 'object-name' }, h('span', { class: v.deleteMarker ? '' : 'icon-file', 'aria-hidden': 'true' }), name),
+          h('span', { class: 'version-id', text: v.versionId }),
+          h('span', {}, v.latest ? badge('latest', '') : null, v.deleteMarker ? badge('delete marker', 'muted') : null),
+          v.deleteMarker ? '—' : fmtBytes(v.size),
+          fmtDate(v.modified),
+          h('div', { class: 'row-actions' },
+            v.deleteMarker ? null : button('Download', () => attempt(() => download(bucket, v.key, v.versionId), 'Download'), 'small', { 'aria-label': `Download ${label}` }),
+            button('Delete version', async () => {
+              const what = v.deleteMarker ? `the delete marker ${v.versionId} of ${v.key}` : `version ${v.versionId} of ${v.key}`;
+              if (!(await confirm('Delete version permanently', `Permanently delete ${what}? This cannot be undone.`))) return;
+              const ok = await attempt(() => api.deleteObjectVersion(bucket, v.key, v.versionId).then(() => true), 'Delete version');
+              if (ok) {
+                toast(`Deleted ${what}`);
+                refresh();
+              }
+            }, 'small danger', { 'aria-label': `Delete ${label} permanently` })),
+        ];
+      }),
+    ];
+    clear(listing, table({ text: `Versions in ${bucket}/${prefix}` },
+      [{ label: 'Name' }, { label: 'Version ID' }, { label: 'State' }, { label: 'Size', class: 'num' }, { label: 'Last modified', class: 'hide-sm' }, { label: 'Actions' }],
+      rows, needle ? 'Nothing matches the filter.' : 'No versions in this folder.'),
+    versionMarker ? button('Load more', () => loadVersions(true), '', { class: 'more' }) : null);
+  };
+
+  const loadVersions = async (more = false) => {
+    try {
+      const page = await api.listObjectVersions(bucket, {
+        prefix,
+        keyMarker: more && versionMarker ? versionMarker.keyMarker : undefined,
+        versionIdMarker: more && versionMarker ? versionMarker.versionIdMarker : undefined,
+      });
+      versionPages = more ? [...versionPages, page] : [page];
+      versionMarker = page.truncated ? { keyMarker: page.keyMarker, versionIdMarker: page.versionIdMarker } : undefined;
+      drawVersions();
+    } catch (e) {
+      clear(listing, errorBox(e, 'Cannot list the versions'));
+    }
+  };
+
   const draw = () => {
+    if (showVersions.checked) {
+      drawVersions();
+      return;
+    }
     const needle = filter.value.trim().toLowerCase();
     const match = (name) => !needle || name.toLowerCase().includes(needle);
     const folders = pages.flatMap((p) => p.prefixes).filter((p) => match(baseName(p)));
@@ -277,8 +341,19 @@ export async function renderObjects(main, bucket, rawPrefix) {
   const refresh = () => {
     selected.clear();
     updateSelection();
-    return load(false);
+    return showVersions.checked ? loadVersions(false) : load(false);
   };
+  showVersions.addEventListener('change', () => {
+    deleteSelected.hidden = showVersions.checked;
+    clear(listing, h('p', { class: 'loading', text: 'Loading…' }));
+    refresh();
+  });
+  api.getBucketVersioning(bucket).then((status) => {
+    versioningBadge.textContent = `Versioning: ${status === 'Enabled' ? 'enabled' : status === 'Suspended' ? 'suspended' : 'off'}`;
+    versionsToggle.hidden = !status;
+  }, () => {
+    versioningBadge.textContent = 'Versioning: unknown';
+  });
 
   const removeSelected = async () => {
     const items = Array.from(selected);
@@ -361,7 +436,7 @@ export async function renderObjects(main, bucket, rawPrefix) {
         deleteSelected,
         button('Refresh', () => refresh()),
         h('a', { class: 'button', href: `#/buckets/${encodeURIComponent(bucket)}`, text: 'Bucket settings' }))),
-    h('div', { class: 'toolbar' }, filter, badge('Versioning: unavailable', 'muted')),
+    h('div', { class: 'toolbar' }, filter, versionsToggle, versioningBadge),
     fileInput, folderInput,
     uploads.el,
     drop);

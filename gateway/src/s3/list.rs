@@ -58,6 +58,7 @@ impl CofferS3 {
             delimiter: delimiter.to_string(),
             start_after,
             max_keys: max_keys.min(MAX_KEYS) as u32,
+            reverse: false,
         };
         let response = remote(self.plane.metadata.rpc().list_objects(request).await)?;
         let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };

@@ -144,9 +144,7 @@ async fn show(api: &SwiftApi, req: &Request<Incoming>, name: &str, admin: bool) 
 async fn list(api: &SwiftApi, req: &Request<Incoming>, name: &str) -> Result<SwiftResponse, SwiftResponse> {
     let query = query_pairs(req.uri().query());
     let limit = super::listing_limit(&query, CONTAINER_LISTING_LIMIT as usize)? as u32;
-    if query_value(&query, "reverse").is_some_and(super::is_true) {
-        return Err(response::error(StatusCode::NOT_IMPLEMENTED, "reverse listings are not supported yet"));
-    }
+    let reverse = query_value(&query, "reverse").is_some_and(super::is_true);
     // `path=P` is `prefix=P/` with `/` as delimiter, as in Swift.
     let (prefix, delimiter) = match query_value(&query, "path") {
         Some(path) if !path.is_empty() => (format!("{}/", path.trim_end_matches('/')), "/".to_string()),
@@ -163,6 +161,7 @@ async fn list(api: &SwiftApi, req: &Request<Incoming>, name: &str) -> Result<Swi
         delimiter,
         start_after: query_value(&query, "marker").unwrap_or_default().to_string(),
         max_keys: limit,
+        reverse,
     };
     let listing = api.metadata.rpc().list_objects(request).await.map_err(remote)?.into_inner();
     let mut items: Vec<ContainerItem> = listing
@@ -182,9 +181,13 @@ async fn list(api: &SwiftApi, req: &Request<Incoming>, name: &str) -> Result<Swi
             })
         })
         .chain(listing.common_prefixes.into_iter().map(ContainerItem::Subdir))
-        .filter(|item| end_marker.is_none_or(|end| item.name() < end))
+        .filter(|item| end_marker.is_none_or(|end| if reverse { item.name() > end } else { item.name() < end }))
         .collect();
-    items.sort_by(|a, b| a.name().cmp(b.name()));
+    if reverse {
+        items.sort_by(|a, b| b.name().cmp(a.name()));
+    } else {
+        items.sort_by(|a, b| a.name().cmp(b.name()));
+    }
     let format = Format::choose(query_value(&query, "format"), header(req.headers(), "accept"));
     if items.is_empty() && format == Format::Plain {
         return Ok(response::status(StatusCode::NO_CONTENT));
