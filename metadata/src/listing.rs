@@ -50,6 +50,18 @@ fn key_str(cf: Cf, key: &[u8]) -> Result<&str, MetadataError> {
     std::str::from_utf8(key).map_err(|e| MetadataError::corrupt(format!("key in {}", cf.name()), e))
 }
 
+/// What a listing shows of one object.
+fn summary(key: &str, record: ObjectRecord) -> ObjectSummary {
+    ObjectSummary {
+        key: key.to_string(),
+        size: record.size,
+        etag: record.etag,
+        last_modified_unix_ms: record.last_modified_unix_ms,
+        storage_class: record.storage_class,
+        content_type: record.content_type,
+    }
+}
+
 pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjectsResponse, MetadataError> {
     let (prefix, delimiter, start_after) = (req.prefix.as_str(), req.delimiter.as_str(), req.start_after.as_str());
     check_no_nul(&[("prefix", prefix), ("delimiter", delimiter), ("start-after", start_after)])?;
@@ -88,15 +100,7 @@ pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjec
             }
             continue;
         }
-        let record: ObjectRecord = decode(Cf::Objects, db_key, value)?;
-        out.objects.push(ObjectSummary {
-            key: key.to_string(),
-            size: record.size,
-            etag: record.etag,
-            last_modified_unix_ms: record.last_modified_unix_ms,
-            storage_class: record.storage_class,
-            content_type: record.content_type,
-        });
+        out.objects.push(summary(key, decode(Cf::Objects, db_key, value)?));
         out.next_marker = key.to_string();
         iter.next();
     }
@@ -151,15 +155,7 @@ fn list_objects_reverse(store: &Store, req: &ListObjectsRequest) -> Result<ListO
             seek_below(&mut iter, Some(&bound));
             continue;
         }
-        let record: ObjectRecord = decode(Cf::Objects, db_key, value)?;
-        out.objects.push(ObjectSummary {
-            key: key.to_string(),
-            size: record.size,
-            etag: record.etag,
-            last_modified_unix_ms: record.last_modified_unix_ms,
-            storage_class: record.storage_class,
-            content_type: record.content_type,
-        });
+        out.objects.push(summary(key, decode(Cf::Objects, db_key, value)?));
         out.next_marker = key.to_string();
         iter.prev();
     }

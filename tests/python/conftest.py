@@ -204,32 +204,16 @@ def endpoint(server) -> str:
     return server.endpoint
 
 
-def make_client(endpoint: str, **config):
+def make_client(endpoint: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
+                session_token: str | None = None, **config):
+    config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
     cfg = Config(
         region_name=REGION,
         signature_version="s3v4",
         s3={"addressing_style": "path"},
-        retries={"max_attempts": 2, "mode": "standard"},
         connect_timeout=5,
         read_timeout=120,
         **config,
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=cfg,
-    )
-
-
-def client_for_keys(endpoint: str, access_key: str, secret_key: str, session_token: str | None = None):
-    """A boto3 S3 client for another identity (an IAM user, STS session credentials, a Swift tempauth user)."""
-    cfg = Config(
-        region_name=REGION,
-        signature_version="s3v4",
-        s3={"addressing_style": "path"},
-        retries={"max_attempts": 1, "mode": "standard"},
     )
     return boto3.session.Session().client(
         "s3",
@@ -239,6 +223,12 @@ def client_for_keys(endpoint: str, access_key: str, secret_key: str, session_tok
         aws_session_token=session_token,
         config=cfg,
     )
+
+
+def client_for_keys(endpoint: str, access_key: str, secret_key: str, session_token: str | None = None):
+    """A boto3 S3 client for another identity (an IAM user, STS session credentials, a Swift tempauth user)."""
+    return make_client(endpoint, access_key=access_key, secret_key=secret_key, session_token=session_token,
+                       retries={"max_attempts": 1, "mode": "standard"})
 
 
 @pytest.fixture(scope="session")

@@ -194,14 +194,7 @@ async fn get(
             return Ok(response::status(refused));
         }
         let mut response = response::status(StatusCode::OK);
-        describe(
-            &mut response,
-            out.content_length,
-            out.content_type.as_deref(),
-            out.e_tag.as_ref(),
-            out.last_modified.as_ref(),
-            out.metadata.as_ref(),
-        );
+        describe_output!(&mut response, out);
         return Ok(response);
     }
     let input = GetObjectInput::builder()
@@ -217,14 +210,7 @@ async fn get(
     }
     let mut response = http::Response::new(out.body.map(s3s::Body::from).unwrap_or_else(s3s::Body::empty));
     *response.status_mut() = if out.content_range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
-    describe(
-        &mut response,
-        out.content_length,
-        out.content_type.as_deref(),
-        out.e_tag.as_ref(),
-        out.last_modified.as_ref(),
-        out.metadata.as_ref(),
-    );
+    describe_output!(&mut response, out);
     if let Some(range) = &out.content_range {
         response::set(&mut response, "content-range", range);
     }
@@ -266,6 +252,21 @@ fn unmet_condition(
     }
     None
 }
+
+/// [`describe`] for a GetObject or HeadObject output (their fields share names, not a type).
+macro_rules! describe_output {
+    ($response:expr, $out:expr) => {
+        describe(
+            $response,
+            $out.content_length,
+            $out.content_type.as_deref(),
+            $out.e_tag.as_ref(),
+            $out.last_modified.as_ref(),
+            $out.metadata.as_ref(),
+        )
+    };
+}
+use describe_output;
 
 /// The object headers of GET and HEAD.
 fn describe(
