@@ -78,6 +78,11 @@ enum AdminCommand {
     },
     /// Nodes, disks, capacity and repair progress, from a gateway's admin API.
     Info,
+    /// Temporary credentials (STS AssumeRole) with the caller's rights, optionally narrowed.
+    Session {
+        #[command(subcommand)]
+        command: admin_iam::SessionCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +129,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Group { command } => return api(Box::new(move |c| admin_iam::group(c, command, json))).await,
         AdminCommand::Policy { command } => return api(Box::new(move |c| admin_iam::policy(c, command, json))).await,
         AdminCommand::Info => return api(Box::new(move |c| admin_iam::info(c, json))).await,
+        AdminCommand::Session { command } => return api(Box::new(move |c| admin_iam::session(c, command, json))).await,
         _ => {}
     }
     let tls = coffer_proto::grpc_tls::GrpcTls::load(&args.grpc_tls).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -181,7 +187,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         | AdminCommand::Key { .. }
         | AdminCommand::Group { .. }
         | AdminCommand::Policy { .. }
-        | AdminCommand::Info => {}
+        | AdminCommand::Info
+        | AdminCommand::Session { .. } => {}
     }
     Ok(())
 }

@@ -121,6 +121,57 @@ impl AdminClient {
     }
 }
 
+impl AdminClient {
+    /// STS AssumeRole with these credentials: temporary credentials with the caller's rights,
+    /// narrowed by `policy` when given. Returns the `Credentials` element's fields.
+    pub fn assume_role(&self, duration_secs: u64, policy: Option<&str>) -> anyhow::Result<serde_json::Value> {
+        let encode = |v: &str| percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let mut form = format!(
+            "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName=coffer-admin&DurationSeconds={duration_secs}",
+            encode("arn:aws:iam::000000000000:role/coffer-admin")
+        );
+        if let Some(policy) = policy {
+            form.push_str(&format!("&Policy={}", encode(policy)));
+        }
+        let url = format!("{}/", self.endpoint);
+        let content_type = "application/x-www-form-urlencoded";
+        let headers = [("host", self.host.as_str()), ("content-type", content_type)];
+        let signable = SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(form.as_bytes()))
+            .context("signing the request")?;
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.region)
+            .name("sts")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .context("signing the request")?
+            .into();
+        let (instructions, _) = sign(signable, &params).context("signing the request")?.into_parts();
+        let mut request = self.agent.post(&url).set("content-type", content_type);
+        for (name, value) in instructions.headers() {
+            request = request.set(name, value);
+        }
+        let text = match request.send_string(&form) {
+            Ok(response) => response.into_string().context("reading the answer")?,
+            Err(ureq::Error::Status(status, response)) => {
+                let text = response.into_string().unwrap_or_default();
+                let code = xml_element(&text, "Code").unwrap_or_default();
+                let message = xml_element(&text, "Message").unwrap_or(text);
+                return Err(ApiError { status, code, message }.into());
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot reach {url}: {e}")),
+        };
+        let field = |name: &str| xml_element(&text, name).map(|v| v.replace("&amp;", "&")).unwrap_or_default();
+        Ok(serde_json::json!({
+            "access_key": field("AccessKeyId"),
+            "secret_key": field("SecretAccessKey"),
+            "session_token": field("SessionToken"),
+            "expiration": field("Expiration"),
+        }))
+    }
+}
+
 /// The text of the first `<name>` element of a small XML document.
 fn xml_element(text: &str, name: &str) -> Option<String> {
     let start = text.find(&format!("<{name}>"))? + name.len() + 2;

@@ -65,6 +65,19 @@ pub enum KeyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Ask for temporary credentials: a key, secret and session token valid for --duration.
+    Create {
+        /// How long the credentials are valid (15m to 12h).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// A policy JSON file narrowing the session's rights.
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum GroupCommand {
     Add {
         name: String,
@@ -328,5 +341,13 @@ pub fn info(client: &AdminClient, json_output: bool) -> anyhow::Result<()> {
         text(&repair, "lost_disks"),
         text(&repair, "columns_repaired")
     );
+    Ok(())
+}
+
+pub fn session(client: &AdminClient, command: SessionCommand, json_output: bool) -> anyhow::Result<()> {
+    let SessionCommand::Create { duration, policy } = command;
+    let policy = policy.as_deref().map(read_policy).transpose()?.map(|p| p.to_string());
+    let answer = client.assume_role(duration.as_secs(), policy.as_deref())?;
+    show(&answer, json_output, &["access_key", "secret_key", "session_token", "expiration"]);
     Ok(())
 }

@@ -484,3 +484,23 @@ def test_minio_admin_api_for_users_policies_and_groups(endpoint, s3):
     status, err = signed_admin_call(endpoint, creds.access_key, creds.secret_key, "GET", "groups", None,
                                     prefix="/minio/admin/v3/")
     assert (status, err["Code"]) == (403, "AccessDenied")
+
+
+def test_coffer_admin_session_create_gives_working_narrowed_credentials(endpoint, s3, tmp_path):
+    bucket = unique_bucket("sess")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    name = f"u-{uuid.uuid4().hex[:8]}"
+    user = admin_json(endpoint, "user", "add", name, "--policy", "readwrite")
+    narrow = {"Version": "2012-10-17",
+              "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+    path = tmp_path / "narrow.json"
+    path.write_text(json.dumps(narrow))
+    creds = admin_json(endpoint, "session", "create", "--duration", "15m", "--policy", str(path),
+                       access_key=user["access_key"], secret_key=user["secret_key"])
+    assert set(creds) == {"access_key", "secret_key", "session_token", "expiration"}
+    session = client_for(endpoint, creds["access_key"], creds["secret_key"], creds["session_token"])
+    assert session.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    with pytest.raises(ClientError) as e:
+        session.put_object(Bucket=bucket, Key="k2", Body=b"x")
+    assert error_code(e) == "AccessDenied"
