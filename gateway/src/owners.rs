@@ -22,6 +22,15 @@ const MAX_ENTRIES: usize = 10_000;
 pub struct BucketFacts {
     pub owner: String,
     pub policy: Option<Arc<Policy>>,
+    /// The bucket's named configurations (CORS, ACL, ...), for checks made on every request.
+    pub configs: Arc<HashMap<String, Vec<u8>>>,
+}
+
+impl BucketFacts {
+    /// One named configuration (`BucketRecord.configs`), if set.
+    pub fn config(&self, name: &str) -> Option<&[u8]> {
+        self.configs.get(name).map(Vec::as_slice)
+    }
 }
 
 /// Bucket → its facts (`None`: no such bucket) and when they were learned.
@@ -53,6 +62,7 @@ impl BucketOwners {
         let facts = match self.metadata.rpc().get_bucket(request).await {
             Ok(response) => response.into_inner().bucket.map(|b| BucketFacts {
                 owner: b.owner,
+                configs: Arc::new(b.configs),
                 policy: (!b.policy.is_empty())
                     .then(|| match Policy::parse_as(&b.policy, PolicyKind::Resource) {
                         Ok(policy) => Some(Arc::new(policy)),

@@ -22,6 +22,11 @@ use crate::versions;
 
 /// AWS's limit on a bucket policy.
 pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
+/// Bounds on a bucket's named configurations (`BucketRecord.configs`): every request reads the
+/// bucket record, so it must stay small.
+pub const MAX_BUCKET_CONFIGS: usize = 16;
+pub const MAX_BUCKET_CONFIG_BYTES: usize = 64 * 1024;
+const MAX_BUCKET_CONFIG_NAME: usize = 32;
 
 /// The times one command works with, all taken from one clock reading before it was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +143,12 @@ pub enum Command {
     SetBucketPolicy {
         name: String,
         policy: String,
+    },
+    /// Sets one named configuration of a bucket; an empty value removes it.
+    SetBucketConfig {
+        name: String,
+        key: String,
+        value: Vec<u8>,
     },
     SetAccountMetadata {
         name: String,
@@ -381,6 +392,9 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             bucket.policy = policy;
             batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(&name), bucket.encode_to_vec());
             Ok(Applied::Bucket(bucket))
+        }
+        Command::SetBucketConfig { name, key, value } => {
+            set_bucket_config(store, batch, &name, key, value).map(Applied::Bucket)
         }
         Command::SetBucketTags { name, tags } => {
             let mut bucket = store.bucket(&name)?;
@@ -666,6 +680,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn bucket_configs_are_set_replaced_removed_and_bounded() {
+        let (_dir, store) = store();
+        make_bucket(&store, "b");
+        let set = |key: &str, value: &[u8]| {
+            apply(&store, Command::SetBucketConfig { name: "b".into(), key: key.into(), value: value.to_vec() })
+        };
+        set("cors", b"one").unwrap();
+        let bucket = set("cors", b"two").unwrap().into_bucket().unwrap();
+        assert_eq!(bucket.configs.get("cors").map(Vec::as_slice), Some(&b"two"[..]));
+        assert!(set("cors", b"").unwrap().into_bucket().unwrap().configs.is_empty());
+        assert!(matches!(set("Bad Name", b"x"), Err(MetadataError::InvalidArgument(_))));
+        assert!(matches!(set("big", &vec![0; MAX_BUCKET_CONFIG_BYTES + 1]), Err(MetadataError::InvalidArgument(_))));
+        for i in 0..MAX_BUCKET_CONFIGS {
+            set(&format!("c{i}"), b"x").unwrap();
+        }
+        assert!(matches!(set("one-too-many", b"x"), Err(MetadataError::InvalidArgument(_))));
+        set("c0", b"replaced in place").unwrap();
+        let missing =
+            apply(&store, Command::SetBucketConfig { name: "nope".into(), key: "cors".into(), value: vec![1] });
+        assert!(matches!(missing, Err(MetadataError::NoSuchBucket(_))));
+    }
+
+    #[test]
     fn put_object_needs_its_bucket() {
         let (_dir, store) = store();
         let record = ObjectRecord { bucket: "nope".into(), key: "k".into(), ..Default::default() };
@@ -905,4 +942,37 @@ pub(crate) mod tests {
         let missing = Command::DeleteBucket { name: "b".into(), stamp: stamp(5) };
         assert!(matches!(apply(&store, missing), Err(MetadataError::NoSuchBucket(_))));
     }
+}
+
+fn set_bucket_config(
+    store: &Store,
+    batch: &mut WriteBatch,
+    name: &str,
+    key: String,
+    value: Vec<u8>,
+) -> Result<BucketRecord, MetadataError> {
+    let valid_name = !key.is_empty()
+        && key.len() <= MAX_BUCKET_CONFIG_NAME
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid_name {
+        return Err(MetadataError::InvalidArgument(format!("invalid bucket configuration name {key:?}")));
+    }
+    if value.len() > MAX_BUCKET_CONFIG_BYTES {
+        return Err(MetadataError::InvalidArgument(format!(
+            "bucket configurations are at most {MAX_BUCKET_CONFIG_BYTES} bytes"
+        )));
+    }
+    let mut bucket = store.bucket(name)?;
+    if value.is_empty() {
+        bucket.configs.remove(&key);
+    } else {
+        if !bucket.configs.contains_key(&key) && bucket.configs.len() >= MAX_BUCKET_CONFIGS {
+            return Err(MetadataError::InvalidArgument(format!(
+                "a bucket has at most {MAX_BUCKET_CONFIGS} configurations"
+            )));
+        }
+        bucket.configs.insert(key, value);
+    }
+    batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(name), bucket.encode_to_vec());
+    Ok(bucket)
 }

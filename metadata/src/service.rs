@@ -200,6 +200,16 @@ impl Metadata for MetadataService {
         Ok(Response::new(SetBucketPolicyResponse { bucket: Some(bucket) }))
     }
 
+    async fn set_bucket_config(
+        &self,
+        req: Request<SetBucketConfigRequest>,
+    ) -> Result<Response<SetBucketConfigResponse>, Status> {
+        let req = req.into_inner();
+        let command = Command::SetBucketConfig { name: req.name, key: req.key, value: req.value };
+        let bucket = self.submit(command).await?.into_bucket()?;
+        Ok(Response::new(SetBucketConfigResponse { bucket: Some(bucket) }))
+    }
+
     async fn set_bucket_metadata(
         &self,
         req: Request<SetBucketMetadataRequest>,

@@ -2,6 +2,7 @@
 //! only dispatches; each operation family lives in its own file.
 
 mod bucket;
+pub(crate) mod bucket_config;
 mod checksums;
 mod conditions;
 pub(crate) mod convert;
