@@ -200,7 +200,7 @@ def test_swift_cli_upload_download_stat(swift_server, tmp_path: Path):
 def test_info_advertises_the_limits(swift_server):
     info = connect(swift_server).get_capabilities()
     assert info["swift"]["max_object_name_length"] == 1024
-    assert "slo" not in info and "tempurl" in info
+    assert info["slo"]["max_manifest_segments"] == 1000 and "dlo" in info and "tempurl" in info
 
 
 def test_container_acls_open_containers_to_other_users_and_referrers(swift_server):
@@ -354,3 +354,151 @@ def test_account_metadata_and_account_tempurl_keys(swift_server):
     link = generate_temp_url(f"/v1/{rest}/{name}/o", 60, "acct-key", "GET")
     with urllib.request.urlopen(base + link, timeout=10) as r:
         assert r.read() == b"via account key"
+
+
+def test_static_large_objects_put_get_ranges_manifest_and_delete(swift_server):
+    """SLO: a manifest checked against its segments, read back whole and by ranges across segment
+    boundaries, its stored manifest, S3's view of the same bytes, and `multipart-manifest=delete`."""
+    import json
+
+    conn = connect(swift_server)
+    name = f"slo-{uuid.uuid4().hex[:8]}"
+    conn.put_container(name)
+    parts = [os.urandom(200_000), os.urandom(150_001), os.urandom(7)]
+    manifest = []
+    for i, part in enumerate(parts):
+        etag = conn.put_object(name, f"segments/{i:03d}", part)
+        manifest.append({"path": f"/{name}/segments/{i:03d}", "etag": etag, "size_bytes": len(part)})
+    whole = b"".join(parts)
+    slo_etag = hashlib.md5("".join(m["etag"] for m in manifest).encode()).hexdigest()
+    conn.put_object(name, "big.bin", json.dumps(manifest), query_string="multipart-manifest=put",
+                    headers={"Content-Type": "application/x-big", "X-Object-Meta-Kind": "slo"})
+
+    head = conn.head_object(name, "big.bin")
+    assert head["x-static-large-object"].lower() == "true"
+    assert int(head["content-length"]) == len(whole)
+    assert head["etag"].strip('"') == slo_etag
+    assert head["x-object-meta-kind"] == "slo" and "x-object-meta-x-slo-size" not in head
+    headers, body = conn.get_object(name, "big.bin")
+    assert body == whole and headers["content-type"] == "application/x-big"
+    for first, last in [(0, 9), (199_995, 200_010), (349_990, len(whole) - 1), (5, 350_003)]:
+        headers, body = conn.get_object(name, "big.bin", headers={"Range": f"bytes={first}-{last}"})
+        assert body == whole[first:last + 1], (first, last)
+        assert headers["content-range"] == f"bytes {first}-{last}/{len(whole)}"
+    _, body = conn.get_object(name, "big.bin", headers={"Range": "bytes=-5"})
+    assert body == whole[-5:]
+
+    _, stored = conn.get_object(name, "big.bin", query_string="multipart-manifest=get")
+    stored = json.loads(stored)
+    assert [s["name"] for s in stored] == [m["path"] for m in manifest]
+    assert [s["bytes"] for s in stored] == [len(p) for p in parts]
+
+    # A wrong size or a missing segment refuses the manifest.
+    bad = [dict(manifest[0], size_bytes=1)]
+    with pytest.raises(ClientException) as e:
+        conn.put_object(name, "bad.bin", json.dumps(bad), query_string="multipart-manifest=put")
+    assert e.value.http_status == 400
+    with pytest.raises(ClientException) as e:
+        conn.put_object(name, "bad.bin", json.dumps([{"path": f"/{name}/nope"}]),
+                        query_string="multipart-manifest=put")
+    assert e.value.http_status == 400
+
+    # Nested: a manifest of a manifest and one more segment.
+    conn.put_object(name, "nested.bin", json.dumps([{"path": f"/{name}/big.bin"}, manifest[2]]),
+                    query_string="multipart-manifest=put")
+    assert conn.get_object(name, "nested.bin")[1] == whole + parts[2]
+
+    # Segment ranges: only those bytes, and the ETag covers them as Swift computes it.
+    ranged = [dict(manifest[0], range="10-19"), dict(manifest[1], range="-5")]
+    etag = conn.put_object(name, "ranged.bin", json.dumps(ranged), query_string="multipart-manifest=put")
+    parts_etag = f"{manifest[0]['etag']}:10-19;{manifest[1]['etag']}:149996-150000;"
+    assert etag.strip('"') == hashlib.md5(parts_etag.encode()).hexdigest()
+    assert conn.get_object(name, "ranged.bin")[1] == parts[0][10:20] + parts[1][-5:]
+    conn.delete_object(name, "ranged.bin")
+
+    # Inline data segments between object segments.
+    import base64
+    mixed = [{"data": base64.b64encode(b"head:").decode()}, manifest[2], {"data": base64.b64encode(b":tail").decode()}]
+    conn.put_object(name, "mixed.bin", json.dumps(mixed), query_string="multipart-manifest=put")
+    assert conn.get_object(name, "mixed.bin")[1] == b"head:" + parts[2] + b":tail"
+    _, raw = conn.get_object(name, "mixed.bin", query_string="multipart-manifest=get&format=raw")
+    assert json.loads(raw)[0] == mixed[0]
+    conn.delete_object(name, "mixed.bin")
+
+    # Deleting with multipart-manifest=delete removes the segments too.
+    conn.delete_object(name, "nested.bin")
+    conn.delete_object(name, "big.bin", query_string="multipart-manifest=delete")
+    _, listing = conn.get_container(name)
+    assert listing == []
+
+
+def test_dynamic_large_objects_follow_their_prefix(swift_server):
+    conn = connect(swift_server)
+    name = f"dlo-{uuid.uuid4().hex[:8]}"
+    conn.put_container(name)
+    conn.put_container(f"{name}-segs")
+    parts = [os.urandom(70_000) for _ in range(3)]
+    for i, part in enumerate(parts):
+        conn.put_object(f"{name}-segs", f"movie/{i:02d}", part)
+    conn.put_object(name, "movie.mp4", b"", headers={"X-Object-Manifest": f"{name}-segs/movie/"})
+    head = conn.head_object(name, "movie.mp4")
+    assert head["x-object-manifest"] == f"{name}-segs/movie/"
+    assert int(head["content-length"]) == 210_000
+    assert conn.get_object(name, "movie.mp4")[1] == b"".join(parts)
+    # A segment added later is part of the object at once.
+    extra = os.urandom(10)
+    conn.put_object(f"{name}-segs", "movie/03", extra)
+    _, body = conn.get_object(name, "movie.mp4", headers={"Range": "bytes=139990-"})
+    assert body == (b"".join(parts) + extra)[139_990:]
+
+
+def test_swift_cli_segmented_uploads_slo_and_dlo(swift_server, tmp_path: Path):
+    swift = Path(os.environ.get("COFFER_VENV", Path.home() / ".cache/coffer/venv")) / "bin" / "swift"
+    env = dict(os.environ, ST_AUTH=swift_server.swift_auth, ST_USER=ADMIN[0], ST_KEY=ADMIN[1])
+    source = tmp_path / "large.dat"
+    source.write_bytes(os.urandom(1_000_000))
+    container = f"seg-{uuid.uuid4().hex[:8]}"
+
+    def run(*args):
+        proc = subprocess.run([str(swift), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    run("upload", container, "large.dat", "--segment-size", "300000", "--use-slo")
+    assert "Content Length: 1000000" in run("stat", container, "large.dat")
+    run("download", container, "large.dat", "-o", str(tmp_path / "slo.back"))
+    assert (tmp_path / "slo.back").read_bytes() == source.read_bytes()
+    run("upload", container, "large.dat", "--object-name", "dlo.dat", "--segment-size", "400000", "--use-dlo")
+    run("download", container, "dlo.dat", "-o", str(tmp_path / "dlo.back"))
+    assert (tmp_path / "dlo.back").read_bytes() == source.read_bytes()
+    run("delete", container, "large.dat")
+    run("delete", container, "dlo.dat")
+    assert connect(swift_server).get_container(container + "_segments")[1] == []
+
+
+def test_multi_range_gets_answer_multipart_byteranges(swift_server):
+    import email.parser
+    import email.policy
+
+    conn = connect(swift_server)
+    name = f"ranges-{uuid.uuid4().hex[:8]}"
+    conn.put_container(name)
+    data = os.urandom(300_000)
+    conn.put_object(name, "r.bin", data, content_type="application/x-test")
+    headers, body = conn.get_object(name, "r.bin", headers={"Range": "bytes=0-9,200000-200009,-3"})
+    assert headers["content-type"].startswith("multipart/byteranges;boundary=")
+    assert int(headers["content-length"]) == len(body)
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + headers["content-type"].encode() + b"\r\n\r\n" + body)
+    parts = [(p["Content-Range"], p.get_content_type(), p.get_payload(decode=True)) for p in message.iter_parts()]
+    assert parts == [
+        ("bytes 0-9/300000", "application/x-test", data[:10]),
+        ("bytes 200000-200009/300000", "application/x-test", data[200_000:200_010]),
+        ("bytes 299997-299999/300000", "application/x-test", data[-3:]),
+    ]
+    # One satisfiable range of several: a plain 206; none: 416.
+    headers, body = conn.get_object(name, "r.bin", headers={"Range": "bytes=5-6,400000-"})
+    assert body == data[5:7] and headers["content-range"] == "bytes 5-6/300000"
+    with pytest.raises(ClientException) as e:
+        conn.get_object(name, "r.bin", headers={"Range": "bytes=400000-,500000-"})
+    assert e.value.http_status == 416

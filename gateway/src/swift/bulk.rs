@@ -33,7 +33,7 @@ pub async fn delete(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
     if paths.len() > MAX_DELETES {
         return response::error(StatusCode::PAYLOAD_TOO_LARGE, &format!("at most {MAX_DELETES} paths per request"));
     }
-    let (mut deleted, mut not_found, mut errors) = (0u64, 0u64, Vec::<(String, String)>::new());
+    let mut summary = Summary::default();
     for path in &paths {
         let trimmed = path.trim_start_matches('/');
         let (name, object_name) = match trimmed.split_once('/') {
@@ -41,7 +41,7 @@ pub async fn delete(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
             _ => (trimmed.trim_end_matches('/').to_string(), None),
         };
         if name.is_empty() {
-            errors.push((path.clone(), "400 Bad Request".into()));
+            summary.count(path, StatusCode::BAD_REQUEST);
             continue;
         }
         let item = Target { container: Some(name.clone()), object: object_name.clone(), ..target.clone() };
@@ -53,30 +53,77 @@ pub async fn delete(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
                 None => container::delete(api, &item, &name).await,
             },
         };
-        match answer.status() {
-            s if s.is_success() => deleted += 1,
-            StatusCode::NOT_FOUND => not_found += 1,
-            s => errors.push((path.clone(), format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or("")))),
+        summary.count(path, answer.status());
+    }
+    summary.render_as(format)
+}
+
+/// The outcome of deleting many paths (bulk delete, and an SLO's segments), reported as Swift's
+/// bulk middleware does.
+#[derive(Default)]
+pub struct Summary {
+    deleted: u64,
+    not_found: u64,
+    errors: Vec<(String, String)>,
+}
+
+impl Summary {
+    pub fn count(&mut self, path: &str, status: StatusCode) {
+        match status {
+            s if s.is_success() => self.deleted += 1,
+            StatusCode::NOT_FOUND => self.not_found += 1,
+            s => self.errors.push((path.to_string(), format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or("")))),
         }
     }
-    let status = if errors.is_empty() { "200 OK" } else { "400 Bad Request" };
-    match format {
-        Format::Json => {
-            let errors: Vec<serde_json::Value> = errors.iter().map(|(p, s)| json!([p, s])).collect();
-            let summary = json!({
-                "Number Deleted": deleted, "Number Not Found": not_found,
-                "Response Status": status, "Response Body": "", "Errors": errors,
-            });
-            response::body(StatusCode::OK, format.content_type(), summary.to_string())
-        }
-        _ => {
-            let mut text = format!(
-                "Number Deleted: {deleted}\\nNumber Not Found: {not_found}\\nResponse Body: \\nResponse Status: {status}\\nErrors:\\n"
-            );
-            for (path, status) in &errors {
-                text.push_str(&format!("{path}, {status}\\n"));
+
+    /// In the format the request asks for (`?format=` or `Accept`).
+    pub fn render(&self, headers: &http::HeaderMap, query: &[(String, String)]) -> SwiftResponse {
+        self.render_as(Format::choose(query_value(query, "format"), header(headers, "accept")))
+    }
+
+    fn render_as(&self, format: Format) -> SwiftResponse {
+        let (deleted, not_found) = (self.deleted, self.not_found);
+        let status = if self.errors.is_empty() { "200 OK" } else { "400 Bad Request" };
+        match format {
+            Format::Json => {
+                let errors: Vec<serde_json::Value> = self.errors.iter().map(|(p, s)| json!([p, s])).collect();
+                let summary = json!({
+                    "Number Deleted": deleted, "Number Not Found": not_found,
+                    "Response Status": status, "Response Body": "", "Errors": errors,
+                });
+                response::body(StatusCode::OK, format.content_type(), summary.to_string())
             }
-            response::body(StatusCode::OK, "text/plain; charset=utf-8", text)
+            _ => {
+                let mut text = format!(
+                    "Number Deleted: {deleted}\nNumber Not Found: {not_found}\nResponse Body: \nResponse Status: {status}\nErrors:\n"
+                );
+                for (path, status) in &self.errors {
+                    text.push_str(&format!("{path}, {status}\n"));
+                }
+                response::body(StatusCode::OK, "text/plain; charset=utf-8", text)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_summaries_have_one_line_per_fact() {
+        let mut summary = Summary::default();
+        summary.count("/c/a", StatusCode::NO_CONTENT);
+        summary.count("/c/b", StatusCode::NOT_FOUND);
+        summary.count("/c/x", StatusCode::FORBIDDEN);
+        let answer = summary.render_as(Format::Plain);
+        let (_, body) = answer.into_parts();
+        let bytes = futures::executor::block_on(http_body_util::BodyExt::collect(body)).unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Number Deleted: 1");
+        assert_eq!(lines[1], "Number Not Found: 1");
+        assert!(lines.contains(&"Response Status: 400 Bad Request"));
+        assert_eq!(lines.last(), Some(&"/c/x, 403 Forbidden"));
     }
 }

@@ -15,9 +15,11 @@ mod acl;
 mod bulk;
 mod container;
 pub mod keystone;
+mod large;
 mod listing;
 mod meta;
 mod object;
+mod ranges;
 mod response;
 mod tempurl;
 mod token;
@@ -404,6 +406,13 @@ fn info() -> SwiftResponse {
         },
         "tempauth": {"account_acls": false},
         "bulk_delete": {"max_deletes_per_request": bulk::MAX_DELETES, "max_failed_deletes": bulk::MAX_DELETES},
+        "slo": {
+            "max_manifest_segments": large::MAX_SEGMENTS,
+            "max_manifest_size": large::MAX_MANIFEST_BYTES,
+            "min_segment_size": 1,
+            "allow_async_delete": false,
+        },
+        "dlo": {"max_segments": large::MAX_EXPANDED_SEGMENTS},
         "tempurl": {
             "methods": ["GET", "HEAD", "PUT", "POST", "DELETE"],
             "allowed_digests": ["sha1", "sha256", "sha512"],

@@ -12,8 +12,10 @@ use s3s::dto::{
     Range, StreamingBlob, Timestamp,
 };
 
+use super::large::{self, Kind};
+use super::ranges::{self, Wanted};
 use super::response::{self, SwiftResponse};
-use super::{Access, MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header};
+use super::{Access, MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header, query_pairs, query_value};
 
 const META_PREFIX: &str = "x-object-meta-";
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -26,14 +28,27 @@ pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
     if let Err(denied) = api.allowed(&target, access).await {
         return denied;
     }
-    for unsupported in ["x-delete-at", "x-delete-after", "x-object-manifest", "x-symlink-target"] {
+    for unsupported in ["x-delete-at", "x-delete-after", "x-symlink-target"] {
         if req.headers().contains_key(unsupported) && matches!(*req.method(), Method::PUT | Method::POST) {
             return response::error(StatusCode::NOT_IMPLEMENTED, &format!("{unsupported} is not supported yet"));
         }
     }
     let container = target.container.clone().unwrap_or_default();
     let object = target.object.clone().unwrap_or_default();
+    let query = query_pairs(req.uri().query());
+    let manifest_op = query_value(&query, "multipart-manifest").map(str::to_ascii_lowercase);
     let result = match *req.method() {
+        Method::PUT if manifest_op.as_deref() == Some("put") => {
+            let (parts, body) = req.into_parts();
+            large::put_static(api, &target, parts.headers, body, &container, &object).await
+        }
+        Method::PUT if req.headers().contains_key(large::DLO_MANIFEST) => {
+            let (parts, body) = req.into_parts();
+            large::put_dynamic(api, &target, parts.headers, body, &container, &object).await
+        }
+        Method::DELETE if manifest_op.as_deref() == Some("delete") => {
+            large::delete_static(api, &target, req.headers(), &query, &container, &object).await
+        }
         Method::PUT if req.headers().contains_key("x-copy-from") => {
             let source = header(req.headers(), "x-copy-from").unwrap_or_default().to_string();
             copy(api, &target, &source, (&container, &object), req.headers()).await
@@ -64,10 +79,14 @@ fn split_path(path: &str) -> Option<(String, String)> {
     (!container.is_empty() && !object.is_empty()).then(|| (container.to_string(), object.to_string()))
 }
 
-fn user_metadata(headers: &HeaderMap) -> Result<HashMap<String, String>, SwiftResponse> {
+/// The request's `X-Object-Meta-*`; the names large objects reserve are dropped, so no client can
+/// make an ordinary object pose as a manifest.
+pub(super) fn user_metadata(headers: &HeaderMap) -> Result<HashMap<String, String>, SwiftResponse> {
     let mut metadata = HashMap::new();
     for (name, value) in headers {
-        if let Some(key) = name.as_str().strip_prefix(META_PREFIX) {
+        if let Some(key) = name.as_str().strip_prefix(META_PREFIX)
+            && !large::is_reserved(key)
+        {
             let value = String::from_utf8_lossy(value.as_bytes());
             // Swift clients send UTF-8 in metadata values, which `to_str` (visible ASCII only) would drop.
             let value = value.trim();
@@ -180,16 +199,25 @@ async fn get(
     container: &str,
     object: &str,
 ) -> Result<SwiftResponse, SwiftResponse> {
-    // One range is served as 206; a multi-range request gets the whole object, as S3 answers it.
-    let range = header(req.headers(), "range")
+    // One range is served by S3 itself; several become a multipart/byteranges answer below.
+    let mut range = header(req.headers(), "range")
         .filter(|r| !r.contains(','))
         .map(Range::parse)
         .transpose()
         .map_err(|_| response::error(StatusCode::RANGE_NOT_SATISFIABLE, "Requested Range Not Satisfiable"))?;
+    let query = query_pairs(req.uri().query());
+    let manifest_get = query_value(&query, "multipart-manifest").is_some_and(|v| v.eq_ignore_ascii_case("get"));
     if req.method() == Method::HEAD {
         let input =
             HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
         let out = api.run_s3(target, input, |r| api.s3.head_object(r)).await?;
+        let kind = Kind::of(out.metadata.as_ref());
+        if !matches!(kind, Kind::Plain) && !manifest_get {
+            let segments = large::segments_of(api, target, &kind, None, (container, object)).await;
+            // A static manifest's totals are stored with it; only a dynamic one lists its segments.
+            let (etag, size) = large::totals(&kind, &segments.unwrap_or_default());
+            return large_answer(req.headers(), &kind, &etag, size, &HeadObjectOutputLike::from(&out), None);
+        }
         if let Some(refused) = unmet_condition(req.headers(), out.e_tag.as_ref(), out.last_modified.as_ref()) {
             return Ok(response::status(refused));
         }
@@ -197,13 +225,101 @@ async fn get(
         describe_output!(&mut response, out);
         return Ok(response);
     }
+    if let Some(value) = header(req.headers(), "range").filter(|r| r.contains(',')) {
+        let input =
+            HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
+        let out = api.run_s3(target, input, |r| api.s3.head_object(r)).await?;
+        if matches!(Kind::of(out.metadata.as_ref()), Kind::Plain) {
+            if let Some(refused) = unmet_condition(req.headers(), out.e_tag.as_ref(), out.last_modified.as_ref()) {
+                return Ok(response::status(refused));
+            }
+            let total = out.content_length.unwrap_or(0).max(0) as u64;
+            match ranges::parse(value, total) {
+                Wanted::Unsatisfiable => {
+                    return Err(response::error(StatusCode::RANGE_NOT_SATISFIABLE, "Requested Range Not Satisfiable"));
+                }
+                Wanted::Ranges(list) if list.len() > 1 => {
+                    let etag = out.e_tag.as_ref().map(|e| e.value().to_string()).unwrap_or_default();
+                    let content_type = out.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string());
+                    let mut answer =
+                        ranges::multipart_answer(api, target, container, object, &etag, &content_type, total, &list);
+                    let framing = answer.headers().clone();
+                    describe_output!(&mut answer, out);
+                    for name in ["content-type", "content-length"] {
+                        if let Some(value) = framing.get(name) {
+                            answer.headers_mut().insert(name, value.clone());
+                        }
+                    }
+                    return Ok(answer);
+                }
+                Wanted::Ranges(list) => range = Some(Range::Int { first: list[0].0, last: Some(list[0].1) }),
+                Wanted::Whole => {}
+            }
+        }
+    }
     let input = GetObjectInput::builder()
         .bucket(container.to_string())
         .key(object.to_string())
-        .range(range)
+        .range(range.clone())
         .build()
         .map_err(bad)?;
-    let out = api.run_s3(target, input, |r| api.s3.get_object(r)).await?;
+    let mut out = match api.run_s3(target, input, |r| api.s3.get_object(r)).await {
+        Ok(out) => out,
+        // The range may lie beyond a manifest's own (small) body but inside its large object.
+        Err(refused) if refused.status() == StatusCode::RANGE_NOT_SATISFIABLE && range.is_some() => {
+            let head = HeadObjectInput::builder()
+                .bucket(container.to_string())
+                .key(object.to_string())
+                .build()
+                .map_err(bad)?;
+            let found = api.run_s3(target, head, |r| api.s3.head_object(r)).await?;
+            if matches!(Kind::of(found.metadata.as_ref()), Kind::Plain) {
+                return Err(refused);
+            }
+            let whole =
+                GetObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
+            range = None;
+            api.run_s3(target, whole, |r| api.s3.get_object(r)).await?
+        }
+        Err(other) => return Err(other),
+    };
+    let kind = Kind::of(out.metadata.as_ref());
+    if !matches!(kind, Kind::Plain) {
+        let manifest = match kind {
+            Kind::Static { .. } => {
+                if range.is_some() {
+                    // The ranged read above cut the manifest itself; read it whole.
+                    let whole = GetObjectInput::builder()
+                        .bucket(container.to_string())
+                        .key(object.to_string())
+                        .build()
+                        .map_err(bad)?;
+                    out = api.run_s3(target, whole, |r| api.s3.get_object(r)).await?;
+                }
+                Some(large::parse_manifest(&large::read_manifest_body(out.body.take()).await?)?)
+            }
+            _ => None,
+        };
+        if manifest_get && let Some(manifest) = &manifest {
+            let raw = query_value(&query, "format").is_some_and(|f| f.eq_ignore_ascii_case("raw"));
+            return Ok(large::manifest_response(manifest, raw));
+        }
+        if !manifest_get {
+            let head = HeadObjectOutputLike::of(&out);
+            let segments = large::segments_of(api, target, &kind, manifest, (container, object)).await?;
+            let (etag, size) = large::totals(&kind, &segments);
+            let (span, partial) = large::byte_range(req.headers(), size)?;
+            let body = large::stream(api, target, &kind, segments, span.clone());
+            let mut answer = large_answer(req.headers(), &kind, &etag, size, &head, Some(body))?;
+            if answer.status() == StatusCode::OK && partial {
+                *answer.status_mut() = StatusCode::PARTIAL_CONTENT;
+                response::set(&mut answer, "content-length", &(span.end - span.start).to_string());
+                let last = span.end.saturating_sub(1);
+                response::set(&mut answer, "content-range", &format!("bytes {}-{last}/{size}", span.start));
+            }
+            return Ok(answer);
+        }
+    }
     // Checked on the answer's own ETag and time; a refused GET drops the body stream unread.
     if let Some(refused) = unmet_condition(req.headers(), out.e_tag.as_ref(), out.last_modified.as_ref()) {
         return Ok(response::status(refused));
@@ -215,6 +331,66 @@ async fn get(
         response::set(&mut response, "content-range", range);
     }
     Ok(response)
+}
+
+/// The headers of a manifest that describe a large object, from a GET or a HEAD of it.
+struct HeadObjectOutputLike {
+    content_type: Option<String>,
+    last_modified: Option<Timestamp>,
+    metadata: Option<HashMap<String, String>>,
+}
+
+impl HeadObjectOutputLike {
+    fn of(out: &s3s::dto::GetObjectOutput) -> Self {
+        HeadObjectOutputLike {
+            content_type: out.content_type.clone(),
+            last_modified: out.last_modified.clone(),
+            metadata: out.metadata.clone(),
+        }
+    }
+}
+
+impl From<&s3s::dto::HeadObjectOutput> for HeadObjectOutputLike {
+    fn from(out: &s3s::dto::HeadObjectOutput) -> Self {
+        HeadObjectOutputLike {
+            content_type: out.content_type.clone(),
+            last_modified: out.last_modified.clone(),
+            metadata: out.metadata.clone(),
+        }
+    }
+}
+
+/// GET or HEAD of a large object: its total size, its quoted segment ETag, the manifest's kind.
+fn large_answer(
+    headers: &HeaderMap,
+    kind: &Kind,
+    etag: &str,
+    size: u64,
+    head: &HeadObjectOutputLike,
+    body: Option<s3s::Body>,
+) -> Result<SwiftResponse, SwiftResponse> {
+    let quoted = s3s::dto::ETag::Strong(format!("\"{etag}\""));
+    if let Some(refused) =
+        unmet_condition(headers, Some(&s3s::dto::ETag::Strong(etag.to_string())), head.last_modified.as_ref())
+    {
+        return Ok(response::status(refused));
+    }
+    let mut answer = http::Response::new(body.unwrap_or_else(s3s::Body::empty));
+    let length = i64::try_from(size).unwrap_or(i64::MAX);
+    describe(
+        &mut answer,
+        Some(length),
+        head.content_type.as_deref(),
+        Some(&quoted),
+        head.last_modified.as_ref(),
+        head.metadata.as_ref(),
+    );
+    match kind {
+        Kind::Static { .. } => response::set(&mut answer, large::SLO_MARKER, "True"),
+        Kind::Dynamic(prefix) => response::set(&mut answer, large::DLO_MANIFEST, prefix),
+        Kind::Plain => {}
+    }
+    Ok(answer)
 }
 
 /// RFC 9110's preconditions on a GET or HEAD, as Swift evaluates them: `If-Match` (a list or `*`)
@@ -287,9 +463,9 @@ fn describe(
         response::set(response, "last-modified", &http_date(ts));
         response::set(response, "x-timestamp", &x_timestamp(ts));
     }
-    for (key, value) in metadata.into_iter().flatten() {
+    for (key, value) in metadata.into_iter().flatten().filter(|(k, _)| !large::is_reserved(k)) {
         if let (Ok(name), Ok(value)) =
-            (http::HeaderName::try_from(format!("{META_PREFIX}{key}")), http::HeaderValue::from_str(value))
+            (http::HeaderName::try_from(format!("{META_PREFIX}{key}")), http::HeaderValue::from_bytes(value.as_bytes()))
         {
             response.headers_mut().insert(name, value);
         }

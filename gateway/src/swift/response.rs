@@ -45,8 +45,10 @@ pub fn body(code: StatusCode, content_type: &str, text: String) -> SwiftResponse
     response
 }
 
+/// Sets a header; UTF-8 values go out as raw bytes, as Swift sends them (control characters
+/// cannot, and the header is then left out).
 pub fn set(response: &mut SwiftResponse, name: &'static str, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
+    if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
         response.headers_mut().insert(name, value);
     }
 }
