@@ -25,6 +25,8 @@ static ASSETS: &[Asset] = assets![
     "js/upload.js",
     "js/login.js",
     "js/buckets.js",
+    "js/api-config.js",
+    "js/bucket-settings.js",
     "js/objects.js",
     "js/identity.js",
     "js/cluster.js",

@@ -101,6 +101,17 @@ pub struct GatewayConfig {
     #[arg(long, env = "COFFER_IAM_MASTER_KEY_FILE")]
     pub iam_master_key_file: Option<std::path::PathBuf>,
 
+    /// File of SSE-S3 master keys: lines `ID:KEY` (KEY base64 or hex, 32 bytes; the last line is
+    /// the newest and encrypts, every line decrypts) or one key. Every gateway needs the same file.
+    /// Without it the master key is derived from the root secret key (and stays readable after).
+    #[arg(long, env = "COFFER_SSE_MASTER_KEY_FILE")]
+    pub sse_master_key_file: Option<std::path::PathBuf>,
+
+    /// File of SSE-KMS keys, lines `KEYID:KEY` (KEY base64 or hex, 32 bytes; the first is the
+    /// default key). Without it SSE-KMS requests fail with KMS.NotFoundException.
+    #[arg(long, env = "COFFER_KMS_KEY_FILE")]
+    pub kms_key_file: Option<std::path::PathBuf>,
+
     /// How often the gateway asks the metadata service whether IAM state changed (users, keys,
     /// policies); changes made through this gateway apply at once.
     #[arg(long, env = "COFFER_IAM_REFRESH", default_value = "1s", value_parser = humantime::parse_duration)]

@@ -58,6 +58,8 @@ fn remote_code(code: ErrorCode) -> S3ErrorCode {
         ErrorCode::EntityTooSmall => S3ErrorCode::EntityTooSmall,
         ErrorCode::InvalidArgument => S3ErrorCode::InvalidArgument,
         ErrorCode::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+        ErrorCode::AccessDenied => S3ErrorCode::AccessDenied,
+        ErrorCode::InvalidBucketState => S3ErrorCode::InvalidBucketState,
         ErrorCode::InsufficientCapacity | ErrorCode::Unavailable => S3ErrorCode::ServiceUnavailable,
         // IAM's own codes, as the admin API and AWS IAM name them.
         ErrorCode::NoSuchEntity | ErrorCode::EntityAlreadyExists | ErrorCode::DeleteConflict => {

@@ -39,6 +39,8 @@ pub struct Edge {
     pub domains: Option<Domains>,
     /// Renders this process's metrics for `GET /metrics`.
     pub metrics: Option<MetricsRender>,
+    /// Cached bucket facts, for CORS preflights and the CORS headers of actual requests.
+    pub owners: crate::owners::BucketOwners,
 }
 
 /// The client's address, for the `aws:SourceIp` condition key.
@@ -112,7 +114,10 @@ impl Edge {
         let started = Instant::now();
         let _in_flight = InFlight::start();
         metrics::counter!("coffer_s3_bytes_in_total").increment(content_length(req.headers()));
-        let response = self.handle_s3(req, &id).instrument(span).await;
+        let mut response = self.handle_s3(req, &id).instrument(span).await;
+        if crate::s3::xml_order::applies(op) {
+            response = crate::s3::xml_order::reorder_response(response).await;
+        }
         let status = response.status().as_u16().to_string();
         metrics::counter!("coffer_s3_requests_total", "op" => op, "status" => status).increment(1);
         metrics::histogram!("coffer_s3_request_duration_seconds", "op" => op).record(started.elapsed().as_secs_f64());
@@ -121,8 +126,27 @@ impl Edge {
     }
 
     async fn handle_s3(&self, req: Request<Incoming>, id: &str) -> Response<Body> {
-        let mut response = self.route(req).await;
+        let target = crate::s3::cors::target_of(&req, self.domains.as_ref());
+        let expects_continue =
+            req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let mut response = if req.method() == Method::OPTIONS {
+            // s3s routes no OPTIONS; preflights are answered here, unauthenticated.
+            crate::s3::cors::preflight(&self.owners, target, req.headers()).await
+        } else {
+            let actual = crate::s3::cors::ActualRequest::of(req.method(), req.headers(), target);
+            let mut response = self.route(req).await;
+            if let Some(actual) = actual {
+                actual.decorate(&self.owners, &mut response).await;
+            }
+            response
+        };
         tracing::debug!(status = response.status().as_u16(), "done");
+        if expects_continue && !response.status().is_success() {
+            // A refusal sent before the body was read: a client that stopped waiting for
+            // `100 Continue` may be sending the body anyway, and those bytes must never be
+            // parsed as the next request on this connection.
+            response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Ok(value) = HeaderValue::from_str(id) {
             response.headers_mut().insert("x-amz-request-id", value.clone());
             response.headers_mut().insert("x-amz-id-2", value);
@@ -167,7 +191,15 @@ impl Edge {
         let (mut parts, body) = req.into_parts();
         crate::s3::edge::normalize_date_headers(&mut parts.headers, &mut parts.extensions, &uri);
         let req = Request::from_parts(parts, body);
-        match self.s3.call(crate::s3::edge::hash_delete_objects_body(req)).await {
+        let req = crate::s3::edge::hash_delete_objects_body(req);
+        // Browser form uploads: `${filename}` in the key, and S3's answers for refused policies.
+        let form = crate::s3::post_form::form_boundary(&req);
+        let req = match &form {
+            Some(boundary) => crate::s3::post_form::prepare_form(req, boundary).await,
+            None => req,
+        };
+        match self.s3.call(req).await {
+            Ok(response) if form.is_some() => crate::s3::post_form::policy_errors_as_s3(response).await,
             Ok(response) => response,
             Err(e) => {
                 tracing::error!(error = ?e, "unhandled S3 service error");

@@ -19,6 +19,7 @@ mod owners;
 mod read_path;
 mod routes;
 mod s3;
+mod sse;
 mod sts;
 pub mod survivors;
 mod swift;
@@ -159,8 +160,17 @@ pub async fn serve_with_console(
         hedge_after: config.hedge_after,
     };
     let owners = owners::BucketOwners::new(plane.metadata.clone());
-    let authorizer = authz::Authorizer::new(identities.clone(), config.tls_cert.is_some(), owners);
-    let s3 = CofferS3::new(plane.clone(), config.region.clone(), config.root_user.clone(), authorizer.clone());
+    let keystone = swift::keystone::Keystone::new(config.keystone.clone()).map(Arc::new);
+    let authorizer =
+        authz::Authorizer::new(identities.clone(), config.tls_cert.is_some(), owners).with_keystone(keystone.clone());
+    let sse_keys = sse::keys::SseKeys::load(
+        config.sse_master_key_file.as_deref(),
+        config.kms_key_file.as_deref(),
+        &config.root_password,
+    )
+    .map_err(|e| GatewayError::Internal(format!("server-side encryption keys: {e}")))?;
+    let s3 = CofferS3::new(plane.clone(), config.region.clone(), config.root_user.clone(), authorizer.clone())
+        .with_sse(sse_keys);
     let swift = match swift {
         Some(swift_listener) => {
             let api = swift::SwiftApi {
@@ -168,15 +178,17 @@ pub async fn serve_with_console(
                 authorizer: authorizer.clone(),
                 identities: identities.clone(),
                 metadata: plane.metadata.clone(),
-                keystone: swift::keystone::Keystone::new(config.keystone.clone()).map(Arc::new),
+                keystone: keystone.clone(),
             };
             Some((swift_listener, api))
         }
         None => None,
     };
     let mut builder = S3ServiceBuilder::new(s3);
-    builder.set_auth(auth::CofferAuth::new(identities));
+    builder.set_auth(auth::CofferAuth::new(identities, keystone));
     builder.set_access(authorizer.clone());
+    builder.set_config(s3::post_form::s3s_config());
+    let bucket_facts = authorizer.owners.clone();
     let sts_min_duration_secs = config.sts_min_duration.as_secs().max(1);
     builder.set_route(routes::Routes { admin: admin::Admin { iam, authorizer, plane }, sts_min_duration_secs });
     if !config.domains.is_empty() {
@@ -189,6 +201,7 @@ pub async fn serve_with_console(
         disks_needed: config.ec.total() as usize,
         domains,
         metrics,
+        owners: bucket_facts,
     });
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheme = if config.tls_cert.is_some() { "https" } else { "http" };

@@ -87,6 +87,10 @@ fn bucket_subresource(method: &Method, query: &str) -> Option<&'static str> {
 /// The AWS name of the operation (`GetObject`, `UploadPart`, …), or `Other`.
 pub fn name(method: &Method, target: Target, query: &str, copy_source: bool) -> &'static str {
     let m = method.as_str();
+    // CORS preflights, answered at the edge (`s3::cors`).
+    if m == "OPTIONS" {
+        return "PreflightRequest";
+    }
     match target {
         Target::Service => match m {
             "GET" => "ListBuckets",
@@ -115,12 +119,16 @@ pub fn name(method: &Method, target: Target, query: &str, copy_source: bool) -> 
             "GET" if has(query, "tagging") => "GetObjectTagging",
             "GET" if has(query, "acl") => "GetObjectAcl",
             "GET" if has(query, "attributes") => "GetObjectAttributes",
+            "GET" if has(query, "retention") => "GetObjectRetention",
+            "GET" if has(query, "legal-hold") => "GetObjectLegalHold",
             "GET" => "GetObject",
             "HEAD" => "HeadObject",
             "PUT" if has(query, "uploadId") && copy_source => "UploadPartCopy",
             "PUT" if has(query, "uploadId") => "UploadPart",
             "PUT" if has(query, "tagging") => "PutObjectTagging",
             "PUT" if has(query, "acl") => "PutObjectAcl",
+            "PUT" if has(query, "retention") => "PutObjectRetention",
+            "PUT" if has(query, "legal-hold") => "PutObjectLegalHold",
             "PUT" if copy_source => "CopyObject",
             "PUT" => "PutObject",
             "DELETE" if has(query, "uploadId") => "AbortMultipartUpload",
@@ -155,6 +163,7 @@ mod tests {
         assert_eq!(op(Method::DELETE, "/b/k", "uploadId=u"), "AbortMultipartUpload");
         assert_eq!(name(&Method::PUT, Target::Object, "", true), "CopyObject");
         assert_eq!(op(Method::PATCH, "/b/k", ""), "Other");
+        assert_eq!(op(Method::OPTIONS, "/b/k", ""), "PreflightRequest");
     }
 
     #[test]

@@ -97,6 +97,11 @@ impl BucketOwners {
         Ok(self.facts(bucket).await?.map(|f| f.owner))
     }
 
+    /// The metadata client the facts come from (for the ACL check of an object's record).
+    pub fn metadata(&self) -> &MetadataClient {
+        &self.metadata
+    }
+
     /// Forgets what this gateway knows of `bucket` (it just created, deleted or changed it).
     pub fn forget(&self, bucket: &str) {
         if let Ok(mut cache) = self.cache.lock() {

@@ -124,7 +124,7 @@ impl DataPlane {
                 layout: None,
                 etag: hex::encode(md5),
                 part_number: 0,
-                checksums: Default::default(),
+                ..Default::default()
             };
             return Ok(Written { segment, md5, intents: Vec::new() });
         }
@@ -216,7 +216,7 @@ impl DataPlane {
             layout: Some(layout),
             etag: hex::encode(md5),
             part_number: 0,
-            checksums: Default::default(),
+            ..Default::default()
         };
         Ok(Written { segment, md5, intents: vec![guard.disarm()] })
     }

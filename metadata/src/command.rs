@@ -71,11 +71,21 @@ pub enum Command {
         key: String,
         stamp: Stamp,
     },
-    /// Deletes one version for good (`versions::delete_version`).
+    /// Deletes one version for good (`versions::delete_version`), unless object lock protects it.
     DeleteVersion {
         bucket: String,
         key: String,
         version_id: String,
+        /// A GOVERNANCE retention gives way (the gateway checked s3:BypassGovernanceRetention).
+        bypass_governance: bool,
+        stamp: Stamp,
+    },
+    /// Object lock: retention and/or legal hold of one version (`object_lock::update`).
+    UpdateObjectLock {
+        bucket: String,
+        key: String,
+        version_id: String,
+        update: crate::object_lock::LockUpdate,
         stamp: Stamp,
     },
     SetBucketVersioning {
@@ -128,6 +138,13 @@ pub enum Command {
         key: String,
         tags: std::collections::HashMap<String, String>,
     },
+    /// The canned ACL of the current object (`version_id` empty) or of one version.
+    SetObjectAcl {
+        bucket: String,
+        key: String,
+        version_id: String,
+        acl: String,
+    },
     /// Forgets a node: its stored info and holdings go, and it is marked removed.
     RemoveNode {
         node_id: String,
@@ -178,6 +195,24 @@ pub enum Command {
     FinishGc {
         done: Vec<Vec<u8>>,
         retry: Vec<GcRetry>,
+    },
+    /// A lifecycle rule's action, checked again against the state (see `lifecycle::apply`).
+    Lifecycle {
+        action: crate::lifecycle::Action,
+        stamp: Stamp,
+    },
+    /// Where the lifecycle worker's scan continues.
+    SetLifecycleCursor {
+        cursor: coffer_proto::pb::metadata::LifecycleCursor,
+    },
+    /// Bucket notifications delivered (or given up): removed from the queue.
+    NotifyDone {
+        keys: Vec<Vec<u8>>,
+    },
+    /// `command` (a PutObject) with how its object was created, for its notification event.
+    CreatedBy {
+        how: crate::notify::Created,
+        command: Box<Command>,
     },
 }
 
@@ -286,7 +321,12 @@ impl Applied {
 /// Applies one command as one atomic, unsynced write. On error nothing is written.
 pub fn apply(store: &Store, command: Command) -> Result<Applied, MetadataError> {
     let mut batch = WriteBatch::default();
+    // Taken before `plan` consumes the command: the event goes into the same batch as the change.
+    let event = crate::notify::Source::of(&command);
     let applied = plan(store, &mut batch, command)?;
+    if let Some(event) = event {
+        crate::notify::record(store, &mut batch, event, &applied)?;
+    }
     if !batch.is_empty() {
         store.write(batch)?;
     }
@@ -308,8 +348,11 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             put_object(store, batch, record, &intents, &condition, &stamp)
         }
         Command::DeleteObject { bucket, key, stamp } => delete_object(store, batch, &bucket, &key, &stamp),
-        Command::DeleteVersion { bucket, key, version_id, stamp } => {
-            versions::delete_version(store, batch, &bucket, &key, &version_id, &stamp)
+        Command::DeleteVersion { bucket, key, version_id, bypass_governance, stamp } => {
+            versions::delete_version(store, batch, &bucket, &key, &version_id, bypass_governance, &stamp)
+        }
+        Command::UpdateObjectLock { bucket, key, version_id, update, stamp } => {
+            crate::object_lock::update(store, batch, &bucket, &key, &version_id, &update, &stamp)
         }
         Command::SetBucketVersioning { name, versioning } => versions::set_versioning(store, batch, &name, versioning),
         Command::SetVersionTags { bucket, key, version_id, tags } => {
@@ -362,6 +405,9 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             }
             Ok(Applied::Object(record))
         }
+        Command::SetObjectAcl { bucket, key, version_id, acl } => {
+            crate::object_acl::set_acl(store, batch, &bucket, &key, &version_id, acl)
+        }
         Command::RemoveNode { node_id } => {
             if node_id.is_empty() {
                 return Err(MetadataError::InvalidArgument("a node id is required".into()));
@@ -413,6 +459,10 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             Ok(Applied::Done)
         }
         Command::FinishGc { done, retry } => finish_gc(store, batch, &done, &retry),
+        Command::Lifecycle { action, stamp } => crate::lifecycle::apply(store, batch, action, &stamp),
+        Command::SetLifecycleCursor { cursor } => crate::lifecycle::set_cursor(store, batch, &cursor),
+        Command::NotifyDone { keys } => crate::notify::finish(store, batch, &keys),
+        Command::CreatedBy { command, .. } => plan(store, batch, *command),
         Command::PutIam { entity, create_only } => {
             crate::iam::put(store, batch, entity, create_only).map(Applied::IamGeneration)
         }
@@ -526,6 +576,7 @@ fn put_object(
     validate_key(&record.key)?;
     let bucket = store.bucket(&record.bucket)?;
     data::validate_segments(&record.segments, record.size)?;
+    crate::object_lock::on_write(&bucket, &mut record, stamp)?;
     record.last_modified_unix_ms = stamp.now_unix_ms;
     let replaced = store.find_object(&record.bucket, &record.key)?;
     check_condition(condition, &record.bucket, &record.key, replaced.as_ref())?;
@@ -545,7 +596,7 @@ fn put_object(
     Ok(Applied::Object(record))
 }
 
-fn delete_object(
+pub(crate) fn delete_object(
     store: &Store,
     batch: &mut WriteBatch,
     bucket: &str,
@@ -593,6 +644,40 @@ fn finish_gc(
         data::put_gc(store, batch, &keys::gc(r.not_before_unix_ms, &record.data_id), record)?;
     }
     Ok(Applied::Done)
+}
+
+fn set_bucket_config(
+    store: &Store,
+    batch: &mut WriteBatch,
+    name: &str,
+    key: String,
+    value: Vec<u8>,
+) -> Result<BucketRecord, MetadataError> {
+    let valid_name = !key.is_empty()
+        && key.len() <= MAX_BUCKET_CONFIG_NAME
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid_name {
+        return Err(MetadataError::InvalidArgument(format!("invalid bucket configuration name {key:?}")));
+    }
+    if value.len() > MAX_BUCKET_CONFIG_BYTES {
+        return Err(MetadataError::InvalidArgument(format!(
+            "bucket configurations are at most {MAX_BUCKET_CONFIG_BYTES} bytes"
+        )));
+    }
+    let mut bucket = store.bucket(name)?;
+    crate::object_lock::check_config_change(&bucket, &key, &value)?;
+    if value.is_empty() {
+        bucket.configs.remove(&key);
+    } else {
+        if !bucket.configs.contains_key(&key) && bucket.configs.len() >= MAX_BUCKET_CONFIGS {
+            return Err(MetadataError::InvalidArgument(format!(
+                "a bucket has at most {MAX_BUCKET_CONFIGS} configurations"
+            )));
+        }
+        bucket.configs.insert(key, value);
+    }
+    batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(name), bucket.encode_to_vec());
+    Ok(bucket)
 }
 
 #[cfg(test)]
@@ -942,37 +1027,4 @@ pub(crate) mod tests {
         let missing = Command::DeleteBucket { name: "b".into(), stamp: stamp(5) };
         assert!(matches!(apply(&store, missing), Err(MetadataError::NoSuchBucket(_))));
     }
-}
-
-fn set_bucket_config(
-    store: &Store,
-    batch: &mut WriteBatch,
-    name: &str,
-    key: String,
-    value: Vec<u8>,
-) -> Result<BucketRecord, MetadataError> {
-    let valid_name = !key.is_empty()
-        && key.len() <= MAX_BUCKET_CONFIG_NAME
-        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !valid_name {
-        return Err(MetadataError::InvalidArgument(format!("invalid bucket configuration name {key:?}")));
-    }
-    if value.len() > MAX_BUCKET_CONFIG_BYTES {
-        return Err(MetadataError::InvalidArgument(format!(
-            "bucket configurations are at most {MAX_BUCKET_CONFIG_BYTES} bytes"
-        )));
-    }
-    let mut bucket = store.bucket(name)?;
-    if value.is_empty() {
-        bucket.configs.remove(&key);
-    } else {
-        if !bucket.configs.contains_key(&key) && bucket.configs.len() >= MAX_BUCKET_CONFIGS {
-            return Err(MetadataError::InvalidArgument(format!(
-                "a bucket has at most {MAX_BUCKET_CONFIGS} configurations"
-            )));
-        }
-        bucket.configs.insert(key, value);
-    }
-    batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(name), bucket.encode_to_vec());
-    Ok(bucket)
 }

@@ -33,6 +33,21 @@ pub struct MetadataConfig {
     #[arg(long, env = "COFFER_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_timeout: Duration,
 
+    /// Length of a lifecycle-rule day in seconds; shorter only to test lifecycle rules quickly.
+    #[arg(long, env = "COFFER_LIFECYCLE_DAY_SECONDS", default_value_t = 86400,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub lifecycle_day_seconds: u64,
+
+    /// How often the lifecycle worker takes its next step (at most 1000 keys) through the buckets
+    /// that have lifecycle rules (e.g. "1s"); a finished pass waits a lifecycle hour before the next.
+    #[arg(long, env = "COFFER_LIFECYCLE_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub lifecycle_interval: Duration,
+
+    /// A webhook target of bucket notifications, `ID=http://HOST:PORT/PATH` (repeatable; the
+    /// variable takes a comma-separated list). Buckets name it as `arn:coffer:sqs::ID:webhook`.
+    #[arg(long = "notify-webhook", env = "COFFER_NOTIFY_WEBHOOKS", value_delimiter = ',')]
+    pub notify_webhooks: Vec<String>,
+
     #[command(flatten)]
     pub grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
 }
@@ -47,6 +62,9 @@ impl MetadataConfig {
             intent_ttl: Duration::from_secs(24 * 60 * 60),
             gc_interval: Duration::from_secs(5),
             node_timeout: Duration::from_secs(10),
+            lifecycle_day_seconds: 86_400,
+            lifecycle_interval: Duration::from_secs(1),
+            notify_webhooks: Vec::new(),
             grpc_tls: Default::default(),
         }
     }

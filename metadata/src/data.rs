@@ -222,12 +222,13 @@ pub fn validate_segments(segments: &[Segment], declared_size: u64) -> Result<(),
         total = total
             .checked_add(segment.size)
             .ok_or_else(|| MetadataError::InvalidArgument("segment sizes overflow".into()))?;
+        // An encrypted (or compressed) segment stores a different number of bytes than it holds.
+        let stored = if segment.stored_size > 0 { segment.stored_size } else { segment.size };
         if let Some(layout) = &segment.layout {
-            validate_layout(layout, segment.size)?;
-        } else if segment.inline_data.len() as u64 != segment.size {
+            validate_layout(layout, stored)?;
+        } else if segment.inline_data.len() as u64 != stored {
             return Err(MetadataError::InvalidArgument(format!(
-                "segment of {} bytes has {} bytes inline and no layout",
-                segment.size,
+                "segment of {stored} stored bytes has {} bytes inline and no layout",
                 segment.inline_data.len()
             )));
         }
@@ -317,4 +318,21 @@ pub fn build_indexes(store: &Store) -> Result<(), MetadataError> {
     store.sync_wal()?;
     tracing::info!(records = owned.len(), gc_entries = collected.len(), "built the data owner and holding indexes");
     Ok(())
+}
+
+#[cfg(test)]
+mod stored_size_tests {
+    use super::*;
+
+    #[test]
+    fn transformed_segments_store_their_own_length() {
+        // 10 plaintext bytes stored as 26 (one encrypted package with its tag).
+        let encrypted = Segment { size: 10, stored_size: 26, inline_data: vec![0; 26], ..Default::default() };
+        assert!(validate_segments(std::slice::from_ref(&encrypted), 10).is_ok());
+        assert!(validate_segments(std::slice::from_ref(&encrypted), 26).is_err(), "the object size is the plaintext's");
+        let short = Segment { inline_data: vec![0; 10], ..encrypted };
+        assert!(validate_segments(&[short], 10).is_err(), "the stored bytes must all be there");
+        let plain = Segment { size: 3, inline_data: vec![1, 2, 3], ..Default::default() };
+        assert!(validate_segments(&[plain], 3).is_ok());
+    }
 }

@@ -31,6 +31,12 @@ pub enum MetadataError {
     /// A conditional write whose If-Match / If-None-Match does not hold.
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
+    /// Object lock: a protected version (retention or legal hold), whoever asks.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// Object lock: the bucket's state does not allow the change.
+    #[error("{0}")]
+    InvalidBucketState(String),
     #[error("insufficient capacity: {0}")]
     InsufficientCapacity(String),
     #[error("database error while {context}: {source}")]
@@ -82,6 +88,8 @@ impl MetadataError {
             MetadataError::EntityAlreadyExists(_) => ErrorCode::EntityAlreadyExists,
             MetadataError::DeleteConflict(_) => ErrorCode::DeleteConflict,
             MetadataError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            MetadataError::AccessDenied(_) => ErrorCode::AccessDenied,
+            MetadataError::InvalidBucketState(_) => ErrorCode::InvalidBucketState,
             MetadataError::Unavailable(_) => ErrorCode::Unavailable,
             MetadataError::Db { .. }
             | MetadataError::Corrupt { .. }

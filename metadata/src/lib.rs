@@ -15,8 +15,12 @@ mod gc;
 mod iam;
 mod keys;
 mod leases;
+mod lifecycle;
 mod listing;
 mod multipart;
+mod notify;
+mod object_acl;
+mod object_lock;
 mod placement;
 mod repair;
 mod service;
@@ -77,6 +81,8 @@ pub async fn serve_with(
     config: MetadataConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), MetadataError> {
+    // Checked before anything starts, so a bad flag leaves nothing running.
+    let targets = notify::Targets::parse(&config.notify_webhooks)?;
     let path = config.db.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&path).map(Arc::new))
         .await
@@ -99,9 +105,21 @@ pub async fn serve_with(
         .map_err(|e| MetadataError::InvalidArgument(e.to_string()))?;
     let collector = Collector::new(store.clone(), applier.clone(), cluster.clone(), config.gc_interval, tls.clone());
     let gc_task = tokio::spawn(collector.run(gc_stop));
+    let (stop_lifecycle, lifecycle_stop) = oneshot::channel();
+    let lifecycle = lifecycle::Worker::new(
+        store.clone(),
+        applier.clone(),
+        config.lifecycle_day_seconds,
+        config.lifecycle_interval,
+        config.gc_grace,
+    );
+    let lifecycle_task = tokio::spawn(lifecycle.run(lifecycle_stop));
+    let (stop_notify, notify_stop) = oneshot::channel();
+    let dispatcher = notify::Dispatcher::new(store.clone(), applier.clone(), targets.clone());
+    let notify_task = tokio::spawn(dispatcher.run(notify_stop));
 
     let stats_task = tokio::spawn(stats::publish(store.clone()));
-    let service = MetadataService::new(store, applier, cluster, Timing::from(&config));
+    let service = MetadataService::new(store, applier, cluster, Timing::from(&config)).with_notify_targets(targets);
     let server = MetadataServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -122,6 +140,14 @@ pub async fn serve_with(
 
     stats_task.abort();
     let _ = stop_gc.send(());
+    let _ = stop_lifecycle.send(());
+    let _ = stop_notify.send(());
+    if let Err(e) = notify_task.await {
+        tracing::error!(error = %e, "the notification task failed");
+    }
+    if let Err(e) = lifecycle_task.await {
+        tracing::error!(error = %e, "the lifecycle task failed");
+    }
     if let Err(e) = gc_task.await {
         tracing::error!(error = %e, "the garbage collector task failed");
     }
@@ -167,7 +193,8 @@ mod tests {
         let db = dir.path().join("db");
         let (mut client, stop, server) = start(&db).await;
 
-        let bucket = CreateBucketRequest { name: "b".into(), owner: "me".into(), region: "r".into() };
+        let bucket =
+            CreateBucketRequest { name: "b".into(), owner: "me".into(), region: "r".into(), ..Default::default() };
         client.create_bucket(bucket.clone()).await.unwrap();
         assert_eq!(code(client.create_bucket(bucket).await), ErrorCode::BucketAlreadyOwnedByYou);
 

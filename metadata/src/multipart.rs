@@ -185,6 +185,7 @@ pub fn complete_upload(
     // In a versioned bucket the replaced version stays (with its data) unless it is the null version
     // a Suspended bucket overwrites; otherwise its data goes to the collector.
     let bucket_record = store.bucket(bucket)?;
+    crate::object_lock::on_write(&bucket_record, &mut record, stamp)?;
     let retired = if crate::versions::is_versioned(&bucket_record) {
         crate::versions::place(store, batch, &bucket_record, &mut record, replaced.as_ref(), stamp)?
     } else {

@@ -59,6 +59,8 @@ pub struct MetadataService {
     /// The last version sequence handed out (microseconds since the epoch, made strictly increasing),
     /// so versions made later get smaller orders, hence ids that sort first.
     version_seq: AtomicU64,
+    /// Webhook targets a bucket's notification configuration may name.
+    notify_targets: crate::notify::Targets,
 }
 
 /// Repair tasks handed out per claim at most.
@@ -70,7 +72,20 @@ fn required<T>(field: Option<T>, name: &str) -> Result<T, Status> {
 
 impl MetadataService {
     pub fn new(store: Arc<Store>, applier: Applier, cluster: Arc<Cluster>, timing: Timing) -> MetadataService {
-        MetadataService { store, applier, cluster, timing, leases: Arc::default(), version_seq: AtomicU64::new(0) }
+        MetadataService {
+            store,
+            applier,
+            cluster,
+            timing,
+            leases: Arc::default(),
+            version_seq: AtomicU64::new(0),
+            notify_targets: Default::default(),
+        }
+    }
+
+    pub fn with_notify_targets(mut self, targets: crate::notify::Targets) -> MetadataService {
+        self.notify_targets = targets;
+        self
     }
 
     fn stamp(&self) -> Stamp {
@@ -153,13 +168,16 @@ const MAX_DAMAGED_PER_REPORT: usize = 1000;
 impl Metadata for MetadataService {
     async fn create_bucket(&self, req: Request<CreateBucketRequest>) -> Result<Response<CreateBucketResponse>, Status> {
         let req = req.into_inner();
-        let bucket = BucketRecord {
+        let mut bucket = BucketRecord {
             name: req.name,
             created_unix_ms: now_unix_ms(),
             owner: req.owner,
             region: req.region,
             ..Default::default()
         };
+        if req.object_lock_enabled {
+            crate::object_lock::enable(&mut bucket);
+        }
         let bucket = self.submit(Command::CreateBucket { bucket }).await?.into_bucket()?;
         Ok(Response::new(CreateBucketResponse { bucket: Some(bucket) }))
     }
@@ -205,6 +223,12 @@ impl Metadata for MetadataService {
         req: Request<SetBucketConfigRequest>,
     ) -> Result<Response<SetBucketConfigResponse>, Status> {
         let req = req.into_inner();
+        if req.key == crate::notify::CONFIG {
+            self.notify_targets.validate(&req.value)?;
+        }
+        if req.key == crate::lifecycle::CONFIG {
+            crate::lifecycle::validate(&req.value)?;
+        }
         let command = Command::SetBucketConfig { name: req.name, key: req.key, value: req.value };
         let bucket = self.submit(command).await?.into_bucket()?;
         Ok(Response::new(SetBucketConfigResponse { bucket: Some(bucket) }))
@@ -271,6 +295,7 @@ impl Metadata for MetadataService {
     }
 
     async fn put_object(&self, req: Request<PutObjectRequest>) -> Result<Response<PutObjectResponse>, Status> {
+        let created = crate::notify::created_by(req.metadata());
         let req = req.into_inner();
         let record = required(req.record, "record")?;
         let command = Command::PutObject {
@@ -279,6 +304,7 @@ impl Metadata for MetadataService {
             condition: req.condition.unwrap_or_default(),
             stamp: self.stamp(),
         };
+        let command = crate::notify::hinted(created, command);
         let record = self.submit(command).await?.into_object()?;
         Ok(Response::new(PutObjectResponse { record: Some(record) }))
     }
@@ -294,10 +320,37 @@ impl Metadata for MetadataService {
         let command = if req.version_id.is_empty() {
             Command::DeleteObject { bucket: req.bucket, key: req.key, stamp: self.stamp() }
         } else {
-            Command::DeleteVersion { bucket: req.bucket, key: req.key, version_id: req.version_id, stamp: self.stamp() }
+            Command::DeleteVersion {
+                bucket: req.bucket,
+                key: req.key,
+                version_id: req.version_id,
+                bypass_governance: req.bypass_governance,
+                stamp: self.stamp(),
+            }
         };
         let (existed, version_id, delete_marker) = self.submit(command).await?.into_deleted()?;
         Ok(Response::new(DeleteObjectResponse { existed, version_id, delete_marker }))
+    }
+
+    async fn update_object_lock(
+        &self,
+        req: Request<ObjectLockUpdateRequest>,
+    ) -> Result<Response<ObjectLockUpdateResponse>, Status> {
+        let req = req.into_inner();
+        let update = crate::object_lock::LockUpdate {
+            retention: req.set_retention.then_some((req.mode, req.retain_until_unix_ms)),
+            legal_hold: req.set_legal_hold.then_some(req.legal_hold),
+            bypass_governance: req.bypass_governance,
+        };
+        let command = Command::UpdateObjectLock {
+            bucket: req.bucket,
+            key: req.key,
+            version_id: req.version_id,
+            update,
+            stamp: self.stamp(),
+        };
+        let record = self.submit(command).await?.into_object()?;
+        Ok(Response::new(ObjectLockUpdateResponse { record: Some(record) }))
     }
 
     async fn put_object_tags(
@@ -312,6 +365,17 @@ impl Metadata for MetadataService {
         };
         let record = self.submit(command).await?.into_object()?;
         Ok(Response::new(PutObjectTagsResponse { record: Some(record) }))
+    }
+
+    async fn set_object_acl(
+        &self,
+        req: Request<AclSetObjectAclRequest>,
+    ) -> Result<Response<AclSetObjectAclResponse>, Status> {
+        let req = req.into_inner();
+        let command =
+            Command::SetObjectAcl { bucket: req.bucket, key: req.key, version_id: req.version_id, acl: req.acl };
+        let record = self.submit(command).await?.into_object()?;
+        Ok(Response::new(AclSetObjectAclResponse { record: Some(record) }))
     }
 
     async fn list_objects(&self, req: Request<ListObjectsRequest>) -> Result<Response<ListObjectsResponse>, Status> {

@@ -41,10 +41,13 @@ pub enum Cf {
     /// markers included, newest first per key. The current one is also in `objects` unless it is
     /// a delete marker (see `versions.rs`).
     Versions,
+    /// Big-endian sequence → `NotificationEvent`: bucket notifications waiting for delivery
+    /// (bounded, see `notify.rs`).
+    Notify,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 13] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Buckets,
         Cf::Objects,
         Cf::Uploads,
@@ -58,6 +61,7 @@ impl Cf {
         Cf::Meta,
         Cf::Iam,
         Cf::Versions,
+        Cf::Notify,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +79,7 @@ impl Cf {
             Cf::Meta => "meta",
             Cf::Iam => "iam",
             Cf::Versions => "versions",
+            Cf::Notify => "notify",
         }
     }
 }

@@ -171,9 +171,13 @@ pub fn place(
                 moved.encode_to_vec(),
             );
         }
-        Some(legacy) => replaced.clone_from(&legacy.segments),
+        Some(legacy) => {
+            crate::object_lock::check_delete(legacy, stamp.now_unix_ms, false)?;
+            replaced.clone_from(&legacy.segments)
+        }
         None if !enabled => {
             if let Some(old) = find_null(store, &record.bucket, &record.key)? {
+                crate::object_lock::check_delete(&old, stamp.now_unix_ms, false)?;
                 batch.delete_cf(versions, keys::version(&old.bucket, &old.key, old.version_order));
                 replaced = old.segments;
             }
@@ -248,13 +252,16 @@ pub fn add_delete_marker(
 
 /// DeleteObject with a version id: that version goes for good (its data to the collector); if it
 /// was current, the next newest version becomes current. Deleting a version that does not exist
-/// succeeds, as in S3.
+/// succeeds, as in S3. A version object lock protects is refused (AccessDenied), whoever asks —
+/// lifecycle expiration takes this path too; only a GOVERNANCE retention gives way, when
+/// `bypass_governance` (set only for a request whose gateway checked s3:BypassGovernanceRetention).
 pub fn delete_version(
     store: &Store,
     batch: &mut WriteBatch,
     bucket: &str,
     key: &str,
     version_id: &str,
+    bypass_governance: bool,
     stamp: &Stamp,
 ) -> Result<Applied, MetadataError> {
     let target = match get(store, bucket, key, version_id) {
@@ -264,6 +271,7 @@ pub fn delete_version(
         }
         Err(e) => return Err(e),
     };
+    crate::object_lock::check_delete(&target, stamp.now_unix_ms, bypass_governance)?;
     data::schedule_all(store, batch, stamp.replaced_gc_unix_ms, &target.segments)?;
     let objects = store.cf(Cf::Objects)?;
     let counted = (!target.delete_marker).then_some(&target);
@@ -324,6 +332,7 @@ pub fn set_versioning(
         return Err(MetadataError::InvalidArgument("versioning can only be Enabled or Suspended".into()));
     }
     let mut bucket = store.bucket(name)?;
+    crate::object_lock::check_versioning(&bucket, versioning)?;
     bucket.set_versioning(versioning);
     batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(name), bucket.encode_to_vec());
     Ok(Applied::Bucket(bucket))
@@ -486,6 +495,7 @@ mod tests {
                 bucket: "b".into(),
                 key: key.into(),
                 version_id: version_id.into(),
+                bypass_governance: false,
                 stamp: stamp(now),
             }
         };

@@ -48,6 +48,10 @@ error_codes! {
     DeleteConflict,
     /// A conditional write's precondition (If-Match / If-None-Match) does not hold.
     PreconditionFailed,
+    /// Object lock: the version is protected (retention or legal hold), whoever asks.
+    AccessDenied,
+    /// Object lock: the bucket's state does not allow the change (S3's InvalidBucketState).
+    InvalidBucketState,
     Unavailable,
     Internal,
 }
@@ -71,6 +75,8 @@ impl ErrorCode {
             ErrorCode::CorruptShard => Code::DataLoss,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::Internal => Code::Internal,
+            ErrorCode::AccessDenied => Code::PermissionDenied,
+            ErrorCode::InvalidBucketState => Code::FailedPrecondition,
         }
     }
 }

@@ -81,6 +81,28 @@ pub struct ServerConfig {
     /// list). Each also signs S3 requests as access key `ACCOUNT:USER` with secret `KEY`.
     #[arg(long = "tempauth-user", env = "COFFER_TEMPAUTH_USERS", value_delimiter = ',', hide_env_values = true)]
     pub tempauth_users: Vec<String>,
+
+    /// File of SSE-S3 master keys (`ID:KEY` lines, the last the newest, or one key); derived from
+    /// the root secret key when not given.
+    #[arg(long, env = "COFFER_SSE_MASTER_KEY_FILE")]
+    pub sse_master_key_file: Option<PathBuf>,
+
+    /// File of SSE-KMS keys (`KEYID:KEY` lines, the first the default); SSE-KMS is off without it.
+    #[arg(long, env = "COFFER_KMS_KEY_FILE")]
+    pub kms_key_file: Option<PathBuf>,
+
+    /// Length of a lifecycle-rule day in seconds; shorter only to test lifecycle rules quickly.
+    #[arg(long, env = "COFFER_LIFECYCLE_DAY_SECONDS", default_value = "86400")]
+    pub lifecycle_day_seconds: String,
+
+    /// How often the lifecycle worker takes its next step through the buckets with lifecycle rules.
+    #[arg(long, env = "COFFER_LIFECYCLE_INTERVAL", default_value = "1s")]
+    pub lifecycle_interval: String,
+
+    /// A webhook target of bucket notifications, `ID=http://HOST:PORT/PATH` (repeatable; the
+    /// variable takes a comma-separated list). Buckets name it as `arn:coffer:sqs::ID:webhook`.
+    #[arg(long = "notify-webhook", env = "COFFER_NOTIFY_WEBHOOKS", value_delimiter = ',')]
+    pub notify_webhooks: Vec<String>,
 }
 
 /// The Swift API's address when `--swift-address` is not given.
@@ -190,14 +212,23 @@ pub async fn run(
     let swift_addr = swift_listener.as_ref().and_then(|l| l.local_addr().ok());
     let meta_url = format!("http://{meta_addr}");
 
-    let metadata_config: coffer_metadata::MetadataConfig = parse_role(&[
+    let mut metadata_args: Vec<String> = vec![
         "--listen".into(),
         meta_addr.to_string(),
         "--db".into(),
         dir.join("meta").display().to_string(),
         "--gc-grace".into(),
         config.gc_grace.clone(),
-    ])?;
+        "--lifecycle-day-seconds".into(),
+        config.lifecycle_day_seconds.clone(),
+        "--lifecycle-interval".into(),
+        config.lifecycle_interval.clone(),
+    ];
+    for webhook in &config.notify_webhooks {
+        metadata_args.push("--notify-webhook".into());
+        metadata_args.push(webhook.clone());
+    }
+    let metadata_config: coffer_metadata::MetadataConfig = parse_role(&metadata_args)?;
     let mut blob_args = vec!["--listen".into(), blob_addr.to_string(), "--metadata".into(), meta_url.clone()];
     for i in 1..=config.disks {
         let disk = dir.join(format!("disk{i}"));
@@ -235,6 +266,12 @@ pub async fn run(
             "--tls-key".into(),
             key.display().to_string(),
         ]);
+    }
+    if let Some(path) = &config.sse_master_key_file {
+        gateway_args.extend(["--sse-master-key-file".into(), path.display().to_string()]);
+    }
+    if let Some(path) = &config.kms_key_file {
+        gateway_args.extend(["--kms-key-file".into(), path.display().to_string()]);
     }
     let gateway_config: coffer_gateway::GatewayConfig = parse_role(&gateway_args)?;
     let repair_config: coffer_repair::RepairConfig =

@@ -1,6 +1,18 @@
 //! Every S3 operation of the foundation, through the Rust AWS SDK, against `coffer server`.
 
+#[path = "s3/checksums.rs"]
+mod checksums;
 mod common;
+#[path = "s3/cors_acl.rs"]
+mod cors_acl;
+#[path = "s3/lifecycle.rs"]
+mod lifecycle;
+#[path = "s3/notify_compress.rs"]
+mod notify_compress;
+#[path = "s3/object_lock.rs"]
+mod object_lock;
+#[path = "s3/sse.rs"]
+mod sse;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};

@@ -280,8 +280,9 @@ def test_console_versioning_and_bucket_policy(server, s3, page: Page, tmp_path):
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     for gone in ("Versioning",):  # no longer shown as unavailable
         expect(page.locator(".unavailable").filter(has_text=gone)).to_have_count(0)
-    for still in ("Object lock", "CORS", "Lifecycle rules", "Quota"):
-        expect(page.locator(".unavailable").filter(has_text=still)).to_be_visible()
+    for gone in ("Object lock", "CORS", "Lifecycle rules"):
+        expect(page.locator(".unavailable").filter(has_text=gone)).to_have_count(0)
+    expect(page.locator(".unavailable").filter(has_text="Quota")).to_be_visible()
 
     # Upload the same file twice from the object browser.
     page.get_by_role("link", name="Browse objects").click()
@@ -413,3 +414,77 @@ def test_console_signs_without_webcrypto_on_a_plain_http_origin(server, s3, play
     finally:
         b.close()
     assert s3.get_object(Bucket=bucket, Key="plain.txt")["Body"].read() == upload.read_bytes()
+
+
+def test_console_bucket_configurations(server, s3, page: Page):
+    """Create a bucket with object lock from the dialog, then set its default retention, default encryption,
+    public access block, CORS rules (JSON editor, invalid input shown) and a lifecycle rule on the settings
+    page; each is checked through boto3."""
+    console = server.console
+    bucket = "console-configs"
+    sign_in(page, console, common.ACCESS_KEY, common.SECRET_KEY)
+    page.goto(f"{console}/#/buckets")
+    page.get_by_role("button", name="Create bucket").click()
+    dialog = page.get_by_role("dialog", name="Create bucket")
+    dialog.get_by_label("Bucket name").fill(bucket)
+    dialog.get_by_label("Object lock").check()
+    expect(dialog.locator("input[name=bucket-versioning]")).to_be_checked()
+    dialog.get_by_role("button", name="Create").click()
+    expect(page.get_by_role("link", name=bucket, exact=True)).to_be_visible()
+    lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+    page.goto(f"{console}/#/buckets/{bucket}")
+    expect(page.locator("#lock-state")).to_contain_text("Object lock is on")
+    page.get_by_label("Default retention mode").select_option("GOVERNANCE")
+    page.get_by_label("Default retention (days)").fill("3")
+    page.get_by_role("button", name="Save retention").click()
+    expect(page.get_by_role("status").get_by_text("Default retention saved")).to_be_visible()
+    retention = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]
+    assert retention == {"Mode": "GOVERNANCE", "Days": 3}
+
+    page.get_by_label("Encrypt new objects with").select_option("AES256")
+    page.get_by_role("button", name="Save encryption").click()
+    expect(page.get_by_role("status").get_by_text("Default encryption saved")).to_be_visible()
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+
+    page.get_by_label("Refuse public bucket policies").check()
+    page.get_by_role("button", name="Save public access").click()
+    expect(page.get_by_role("status").get_by_text("Public access settings saved")).to_be_visible()
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == {"BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": True,
+                     "RestrictPublicBuckets": False}
+
+    cors = page.get_by_label("Rules (JSON)")
+    cors.fill('[{"AllowedOrigins": ["https://app.example"]}]')
+    page.get_by_role("button", name="Save CORS").click()
+    expect(page.get_by_role("alert").filter(has_text="needs AllowedMethods")).to_be_visible()
+    cors.fill(json.dumps([{"AllowedOrigins": ["https://app.example"], "AllowedMethods": ["GET", "PUT"],
+                           "AllowedHeaders": ["*"], "MaxAgeSeconds": 600}]))
+    page.get_by_role("button", name="Save CORS").click()
+    expect(page.get_by_role("status").get_by_text("CORS rules saved")).to_be_visible()
+    cors_rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert cors_rules[0]["AllowedOrigins"] == ["https://app.example"]
+    assert sorted(cors_rules[0]["AllowedMethods"]) == ["GET", "PUT"]
+
+    page.get_by_text("Add a rule").click()
+    page.get_by_label("Rule id").fill("tmp-cleanup")
+    page.get_by_label("Prefix", exact=True).fill("tmp/")
+    page.get_by_label("Expire current versions after (days)").fill("7")
+    page.get_by_label("Abort incomplete multipart uploads after (days)").fill("2")
+    page.get_by_role("button", name="Add rule").click()
+    expect(page.get_by_role("status").get_by_text("Lifecycle rules saved")).to_be_visible()
+    expect(page.locator(".rule-list")).to_contain_text("tmp-cleanup")
+    [rule] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert rule["ID"] == "tmp-cleanup" and rule["Expiration"] == {"Days": 7}
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
+    toasts = page.locator("#status").get_by_role("button", name="Dismiss")
+    while toasts.count():
+        toasts.first.click()
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "bucket-configurations")
+    page.get_by_role("button", name="Delete rule tmp-cleanup").click()
+    page.get_by_role("dialog", name="Delete lifecycle rule").get_by_role("button", name="Delete").click()
+    expect(page.get_by_text("No lifecycle rules.")).to_be_visible()

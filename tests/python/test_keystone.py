@@ -19,7 +19,9 @@ def stack(workdir):
     try:
         keystone.admin()
         keystone.project("service")
-        keystone.user("swift", "swiftpw", "service", "service")
+        swift_id = keystone.user("swift", "swiftpw", "service", "service")
+        # Reading users' EC2 credentials (S3 signatures) needs the admin role.
+        keystone._call("PUT", f"/projects/{keystone.project('service')}/users/{swift_id}/roles/{keystone.role_id('admin')}")
         keystone.project("demo")
         keystone.user("alice", "alicepw", "demo", "member")
         keystone.user("bob", "bobpw", "demo", "reader")
@@ -94,3 +96,48 @@ def test_roles_and_projects_bound_what_a_token_may_do(stack):
     with pytest.raises(ClientException) as e:
         swiftclient.get_account(f"{coffer.swift_url}/AUTH_{demo_id}", "gAAAAAnot-a-token")
     assert e.value.http_status == 401
+
+
+def ec2_credential(keystone, user, password, project):
+    """An EC2 credential of the user on the project (made by the admin, as `openstack ec2 credentials create
+    --user` does)."""
+    _, project_id = keystone.token(user, password, project)
+    _, users = keystone._call("GET", f"/users?name={user}")
+    user_id = users["users"][0]["id"]
+    _, created = keystone._call("POST", f"/users/{user_id}/credentials/OS-EC2", {"tenant_id": project_id})
+    return created["credential"]["access"], created["credential"]["secret"], project_id
+
+
+def test_keystone_ec2_credentials_sign_s3_requests_in_the_projects_account(stack):
+    from botocore.exceptions import ClientError
+
+    from conftest import client_for_keys
+
+    keystone, coffer = stack
+    access, secret, demo_id = ec2_credential(keystone, "alice", "alicepw", "demo")
+    s3 = client_for_keys(coffer.endpoint, access, secret)
+    name = f"ks-s3-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="via-s3.txt", Body=b"signed with an EC2 credential")
+    # The same account through Swift with alice's token.
+    alice = v3(keystone, "alice", "alicepw", "demo")
+    assert name in [c["name"] for c in alice.get_account()[1]]
+    assert alice.get_object(name, "via-s3.txt")[1] == b"signed with an EC2 credential"
+    alice.put_object(name, "via-swift.txt", b"x")
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=name)["Contents"]) == ["via-s3.txt", "via-swift.txt"]
+    # A reader's credential is not an operator of the account; another project's cannot see it.
+    r_access, r_secret, _ = ec2_credential(keystone, "bob", "bobpw", "demo")
+    with pytest.raises(ClientError) as e:
+        client_for_keys(coffer.endpoint, r_access, r_secret).put_object(Bucket=name, Key="no", Body=b"")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    c_access, c_secret, _ = ec2_credential(keystone, "carol", "carolpw", "other")
+    with pytest.raises(ClientError) as e:
+        client_for_keys(coffer.endpoint, c_access, c_secret).get_object(Bucket=name, Key="via-s3.txt")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    # A wrong secret or an unknown key is refused as S3 refuses them.
+    with pytest.raises(ClientError) as e:
+        client_for_keys(coffer.endpoint, access, "wrong" + secret).list_objects_v2(Bucket=name)
+    assert e.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    with pytest.raises(ClientError) as e:
+        client_for_keys(coffer.endpoint, "0" * 32, secret).list_buckets()
+    assert e.value.response["Error"]["Code"] == "InvalidAccessKeyId"

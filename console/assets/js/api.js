@@ -215,10 +215,6 @@ export async function listBuckets() {
   return xmlAll(doc, 'Bucket').map((b) => ({ name: childText(b, 'Name'), created: childText(b, 'CreationDate') }));
 }
 
-export async function createBucket(name) {
-  await send('PUT', encodePath(name));
-}
-
 export async function deleteBucket(name) {
   await send('DELETE', encodePath(name));
 }

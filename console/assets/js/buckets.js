@@ -1,6 +1,8 @@
 // Buckets: list (with object counts and sizes from one listing page each), create, delete, settings.
 
 import * as api from './api.js';
+import { createBucketWith } from './api-config.js';
+import { corsCard, encryptionCard, lifecycleCard, objectLockCard, publicAccessCard } from './bucket-settings.js';
 import {
   attempt, badge, button, clear, confirm, errorBox, field, fmtBytes, fmtDate, h, modal, pageHeader, table, tagEditor,
   toast, unavailable,
@@ -46,11 +48,18 @@ async function fillUsage(buckets, cells) {
 async function createBucketDialog(onCreated) {
   const name = h('input', { type: 'text', name: 'bucket-name', required: true, autocapitalize: 'off', spellcheck: 'false', maxlength: 63 });
   const problem = h('div', { class: 'form-message' });
+  const versioning = h('input', { type: 'checkbox', name: 'bucket-versioning' });
+  const objectLock = h('input', { type: 'checkbox', name: 'bucket-object-lock' });
+  objectLock.addEventListener('change', () => {
+    if (objectLock.checked) versioning.checked = true;
+    versioning.disabled = objectLock.checked;
+  });
   const body = h('div', {},
     field('Bucket name', name, '3–63 lowercase letters, digits, dots and hyphens.'),
-    h('fieldset', { class: 'options', disabled: true },
+    h('fieldset', { class: 'options' },
       h('legend', { text: 'Options' }),
-            h('label', {}, h('input', { type: 'checkbox', disabled: true }), ' Object lock ', badge('not available in Coffer yet', 'muted')),
+      h('label', {}, versioning, ' Versioning ', h('small', { class: 'hint', text: 'keep every version of every object' })),
+      h('label', {}, objectLock, ' Object lock ', h('small', { class: 'hint', text: 'protect versions from deletion (turns versioning on; cannot be undone)' })),
       h('label', {}, h('input', { type: 'checkbox', disabled: true }), ' Quota ', badge('not available in Coffer yet', 'muted'))),
     problem);
   await modal('Create bucket', body, [
@@ -69,7 +78,7 @@ async function createBucketDialog(onCreated) {
           return false;
         }
         try {
-          await api.createBucket(value);
+          await createBucketWith(value, { versioning: versioning.checked, objectLock: objectLock.checked });
         } catch (e) {
           problem.append(errorBox(e, 'Cannot create the bucket'));
           return false;
@@ -264,10 +273,12 @@ export async function renderBucketSettings(main, bucket) {
       versioningCard(bucket),
       tagsBox,
       policyCard(bucket),
+      objectLockCard(bucket),
+      encryptionCard(bucket),
+      publicAccessCard(bucket),
+      corsCard(bucket),
+      lifecycleCard(bucket),
       h('section', { class: 'card', 'aria-labelledby': 'features-h' }, h('h2', { id: 'features-h', text: 'Other settings' }),
-        unavailable('Object lock', 'Not available in Coffer yet.'),
-        unavailable('CORS', 'Not available in Coffer yet; the console needs none (it is served from the same origin).'),
-        unavailable('Lifecycle rules', 'Not available in Coffer yet.'),
         unavailable('Quota', 'Not available in Coffer yet.'))));
   let tags;
   try {

@@ -11,10 +11,13 @@
 //! - `groups` GET, POST `{"name", "members"?}`; `groups/NAME` GET, DELETE;
 //!   `groups/NAME/members` POST `{"add"?, "remove"?}`; `groups/NAME/enable|disable` POST
 //! - `info` GET: nodes, disks, capacity and repair status
+//! - `buckets/BUCKET/compression` GET, PUT `{"enabled", "content_types"?}`, DELETE: transparent
+//!   compression of the bucket's new objects
 //!
 //! Errors are `{"Code", "Message"}` with IAM's codes (NoSuchEntity, EntityAlreadyExists,
 //! DeleteConflict, MalformedPolicyDocument, InvalidArgument, AccessDenied).
 
+mod compression;
 mod error;
 mod groups;
 mod info;
@@ -91,6 +94,7 @@ impl Admin {
             "policies" => policies::handle(self, call).await,
             "groups" => groups::handle(self, call).await,
             "info" => info::handle(self, call).await,
+            "buckets" => compression::handle(self, call).await,
             _ => Err(AdminError::not_found(format!("no admin endpoint {first:?}"))),
         }
     }

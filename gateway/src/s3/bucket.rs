@@ -37,8 +37,12 @@ impl CofferS3 {
             name: input.bucket.clone(),
             owner: signer.owner_name().to_string(),
             region: self.region.clone(),
+            object_lock_enabled: input.object_lock_enabled_for_bucket.unwrap_or(false),
         };
-        match remote(self.plane.metadata.rpc().create_bucket(request).await) {
+        let created = remote(self.plane.metadata.rpc().create_bucket(request).await);
+        // Authorising this request may have cached "no such bucket".
+        self.authorizer.owners.forget(&input.bucket);
+        match created {
             Ok(_) => Ok(CreateBucketOutput { location: Some(format!("/{}", input.bucket)) }),
             Err(GatewayError::Remote(e)) if e.code == ErrorCode::BucketAlreadyOwnedByYou => {
                 let existing =
@@ -63,7 +67,10 @@ impl CofferS3 {
     }
 
     pub(super) async fn do_delete_bucket(&self, input: DeleteBucketInput) -> S3Result<DeleteBucketOutput> {
-        remote(self.plane.metadata.rpc().delete_bucket(DeleteBucketRequest { name: input.bucket }).await)?;
+        let deleted =
+            remote(self.plane.metadata.rpc().delete_bucket(DeleteBucketRequest { name: input.bucket.clone() }).await);
+        self.authorizer.owners.forget(&input.bucket);
+        deleted?;
         Ok(DeleteBucketOutput {})
     }
 

@@ -12,6 +12,7 @@ use super::CofferS3;
 use super::checksums::ChecksumRequest;
 use super::convert::{MAX_PUT_BYTES, ObjectHeaders, etag, invalid_argument, now_unix_ms, owner, remote, timestamp};
 use super::list::url_encode;
+use super::object_checksum;
 use crate::write_path::Written;
 
 const MAX_PART_NUMBER: i32 = 10_000;
@@ -39,11 +40,12 @@ fn copy_source_range(header: &str, size: u64) -> S3Result<std::ops::Range<u64>> 
 }
 
 impl CofferS3 {
-    async fn check_upload(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<()> {
+    /// The upload's checksum algorithm (empty: none), or NoSuchUpload.
+    pub(super) async fn check_upload(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<String> {
         let request =
             GetUploadRequest { bucket: bucket.to_string(), key: key.to_string(), upload_id: upload_id.to_string() };
-        remote(self.plane.metadata.rpc().get_upload(request).await)?;
-        Ok(())
+        let response = remote(self.plane.metadata.rpc().get_upload(request).await)?;
+        Ok(response.upload.and_then(|u| u.template).map(|t| t.checksum_algorithm).unwrap_or_default())
     }
 
     async fn put_part(
@@ -83,6 +85,7 @@ impl CofferS3 {
         input: CreateMultipartUploadInput,
         raw_expires: Option<String>,
     ) -> S3Result<CreateMultipartUploadOutput> {
+        let acl = self.acl_for_write(&input).await?;
         let headers = ObjectHeaders {
             content_type: input.content_type,
             content_encoding: input.content_encoding,
@@ -95,7 +98,24 @@ impl CofferS3 {
             raw_expires,
             tags: super::tagging::from_header(input.tagging.as_deref())?,
         };
-        let template = headers.into_record(&input.bucket, &input.key);
+        let checksum =
+            object_checksum::upload_checksum(input.checksum_algorithm.as_ref(), input.checksum_type.as_ref())?;
+        let mut template = headers.into_record(&input.bucket, &input.key);
+        template.sse = self.write_plan(&input.bucket, super::sse::write_headers!(input)).await?.map(|p| p.object);
+        let shown = super::sse::shown(template.sse.as_ref());
+        template.acl = acl;
+        self.lock_of_write(
+            &input.bucket,
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+        )
+        .await?
+        .apply(&mut template);
+        if let Some((algorithm, kind)) = checksum {
+            template.checksum_algorithm = algorithm.to_string();
+            template.checksum_type = kind.to_string();
+        }
         let response =
             remote(self.plane.metadata.rpc().create_upload(CreateUploadRequest { template: Some(template) }).await)?;
         let upload = response.upload.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "no upload"))?;
@@ -103,6 +123,12 @@ impl CofferS3 {
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload.upload_id),
+            server_side_encryption: shown.server_side_encryption,
+            ssekms_key_id: shown.ssekms_key_id,
+            sse_customer_algorithm: shown.sse_customer_algorithm,
+            sse_customer_key_md5: shown.sse_customer_key_md5,
+            checksum_algorithm: checksum.map(|(a, _)| ChecksumAlgorithm::from(a.to_string())),
+            checksum_type: checksum.map(|(_, k)| ChecksumType::from(k.to_string())),
             ..Default::default()
         })
     }
@@ -111,7 +137,7 @@ impl CofferS3 {
         &self,
         input: UploadPartInput,
         decoded_length: Option<u64>,
-        checks: ChecksumRequest,
+        mut checks: ChecksumRequest,
     ) -> S3Result<UploadPartOutput> {
         let number = part_number(input.part_number)?;
         let declared = decoded_length.or(input.content_length.and_then(|l| u64::try_from(l).ok()));
@@ -119,11 +145,21 @@ impl CofferS3 {
             return Err(S3Error::new(S3ErrorCode::MissingContentLength));
         }
         // Refuse before consuming the body, so a bad upload id costs no writes.
-        self.check_upload(&input.bucket, &input.key, &input.upload_id).await?;
-        let written = self.store_body(input.body, declared, input.content_md5.as_deref(), &checks).await?;
+        let algorithm = self.check_upload(&input.bucket, &input.key, &input.upload_id).await?;
+        object_checksum::require_part_algorithm(&mut checks, &algorithm)?;
+        let upload = self.upload_template(&input.bucket, &input.key, &input.upload_id).await?;
+        let customer = super::sse::request_key!(input)?;
+        let transform = self.part_transform(&upload, customer.as_ref()).await?;
+        let shown = super::sse::shown(upload.sse.as_ref());
+        let written =
+            self.store_body_sealed(input.body, declared, input.content_md5.as_deref(), &checks, transform).await?;
         let sums = super::checksums::from_map(&written.segment.checksums);
         let (etag_value, _) = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;
         Ok(UploadPartOutput {
+            server_side_encryption: shown.server_side_encryption,
+            ssekms_key_id: shown.ssekms_key_id,
+            sse_customer_algorithm: shown.sse_customer_algorithm,
+            sse_customer_key_md5: shown.sse_customer_key_md5,
             e_tag: Some(etag(&etag_value)),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
@@ -136,7 +172,7 @@ impl CofferS3 {
 
     pub(super) async fn do_upload_part_copy(&self, input: UploadPartCopyInput) -> S3Result<UploadPartCopyOutput> {
         let number = part_number(input.part_number)?;
-        self.check_upload(&input.bucket, &input.key, &input.upload_id).await?;
+        let algorithm = self.check_upload(&input.bucket, &input.key, &input.upload_id).await?;
         let (src_bucket, src_key, src_version) = super::object::copy_source(&input.copy_source)?;
         let source = self.get_version(&src_bucket, &src_key, src_version.as_deref()).await?;
         let conditions = super::conditions::Conditions {
@@ -146,6 +182,12 @@ impl CofferS3 {
             if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
         };
         conditions.check_copy_source(&source.etag, source.last_modified_unix_ms)?;
+        let source_key = super::sse::copy_source_key!(input)?;
+        self.check_read_key(&source, source_key.as_ref())?;
+        let upload = self.upload_template(&input.bucket, &input.key, &input.upload_id).await?;
+        let customer = super::sse::request_key!(input)?;
+        let transform = self.part_transform(&upload, customer.as_ref()).await?;
+        let shown = super::sse::shown(upload.sse.as_ref());
         let range = match input.copy_source_range.as_deref() {
             Some(header) => copy_source_range(header, source.size)?,
             None => 0..source.size,
@@ -153,13 +195,28 @@ impl CofferS3 {
         if range.end - range.start > MAX_PUT_BYTES {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
-        let written = self.copy_bytes(&source, range).await?;
+        // A part of an upload with a checksum algorithm needs that checksum for the object's.
+        // Encrypted or compressed bytes on either side take the transforming copy.
+        let written = if algorithm.is_empty() || super::sse::transformed(&source) || !transform.is_identity() {
+            self.copy_bytes_sealed(&source, range, source_key, transform, &algorithm).await?
+        } else {
+            self.copy_bytes_with_checksum(&source, range, &algorithm).await?
+        };
+        let sums = super::checksums::from_map(&written.segment.checksums);
         let (etag_value, stored_at) = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;
         Ok(UploadPartCopyOutput {
+            server_side_encryption: shown.server_side_encryption,
+            ssekms_key_id: shown.ssekms_key_id,
+            sse_customer_algorithm: shown.sse_customer_algorithm,
+            sse_customer_key_md5: shown.sse_customer_key_md5,
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag(&etag_value)),
                 last_modified: Some(timestamp(stored_at)),
-                ..Default::default()
+                checksum_crc32: sums.checksum_crc32,
+                checksum_crc32c: sums.checksum_crc32c,
+                checksum_crc64nvme: sums.checksum_crc64nvme,
+                checksum_sha1: sums.checksum_sha1,
+                checksum_sha256: sums.checksum_sha256,
             }),
             ..Default::default()
         })
@@ -170,7 +227,7 @@ impl CofferS3 {
         input: CompleteMultipartUploadInput,
     ) -> S3Result<CompleteMultipartUploadOutput> {
         let condition = super::object::write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        let parts = input.multipart_upload.and_then(|u| u.parts).unwrap_or_default();
+        let parts = input.multipart_upload.as_ref().and_then(|u| u.parts.clone()).unwrap_or_default();
         if parts.is_empty() {
             // A missing bucket or upload is reported before a body that names no parts, as AWS does.
             self.check_upload(&input.bucket, &input.key, &input.upload_id).await?;
@@ -179,6 +236,7 @@ impl CofferS3 {
                 "The XML you provided was not well-formed or did not validate against our published schema",
             ));
         }
+        self.check_completed_checksums(&input, &parts).await?;
         let mut completed = Vec::with_capacity(parts.len());
         for part in parts {
             let number = part.part_number.ok_or_else(|| invalid_argument("PartNumber is required"))?;
@@ -194,12 +252,21 @@ impl CofferS3 {
         };
         let response = remote(self.plane.metadata.rpc().complete_upload(request).await)?;
         let record = response.record.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "no record"))?;
+        let (sums, checksum_type) = object_checksum::of_object(&record);
         Ok(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(etag(&record.etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
+            server_side_encryption: super::sse::shown(record.sse.as_ref()).server_side_encryption,
+            ssekms_key_id: super::sse::shown(record.sse.as_ref()).ssekms_key_id,
             version_id: super::versioning::shown_id(&record),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
+            checksum_type,
             ..Default::default()
         })
     }
@@ -230,21 +297,40 @@ impl CofferS3 {
             max_parts: max_parts.min(MAX_LISTED) as u32,
         };
         let response = remote(self.plane.metadata.rpc().list_parts(request).await)?;
-        let parts = response
+        let (checksum_algorithm, checksum_type) = response
+            .upload
+            .as_ref()
+            .and_then(|u| u.template.as_ref())
+            .filter(|t| !t.checksum_algorithm.is_empty())
+            .map(|t| {
+                (
+                    Some(ChecksumAlgorithm::from(t.checksum_algorithm.clone())),
+                    Some(ChecksumType::from(t.checksum_type.clone())),
+                )
+            })
+            .unwrap_or_default();
+        let parts: Vec<Part> = response
             .parts
             .into_iter()
             .map(|p| {
                 let segment = p.segment.unwrap_or_default();
+                let sums = super::checksums::from_map(&segment.checksums);
                 Part {
                     part_number: Some(p.part_number as i32),
                     e_tag: Some(etag(&segment.etag)),
                     size: Some(segment.size as i64),
                     last_modified: Some(timestamp(p.last_modified_unix_ms)),
-                    ..Default::default()
+                    checksum_crc32: sums.checksum_crc32,
+                    checksum_crc32c: sums.checksum_crc32c,
+                    checksum_crc64nvme: sums.checksum_crc64nvme,
+                    checksum_sha1: sums.checksum_sha1,
+                    checksum_sha256: sums.checksum_sha256,
                 }
             })
             .collect();
         let owner = owner(&self.root_access_key);
+        // AWS always sends both markers (0 and the last part listed); strict parsers need them.
+        let next_marker = parts.last().and_then(|p| p.part_number).unwrap_or(input.part_number_marker.unwrap_or(0));
         Ok(ListPartsOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
@@ -252,11 +338,17 @@ impl CofferS3 {
             parts: Some(parts),
             is_truncated: Some(response.is_truncated),
             max_parts: Some(max_parts),
-            part_number_marker: input.part_number_marker,
-            next_part_number_marker: response.is_truncated.then_some(response.next_part_number_marker as i32),
+            part_number_marker: Some(input.part_number_marker.unwrap_or(0)),
+            next_part_number_marker: Some(if response.is_truncated {
+                response.next_part_number_marker as i32
+            } else {
+                next_marker
+            }),
             initiator: Some(Initiator { id: owner.id.clone(), display_name: owner.display_name.clone() }),
             owner: Some(owner),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            checksum_algorithm,
+            checksum_type,
             ..Default::default()
         })
     }

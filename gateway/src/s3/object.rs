@@ -17,7 +17,7 @@ use super::conditions::Conditions;
 use super::convert::{
     MAX_PUT_BYTES, ObjectHeaders, StoredHeaders, content_md5, etag, invalid_argument, now_unix_ms, remote, timestamp,
 };
-use super::{tagging, versioning};
+use super::{object_lock, sse, tagging, versioning};
 use crate::error::GatewayError;
 use crate::write_path::Written;
 
@@ -102,13 +102,15 @@ impl CofferS3 {
         }
     }
 
-    /// Stores a request body: checks the declared length and Content-MD5 against what arrived.
-    pub(super) async fn store_body(
+    /// Stores a request body, compressed and encrypted as `transform` says (see `crate::sse`):
+    /// checks the declared length and Content-MD5 against what arrived.
+    pub(super) async fn store_body_sealed(
         &self,
         body: Option<StreamingBlob>,
         declared_length: Option<u64>,
         content_md5_header: Option<&str>,
         checks: &ChecksumRequest,
+        transform: crate::sse::Transform,
     ) -> S3Result<Written> {
         let expected_md5 = content_md5(content_md5_header)?;
         if let Some(len) = declared_length
@@ -129,7 +131,8 @@ impl CofferS3 {
             }
             None => futures::stream::empty().boxed(),
         };
-        let mut written = self.plane.write(stream, declared_length.unwrap_or(MAX_PUT_BYTES)).await?;
+        let mut written =
+            self.plane.write_transformed(stream, declared_length.unwrap_or(MAX_PUT_BYTES), transform).await?;
         let abandon = |w: Written| self.abandon(w.intents);
         if let Some(len) = declared_length
             && written.segment.size != len
@@ -165,9 +168,22 @@ impl CofferS3 {
             return Err(S3Error::new(S3ErrorCode::MissingContentLength));
         }
         let tags = tagging::from_header(input.tagging.as_deref())?;
+        let acl = self.acl_for_write(&input).await?;
+        let lock = self
+            .lock_of_write(
+                &input.bucket,
+                input.object_lock_mode.as_ref(),
+                input.object_lock_retain_until_date.as_ref(),
+                input.object_lock_legal_hold_status.as_ref(),
+            )
+            .await?;
+        object_lock::require_integrity(&lock, input.content_md5.as_deref(), !checks.wanted.is_empty())?;
         let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         self.precheck_write(&input.bucket, &input.key, &condition).await?;
-        let written = self.store_body(input.body, declared, input.content_md5.as_deref(), &checks).await?;
+        let plan = self.write_plan(&input.bucket, sse::write_headers!(input)).await?;
+        let transform = self.plan_transform(&input.bucket, input.content_type.as_deref(), plan.as_ref()).await?;
+        let written =
+            self.store_body_sealed(input.body, declared, input.content_md5.as_deref(), &checks, transform).await?;
         let headers = ObjectHeaders {
             content_type: input.content_type,
             content_encoding: input.content_encoding,
@@ -180,9 +196,17 @@ impl CofferS3 {
             raw_expires,
             tags,
         };
-        let record = self.commit(headers.into_record(&input.bucket, &input.key), written, condition).await?;
+        let mut record = ObjectRecord { acl, ..headers.into_record(&input.bucket, &input.key) };
+        lock.apply(&mut record);
+        record.sse = plan.map(|p| p.object);
+        let record = self.commit(record, written, condition).await?;
         let sums = checksums::from_map(&record.checksums);
+        let shown = sse::shown(record.sse.as_ref());
         Ok(PutObjectOutput {
+            server_side_encryption: shown.server_side_encryption,
+            ssekms_key_id: shown.ssekms_key_id,
+            sse_customer_algorithm: shown.sse_customer_algorithm,
+            sse_customer_key_md5: shown.sse_customer_key_md5,
             e_tag: Some(etag(&record.etag)),
             size: Some(record.size as i64),
             version_id: versioning::shown_id(&record),
@@ -191,6 +215,8 @@ impl CofferS3 {
             checksum_crc64nvme: sums.checksum_crc64nvme,
             checksum_sha1: sums.checksum_sha1,
             checksum_sha256: sums.checksum_sha256,
+            checksum_type: (!record.checksums.is_empty())
+                .then(|| ChecksumType::from_static(super::object_checksum::FULL_OBJECT)),
             ..Default::default()
         })
     }
@@ -204,13 +230,17 @@ impl CofferS3 {
         condition: WriteCondition,
     ) -> S3Result<ObjectRecord> {
         record.size = written.segment.size;
-        record.etag = hex::encode(written.md5);
+        // The plaintext MD5, except for SSE-C and SSE-KMS objects (see `crate::sse::Sealer`).
+        record.etag = written.segment.etag.clone();
         record.last_modified_unix_ms = now_unix_ms();
         record.checksums = written.segment.checksums.clone();
+        // One segment: a copy of a multipart object is no multipart object (see `object_checksum`).
+        record.checksum_algorithm.clear();
+        record.checksum_type.clear();
         record.segments = vec![written.segment];
         let intents = written.intents.clone();
         let request = PutObjectRequest { record: Some(record), intents: written.intents, condition: Some(condition) };
-        let response = match remote(self.plane.metadata.rpc().put_object(request).await) {
+        let response = match remote(self.plane.metadata.rpc().put_object(super::notification::hinted(request)).await) {
             Ok(response) => response,
             Err(e) => {
                 self.abandon(intents).await;
@@ -223,6 +253,9 @@ impl CofferS3 {
     /// The output, and a stored Expires that is no date (see `StoredHeaders::raw_expires`).
     pub(super) async fn do_get_object(&self, input: GetObjectInput) -> S3Result<(GetObjectOutput, Option<String>)> {
         let record = self.get_version(&input.bucket, &input.key, input.version_id.as_deref()).await?;
+        let customer = sse::request_key!(input)?;
+        self.check_read_key(&record, customer.as_ref())?;
+        let shown = sse::shown(record.sse.as_ref());
         let conditions = Conditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -232,9 +265,11 @@ impl CofferS3 {
         conditions.check_read(&record.etag, record.last_modified_unix_ms)?;
         let (range, content_range) = select_range(&record, input.range.as_ref(), input.part_number)?;
         let length = range.end - range.start;
-        let sums = full_object_checksums(&record, input.checksum_mode.as_ref(), content_range.is_none());
-        let body = self.plane.read_body(record.segments.clone(), range);
+        let (sums, checksum_type) =
+            full_object_checksums(&record, input.checksum_mode.as_ref(), input.range.is_none(), input.part_number);
+        let body = self.object_body(&record, range, customer);
         let stored = StoredHeaders::of(&record);
+        let lock = object_lock::response_headers(&record);
         let raw_expires = if input.response_expires.is_some() { None } else { stored.raw_expires };
         let output = GetObjectOutput {
             checksum_crc32: sums.checksum_crc32,
@@ -242,7 +277,15 @@ impl CofferS3 {
             checksum_crc64nvme: sums.checksum_crc64nvme,
             checksum_sha1: sums.checksum_sha1,
             checksum_sha256: sums.checksum_sha256,
+            checksum_type,
             body: Some(StreamingBlob::wrap(body)),
+            server_side_encryption: shown.server_side_encryption,
+            ssekms_key_id: shown.ssekms_key_id,
+            sse_customer_algorithm: shown.sse_customer_algorithm,
+            sse_customer_key_md5: shown.sse_customer_key_md5,
+            object_lock_mode: lock.0,
+            object_lock_retain_until_date: lock.1,
+            object_lock_legal_hold_status: lock.2,
             tag_count: tagging::tag_count(&record.tags),
             content_length: Some(length as i64),
             content_range,
@@ -266,6 +309,9 @@ impl CofferS3 {
 
     pub(super) async fn do_head_object(&self, input: HeadObjectInput) -> S3Result<(HeadObjectOutput, Option<String>)> {
         let record = self.get_version(&input.bucket, &input.key, input.version_id.as_deref()).await?;
+        let customer = sse::request_key!(input)?;
+        self.check_read_key(&record, customer.as_ref())?;
+        let shown = sse::shown(record.sse.as_ref());
         let conditions = Conditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -274,16 +320,26 @@ impl CofferS3 {
         };
         conditions.check_read(&record.etag, record.last_modified_unix_ms)?;
         let (range, content_range) = select_range(&record, input.range.as_ref(), input.part_number)?;
-        let sums = full_object_checksums(&record, input.checksum_mode.as_ref(), content_range.is_none());
+        let (sums, checksum_type) =
+            full_object_checksums(&record, input.checksum_mode.as_ref(), input.range.is_none(), input.part_number);
         let stored = StoredHeaders::of(&record);
+        let lock = object_lock::response_headers(&record);
         let raw_expires = if input.response_expires.is_some() { None } else { stored.raw_expires };
         let output = HeadObjectOutput {
+            server_side_encryption: shown.server_side_encryption,
+            ssekms_key_id: shown.ssekms_key_id,
+            sse_customer_algorithm: shown.sse_customer_algorithm,
+            sse_customer_key_md5: shown.sse_customer_key_md5,
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
             checksum_sha1: sums.checksum_sha1,
             checksum_sha256: sums.checksum_sha256,
+            checksum_type,
             content_length: Some((range.end - range.start) as i64),
+            object_lock_mode: lock.0,
+            object_lock_retain_until_date: lock.1,
+            object_lock_legal_hold_status: lock.2,
             content_range,
             accept_ranges: Some("bytes".to_string()),
             e_tag: Some(etag(&record.etag)),
@@ -308,7 +364,9 @@ impl CofferS3 {
             return Err(versioning::mfa_not_implemented());
         }
         let version_id = input.version_id.unwrap_or_default();
-        let request = DeleteObjectRequest { bucket: input.bucket, key: input.key, version_id };
+        // Already the gateway's decision (header and permission, see `may_bypass_governance`).
+        let bypass_governance = input.bypass_governance_retention.unwrap_or(false);
+        let request = DeleteObjectRequest { bucket: input.bucket, key: input.key, version_id, bypass_governance };
         let response = remote(self.plane.metadata.rpc().delete_object(request).await)?;
         Ok(DeleteObjectOutput {
             delete_marker: response.delete_marker.then_some(true),
@@ -348,6 +406,8 @@ impl CofferS3 {
             ));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
+        // Already the gateway's decision (header and permission, see `may_bypass_governance`).
+        let bypass_governance = input.bypass_governance_retention.unwrap_or(false);
         let bucket = input.bucket;
         let results: Vec<(ObjectIdentifier, Result<DeleteObjectResponse, S3Error>)> =
             futures::stream::iter(input.delete.objects.into_iter().map(|object| {
@@ -355,6 +415,7 @@ impl CofferS3 {
                     bucket: bucket.clone(),
                     key: object.key.clone(),
                     version_id: object.version_id.clone().unwrap_or_default(),
+                    bypass_governance,
                 };
                 let mut client = self.plane.metadata.rpc();
                 async move {
@@ -409,6 +470,11 @@ impl CofferS3 {
             if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
         };
         conditions.check_copy_source(&source.etag, source.last_modified_unix_ms)?;
+        let source_key = sse::copy_source_key!(input)?;
+        self.check_read_key(&source, source_key.as_ref())?;
+        let plan = self.write_plan(&input.bucket, sse::write_headers!(input)).await?;
+        // Changing only the encryption is a change: AWS allows such a copy onto itself.
+        let new_encryption = input.server_side_encryption.is_some() || input.sse_customer_algorithm.is_some();
         if let Some(d) = &input.metadata_directive
             && ![MetadataDirective::COPY, MetadataDirective::REPLACE].contains(&d.as_str())
         {
@@ -422,11 +488,23 @@ impl CofferS3 {
         let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
         let tags = if replace_tags { tagging::from_header(input.tagging.as_deref())? } else { source.tags.clone() };
+        // A copy never inherits the source's ACL (AWS): it gets `x-amz-acl`, else private.
+        let acl = self.acl_for_write(&input).await?;
+        // Nor the source's object lock: the copy gets the request's lock headers (or the default).
+        let lock = self
+            .lock_of_write(
+                &input.bucket,
+                input.object_lock_mode.as_ref(),
+                input.object_lock_retain_until_date.as_ref(),
+                input.object_lock_legal_hold_status.as_ref(),
+            )
+            .await?;
         if !replace
             && !replace_tags
             && src_bucket == input.bucket
             && src_key == input.key
             && input.storage_class.is_none()
+            && !new_encryption
         {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRequest,
@@ -440,7 +518,9 @@ impl CofferS3 {
                 "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120",
             ));
         }
-        let written = self.copy_bytes(&source, 0..source.size).await?;
+        let content_type = if replace { input.content_type.clone() } else { Some(source.content_type.clone()) };
+        let transform = self.plan_transform(&input.bucket, content_type.as_deref(), plan.as_ref()).await?;
+        let written = self.copy_bytes_sealed(&source, 0..source.size, source_key, transform, "").await?;
         let mut record = if replace {
             ObjectHeaders {
                 content_type: input.content_type,
@@ -468,8 +548,17 @@ impl CofferS3 {
             record.storage_class = class.as_str().to_string();
         }
         record.tags = tags;
-        let committed = self.commit(record, written, WriteCondition::default()).await?;
+        record.acl = acl;
+        lock.apply(&mut record);
+        record.sse = plan.map(|p| p.object);
+        let commit = self.commit(record, written, WriteCondition::default());
+        let committed = super::notification::created_by("Copy", commit).await?;
+        let shown = sse::shown(committed.sse.as_ref());
         Ok(CopyObjectOutput {
+            server_side_encryption: shown.server_side_encryption,
+            ssekms_key_id: shown.ssekms_key_id,
+            sse_customer_algorithm: shown.sse_customer_algorithm,
+            sse_customer_key_md5: shown.sse_customer_key_md5,
             version_id: versioning::shown_id(&committed),
             copy_source_version_id: src_version.and(versioning::shown_id(&source)),
             copy_object_result: Some(CopyObjectResult {
@@ -481,13 +570,43 @@ impl CofferS3 {
         })
     }
 
-    /// Reads `range` of an object and writes it as new data.
-    pub(super) async fn copy_bytes(&self, source: &ObjectRecord, range: Range<u64>) -> S3Result<Written> {
+    /// Reads `range` of an object and writes it as new data: decrypts (with its SSE-C key when it
+    /// has one) and decompresses the source, and compresses and encrypts the copy as `transform` says.
+    pub(super) async fn copy_bytes_sealed(
+        &self,
+        source: &ObjectRecord,
+        range: Range<u64>,
+        source_key: Option<crate::sse::keys::CustomerKey>,
+        transform: crate::sse::Transform,
+        checksum_algorithm: &str,
+    ) -> S3Result<Written> {
         let len = range.end - range.start;
-        let stream = self.plane.read(source.segments.clone(), range).map_err(|e| -> StdError { Box::new(e) }).boxed();
-        let written = self.plane.write(stream, len).await?;
+        let checks = sse::copy_checksums(checksum_algorithm);
+        let hasher = checks.hasher();
+        let tap = hasher.clone();
+        let hashing = !checks.wanted.is_empty();
+        let stream = self
+            .plain_body(source, range, source_key)
+            .map_err(|e| -> StdError { Box::new(e) })
+            .inspect_ok(move |chunk| {
+                if hashing && let Ok(mut h) = tap.lock() {
+                    h.update(chunk);
+                }
+            })
+            .boxed();
+        let mut written = self.plane.write_transformed(stream, len, transform).await?;
         if written.segment.size != len {
+            self.abandon(written.intents).await;
             return Err(S3Error::with_message(S3ErrorCode::InternalError, "copy source ended early"));
+        }
+        if hashing {
+            match checks.verify(hasher) {
+                Ok(computed) => written.segment.checksums = computed,
+                Err(e) => {
+                    self.abandon(written.intents).await;
+                    return Err(e);
+                }
+            }
         }
         Ok(written)
     }
@@ -605,12 +724,23 @@ fn invalid_part_number() -> S3Error {
     e
 }
 
-/// Stored checksums, returned only when asked for and only for the whole object (as S3 does).
-fn full_object_checksums(record: &ObjectRecord, mode: Option<&ChecksumMode>, whole: bool) -> Checksum {
-    if whole && mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED) {
-        checksums::from_map(&record.checksums)
-    } else {
-        Checksum::default()
+/// Stored checksums, returned only when asked for and never for a byte range (as S3 does); a
+/// `partNumber` read of a multipart object shows that part's.
+fn full_object_checksums(
+    record: &ObjectRecord,
+    mode: Option<&ChecksumMode>,
+    unranged: bool,
+    part_number: Option<i32>,
+) -> (Checksum, Option<ChecksumType>) {
+    if !unranged || !mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED)) {
+        return (Checksum::default(), None);
+    }
+    match part_number.and_then(|n| usize::try_from(n).ok()).and_then(|n| n.checked_sub(1)) {
+        Some(index) => match record.segments.get(index) {
+            Some(segment) => super::object_checksum::of_part(record, segment),
+            None => (Checksum::default(), None),
+        },
+        None => super::object_checksum::of_object(record),
     }
 }
 

@@ -77,6 +77,53 @@ pub struct Keystone {
     agent: ureq::Agent,
     service_token: Mutex<Option<(String, Instant)>>,
     cache: Mutex<HashMap<String, (KeystoneIdentity, Instant)>>,
+    /// EC2 credentials by access key (`None`: Keystone has no such key), for S3 signatures.
+    ec2: Mutex<HashMap<String, (Option<Ec2Credential>, Instant)>>,
+}
+
+/// A Keystone EC2 credential: the secret that signs S3 requests, and whose they are.
+#[derive(Clone)]
+pub struct Ec2Credential {
+    pub secret: String,
+    pub identity: KeystoneIdentity,
+}
+
+impl std::fmt::Debug for Ec2Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ec2Credential").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct CredentialBody {
+    credential: CredentialInfo,
+}
+
+#[derive(Deserialize)]
+struct CredentialInfo {
+    #[serde(rename = "type")]
+    kind: String,
+    blob: String,
+    user_id: String,
+    project_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Ec2Blob {
+    access: String,
+    secret: String,
+}
+
+#[derive(Deserialize)]
+struct Assignments {
+    role_assignments: Vec<Assignment>,
+}
+
+#[derive(Deserialize)]
+struct Assignment {
+    role: Named,
+    #[serde(default)]
+    user: Option<Named>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +154,10 @@ struct ProjectRef {
 const MAX_ANSWER_BYTES: u64 = 1 << 20;
 
 fn parse(response: ureq::Response) -> Result<TokenBody, KeystoneError> {
+    read_json(response)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(response: ureq::Response) -> Result<T, KeystoneError> {
     let mut text = String::new();
     response
         .into_reader()
@@ -128,7 +179,14 @@ impl Keystone {
     pub fn new(args: KeystoneArgs) -> Option<Keystone> {
         let url = args.keystone_url.clone()?.trim_end_matches('/').to_string();
         let agent = ureq::AgentBuilder::new().timeout(HTTP_TIMEOUT).build();
-        Some(Keystone { args, url, agent, service_token: Mutex::new(None), cache: Mutex::new(HashMap::new()) })
+        Some(Keystone {
+            args,
+            url,
+            agent,
+            service_token: Mutex::new(None),
+            cache: Mutex::new(HashMap::new()),
+            ec2: Mutex::new(HashMap::new()),
+        })
     }
 
     fn cached(&self, token: &str) -> Option<KeystoneIdentity> {
@@ -178,6 +236,79 @@ impl Keystone {
             cache.insert(token.to_string(), (identity.clone(), Instant::now() + ttl));
         }
         Ok(identity)
+    }
+
+    /// The EC2 credential of `access`, as last looked up (within `--keystone-cache-ttl`).
+    pub fn ec2_cached(&self, access: &str) -> Option<Option<Ec2Credential>> {
+        let cache = self.ec2.lock().ok()?;
+        let (credential, until) = cache.get(access)?;
+        (Instant::now() < *until).then(|| credential.clone())
+    }
+
+    /// Looks up the EC2 credential of `access` in Keystone (blocking): the credential (its id is
+    /// the SHA-256 of the access key, as Keystone files EC2 credentials) and the owner's roles on
+    /// its project. Reading other users' credentials needs the service user to hold the admin role.
+    pub fn ec2_credential_blocking(&self, access: &str) -> Result<Option<Ec2Credential>, KeystoneError> {
+        if let Some(known) = self.ec2_cached(access) {
+            return Ok(known);
+        }
+        let service = self.service_token()?;
+        let id = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(access.as_bytes()));
+        let answer = self.agent.get(&format!("{}/credentials/{id}", self.url)).set("x-auth-token", &service).call();
+        let credential = match answer {
+            Ok(response) => Some(read_json::<CredentialBody>(response)?.credential),
+            Err(ureq::Error::Status(404, _)) => None,
+            Err(ureq::Error::Status(code, _)) => {
+                return Err(KeystoneError::Unavailable(format!("reading an EC2 credential answered {code}")));
+            }
+            Err(e) => return Err(KeystoneError::Unavailable(e.to_string())),
+        };
+        let found = match credential {
+            Some(c) if c.kind == "ec2" => {
+                let blob: Ec2Blob = serde_json::from_str(&c.blob)
+                    .map_err(|e| KeystoneError::Unavailable(format!("an EC2 credential's blob: {e}")))?;
+                match c.project_id.filter(|_| blob.access == access) {
+                    Some(project_id) => Some(Ec2Credential {
+                        secret: blob.secret,
+                        identity: self.project_identity(&service, &c.user_id, project_id)?,
+                    }),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        if let Ok(mut cache) = self.ec2.lock() {
+            if cache.len() >= MAX_CACHED_TOKENS {
+                cache.clear();
+            }
+            cache.insert(access.to_string(), (found.clone(), Instant::now() + self.args.keystone_cache_ttl));
+        }
+        Ok(found)
+    }
+
+    /// A user's rights on a project, from its effective role assignments there.
+    fn project_identity(
+        &self,
+        service: &str,
+        user_id: &str,
+        project_id: String,
+    ) -> Result<KeystoneIdentity, KeystoneError> {
+        let url = format!(
+            "{}/role_assignments?user.id={user_id}&scope.project.id={project_id}&effective&include_names",
+            self.url
+        );
+        let assignments = match self.agent.get(&url).set("x-auth-token", service).call() {
+            Ok(response) => read_json::<Assignments>(response)?.role_assignments,
+            Err(e) => return Err(KeystoneError::Unavailable(format!("role assignments: {e}"))),
+        };
+        let has = |role: &str| assignments.iter().any(|a| a.role.name.eq_ignore_ascii_case(role));
+        let user = assignments.iter().find_map(|a| a.user.as_ref().map(|u| u.name.clone()));
+        Ok(KeystoneIdentity {
+            user: user.unwrap_or_else(|| user_id.to_string()),
+            project_id,
+            operator: self.args.keystone_operator_roles.iter().any(|r| has(r)),
+            reseller_admin: has(&self.args.keystone_reseller_role),
+        })
     }
 
     /// The gateway's own token, renewed shortly before it expires.

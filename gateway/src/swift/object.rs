@@ -260,7 +260,7 @@ async fn get(
     let input = GetObjectInput::builder()
         .bucket(container.to_string())
         .key(object.to_string())
-        .range(range.clone())
+        .range(range)
         .build()
         .map_err(bad)?;
     let mut out = match api.run_s3(target, input, |r| api.s3.get_object(r)).await {
