@@ -24,6 +24,8 @@ pub struct BucketFacts {
     pub policy: Option<Arc<Policy>>,
     /// The bucket's named configurations (CORS, ACL, ...), for checks made on every request.
     pub configs: Arc<HashMap<String, Vec<u8>>>,
+    /// Swift container metadata (quotas are checked on every Swift write).
+    pub metadata: Arc<HashMap<String, String>>,
 }
 
 impl BucketFacts {
@@ -63,6 +65,7 @@ impl BucketOwners {
             Ok(response) => response.into_inner().bucket.map(|b| BucketFacts {
                 owner: b.owner,
                 configs: Arc::new(b.configs),
+                metadata: Arc::new(b.metadata),
                 policy: (!b.policy.is_empty())
                     .then(|| match Policy::parse_as(&b.policy, PolicyKind::Resource) {
                         Ok(policy) => Some(Arc::new(policy)),

@@ -41,6 +41,23 @@ pub struct Stamp {
     pub version_order: u64,
 }
 
+impl Stamp {
+    /// The stamp of work the metadata service starts itself (lifecycle, expiry): the clock now,
+    /// replaced data kept for `gc_grace`, and a version order from the clock.
+    pub fn background(gc_grace: std::time::Duration) -> Stamp {
+        let now = crate::now_unix_ms();
+        let micros =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let grace = i64::try_from(gc_grace.as_millis()).unwrap_or(i64::MAX);
+        Stamp {
+            now_unix_ms: now,
+            replaced_gc_unix_ms: now.saturating_add(grace),
+            intent_deadline_unix_ms: now,
+            version_order: versions::order_of(micros),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     CreateBucket {
@@ -160,6 +177,13 @@ pub enum Command {
     SetBucketPolicy {
         name: String,
         policy: String,
+    },
+    /// Deletes an object whose expiry time (`expiry.rs`) has come, if it is still the indexed one.
+    Expire {
+        bucket: String,
+        key: String,
+        at_ms: i64,
+        stamp: Stamp,
     },
     /// Sets one named configuration of a bucket; an empty value removes it.
     SetBucketConfig {
@@ -438,6 +462,9 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             bucket.policy = policy;
             batch.put_cf(store.cf(Cf::Buckets)?, keys::bucket(&name), bucket.encode_to_vec());
             Ok(Applied::Bucket(bucket))
+        }
+        Command::Expire { bucket, key, at_ms, stamp } => {
+            crate::expiry::expire(store, batch, &bucket, &key, at_ms, &stamp)
         }
         Command::SetBucketConfig { name, key, value } => {
             set_bucket_config(store, batch, &name, key, value).map(Applied::Bucket)

@@ -11,6 +11,7 @@ mod command;
 mod config;
 mod data;
 mod error;
+mod expiry;
 mod gc;
 mod iam;
 mod keys;
@@ -114,6 +115,9 @@ pub async fn serve_with(
         config.gc_grace,
     );
     let lifecycle_task = tokio::spawn(lifecycle.run(lifecycle_stop));
+    let (stop_expiry, expiry_stop) = oneshot::channel();
+    let expirer = expiry::Expirer::new(store.clone(), applier.clone(), config.lifecycle_interval, config.gc_grace);
+    let expiry_task = tokio::spawn(expirer.run(expiry_stop));
     let (stop_notify, notify_stop) = oneshot::channel();
     let dispatcher = notify::Dispatcher::new(store.clone(), applier.clone(), targets.clone());
     let notify_task = tokio::spawn(dispatcher.run(notify_stop));
@@ -141,9 +145,13 @@ pub async fn serve_with(
     stats_task.abort();
     let _ = stop_gc.send(());
     let _ = stop_lifecycle.send(());
+    let _ = stop_expiry.send(());
     let _ = stop_notify.send(());
     if let Err(e) = notify_task.await {
         tracing::error!(error = %e, "the notification task failed");
+    }
+    if let Err(e) = expiry_task.await {
+        tracing::error!(error = %e, "the expiry task failed");
     }
     if let Err(e) = lifecycle_task.await {
         tracing::error!(error = %e, "the lifecycle task failed");

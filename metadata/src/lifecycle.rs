@@ -13,7 +13,7 @@
 //! time is rounded up to the next day boundary (midnight UTC with real days).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use coffer_proto::Message;
 use coffer_proto::pb::metadata::{
@@ -510,15 +510,7 @@ impl Worker {
     }
 
     fn stamp(&self) -> Stamp {
-        let now = crate::now_unix_ms();
-        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        let grace = i64::try_from(self.gc_grace.as_millis()).unwrap_or(i64::MAX);
-        Stamp {
-            now_unix_ms: now,
-            replaced_gc_unix_ms: now.saturating_add(grace),
-            intent_deadline_unix_ms: now,
-            version_order: versions::order_of(micros),
-        }
+        Stamp::background(self.gc_grace)
     }
 
     /// One step: scans from the stored cursor, applies what is due, stores the new cursor.

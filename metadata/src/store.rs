@@ -44,10 +44,13 @@ pub enum Cf {
     /// Big-endian sequence → `NotificationEvent`: bucket notifications waiting for delivery
     /// (bounded, see `notify.rs`).
     Notify,
+    /// `expiry::index_key` (big-endian time, bucket, 0, key) → nothing: current objects with an
+    /// expiry time (Swift's `X-Delete-At`), in time order.
+    Expiry,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Buckets,
         Cf::Objects,
         Cf::Uploads,
@@ -62,6 +65,7 @@ impl Cf {
         Cf::Iam,
         Cf::Versions,
         Cf::Notify,
+        Cf::Expiry,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +84,7 @@ impl Cf {
             Cf::Iam => "iam",
             Cf::Versions => "versions",
             Cf::Notify => "notify",
+            Cf::Expiry => "expiry",
         }
     }
 }

@@ -43,7 +43,8 @@ pub fn get(store: &Store, bucket: &str) -> Result<Usage, MetadataError> {
     })
 }
 
-/// Records that `before` (if any) became `after` (if any) in `bucket`.
+/// Records that `before` (if any) became `after` (if any) in `bucket` (and keeps the expiry
+/// index, `expiry.rs`, in the same batch).
 pub fn account(
     store: &Store,
     batch: &mut WriteBatch,
@@ -61,7 +62,8 @@ pub fn account(
         usage.bytes = usage.bytes.saturating_add(new.size);
     }
     batch.put_cf(store.cf(Cf::Meta)?, key(bucket), encode(usage));
-    Ok(())
+    // Every change of a key's current object passes here, so the expiry index is kept here too.
+    crate::expiry::track(store, batch, bucket, before, after)
 }
 
 pub fn forget(store: &Store, batch: &mut WriteBatch, bucket: &str) -> Result<(), MetadataError> {

@@ -177,17 +177,24 @@ def test_accounts_are_isolated_and_non_admins_need_acls(swift_server):
     assert e.value.http_status == 403
 
 
-def test_swift_cli_upload_download_stat(swift_server, tmp_path: Path):
+def swift_cli(server, cwd: Path):
+    """Runs the `swift` CLI as the ADMIN tempauth user in `cwd`; returns a function of the arguments."""
     swift = Path(os.environ.get("COFFER_VENV", Path.home() / ".cache/coffer/venv")) / "bin" / "swift"
-    env = dict(os.environ, ST_AUTH=swift_server.swift_auth, ST_USER=ADMIN[0], ST_KEY=ADMIN[1])
+    env = dict(os.environ, ST_AUTH=server.swift_auth, ST_USER=ADMIN[0], ST_KEY=ADMIN[1])
+
+    def run(*args):
+        proc = subprocess.run([str(swift), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    return run
+
+
+def test_swift_cli_upload_download_stat(swift_server, tmp_path: Path):
     source = tmp_path / "file.dat"
     source.write_bytes(os.urandom(50_000))
     container = f"cli-{uuid.uuid4().hex[:8]}"
-
-    def run(*args):
-        proc = subprocess.run([str(swift), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+    run = swift_cli(swift_server, tmp_path)
 
     run("upload", container, "file.dat")
     assert "file.dat" in run("list", container)
@@ -453,16 +460,10 @@ def test_dynamic_large_objects_follow_their_prefix(swift_server):
 
 
 def test_swift_cli_segmented_uploads_slo_and_dlo(swift_server, tmp_path: Path):
-    swift = Path(os.environ.get("COFFER_VENV", Path.home() / ".cache/coffer/venv")) / "bin" / "swift"
-    env = dict(os.environ, ST_AUTH=swift_server.swift_auth, ST_USER=ADMIN[0], ST_KEY=ADMIN[1])
     source = tmp_path / "large.dat"
     source.write_bytes(os.urandom(1_000_000))
     container = f"seg-{uuid.uuid4().hex[:8]}"
-
-    def run(*args):
-        proc = subprocess.run([str(swift), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+    run = swift_cli(swift_server, tmp_path)
 
     run("upload", container, "large.dat", "--segment-size", "300000", "--use-slo")
     assert "Content Length: 1000000" in run("stat", container, "large.dat")
@@ -502,3 +503,62 @@ def test_multi_range_gets_answer_multipart_byteranges(swift_server):
     with pytest.raises(ClientException) as e:
         conn.get_object(name, "r.bin", headers={"Range": "bytes=400000-,500000-"})
     assert e.value.http_status == 416
+
+
+def test_objects_expire_at_x_delete_at_and_after(swift_server):
+    import time
+
+    conn = connect(swift_server)
+    name = f"expiry-{uuid.uuid4().hex[:8]}"
+    conn.put_container(name)
+    conn.put_object(name, "soon", b"short-lived", headers={"X-Delete-After": "2"})
+    at = int(time.time()) + 3600
+    conn.put_object(name, "later", b"long-lived", headers={"X-Delete-At": str(at), "X-Object-Meta-Color": "red"})
+    head = conn.head_object(name, "later")
+    assert head["x-delete-at"] == str(at) and head["x-object-meta-color"] == "red"
+    assert "x-object-meta-x-delete-at" not in head
+    assert conn.get_object(name, "soon")[1] == b"short-lived"
+    # Malformed or past times are refused as Swift refuses them.
+    for bad in ({"X-Delete-At": "soon"}, {"X-Delete-At": "1"}, {"X-Delete-After": "-1"}):
+        with pytest.raises(ClientException) as e:
+            conn.put_object(name, "bad", b"x", headers=bad)
+        assert e.value.http_status == 400
+    # POST replaces the expiry with the request's (none here: the object no longer expires).
+    conn.post_object(name, "later", headers={"X-Object-Meta-Color": "blue"})
+    assert "x-delete-at" not in conn.head_object(name, "later")
+    # Once due, the object is gone for GET and HEAD at once, and soon from listings and S3 too.
+    time.sleep(2.5)
+    with pytest.raises(ClientException) as e:
+        conn.get_object(name, "soon")
+    assert e.value.http_status == 404
+    deadline = time.time() + 20
+    while time.time() < deadline and any(o["name"] == "soon" for o in conn.get_container(name)[1]):
+        time.sleep(0.2)
+    assert [o["name"] for o in conn.get_container(name)[1]] == ["later"]
+    with pytest.raises(ClientError) as e:
+        s3_as(swift_server).head_object(Bucket=name, Key="soon")
+    assert e.value.response["Error"]["Code"] in ("404", "NoSuchKey")
+
+
+def test_container_quotas_refuse_writes_past_them(swift_server):
+    conn = connect(swift_server)
+    name = f"quota-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ClientException) as e:
+        conn.put_container(name, headers={"X-Container-Meta-Quota-Bytes": "lots"})
+    assert e.value.http_status == 400
+    conn.put_container(name, headers={"X-Container-Meta-Quota-Bytes": "100", "X-Container-Meta-Quota-Count": "2"})
+    conn.put_object(name, "a", b"x" * 60)
+    with pytest.raises(ClientException) as e:
+        conn.put_object(name, "b", b"x" * 41)
+    assert e.value.http_status == 413
+    conn.put_object(name, "b", b"x" * 40)
+    with pytest.raises(ClientException) as e:
+        conn.put_object(name, "c", b"")
+    assert e.value.http_status == 413
+    with pytest.raises(ClientException) as e:
+        conn.copy_object(name, "a", f"/{name}/d")
+    assert e.value.http_status == 413
+    # Raising (or removing) the quota lets writes in again.
+    conn.post_container(name, headers={"X-Container-Meta-Quota-Count": ""})
+    conn.put_object(name, "c", b"")
+    assert conn.head_container(name)["x-container-object-count"] == "3"

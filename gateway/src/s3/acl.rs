@@ -429,6 +429,31 @@ macro_rules! acl_headers {
 
 acl_headers!(PutObjectInput, CopyObjectInput, CreateMultipartUploadInput);
 
+/// The ACL a Put{Bucket,Object}Acl request sets (their inputs share the field names, not a type):
+/// a canned ACL, grant headers or a body; none of them is MissingSecurityHeader.
+macro_rules! required_acl {
+    ($input:expr, $owner:expr) => {{
+        let headers = GrantHeaders {
+            full_control: $input.grant_full_control.as_deref(),
+            read: $input.grant_read.as_deref(),
+            read_acp: $input.grant_read_acp.as_deref(),
+            write: $input.grant_write.as_deref(),
+            write_acp: $input.grant_write_acp.as_deref(),
+        };
+        let canned = $input.acl.as_ref().map(|a| a.as_str());
+        requested(canned, &headers, $input.access_control_policy, $owner.id.as_deref().unwrap_or_default()).and_then(
+            |acl| {
+                acl.ok_or_else(|| {
+                    S3Error::with_message(
+                        S3ErrorCode::MissingSecurityHeader,
+                        "Your request was missing a required header",
+                    )
+                })
+            },
+        )
+    }};
+}
+
 impl CofferS3 {
     /// The ACL to store with an object written with `x-amz-acl` or `x-amz-grant-*` (PutObject,
     /// CopyObject, CreateMultipartUpload), refused where the bucket's settings forbid it. Empty:
@@ -514,18 +539,7 @@ impl CofferS3 {
         self.authorizer.owners.forget(&input.bucket);
         let facts = self.facts_of(&input.bucket).await?;
         let owner = owner(&facts.owner);
-        let headers = GrantHeaders {
-            full_control: input.grant_full_control.as_deref(),
-            read: input.grant_read.as_deref(),
-            read_acp: input.grant_read_acp.as_deref(),
-            write: input.grant_write.as_deref(),
-            write_acp: input.grant_write_acp.as_deref(),
-        };
-        let canned = input.acl.as_ref().map(|a| a.as_str());
-        let acl = requested(canned, &headers, input.access_control_policy, owner.id.as_deref().unwrap_or_default())?
-            .ok_or_else(|| {
-                S3Error::with_message(S3ErrorCode::MissingSecurityHeader, "Your request was missing a required header")
-            })?;
+        let acl = required_acl!(input, owner)?;
         check_allowed(&facts, acl)?;
         let stored = acl.to_stored();
         self.set_bucket_config(&input.bucket, names::ACL, (!stored.is_empty()).then(|| stored.into_bytes())).await?;
@@ -542,18 +556,7 @@ impl CofferS3 {
     pub(super) async fn do_put_object_acl(&self, input: PutObjectAclInput) -> S3Result<PutObjectAclOutput> {
         let facts = self.facts_of(&input.bucket).await?;
         let owner = owner(&facts.owner);
-        let headers = GrantHeaders {
-            full_control: input.grant_full_control.as_deref(),
-            read: input.grant_read.as_deref(),
-            read_acp: input.grant_read_acp.as_deref(),
-            write: input.grant_write.as_deref(),
-            write_acp: input.grant_write_acp.as_deref(),
-        };
-        let canned = input.acl.as_ref().map(|a| a.as_str());
-        let acl = requested(canned, &headers, input.access_control_policy, owner.id.as_deref().unwrap_or_default())?
-            .ok_or_else(|| {
-                S3Error::with_message(S3ErrorCode::MissingSecurityHeader, "Your request was missing a required header")
-            })?;
+        let acl = required_acl!(input, owner)?;
         check_allowed(&facts, acl)?;
         if let Some(id) = input.version_id.as_deref() {
             // Checked first for S3's answers: NoSuchVersion, or 405 for a delete marker.

@@ -14,6 +14,7 @@ use s3s::dto::{CreateBucketInput, DeleteBucketInput};
 use super::acl;
 use super::listing::{self, ContainerItem, Format, ObjectEntry};
 use super::meta::{self, Scope};
+use super::quota;
 use super::response::{self, SwiftResponse};
 use super::{Access, CONTAINER_LISTING_LIMIT, SwiftApi, Target, header, query_pairs, query_value};
 use crate::error::GatewayError;
@@ -51,6 +52,7 @@ async fn bucket(api: &SwiftApi, name: &str) -> Result<BucketRecord, SwiftRespons
 }
 
 async fn update_metadata(api: &SwiftApi, name: &str, headers: &HeaderMap) -> Result<(), SwiftResponse> {
+    quota::validate(headers)?;
     let current = bucket(api, name).await?;
     let metadata = meta::merged(&current.metadata, headers, Scope::Container)?;
     if metadata == current.metadata {
@@ -58,6 +60,8 @@ async fn update_metadata(api: &SwiftApi, name: &str, headers: &HeaderMap) -> Res
     }
     let request = SetBucketMetadataRequest { name: name.to_string(), metadata };
     api.metadata.rpc().set_bucket_metadata(request).await.map_err(remote)?;
+    // Quotas and ACLs apply from the next request on.
+    api.authorizer.owners.forget(name);
     Ok(())
 }
 
@@ -72,7 +76,9 @@ async fn create(api: &SwiftApi, target: &Target, name: &str, headers: &HeaderMap
         return response::error(StatusCode::BAD_REQUEST, &format!("Invalid X-Storage-Policy {policy:?}"));
     }
     // Validate the metadata before anything is created.
-    if let Err(response) = meta::merged(&HashMap::new(), headers, Scope::Container) {
+    if let Err(response) =
+        quota::validate(headers).and_then(|_| meta::merged(&HashMap::new(), headers, Scope::Container))
+    {
         return response;
     }
     let input = match CreateBucketInput::builder().bucket(name.to_string()).build() {

@@ -14,11 +14,13 @@ mod account;
 mod acl;
 mod bulk;
 mod container;
+mod expiry;
 pub mod keystone;
 mod large;
 mod listing;
 mod meta;
 mod object;
+mod quota;
 mod ranges;
 mod response;
 mod tempurl;
@@ -413,6 +415,7 @@ fn info() -> SwiftResponse {
             "allow_async_delete": false,
         },
         "dlo": {"max_segments": large::MAX_EXPANDED_SEGMENTS},
+        "container_quotas": {},
         "tempurl": {
             "methods": ["GET", "HEAD", "PUT", "POST", "DELETE"],
             "allowed_digests": ["sha1", "sha256", "sha512"],

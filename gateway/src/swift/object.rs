@@ -12,7 +12,9 @@ use s3s::dto::{
     Range, StreamingBlob, Timestamp,
 };
 
+use super::expiry;
 use super::large::{self, Kind};
+use super::quota;
 use super::ranges::{self, Wanted};
 use super::response::{self, SwiftResponse};
 use super::{Access, MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header, query_pairs, query_value};
@@ -28,7 +30,7 @@ pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
     if let Err(denied) = api.allowed(&target, access).await {
         return denied;
     }
-    for unsupported in ["x-delete-at", "x-delete-after", "x-symlink-target"] {
+    for unsupported in ["x-symlink-target"] {
         if req.headers().contains_key(unsupported) && matches!(*req.method(), Method::PUT | Method::POST) {
             return response::error(StatusCode::NOT_IMPLEMENTED, &format!("{unsupported} is not supported yet"));
         }
@@ -79,13 +81,15 @@ fn split_path(path: &str) -> Option<(String, String)> {
     (!container.is_empty() && !object.is_empty()).then(|| (container.to_string(), object.to_string()))
 }
 
-/// The request's `X-Object-Meta-*`; the names large objects reserve are dropped, so no client can
-/// make an ordinary object pose as a manifest.
+/// The request's `X-Object-Meta-*`, plus its expiry (`X-Delete-At`/`X-Delete-After`) under its
+/// reserved name; reserved names given as metadata are dropped, so no client can make an ordinary
+/// object pose as a manifest or expire it behind Swift's checks.
 pub(super) fn user_metadata(headers: &HeaderMap) -> Result<HashMap<String, String>, SwiftResponse> {
     let mut metadata = HashMap::new();
     for (name, value) in headers {
         if let Some(key) = name.as_str().strip_prefix(META_PREFIX)
             && !large::is_reserved(key)
+            && key != expiry::DELETE_AT
         {
             let value = String::from_utf8_lossy(value.as_bytes());
             // Swift clients send UTF-8 in metadata values, which `to_str` (visible ASCII only) would drop.
@@ -95,6 +99,9 @@ pub(super) fn user_metadata(headers: &HeaderMap) -> Result<HashMap<String, Strin
             }
             metadata.insert(key.to_string(), value.to_string());
         }
+    }
+    if let Some(at) = expiry::requested(headers, super::now_unix_s())? {
+        metadata.insert(expiry::DELETE_AT.to_string(), at.to_string());
     }
     Ok(metadata)
 }
@@ -166,6 +173,7 @@ async fn put(
     if content_length.is_none() && !header(&headers, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
         return Err(response::error(StatusCode::LENGTH_REQUIRED, "Missing Content-Length or chunked encoding"));
     }
+    quota::check(api, container, content_length.unwrap_or(0).max(0) as u64).await?;
     let body = StreamingBlob::from(s3s::Body::from(req.into_body()));
     let input = PutObjectInput::builder()
         .bucket(container.to_string())
@@ -211,6 +219,7 @@ async fn get(
         let input =
             HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
         let out = api.run_s3(target, input, |r| api.s3.head_object(r)).await?;
+        expiry::refuse_expired(out.metadata.as_ref(), super::now_unix_s())?;
         let kind = Kind::of(out.metadata.as_ref());
         if !matches!(kind, Kind::Plain) && !manifest_get {
             let segments = large::segments_of(api, target, &kind, None, (container, object)).await;
@@ -229,6 +238,7 @@ async fn get(
         let input =
             HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
         let out = api.run_s3(target, input, |r| api.s3.head_object(r)).await?;
+        expiry::refuse_expired(out.metadata.as_ref(), super::now_unix_s())?;
         if matches!(Kind::of(out.metadata.as_ref()), Kind::Plain) {
             if let Some(refused) = unmet_condition(req.headers(), out.e_tag.as_ref(), out.last_modified.as_ref()) {
                 return Ok(response::status(refused));
@@ -283,6 +293,7 @@ async fn get(
         }
         Err(other) => return Err(other),
     };
+    expiry::refuse_expired(out.metadata.as_ref(), super::now_unix_s())?;
     let kind = Kind::of(out.metadata.as_ref());
     if !matches!(kind, Kind::Plain) {
         let manifest = match kind {
@@ -463,7 +474,12 @@ fn describe(
         response::set(response, "last-modified", &http_date(ts));
         response::set(response, "x-timestamp", &x_timestamp(ts));
     }
-    for (key, value) in metadata.into_iter().flatten().filter(|(k, _)| !large::is_reserved(k)) {
+    if let Some(at) = expiry::stored(metadata) {
+        response::set(response, "x-delete-at", &at.to_string());
+    }
+    for (key, value) in
+        metadata.into_iter().flatten().filter(|(k, _)| !large::is_reserved(k) && k.as_str() != expiry::DELETE_AT)
+    {
         if let (Ok(name), Ok(value)) =
             (http::HeaderName::try_from(format!("{META_PREFIX}{key}")), http::HeaderValue::from_bytes(value.as_bytes()))
         {
@@ -480,7 +496,8 @@ pub(super) async fn delete(
 ) -> Result<SwiftResponse, SwiftResponse> {
     // S3's DELETE succeeds on a missing key; Swift answers 404.
     let head = HeadObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
-    api.run_s3(target, head, |r| api.s3.head_object(r)).await?;
+    let found = api.run_s3(target, head, |r| api.s3.head_object(r)).await?;
+    expiry::refuse_expired(found.metadata.as_ref(), super::now_unix_s())?;
     let input =
         DeleteObjectInput::builder().bucket(container.to_string()).key(object.to_string()).build().map_err(bad)?;
     api.run_s3(target, input, |r| api.s3.delete_object(r)).await?;
@@ -507,6 +524,9 @@ async fn copy(
     let mut metadata = if fresh { HashMap::new() } else { existing.metadata.clone().unwrap_or_default() };
     metadata.extend(user_metadata(headers)?);
     let content_type = header(headers, "content-type").map(str::to_string).or(existing.content_type);
+    if (source_container.as_str(), source_object.as_str()) != dest {
+        quota::check(api, dest.0, existing.content_length.unwrap_or(0).max(0) as u64).await?;
+    }
     let input = CopyObjectInput::builder()
         .bucket(dest.0.to_string())
         .key(dest.1.to_string())
