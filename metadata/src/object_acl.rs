@@ -1,13 +1,11 @@
 //! An object's canned ACL (`ObjectRecord.acl`): the gateway decides what it means, this only
 //! stores it on the current object or on one version, in every copy of that record.
 
-use coffer_proto::Message;
 use rocksdb::WriteBatch;
 
 use crate::command::Applied;
 use crate::error::MetadataError;
-use crate::keys;
-use crate::store::{Cf, Store};
+use crate::store::Store;
 use crate::versions;
 
 /// Longer than any canned ACL name: a bound on what every read of the record carries.
@@ -36,15 +34,7 @@ pub fn set_acl(
         return Err(MetadataError::InvalidArgument("a delete marker has no ACL".into()));
     }
     record.acl = acl;
-    let current = store.find_object(bucket, key)?;
-    if current.is_some_and(|c| c.version_order == record.version_order) {
-        batch.put_cf(store.cf(Cf::Objects)?, keys::object(bucket, key), record.encode_to_vec());
-    }
-    // Versions of versioned buckets also live in `versions` (a record written before versioning
-    // only in `objects`).
-    if record.version_order != 0 {
-        batch.put_cf(store.cf(Cf::Versions)?, keys::version(bucket, key, record.version_order), record.encode_to_vec());
-    }
+    versions::rewrite(store, batch, &record)?;
     Ok(Applied::Object(record))
 }
 

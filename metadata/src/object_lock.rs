@@ -17,8 +17,7 @@ use rocksdb::WriteBatch;
 
 use crate::command::{Applied, Stamp};
 use crate::error::MetadataError;
-use crate::keys;
-use crate::store::{Cf, Store};
+use crate::store::Store;
 
 /// The slot of `BucketRecord.configs` (the gateway's `names::OBJECT_LOCK`).
 pub const CONFIG: &str = "object-lock";
@@ -210,13 +209,7 @@ pub fn update(
         record.legal_hold.clone_from(hold);
     }
     validate(&record)?;
-    let current = store.find_object(bucket, key)?;
-    if current.is_some_and(|c| c.version_order == record.version_order) {
-        batch.put_cf(store.cf(Cf::Objects)?, keys::object(bucket, key), record.encode_to_vec());
-    }
-    if record.version_order != 0 {
-        batch.put_cf(store.cf(Cf::Versions)?, keys::version(bucket, key, record.version_order), record.encode_to_vec());
-    }
+    crate::versions::rewrite(store, batch, &record)?;
     Ok(Applied::Object(record))
 }
 

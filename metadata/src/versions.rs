@@ -312,14 +312,22 @@ pub fn set_tags(
         return Err(MetadataError::InvalidArgument("a delete marker has no tags".into()));
     }
     record.tags = tags;
+    rewrite(store, batch, &record)?;
+    Ok(Applied::Object(record))
+}
+
+/// Writes a changed record of one version to every place it lives: `versions` (unless it was
+/// written before versioning), and `objects` when it is the current version.
+pub fn rewrite(store: &Store, batch: &mut WriteBatch, record: &ObjectRecord) -> Result<(), MetadataError> {
+    let (bucket, key) = (record.bucket.as_str(), record.key.as_str());
     let current = store.find_object(bucket, key)?;
     if current.is_some_and(|c| c.version_order == record.version_order) {
         batch.put_cf(store.cf(Cf::Objects)?, keys::object(bucket, key), record.encode_to_vec());
     }
-    if !is_legacy(&record) {
+    if !is_legacy(record) {
         batch.put_cf(store.cf(Cf::Versions)?, keys::version(bucket, key, record.version_order), record.encode_to_vec());
     }
-    Ok(Applied::Object(record))
+    Ok(())
 }
 
 pub fn set_versioning(
