@@ -43,6 +43,8 @@ pyeclib==1.8.0
 cryptography==50.0.2
 dnspython==2.9.2
 python-swiftclient==4.11.0
+# For the Keystone run of the functional tests (auth_version 3).
+python-keystoneclient==6.0.0
 boto==2.49.0
 boto3==1.44.8
 botocore==1.44.8
