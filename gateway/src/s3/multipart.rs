@@ -253,13 +253,14 @@ impl CofferS3 {
         let response = remote(self.plane.metadata.rpc().complete_upload(request).await)?;
         let record = response.record.ok_or_else(|| S3Error::with_message(S3ErrorCode::InternalError, "no record"))?;
         let (sums, checksum_type) = object_checksum::of_object(&record);
+        let shown = super::sse::shown(record.sse.as_ref());
         Ok(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(etag(&record.etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
-            server_side_encryption: super::sse::shown(record.sse.as_ref()).server_side_encryption,
-            ssekms_key_id: super::sse::shown(record.sse.as_ref()).ssekms_key_id,
+            server_side_encryption: shown.server_side_encryption,
+            ssekms_key_id: shown.ssekms_key_id,
             version_id: super::versioning::shown_id(&record),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,

@@ -180,6 +180,17 @@ enum Node<'a> {
     Raw(&'a str),
 }
 
+/// The next event and the input bytes it was read from.
+fn next_event<'a>(reader: &mut Reader<&'a [u8]>, input: &'a str) -> Option<(Event<'a>, &'a str)> {
+    let before = reader.buffer_position() as usize;
+    let event = reader.read_event().ok()?;
+    Some((event, input.get(before..reader.buffer_position() as usize)?))
+}
+
+fn tag_name(tag: &quick_xml::events::BytesStart<'_>) -> Option<String> {
+    String::from_utf8(tag.name().as_ref().to_vec()).ok()
+}
+
 /// Reads the element whose start tag was just read, up to its end tag.
 fn read_element<'a>(
     reader: &mut Reader<&'a [u8]>,
@@ -193,17 +204,14 @@ fn read_element<'a>(
     }
     let mut children = Vec::new();
     loop {
-        let before = reader.buffer_position() as usize;
-        let event = reader.read_event().ok()?;
-        let raw = input.get(before..reader.buffer_position() as usize)?;
+        let (event, raw) = next_event(reader, input)?;
         match event {
             Event::Start(tag) => {
-                let child = String::from_utf8(tag.name().as_ref().to_vec()).ok()?;
-                children.push(Node::Element(read_element(reader, input, child, raw, depth + 1)?));
+                children.push(Node::Element(read_element(reader, input, tag_name(&tag)?, raw, depth + 1)?));
             }
             Event::Empty(tag) => {
-                let child = String::from_utf8(tag.name().as_ref().to_vec()).ok()?;
-                children.push(Node::Element(Element { name: child, start: raw, children: Vec::new(), end: "" }));
+                let name = tag_name(&tag)?;
+                children.push(Node::Element(Element { name, start: raw, children: Vec::new(), end: "" }));
             }
             Event::End(_) => return Some(Element { name, start, children, end: raw }),
             Event::Eof => return None,
@@ -246,13 +254,10 @@ pub fn reorder_document(input: &str) -> Option<String> {
     let mut reader = Reader::from_reader(input.as_bytes());
     let mut out = String::with_capacity(input.len());
     loop {
-        let before = reader.buffer_position() as usize;
-        let event = reader.read_event().ok()?;
-        let raw = input.get(before..reader.buffer_position() as usize)?;
+        let (event, raw) = next_event(&mut reader, input)?;
         match event {
             Event::Start(tag) => {
-                let name = String::from_utf8(tag.name().as_ref().to_vec()).ok()?;
-                let mut root = read_element(&mut reader, input, name, raw, 0)?;
+                let mut root = read_element(&mut reader, input, tag_name(&tag)?, raw, 0)?;
                 reorder(&mut root);
                 write(&root, &mut out);
             }
