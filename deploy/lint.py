@@ -6,13 +6,16 @@ packages docker-compose and systemd:
 
 - compose: `docker-compose config` resolves the file (with and without the observability profile); the resolved
   model must have the contracted topology, variables and health checks, and Prometheus, HAProxy and Grafana must
-  name exactly the services it defines.
+  name exactly the services it defines. With the Raft override (docker-compose.raft.yml) it must resolve too, to
+  three metadata replicas with the same --peers list, each advertising its own entry, every client given the whole
+  list, and Prometheus (prometheus.raft.yml) scraping every service.
 - grafana: the dashboard JSON parses, is laid out sanely, and every metric it queries is recorded somewhere in
   the Rust sources (so a renamed metric breaks the lint, not the dashboard).
 - helm: Helm's own engine (helm-python-sdk: Helm v4's Go SDK) lints the chart and renders it for several sets
   of values; every manifest is validated against the Kubernetes OpenAPI schemas (kubernetes-validate, offline,
   strict) of the oldest supported and the newest Kubernetes, and the chart's contract is checked on the result
-  (StatefulSets with claims, probes, advertised names, Services that select pods, Secrets that exist, ...).
+  (StatefulSets with claims, probes, advertised names, Services that select pods, Secrets that exist, one metadata
+  pod or a Raft group whose --peers and --advertise agree, every client given every metadata URL, ...).
   Values that cannot work must fail to render.
 - systemd: `systemd-analyze verify` and an offline `systemd-analyze security` exposure threshold on every unit,
   `systemd-sysusers --dry-run` on the user.
@@ -39,6 +42,8 @@ import yaml
 DEPLOY = Path(__file__).resolve().parent
 REPO = DEPLOY.parent
 COMPOSE_FILE = DEPLOY / "compose" / "docker-compose.yml"
+# Opt-in override: the metadata service as a Raft group of three replicas.
+COMPOSE_RAFT_FILE = DEPLOY / "compose" / "docker-compose.raft.yml"
 CHART = DEPLOY / "helm" / "coffer"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "coffer.json"
 
@@ -234,8 +239,50 @@ def check_compose() -> dict[str, str]:
     return coffer
 
 
-def check_prometheus(coffer: dict[str, str]) -> None:
-    path = DEPLOY / "compose" / "prometheus.yml"
+def check_compose_raft() -> None:
+    """docker-compose.raft.yml over docker-compose.yml: a Raft group of metadata, metadata2 and metadata3."""
+    where = rel(COMPOSE_RAFT_FILE)
+    plain = compose_config("-f", str(COMPOSE_RAFT_FILE))
+    model = compose_config("-f", str(COMPOSE_RAFT_FILE), "--profile", "observability")
+    if plain is None or model is None:
+        return
+    services = model.get("services", {})
+    coffer = {name: role_of(name) for name, s in services.items() if "coffer" in str(s.get("image", ""))}
+    replicas = sorted(n for n, r in coffer.items() if r == "metadata")
+    check(replicas == ["metadata", "metadata2", "metadata3"], where, f"metadata replicas {replicas}")
+    urls = ",".join(f"http://{name}:9100" for name in replicas)
+
+    def flag(command: list, name: str) -> list:
+        return [command[i + 1] for i, a in enumerate(command[:-1]) if a == name]
+
+    volumes = []
+    for name in replicas:
+        s = services[name]
+        command = s.get("command") or []
+        check_flags(command, f"{where} {name}")
+        check(command[:1] == ["metadata"], where, f"{name}: command {command}")
+        check(flag(command, "--peers") == [urls], where, f"{name}: --peers {flag(command, '--peers')}, want {urls}")
+        check(flag(command, "--advertise") == [f"http://{name}:9100"], where,
+              f"{name}: does not advertise http://{name}:9100 (its own --peers entry)")
+        check(bool(s.get("healthcheck", {}).get("test")), where, f"{name}: no healthcheck")
+        check((s.get("environment") or {}).get("OTEL_SERVICE_NAME") == OTEL_NAMES["metadata"], where,
+              f"{name}: OTEL_SERVICE_NAME is not {OTEL_NAMES['metadata']}")
+        volumes += [v.get("source") if isinstance(v, dict) else str(v).split(":")[0] for v in s.get("volumes", [])]
+    check(len(volumes) == len(set(volumes)) == len(replicas), where, f"replicas must have a volume each: {volumes}")
+    for name, role in coffer.items():
+        if role != "metadata":
+            given = flag(services[name].get("command") or [], "--metadata")
+            check(given == [urls], where, f"{name}: --metadata {given}; every client must be given {urls}")
+    print(f"compose raft override: config ok (plain and --profile observability); {len(replicas)} metadata "
+          f"replicas, {len(coffer) - len(replicas)} clients given every replica")
+    mounts = [f"{v.get('source')}:{v.get('target')}" if isinstance(v, dict) else str(v)
+              for v in services.get("prometheus", {}).get("volumes", [])]
+    check(any("prometheus.raft.yml" in m and "/etc/prometheus/prometheus.yml" in m for m in mounts), where,
+          f"prometheus does not load prometheus.raft.yml: {mounts}")
+    check_prometheus(coffer, DEPLOY / "compose" / "prometheus.raft.yml")
+
+
+def check_prometheus(coffer: dict[str, str], path: Path = DEPLOY / "compose" / "prometheus.yml") -> None:
     config = yaml.safe_load(path.read_text())
     targets = set()
     for job in config.get("scrape_configs", []):
@@ -249,7 +296,7 @@ def check_prometheus(coffer: dict[str, str]) -> None:
     check(targets == want, rel(path),
           f"scrape targets differ from the compose services: missing {sorted(want - targets)}, "
           f"unknown {sorted(targets - want)}")
-    print(f"prometheus: {len(targets)} Coffer targets, one per Coffer service")
+    print(f"prometheus: {len(targets)} Coffer targets in {path.name}, one per Coffer service")
 
 
 def check_haproxy(gateways: list[str]) -> None:
@@ -364,7 +411,10 @@ HELM_SCENARIOS: dict[str, dict] = {
     },
     "password-set": {"rootCredentials": {"password": "a-long-password-from-the-operator"},
                      "fullnameOverride": "coffer-with-a-rather-long-release-name-for-testing-limits"},
+    "metadata-raft": {"metadata": {"replicas": 3}},
 }
+# The namespace every value set is rendered into (the stable DNS names of the pods contain it).
+HELM_NAMESPACE = "storage"
 # Values that cannot work: rendering must fail, with a message containing the text given (values.schema.json
 # catches malformed values, the templates' own checks what depends on several values).
 HELM_REFUSED: dict[str, tuple[dict, str]] = {
@@ -373,6 +423,7 @@ HELM_REFUSED: dict[str, tuple[dict, str]] = {
     "malformed ec": ({"ec": "4-2"}, "at '/ec'"),
     "unknown anti-affinity": ({"blobnode": {"antiAffinity": "sometimes"}}, "at '/blobnode/antiAffinity'"),
     "misspelt key": ({"blobnodes": {"replicas": 9}}, "additional properties 'blobnodes'"),
+    "even metadata replicas": ({"metadata": {"replicas": 2}}, "metadata.replicas must be odd"),
 }
 
 
@@ -401,7 +452,7 @@ def check_helm() -> None:
         for scenario, values in HELM_SCENARIOS.items():
             label = f"{where} [{scenario}]"
             try:
-                rendered = chart.render(values, name="coffer", namespace="storage", is_install=True)
+                rendered = chart.render(values, name="coffer", namespace=HELM_NAMESPACE, is_install=True)
             except helm.HelmError as e:
                 problem(label, f"render failed: {e}")
                 continue
@@ -422,7 +473,7 @@ def check_helm() -> None:
             check_chart_contract(objects, deep_merge(defaults, values), label)
         for case, (values, message) in HELM_REFUSED.items():
             try:
-                chart.render(values, name="coffer", namespace="storage", is_install=True)
+                chart.render(values, name="coffer", namespace=HELM_NAMESPACE, is_install=True)
                 problem(where, f"rendered although the values cannot work ({case}): {values}")
             except helm.HelmError as e:
                 check(message in str(e), where, f"{case}: failed, but not with {message!r}: {e}")
@@ -505,7 +556,12 @@ def check_chart_contract(objects: list[dict], values: dict, where: str) -> None:
             check(headless.get("spec", {}).get("clusterIP") == "None", where,
                   f"{role}: serviceName {w['spec'].get('serviceName')!r} is not a headless Service of the chart")
         if role == "metadata":
-            check(w["spec"]["replicas"] == 1, where, "metadata must run exactly one replica")
+            check_metadata_group(w, c, services, values, where)
+        if role != "metadata":
+            urls = metadata_urls(roles["metadata"], values)
+            given = [a for a in c["args"] if a.startswith("--metadata=")]
+            check(given == [f"--metadata={','.join(urls)}"], where,
+                  f"{role}: {given}; every client must be given {urls}")
         if role == "blobnode":
             svc = w["spec"]["serviceName"]
             advertise = [a for a in c["args"] if a.startswith("--advertise=")]
@@ -585,8 +641,61 @@ def check_chart_contract(objects: list[dict], values: dict, where: str) -> None:
         check(scraped == set(OTEL_NAMES), where, f"ServiceMonitor {name} scrapes {sorted(scraped)}, not every role")
     check(bool(by_kind.get("ServiceMonitor")) == values["metrics"]["serviceMonitor"]["enabled"], where,
           "a ServiceMonitor must exist exactly when metrics.serviceMonitor.enabled")
-    for kind in ("PodDisruptionBudget",):
-        check(len(by_kind.get(kind, {})) == 2, where, f"want a {kind} for blobnodes and one for gateways")
+    pdbs = by_kind.get("PodDisruptionBudget", {})
+    raft = values["metadata"]["replicas"] > 1
+    check(len(pdbs) == 2 + raft, where, "want a PodDisruptionBudget for blobnodes, one for gateways"
+          + (" and one for the metadata replicas" if raft else ""))
+    if raft:
+        selecting = [p for p in pdbs.values() if p["spec"]["selector"]["matchLabels"].items()
+                     <= roles["metadata"]["spec"]["template"]["metadata"]["labels"].items()]
+        check(len(selecting) == 1 and selecting[0]["spec"].get("maxUnavailable") == 1, where,
+              "metadata: no PodDisruptionBudget with maxUnavailable 1 for its replicas")
+
+
+def metadata_urls(statefulset: dict, values: dict) -> list[str]:
+    """The metadata URLs every client must be given: the headless Service alone for one replica, every replica's
+    stable name through it for a Raft group."""
+    svc = statefulset["spec"]["serviceName"]
+    replicas = values["metadata"]["replicas"]
+    if replicas == 1:
+        return [f"http://{svc}.{HELM_NAMESPACE}.svc:9100"]
+    name = statefulset["metadata"]["name"]
+    return [f"http://{name}-{i}.{svc}.{HELM_NAMESPACE}.svc:9100" for i in range(replicas)]
+
+
+def check_metadata_group(w: dict, c: dict, services: dict, values: dict, where: str) -> None:
+    """One metadata pod without Raft, or a Raft group: every pod lists all of them as --peers and advertises its own
+    entry of that list (after the kubelet expands $(POD_NAME)), and they start together."""
+    replicas = values["metadata"]["replicas"]
+    check(w["spec"]["replicas"] == replicas, where, f"metadata: {w['spec']['replicas']} replicas, want {replicas}")
+    raft_args = [a for a in c["args"] if a.split("=", 1)[0] in ("--peers", "--advertise", "--join")]
+    pod = w["spec"]["template"]["spec"]
+    if replicas == 1:
+        check(not raft_args, where, f"metadata: a single replica runs without Raft, but has {raft_args}")
+        check("podManagementPolicy" not in w["spec"], where, "metadata: podManagementPolicy with one replica")
+        return
+    check(replicas % 2 == 1, where, f"metadata: an even number of replicas ({replicas}) rendered")
+    urls = metadata_urls(w, values)
+    check(f"--peers={','.join(urls)}" in raft_args, where, f"metadata: {raft_args}; want --peers={urls}")
+    advertise = [a.split("=", 1)[1] for a in raft_args if a.startswith("--advertise=")]
+    if check(len(advertise) == 1, where, f"metadata: advertise {advertise}"):
+        pods = [f"{w['metadata']['name']}-{i}" for i in range(replicas)]
+        check([advertise[0].replace("$(POD_NAME)", pod) for pod in pods] == urls, where,
+              f"metadata: --advertise={advertise[0]} does not give each pod its own --peers entry {urls}")
+    check(env_of(c).get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+          == "metadata.name", where, "metadata: POD_NAME does not come from metadata.name")
+    check(w["spec"].get("podManagementPolicy") == "Parallel", where,
+          "metadata: the initial replicas must start together (podManagementPolicy: Parallel)")
+    headless = services.get(w["spec"]["serviceName"], {})
+    check(headless.get("spec", {}).get("publishNotReadyAddresses") is True, where,
+          "metadata: replicas must resolve each other before they are ready (publishNotReadyAddresses)")
+    if not values["metadata"]["affinity"]:
+        terms = pod.get("affinity", {}).get("podAntiAffinity", {}).get(
+            "preferredDuringSchedulingIgnoredDuringExecution", [])
+        check(any(t["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+                  and t["podAffinityTerm"]["labelSelector"]["matchLabels"].items()
+                  <= w["spec"]["template"]["metadata"]["labels"].items() for t in terms), where,
+              "metadata: replicas do not prefer distinct nodes")
 
 
 # --- systemd ----------------------------------------------------------------------------------------------------
@@ -645,6 +754,10 @@ def check_env_file(path: Path) -> None:
         return
     for n, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
+        # A commented-out example (#COFFER_X=...) must still name a variable coffer reads.
+        example = re.fullmatch(r"#\s*(COFFER_[A-Z0-9_]+)=.*", line)
+        if example:
+            check_env_names([example.group(1)], f"{rel(path)} line {n}")
         if not line or line.startswith("#"):
             continue
         m = re.fullmatch(r"([A-Z_][A-Z0-9_]*)=(.*)", line)
@@ -661,6 +774,7 @@ def main() -> int:
     check_yaml_files()
     check_dockerfile()
     check_compose()
+    check_compose_raft()
     check_dashboard()
     check_helm()
     check_systemd()

@@ -63,7 +63,7 @@ pub struct GatewayConfig {
     #[arg(long, env = "COFFER_ADDRESS", default_value = "0.0.0.0:9000")]
     pub address: SocketAddr,
 
-    /// Metadata service URL(s); calls are balanced over several.
+    /// Metadata service URL(s): any replicas of the group; calls go to its leader.
     #[arg(long = "metadata", env = "COFFER_METADATA", value_delimiter = ',', default_value = "http://127.0.0.1:9100")]
     pub metadata: Vec<String>,
 

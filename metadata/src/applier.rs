@@ -26,10 +26,17 @@ enum Job {
     Stop,
 }
 
-/// Submits commands to the applier thread. Cheap to clone.
+/// Submits commands: to the local applier thread, or to the Raft group this replica belongs to.
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct Applier {
-    tx: mpsc::Sender<Job>,
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    Local(mpsc::Sender<Job>),
+    Replicated(crate::raft::Replication),
 }
 
 /// Owns the applier thread; [`ApplierThread::stop`] ends it after the commands queued before.
@@ -49,14 +56,24 @@ impl Applier {
             .name("metadata-applier".into())
             .spawn(move || run(&store, rx))
             .map_err(|e| MetadataError::Internal(format!("cannot start the applier thread: {e}")))?;
-        Ok((Applier { tx: tx.clone() }, ApplierThread { tx, thread }))
+        Ok((Applier { route: Route::Local(tx.clone()) }, ApplierThread { tx, thread }))
     }
 
-    /// Applies `command`; returns once its effect is durable.
+    /// Commands go through the Raft group of `replication`.
+    pub fn replicated(replication: crate::raft::Replication) -> Applier {
+        Applier { route: Route::Replicated(replication) }
+    }
+
+    /// Applies `command`; returns once its effect is durable (on a majority of the replicas).
     pub async fn submit(&self, command: Command) -> Result<Applied, MetadataError> {
-        let (reply, response) = oneshot::channel();
-        self.tx.send(Job::Apply(Box::new(command), reply)).await.map_err(|_| stopped())?;
-        response.await.map_err(|_| stopped())?
+        match &self.route {
+            Route::Local(tx) => {
+                let (reply, response) = oneshot::channel();
+                tx.send(Job::Apply(Box::new(command), reply)).await.map_err(|_| stopped())?;
+                response.await.map_err(|_| stopped())?
+            }
+            Route::Replicated(replication) => replication.submit(command).await,
+        }
     }
 }
 

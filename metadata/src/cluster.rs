@@ -28,13 +28,13 @@ struct State {
     admin: BTreeMap<String, NodeAdmin>,
     /// Bumped whenever a node's address changes, so the collector refreshes its channels only then.
     addresses_version: u64,
+    /// Silence is counted from here for nodes that have not heartbeated to this process yet, so a
+    /// restarted (or newly leading) metadata service does not declare every node lost at once.
+    started: Option<Instant>,
 }
 
 pub struct Cluster {
     node_timeout: Duration,
-    /// Silence is counted from here for nodes that have not heartbeated to this process yet, so a
-    /// restarted metadata service does not declare every node lost at once.
-    started: Instant,
     state: RwLock<State>,
 }
 
@@ -90,7 +90,31 @@ impl Cluster {
             state.nodes.insert(entry.info.node_id.clone(), entry);
         }
         state.admin = admin.into_iter().filter(|(_, a)| *a != NodeAdmin::Active).collect();
-        Cluster { node_timeout, started, state: RwLock::new(state) }
+        state.started = Some(started);
+        Cluster { node_timeout, state: RwLock::new(state) }
+    }
+
+    /// This replica became the metadata leader: nodes and admin states changed by commands it
+    /// applied as a follower are taken from the database again. Heartbeats went to the old leader,
+    /// so every stored node is presumed alive as of now (it stops being so after `node_timeout`
+    /// without a heartbeat here): otherwise no write could be placed until the blobnodes found the
+    /// new leader, and a node that died meanwhile costs only shards recorded as unwritten.
+    pub fn reload(&self, stored: Vec<NodeInfo>, admin: Vec<(String, NodeAdmin)>, now_unix_ms: i64) {
+        let now = Instant::now();
+        let fresh = Cluster::starting_at(self.node_timeout, stored, admin, now);
+        let mut fresh = fresh.state.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.write();
+        for (id, entry) in fresh.nodes.iter_mut() {
+            match state.nodes.get(id).and_then(|old| old.last_heartbeat.map(|h| (h, old.info.clone()))) {
+                Some((seen, info)) => {
+                    entry.last_heartbeat = Some(seen);
+                    entry.info = info;
+                }
+                None => entry.last_heartbeat = Some((now, now_unix_ms)),
+            }
+        }
+        fresh.addresses_version = state.addresses_version + 1;
+        *state = fresh;
     }
 
     pub fn set_admin(&self, node_id: &str, admin: NodeAdmin) {
@@ -138,7 +162,7 @@ impl Cluster {
         let mut out = Vec::new();
         for entry in state.nodes.values() {
             let alive = self.alive(entry, now);
-            let silent_since = entry.last_heartbeat.map_or(self.started, |(at, _)| at);
+            let silent_since = entry.last_heartbeat.map_or(state.started.unwrap_or(now), |(at, _)| at);
             let node_lost = !alive && now.saturating_duration_since(silent_since) > grace;
             let admin = state.admin.get(&entry.info.node_id).copied().unwrap_or_default();
             for disk in &entry.info.disks {
@@ -288,6 +312,20 @@ mod tests {
         assert_eq!(cluster.shard_target("a", "d9", start), ShardTarget::DiskGone);
         assert_eq!(cluster.shard_target("stored", "d0", start), ShardTarget::Unreachable);
         assert_eq!(cluster.shard_target("nope", "d0", start), ShardTarget::Unreachable);
+    }
+
+    #[test]
+    fn a_new_leader_presumes_stored_nodes_alive_for_one_timeout() {
+        let start = Instant::now();
+        let cluster = Cluster::new(Duration::from_secs(10), vec![info("seen", 0)], vec![]);
+        cluster.observe(info("seen", 7), start, 1_000, false);
+        cluster.reload(vec![info("seen", 0), info("applied-as-follower", 0)], vec![], 2_000);
+        let placeable: Vec<String> = cluster.placeable_nodes(Instant::now()).into_iter().map(|n| n.node_id).collect();
+        assert_eq!(placeable, ["applied-as-follower", "seen"]);
+        let status = cluster.status(Instant::now());
+        assert_eq!(status.iter().map(|s| s.last_heartbeat_unix_ms).collect::<Vec<_>>(), [2_000, 1_000]);
+        assert_eq!(status[1].info.as_ref().map(|i| i.disks[0].used_bytes), Some(7), "heard figures are kept");
+        assert!(cluster.placeable_nodes(Instant::now() + Duration::from_secs(11)).is_empty());
     }
 
     #[test]

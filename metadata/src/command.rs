@@ -29,7 +29,7 @@ pub const MAX_BUCKET_CONFIG_BYTES: usize = 64 * 1024;
 const MAX_BUCKET_CONFIG_NAME: usize = 32;
 
 /// The times one command works with, all taken from one clock reading before it was queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stamp {
     pub now_unix_ms: i64,
     /// When the data of a replaced or deleted object may go: readers still streaming it get this long.
@@ -58,9 +58,10 @@ impl Stamp {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     CreateBucket {
+        #[serde(with = "crate::command_codec::pb_message")]
         bucket: BucketRecord,
     },
     DeleteBucket {
@@ -70,6 +71,7 @@ pub enum Command {
     /// `intent` is the gc key the record is stored at.
     RecordIntent {
         intent: Vec<u8>,
+        #[serde(with = "crate::command_codec::pb_message")]
         record: GcRecord,
     },
     AbandonData {
@@ -77,9 +79,11 @@ pub enum Command {
         stamp: Stamp,
     },
     PutObject {
+        #[serde(with = "crate::command_codec::pb_message")]
         record: ObjectRecord,
         intents: Vec<Vec<u8>>,
         /// If-Match / If-None-Match, checked against the object this commit would replace.
+        #[serde(with = "crate::command_codec::pb_message")]
         condition: WriteCondition,
         stamp: Stamp,
     },
@@ -107,6 +111,7 @@ pub enum Command {
     },
     SetBucketVersioning {
         name: String,
+        #[serde(with = "crate::command_codec::pb_enum")]
         versioning: coffer_proto::pb::metadata::Versioning,
     },
     /// Tags of one version (`version_id` is an id or "null").
@@ -117,11 +122,13 @@ pub enum Command {
         tags: std::collections::HashMap<String, String>,
     },
     CreateUpload {
+        #[serde(with = "crate::command_codec::pb_message")]
         upload: UploadRecord,
     },
     PutPart {
         bucket: String,
         key: String,
+        #[serde(with = "crate::command_codec::pb_message")]
         part: PartRecord,
         intents: Vec<Vec<u8>>,
         stamp: Stamp,
@@ -130,7 +137,9 @@ pub enum Command {
         bucket: String,
         key: String,
         upload_id: String,
+        #[serde(with = "crate::command_codec::pb_messages")]
         parts: Vec<CompletedPart>,
+        #[serde(with = "crate::command_codec::pb_message")]
         condition: WriteCondition,
         stamp: Stamp,
     },
@@ -141,13 +150,16 @@ pub enum Command {
         stamp: Stamp,
     },
     PutNode {
+        #[serde(with = "crate::command_codec::pb_message")]
         node: NodeInfo,
     },
     ReportDamaged {
+        #[serde(with = "crate::command_codec::pb_messages")]
         shards: Vec<DamagedShard>,
     },
     SetNodeAdmin {
         node_id: String,
+        #[serde(with = "crate::command_codec::pb_enum")]
         admin: NodeAdmin,
     },
     SetObjectTags {
@@ -199,7 +211,9 @@ pub enum Command {
     CompleteRepair {
         data_id: Vec<u8>,
         index: u32,
+        #[serde(with = "crate::command_codec::pb_message")]
         source: ShardLocation,
+        #[serde(with = "crate::command_codec::pb_message")]
         target: ShardLocation,
         stamp: Stamp,
     },
@@ -208,10 +222,12 @@ pub enum Command {
         keys: Vec<Vec<u8>>,
     },
     PutIam {
+        #[serde(with = "crate::command_codec::pb_message")]
         entity: coffer_proto::pb::metadata::IamEntity,
         create_only: bool,
     },
     DeleteIam {
+        #[serde(with = "crate::command_codec::pb_enum")]
         kind: coffer_proto::pb::metadata::IamKind,
         name: String,
     },
@@ -227,6 +243,7 @@ pub enum Command {
     },
     /// Where the lifecycle worker's scan continues.
     SetLifecycleCursor {
+        #[serde(with = "crate::command_codec::pb_message")]
         cursor: coffer_proto::pb::metadata::LifecycleCursor,
     },
     /// Bucket notifications delivered (or given up): removed from the queue.
@@ -236,15 +253,17 @@ pub enum Command {
     /// `command` (a PutObject) with how its object was created, for its notification event.
     CreatedBy {
         how: crate::notify::Created,
+        #[serde(deserialize_with = "crate::command_codec::nested_command")]
         command: Box<Command>,
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GcRetry {
     pub key: Vec<u8>,
     pub not_before_unix_ms: i64,
     /// The shards still to delete; the ones already deleted are not tried again.
+    #[serde(with = "crate::command_codec::pb_messages")]
     pub remaining: Vec<ShardLocation>,
 }
 
@@ -345,14 +364,21 @@ impl Applied {
 /// Applies one command as one atomic, unsynced write. On error nothing is written.
 pub fn apply(store: &Store, command: Command) -> Result<Applied, MetadataError> {
     let mut batch = WriteBatch::default();
-    // Taken before `plan` consumes the command: the event goes into the same batch as the change.
-    let event = crate::notify::Source::of(&command);
-    let applied = plan(store, &mut batch, command)?;
-    if let Some(event) = event {
-        crate::notify::record(store, &mut batch, event, &applied)?;
-    }
+    let applied = apply_into(store, &mut batch, command)?;
     if !batch.is_empty() {
         store.write(batch)?;
+    }
+    Ok(applied)
+}
+
+/// Puts `command`'s changes into `batch` without writing it (the Raft state machine adds its
+/// applied log id to the same batch). On error `batch` may hold part of the changes: drop them.
+pub fn apply_into(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Applied, MetadataError> {
+    // Taken before `plan` consumes the command: the event goes into the same batch as the change.
+    let event = crate::notify::Source::of(&command);
+    let applied = plan(store, batch, command)?;
+    if let Some(event) = event {
+        crate::notify::record(store, batch, event, &applied)?;
     }
     Ok(applied)
 }

@@ -48,6 +48,26 @@ pub struct MetadataConfig {
     #[arg(long = "notify-webhook", env = "COFFER_NOTIFY_WEBHOOKS", value_delimiter = ',')]
     pub notify_webhooks: Vec<String>,
 
+    /// The initial replicas of a replicated metadata group: the same comma-separated list of URLs
+    /// (`http://HOST:PORT`) on each of them, this one's `--advertise` URL among them. A list of
+    /// one is a group of one that others can `--join` later. Without it (and without `--join`)
+    /// the service runs alone, without a Raft log.
+    #[arg(long, env = "COFFER_PEERS", value_delimiter = ',', conflicts_with = "join")]
+    pub peers: Vec<String>,
+
+    /// Join the running metadata group one of these URLs belongs to, as a new replica.
+    #[arg(long, env = "COFFER_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+
+    /// The URL other replicas and clients reach this one at (default: `http://` + `--listen`).
+    #[arg(long, env = "COFFER_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// A replica snapshots its database (and trims its Raft log) after this many log entries.
+    #[arg(long, env = "COFFER_RAFT_SNAPSHOT_ENTRIES", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub raft_snapshot_entries: u64,
+
     #[command(flatten)]
     pub grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
 }
@@ -65,8 +85,33 @@ impl MetadataConfig {
             lifecycle_day_seconds: 86_400,
             lifecycle_interval: Duration::from_secs(1),
             notify_webhooks: Vec::new(),
+            peers: Vec::new(),
+            join: Vec::new(),
+            advertise: None,
+            raft_snapshot_entries: 50_000,
             grpc_tls: Default::default(),
         }
+    }
+
+    /// How this service takes part in a replicated group, if it does.
+    pub fn membership(&self) -> Option<crate::raft::Membership> {
+        match (self.peers.is_empty(), self.join.is_empty()) {
+            (false, _) => Some(crate::raft::Membership::Peers(self.peers.clone())),
+            (true, false) => Some(crate::raft::Membership::Join(self.join.clone())),
+            (true, true) => None,
+        }
+    }
+
+    /// The URL this replica is reached at.
+    pub fn advertise_url(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// Where Raft snapshots of the database are kept: beside it, not inside RocksDB's folder.
+    pub fn snapshot_dir(&self) -> std::path::PathBuf {
+        let mut dir = self.db.clone().into_os_string();
+        dir.push(".snapshots");
+        dir.into()
     }
 }
 

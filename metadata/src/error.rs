@@ -51,6 +51,9 @@ pub enum MetadataError {
     /// The write path is stopped (shutdown, or a failed WAL sync made it unsafe to go on).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// This replica does not lead its Raft group; `leader` is the leader's URL when known.
+    #[error("not the metadata leader (leader: {})", leader.as_deref().unwrap_or("unknown"))]
+    NotLeader { leader: Option<String> },
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -90,7 +93,7 @@ impl MetadataError {
             MetadataError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
             MetadataError::AccessDenied(_) => ErrorCode::AccessDenied,
             MetadataError::InvalidBucketState(_) => ErrorCode::InvalidBucketState,
-            MetadataError::Unavailable(_) => ErrorCode::Unavailable,
+            MetadataError::Unavailable(_) | MetadataError::NotLeader { .. } => ErrorCode::Unavailable,
             MetadataError::Db { .. }
             | MetadataError::Corrupt { .. }
             | MetadataError::Bind { .. }
@@ -111,6 +114,15 @@ impl From<MetadataError> for tonic::Status {
         if e.code() == ErrorCode::Internal {
             tracing::error!(error = %e, "metadata request failed");
         }
-        RemoteError::from(e).into_status()
+        let hint = match &e {
+            MetadataError::NotLeader { leader } => Some(leader.clone().unwrap_or_default()),
+            _ => None,
+        };
+        let mut status = RemoteError::from(e).into_status();
+        // Clients follow this to the leader (see coffer_proto::metadata_client).
+        if let Some(value) = hint.and_then(|h| h.parse().ok()) {
+            status.metadata_mut().insert(coffer_proto::metadata_client::NOT_LEADER_HEADER, value);
+        }
+        status
     }
 }

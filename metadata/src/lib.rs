@@ -1,13 +1,15 @@
 //! Coffer's metadata service: buckets, objects, multipart uploads, data placement, the cluster map
 //! and the garbage collector of unreferenced shards, on RocksDB.
 //!
-//! Writes go through one applier thread as deterministic commands with group commit (see
-//! [`applier`] and [`command`]), so a replicated log can later feed the same state machine.
+//! Writes are deterministic commands (see [`command`]): applied by one local applier thread with
+//! group commit (see [`applier`]), or, in a replicated group, committed through Raft and applied
+//! by every replica (see [`raft`]).
 
 mod accounts;
 mod applier;
 mod cluster;
 mod command;
+pub mod command_codec;
 mod config;
 mod data;
 mod error;
@@ -15,6 +17,8 @@ mod expiry;
 mod gc;
 mod iam;
 mod keys;
+mod leader_gate;
+mod leader_tasks;
 mod leases;
 mod lifecycle;
 mod listing;
@@ -23,6 +27,7 @@ mod notify;
 mod object_acl;
 mod object_lock;
 mod placement;
+pub mod raft;
 mod repair;
 mod service;
 mod stats;
@@ -45,9 +50,13 @@ pub use error::MetadataError;
 
 use crate::applier::Applier;
 use crate::cluster::Cluster;
-use crate::gc::Collector;
 use crate::service::{MetadataService, Timing};
 use crate::store::Store;
+
+/// How long a stopping service waits for calls in flight before it closes their connections.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// HTTP/2 ping interval (and answer timeout) on accepted connections.
+const SERVER_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Wall-clock milliseconds since the Unix epoch; the one clock commands are stamped with.
 pub(crate) fn now_unix_ms() -> i64 {
@@ -99,28 +108,38 @@ pub async fn serve_with(
         .map_err(|e| MetadataError::Internal(format!("load task failed: {e}")))??
     };
     let cluster = Arc::new(Cluster::new(config.node_timeout, nodes, admin));
-    let (applier, applier_thread) = Applier::start(store.clone())?;
-
-    let (stop_gc, gc_stop) = oneshot::channel();
     let tls = coffer_proto::grpc_tls::GrpcTls::load(&config.grpc_tls)
         .map_err(|e| MetadataError::InvalidArgument(e.to_string()))?;
-    let collector = Collector::new(store.clone(), applier.clone(), cluster.clone(), config.gc_interval, tls.clone());
-    let gc_task = tokio::spawn(collector.run(gc_stop));
-    let (stop_lifecycle, lifecycle_stop) = oneshot::channel();
-    let lifecycle = lifecycle::Worker::new(
-        store.clone(),
-        applier.clone(),
-        config.lifecycle_day_seconds,
-        config.lifecycle_interval,
-        config.gc_grace,
-    );
-    let lifecycle_task = tokio::spawn(lifecycle.run(lifecycle_stop));
-    let (stop_expiry, expiry_stop) = oneshot::channel();
-    let expirer = expiry::Expirer::new(store.clone(), applier.clone(), config.lifecycle_interval, config.gc_grace);
-    let expiry_task = tokio::spawn(expirer.run(expiry_stop));
-    let (stop_notify, notify_stop) = oneshot::channel();
-    let dispatcher = notify::Dispatcher::new(store.clone(), applier.clone(), targets.clone());
-    let notify_task = tokio::spawn(dispatcher.run(notify_stop));
+    let (applier, applier_thread, replication) = match config.membership() {
+        None => {
+            let (applier, thread) = Applier::start(store.clone())?;
+            (applier, Some(thread), None)
+        }
+        Some(membership) => {
+            let client = coffer_proto::metadata_client::ClientConfig { tls: tls.clone(), ..Default::default() };
+            let options = raft::RaftOptions {
+                membership,
+                advertise: config.advertise_url(),
+                snapshot_dir: config.snapshot_dir(),
+                snapshot_entries: config.raft_snapshot_entries,
+                client,
+            };
+            let replication = raft::Replication::start(store.clone(), options).await?;
+            (Applier::replicated(replication.clone()), None, Some(replication))
+        }
+    };
+
+    let workers = leader_tasks::Workers {
+        store: store.clone(),
+        applier: applier.clone(),
+        cluster: cluster.clone(),
+        config: config.clone(),
+        targets: targets.clone(),
+        tls: tls.clone(),
+    };
+    let (stop_leader_tasks, leader_tasks_stop) = oneshot::channel();
+    let leader_tasks =
+        tokio::spawn(leader_tasks::supervise(workers, replication.as_ref().map(|r| r.leadership()), leader_tasks_stop));
 
     let stats_task = tokio::spawn(stats::publish(store.clone()));
     let service = MetadataService::new(store, applier, cluster, Timing::from(&config)).with_notify_targets(targets);
@@ -131,35 +150,58 @@ pub async fn serve_with(
     // TCP_NODELAY on every accepted socket: the builder's own flag does not apply to a listener we hand it, and
     // small responses waiting for Nagle meet the client's delayed ACK (~40 ms stalls).
     let incoming = coffer_proto::in_process::incoming(listener, pipes);
-    let mut builder = tonic::transport::Server::builder();
+    // Keepalive pings close connections from peers the network cut off, which would otherwise hold
+    // a graceful shutdown open forever.
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(SERVER_KEEPALIVE))
+        .http2_keepalive_timeout(Some(SERVER_KEEPALIVE));
     if let Some(tls) = &tls {
         builder =
             builder.tls_config(tls.server()).map_err(|e| MetadataError::InvalidArgument(format!("gRPC TLS: {e}")))?;
     }
-    let served = builder
+    let raft_service = replication.clone().map(|r| {
+        coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer::new(raft::RaftService::new(r))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    });
+    let (shutting_down, shutdown_seen) = oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = shutting_down.send(());
+    };
+    let serving = builder
         .layer(coffer_proto::rpc_metrics::RpcMetricsLayer::server())
+        .layer(leader_gate::LeaderGateLayer::new(replication.clone()))
         .add_service(server)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .add_optional_service(raft_service)
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    // A graceful stop waits for open calls; past the grace the rest are cut.
+    let grace_over = async {
+        if shutdown_seen.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = tokio::select! {
+        served = serving => served,
+        () = grace_over => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace; closing them");
+            Ok(())
+        }
+    };
 
     stats_task.abort();
-    let _ = stop_gc.send(());
-    let _ = stop_lifecycle.send(());
-    let _ = stop_expiry.send(());
-    let _ = stop_notify.send(());
-    if let Err(e) = notify_task.await {
-        tracing::error!(error = %e, "the notification task failed");
+    let _ = stop_leader_tasks.send(());
+    if let Err(e) = leader_tasks.await {
+        tracing::error!(error = %e, "the leader task supervisor failed");
     }
-    if let Err(e) = expiry_task.await {
-        tracing::error!(error = %e, "the expiry task failed");
+    if let Some(replication) = replication {
+        replication.shutdown().await;
     }
-    if let Err(e) = lifecycle_task.await {
-        tracing::error!(error = %e, "the lifecycle task failed");
+    if let Some(thread) = applier_thread {
+        thread.stop().await;
     }
-    if let Err(e) = gc_task.await {
-        tracing::error!(error = %e, "the garbage collector task failed");
-    }
-    applier_thread.stop().await;
     tracing::info!("metadata service stopped");
     served.map_err(MetadataError::from)
 }

@@ -42,7 +42,7 @@ const PHASE_KEYS: u32 = 0;
 const PHASE_UPLOADS: u32 = 1;
 
 /// What a rule asks for one key, checked again against the state when it applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// The current version expires: deleted in an unversioned bucket, hidden by a delete marker in
     /// a versioned one. Applies only while the current version is still the one scanned.

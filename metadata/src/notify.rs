@@ -118,7 +118,7 @@ pub struct Source {
 
 /// How an object was created, when not by a plain PUT (the gateway says so in the commit's
 /// `x-coffer-created-by` gRPC metadata).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Created {
     Post,
     Copy,

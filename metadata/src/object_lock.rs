@@ -150,7 +150,7 @@ pub fn check_delete(record: &ObjectRecord, now_unix_ms: i64, bypass_governance: 
 }
 
 /// A change of retention or legal hold, as the update command carries it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct LockUpdate {
     /// `Some((mode, until))`: the new retention (empty mode: none).
     pub retention: Option<(String, i64)>,

@@ -47,10 +47,28 @@ pub enum Cf {
     /// `expiry::index_key` (big-endian time, bucket, 0, key) → nothing: current objects with an
     /// expiry time (Swift's `X-Delete-At`), in time order.
     Expiry,
+    /// Raft's log (big-endian index → entry); not part of the state machine (see `raft`).
+    RaftLog,
+    /// Raft's vote, committed and purged log ids; not part of the state machine.
+    RaftState,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 15] = [
+    /// Every column family the database opens: the state machine's, then Raft's two.
+    pub const ALL: [Cf; 17] = {
+        let mut all = [Cf::RaftState; 17];
+        let mut i = 0;
+        while i < Cf::STATE_MACHINE.len() {
+            all[i] = Cf::STATE_MACHINE[i];
+            i += 1;
+        }
+        all[15] = Cf::RaftLog;
+        all
+    };
+
+    /// The state machine's column families: what a Raft snapshot holds. Their position is their
+    /// number in snapshot files, so new ones go at the end.
+    pub const STATE_MACHINE: [Cf; 15] = [
         Cf::Buckets,
         Cf::Objects,
         Cf::Uploads,
@@ -85,6 +103,8 @@ impl Cf {
             Cf::Versions => "versions",
             Cf::Notify => "notify",
             Cf::Expiry => "expiry",
+            Cf::RaftLog => "raft_log",
+            Cf::RaftState => "raft_state",
         }
     }
 }

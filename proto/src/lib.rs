@@ -7,6 +7,7 @@ pub mod blobnode_client;
 pub mod error;
 pub mod grpc_tls;
 pub mod in_process;
+pub mod leader_router;
 pub mod limits;
 pub mod metadata_client;
 pub mod rpc_metrics;

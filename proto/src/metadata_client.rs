@@ -1,17 +1,13 @@
-//! The control-plane client: a tower stack over one channel per metadata endpoint.
+//! The control-plane client: a tower stack over one channel per metadata replica.
 //!
 //! Every call passes load shedding (fail fast instead of queueing without bound), a concurrency
-//! limit and a per-call timeout. With several endpoints, calls are spread by power-of-two-choices
-//! over the number of requests in flight on each endpoint.
+//! limit and a per-call timeout, then goes to the replica that leads the metadata group (see
+//! `leader_router`): any one replica's URL is enough to find it.
 
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceBuilder;
-use tower::balance::p2c::Balance;
-use tower::buffer::Buffer;
-use tower::discover::ServiceList;
-use tower::load::{CompleteOnResponse, PendingRequests};
 use tower::util::BoxCloneSyncService;
 
 use crate::error::{ErrorCode, RemoteError};
@@ -66,8 +62,9 @@ impl Default for ClientConfig {
     }
 }
 
-/// Requests waiting for the balancer's worker; past this the buffer pushes back (and is shed).
-const BALANCER_QUEUE_BOUND: usize = 1024;
+/// The header with which a metadata replica that does not lead points at the one that does (its
+/// URL; empty while no leader is known). Clients resend the call there.
+pub const NOT_LEADER_HEADER: &str = "x-coffer-not-leader";
 
 /// A cheap-to-clone handle on the metadata service.
 #[derive(Clone)]
@@ -79,18 +76,14 @@ impl MetadataClient {
     /// Builds the stack over lazily connected channels; never blocks and never fails because an
     /// endpoint is down (calls fail instead). Must be called inside a tokio runtime.
     pub fn connect(endpoints: &[String], config: &ClientConfig) -> Result<MetadataClient, RemoteError> {
-        let channels = endpoints.iter().map(|url| lazy_channel(url, config)).collect::<Result<Vec<_>, _>>()?;
-        let transport = match channels.len() {
-            0 => {
-                return Err(RemoteError::new(ErrorCode::InvalidArgument, "no metadata endpoint given"));
-            }
-            1 => limit(channels.into_iter().next().expect("one channel"), config),
-            _ => {
-                let loaded = channels.into_iter().map(|c| PendingRequests::new(c, CompleteOnResponse::default()));
-                let balanced = Balance::new(ServiceList::new(loaded.collect::<Vec<_>>()));
-                limit(Buffer::new(balanced, BALANCER_QUEUE_BOUND), config)
-            }
-        };
+        if endpoints.is_empty() {
+            return Err(RemoteError::new(ErrorCode::InvalidArgument, "no metadata endpoint given"));
+        }
+        let replicas = endpoints
+            .iter()
+            .map(|url| lazy_channel(url, config).map(|channel| (url.clone(), channel)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let transport = limit(crate::leader_router::LeaderRouter::new(replicas, config.clone()), config);
         let client = GeneratedClient::new(transport)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -116,7 +109,7 @@ impl MetadataClient {
 }
 
 /// A channel that connects on first use and reconnects by itself.
-pub(crate) fn lazy_channel(url: &str, config: &ClientConfig) -> Result<Channel, RemoteError> {
+pub fn lazy_channel(url: &str, config: &ClientConfig) -> Result<Channel, RemoteError> {
     let url = match &config.tls {
         Some(_) => crate::grpc_tls::tls_url(url),
         None => url.to_string(),

@@ -51,6 +51,11 @@ enum AdminCommand {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// The replicated metadata group: replicas, leader, lag; removing a replica.
+    Meta {
+        #[command(subcommand)]
+        command: crate::admin_meta::MetaCommand,
+    },
     /// Repair progress.
     Repair {
         #[command(subcommand)]
@@ -133,6 +138,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         _ => {}
     }
     let tls = coffer_proto::grpc_tls::GrpcTls::load(&args.grpc_tls).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let AdminCommand::Meta { command } = args.command {
+        let config = ClientConfig { tls, ..ClientConfig::default() };
+        return crate::admin_meta::run(&args.metadata, &config, command, args.json).await;
+    }
     let client = MetadataClient::connect(&args.metadata, &ClientConfig { tls, ..ClientConfig::default() })
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("connecting to the metadata service")?;
@@ -183,7 +192,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        AdminCommand::User { .. }
+        AdminCommand::Meta { .. }
+        | AdminCommand::User { .. }
         | AdminCommand::Key { .. }
         | AdminCommand::Group { .. }
         | AdminCommand::Policy { .. }

@@ -4,6 +4,7 @@
 mod admin;
 mod admin_http;
 mod admin_iam;
+mod admin_meta;
 mod embedded;
 mod logging;
 mod metrics;

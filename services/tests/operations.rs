@@ -7,6 +7,10 @@ mod common;
 mod gateways;
 #[path = "ops/iam.rs"]
 mod iam;
+#[path = "ops/metadata_partition.rs"]
+mod metadata_partition;
+#[path = "ops/metadata_raft.rs"]
+mod metadata_raft;
 #[path = "ops/observability.rs"]
 mod observability;
 #[path = "ops/tls.rs"]

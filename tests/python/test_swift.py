@@ -21,9 +21,9 @@ READER = ("test:tester3", "testing3")
 OTHER = ("test2:tester2", "testing2")
 
 
-@pytest.fixture(scope="module")
-def swift_server(workdir):
-    d = workdir / "swift-server"
+def swift_server_in(d: Path):
+    """A `coffer server` in `d` with the Swift API and the tempauth users of these tests; yields it, then stops it.
+    Each test module that needs one has its own (module-scoped) fixture over this."""
     d.mkdir()
     port = free_port()
     srv = CofferServer(
@@ -36,11 +36,17 @@ def swift_server(workdir):
             "--tempauth-user", "test2:tester2:testing2:admin",
         ],
     ).start()
-    srv.swift_auth = f"http://127.0.0.1:{port}/auth/v1.0"
+    srv.swift_base = f"http://127.0.0.1:{port}"
+    srv.swift_auth = f"{srv.swift_base}/auth/v1.0"
     try:
         yield srv
     finally:
         srv.stop_cleanly()
+
+
+@pytest.fixture(scope="module")
+def swift_server(workdir):
+    yield from swift_server_in(workdir / "swift-server")
 
 
 def connect(server, who=ADMIN) -> swiftclient.Connection:
@@ -151,6 +157,37 @@ def test_swift_and_s3_see_the_same_objects(swift_server):
     headers, body = conn.get_object(bucket, "from-s3")
     assert body == b"s3 bytes" and headers["x-object-meta-origin"] == "s3" and headers["content-type"] == "text/csv"
     assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_chunked_uploads_of_unknown_length_are_stored_whole(swift_server):
+    conn = connect(swift_server)
+    container = f"chunked-{uuid.uuid4().hex[:8]}"
+    conn.put_container(container)
+    # A generator has no length: swiftclient sends it with Transfer-Encoding: chunked.
+    pieces = [os.urandom(100_000), os.urandom(3), os.urandom(5 << 20)]
+    etag = conn.put_object(container, "streamed", contents=(p for p in pieces))
+    whole = b"".join(pieces)
+    assert etag == hashlib.md5(whole).hexdigest()
+    headers, body = conn.get_object(container, "streamed")
+    assert body == whole and int(headers["content-length"]) == len(whole)
+    small = conn.put_object(container, "tiny", contents=iter([b"abc", b"def"]))
+    assert small == hashlib.md5(b"abcdef").hexdigest()
+    assert conn.get_object(container, "tiny")[1] == b"abcdef"
+
+
+def test_copy_needs_read_on_the_source_and_write_on_the_destination(swift_server):
+    admin, reader = connect(swift_server), connect(swift_server, READER)
+    tag = uuid.uuid4().hex[:8]
+    source, dest = f"copy-src-{tag}", f"copy-dst-{tag}"
+    admin.put_container(source, headers={"X-Container-Read": "test:tester3"})
+    admin.put_container(dest)
+    admin.put_object(source, "o", b"copied bytes")
+    with pytest.raises(ClientException) as refused:
+        reader.copy_object(source, "o", destination=f"/{dest}/o")
+    assert refused.value.http_status == 403
+    admin.post_container(dest, headers={"X-Container-Write": "test:tester3"})
+    reader.copy_object(source, "o", destination=f"/{dest}/o")
+    assert admin.get_object(dest, "o")[1] == b"copied bytes"
 
 
 def test_accounts_are_isolated_and_non_admins_need_acls(swift_server):

@@ -57,6 +57,11 @@ impl CofferS3 {
 
 type Res<T> = S3Result<S3Response<T>>;
 
+/// In a PutObject's extensions: the body's length is not known in advance and that is fine (a
+/// Swift PUT with `Transfer-Encoding: chunked`). S3 clients must send a length (MissingContentLength).
+#[derive(Debug, Clone, Copy)]
+pub struct LengthUnknown;
+
 /// The checksum part of a PutObject or UploadPart request (their inputs share the field names).
 macro_rules! checksum_request {
     ($req:expr) => {{
@@ -172,6 +177,10 @@ impl S3 for CofferS3 {
         let (retention, hold) = (i.object_lock_mode.is_some(), i.object_lock_legal_hold_status.is_some());
         self.require_lock_permissions(&req, &i.bucket, &i.key, retention, hold).await?;
         let decoded_length = decoded_content_length(&req.headers).or_else(|| post_form::file_length(&req));
+        let length_known = decoded_length.is_some() || req.input.content_length.is_some();
+        if !length_known && req.extensions.get::<LengthUnknown>().is_none() {
+            return Err(s3s::S3Error::new(s3s::S3ErrorCode::MissingContentLength));
+        }
         let checks = checksum_request!(req);
         let raw_expires = raw_expires(&req.extensions);
         let form = post_form::target(&req);

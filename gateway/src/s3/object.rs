@@ -163,10 +163,9 @@ impl CofferS3 {
         checks: ChecksumRequest,
         raw_expires: Option<String>,
     ) -> S3Result<PutObjectOutput> {
+        // `None` only for a body of unknown length that the caller allowed (`LengthUnknown`): it
+        // is then bounded by MAX_PUT_BYTES and its size is what arrives.
         let declared = decoded_length.or(input.content_length.and_then(|l| u64::try_from(l).ok()));
-        if declared.is_none() {
-            return Err(S3Error::new(S3ErrorCode::MissingContentLength));
-        }
         let tags = tagging::from_header(input.tagging.as_deref())?;
         let acl = self.acl_for_write(&input).await?;
         let lock = self

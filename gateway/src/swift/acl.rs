@@ -3,11 +3,23 @@
 //! (anonymous reads from a referrer: `*`, a host, or `.domain` for its subdomains; `-` denies),
 //! and `.rlistings` (anonymous reads may also list).
 
-/// Who asks, in ACL terms: tempauth's account and user, or Keystone's project id and user name.
+/// Who asks, in ACL terms. Tempauth: its account and user, and the account as its one group.
+/// Keystone (keystoneauth): the project id and user id, also their names when both are in the
+/// default domain, and the user's roles as groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AclIdentity {
-    pub account: String,
-    pub user: String,
+    /// What the left side of an `ACCOUNT:USER` entry may say.
+    pub accounts: Vec<String>,
+    /// What the right side may say.
+    pub users: Vec<String>,
+    /// What a bare entry may say (compared without case, as keystoneauth compares roles).
+    pub groups: Vec<String>,
+}
+
+impl AclIdentity {
+    pub fn tempauth(account: &str, user: &str) -> AclIdentity {
+        AclIdentity { accounts: vec![account.into()], users: vec![user.into()], groups: vec![account.into()] }
+    }
 }
 
 /// Where container ACLs are kept in the bucket's metadata map: names no HTTP header can have,
@@ -27,9 +39,10 @@ impl Acl {
 
     /// An entry names this identity.
     pub fn names(&self, who: &AclIdentity) -> bool {
+        let any = |names: &[String], wanted: &str| wanted == "*" || names.iter().any(|n| n == wanted);
         self.entries.iter().filter(|e| !e.starts_with('.')).any(|entry| match entry.split_once(':') {
-            Some((account, user)) => (account == "*" || account == who.account) && (user == "*" || user == who.user),
-            None => entry == &who.account,
+            Some((account, user)) => any(&who.accounts, account) && any(&who.users, user),
+            None => who.groups.iter().any(|g| g.eq_ignore_ascii_case(entry)),
         })
     }
 
@@ -64,7 +77,7 @@ mod tests {
     use super::*;
 
     fn who(account: &str, user: &str) -> AclIdentity {
-        AclIdentity { account: account.into(), user: user.into() }
+        AclIdentity::tempauth(account, user)
     }
 
     #[test]
@@ -83,5 +96,20 @@ mod tests {
         assert!(!scoped.allows_referrer(Some("http://example.org/")));
         assert!(!scoped.allows_referrer(None));
         assert!(!Acl::parse("").names(&who("a", "b")));
+    }
+
+    #[test]
+    fn keystone_entries_name_ids_default_domain_names_and_roles() {
+        let keystone = AclIdentity {
+            accounts: vec!["p-id".into(), "proj".into()],
+            users: vec!["u-id".into(), "alice".into()],
+            groups: vec!["Member".into()],
+        };
+        assert!(Acl::parse("p-id:u-id").names(&keystone));
+        assert!(Acl::parse("proj:alice").names(&keystone));
+        assert!(Acl::parse("*:u-id").names(&keystone));
+        assert!(Acl::parse("member").names(&keystone));
+        assert!(!Acl::parse("p-id").names(&keystone), "a bare project id is not a role");
+        assert!(!Acl::parse("proj:bob").names(&keystone));
     }
 }

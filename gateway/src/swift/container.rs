@@ -16,6 +16,7 @@ use super::listing::{self, ContainerItem, Format, ObjectEntry};
 use super::meta::{self, Scope};
 use super::quota;
 use super::response::{self, SwiftResponse};
+use super::versioned_writes;
 use super::{Access, CONTAINER_LISTING_LIMIT, SwiftApi, Target, header, query_pairs, query_value};
 use crate::error::GatewayError;
 
@@ -54,7 +55,8 @@ async fn bucket(api: &SwiftApi, name: &str) -> Result<BucketRecord, SwiftRespons
 async fn update_metadata(api: &SwiftApi, name: &str, headers: &HeaderMap) -> Result<(), SwiftResponse> {
     quota::validate(headers)?;
     let current = bucket(api, name).await?;
-    let metadata = meta::merged(&current.metadata, headers, Scope::Container)?;
+    let mut metadata = meta::merged(&current.metadata, headers, Scope::Container)?;
+    versioned_writes::apply(headers, &mut metadata)?;
     if metadata == current.metadata {
         return Ok(());
     }
@@ -76,8 +78,9 @@ async fn create(api: &SwiftApi, target: &Target, name: &str, headers: &HeaderMap
         return response::error(StatusCode::BAD_REQUEST, &format!("Invalid X-Storage-Policy {policy:?}"));
     }
     // Validate the metadata before anything is created.
-    if let Err(response) =
-        quota::validate(headers).and_then(|_| meta::merged(&HashMap::new(), headers, Scope::Container))
+    if let Err(response) = quota::validate(headers)
+        .and_then(|_| meta::merged(&HashMap::new(), headers, Scope::Container))
+        .and_then(|mut metadata| versioned_writes::apply(headers, &mut metadata))
     {
         return response;
     }
@@ -143,6 +146,7 @@ async fn show(api: &SwiftApi, req: &Request<Incoming>, name: &str, admin: bool) 
             response::set(&mut response, header_name, value);
         }
     }
+    versioned_writes::show(&mut response, &record.metadata);
     meta::emit(&mut response, &record.metadata, Scope::Container);
     response
 }

@@ -11,6 +11,8 @@ use std::io::Read;
 
 use serde::Deserialize;
 
+use super::acl::AclIdentity;
+
 /// Validated tokens kept at most; past this the cache starts over (Keystone absorbs the misses).
 const MAX_CACHED_TOKENS: usize = 10_000;
 /// A service token is renewed this long before Keystone says it expires.
@@ -52,7 +54,13 @@ pub struct KeystoneArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeystoneIdentity {
     pub user: String,
+    pub user_id: String,
     pub project_id: String,
+    /// Set only when both the user and the project are in Keystone's default domain: as in
+    /// keystoneauth, container ACLs may then name them by name (`project:user`) as well as by id.
+    pub default_domain_names: Option<(String, String)>,
+    /// The user's role names on the project; a bare container-ACL entry names a role.
+    pub roles: Vec<String>,
     pub operator: bool,
     pub reseller_admin: bool,
 }
@@ -61,7 +69,21 @@ impl KeystoneIdentity {
     pub fn account(&self) -> String {
         format!("{}{}", coffer_iam::tempauth::ACCOUNT_PREFIX, self.project_id)
     }
+
+    /// Who this is in container-ACL terms (keystoneauth's `_authorize_cross_tenant`).
+    pub fn acl_identity(&self) -> AclIdentity {
+        let mut accounts = vec![self.project_id.clone()];
+        let mut users = vec![self.user_id.clone()];
+        if let Some((project, user)) = &self.default_domain_names {
+            accounts.push(project.clone());
+            users.push(user.clone());
+        }
+        AclIdentity { accounts, users, groups: self.roles.clone() }
+    }
 }
+
+/// Keystone's default domain, the only one whose names keystoneauth accepts in ACLs.
+const DEFAULT_DOMAIN_ID: &str = "default";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoneError {
@@ -136,8 +158,8 @@ struct TokenInfo {
     expires_at: Option<String>,
     #[serde(default)]
     roles: Vec<Named>,
-    project: Option<ProjectRef>,
-    user: Named,
+    project: Option<Scoped>,
+    user: Scoped,
 }
 
 #[derive(Deserialize)]
@@ -145,8 +167,23 @@ struct Named {
     name: String,
 }
 
+/// A user or project in a token: its id, name and domain.
 #[derive(Deserialize)]
-struct ProjectRef {
+struct Scoped {
+    id: String,
+    name: String,
+    #[serde(default)]
+    domain: Option<DomainRef>,
+}
+
+impl Scoped {
+    fn in_default_domain(&self) -> bool {
+        self.domain.as_ref().is_some_and(|d| d.id == DEFAULT_DOMAIN_ID)
+    }
+}
+
+#[derive(Deserialize)]
+struct DomainRef {
     id: String,
 }
 
@@ -221,9 +258,15 @@ impl Keystone {
         };
         let project = body.token.project.ok_or(KeystoneError::InvalidToken)?;
         let has = |role: &str| body.token.roles.iter().any(|r| r.name.eq_ignore_ascii_case(role));
+        let user = body.token.user;
+        let default_domain_names = (user.in_default_domain() && project.in_default_domain())
+            .then(|| (project.name.clone(), user.name.clone()));
         let identity = KeystoneIdentity {
-            user: body.token.user.name,
+            user: user.name,
+            user_id: user.id,
             project_id: project.id,
+            default_domain_names,
+            roles: body.token.roles.iter().map(|r| r.name.clone()).collect(),
             operator: self.args.keystone_operator_roles.iter().any(|r| has(r)),
             reseller_admin: has(&self.args.keystone_reseller_role),
         };
@@ -305,7 +348,11 @@ impl Keystone {
         let user = assignments.iter().find_map(|a| a.user.as_ref().map(|u| u.name.clone()));
         Ok(KeystoneIdentity {
             user: user.unwrap_or_else(|| user_id.to_string()),
+            user_id: user_id.to_string(),
             project_id,
+            // S3 requests signed with EC2 credentials never meet container ACLs.
+            default_domain_names: None,
+            roles: assignments.iter().map(|a| a.role.name.clone()).collect(),
             operator: self.args.keystone_operator_roles.iter().any(|r| has(r)),
             reseller_admin: has(&self.args.keystone_reseller_role),
         })
@@ -358,8 +405,18 @@ mod tests {
         assert!(left > Duration::from_secs(290) && left <= Duration::from_secs(300));
         assert_eq!(remaining(Some("2000-01-01T00:00:00.000000Z")), Some(Duration::ZERO));
         assert_eq!(remaining(None), None);
-        let identity =
-            KeystoneIdentity { user: "u".into(), project_id: "abc".into(), operator: true, reseller_admin: false };
+        let identity = KeystoneIdentity {
+            user: "u".into(),
+            user_id: "uid".into(),
+            project_id: "abc".into(),
+            default_domain_names: Some(("proj".into(), "u".into())),
+            roles: vec!["member".into()],
+            operator: true,
+            reseller_admin: false,
+        };
         assert_eq!(identity.account(), "AUTH_abc");
+        let acl = identity.acl_identity();
+        assert_eq!(acl.accounts, ["abc", "proj"]);
+        assert_eq!(acl.users, ["uid", "u"]);
     }
 }

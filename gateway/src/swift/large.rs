@@ -372,6 +372,7 @@ async fn put_manifest_object(
         .map_err(|e| bad_request(&e.to_string()))?;
     let mut s3_headers = HeaderMap::new();
     s3_headers.insert("content-length", http::HeaderValue::from(length));
+    super::versioned_writes::before_write(api, target, container, name).await?;
     let output =
         api.s3.put_object(api.s3_request(target, input, s3_headers)).await.map_err(|e| response::from_s3(&e))?;
     Ok(output.output.e_tag.map(|e| e.value().to_string()).unwrap_or_default())

@@ -13,8 +13,11 @@
 mod account;
 mod acl;
 mod bulk;
+mod bulk_upload;
 mod container;
 mod expiry;
+mod form_parts;
+mod formpost;
 pub mod keystone;
 mod large;
 mod listing;
@@ -25,6 +28,8 @@ mod ranges;
 mod response;
 mod tempurl;
 mod token;
+mod upload;
+mod versioned_writes;
 
 use std::sync::Arc;
 
@@ -133,6 +138,13 @@ impl SwiftApi {
 
     async fn route(&self, req: Request<Incoming>) -> SwiftResponse {
         let path = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy().into_owned();
+        // A form post carries its own authority (its signature), token or not, as in Swift.
+        if req.method() == Method::POST
+            && path.starts_with("/v1/")
+            && let Some(boundary) = formpost::boundary(req.headers())
+        {
+            return formpost::handle(self, req, &path, &boundary).await;
+        }
         match (req.method(), path.as_str()) {
             (&Method::GET | &Method::HEAD, "/info") => info(),
             (&Method::GET, "/auth/v1.0" | "/auth/v1" | "/v1.0") => self.tempauth(req.headers(), req.uri()),
@@ -141,14 +153,28 @@ impl SwiftApi {
                     Ok(target) => target,
                     Err(response) => return response,
                 };
-                let bulk_delete = query_pairs(req.uri().query()).iter().any(|(name, _)| name == "bulk-delete");
-                match (&target.container, &target.object) {
-                    (None, _) if bulk_delete && matches!(*req.method(), Method::POST | Method::DELETE) => {
-                        if target.identity.is_none() {
-                            return response::error(StatusCode::UNAUTHORIZED, "bulk delete needs a token");
-                        }
-                        bulk::delete(self, req, target).await
+                // Swift's bulk middleware answers these at any path under the account.
+                let query = query_pairs(req.uri().query());
+                if req.method() == Method::PUT
+                    && let Some(archive) = query_value(&query, "extract-archive")
+                {
+                    return match bulk_upload::Compression::from_query(archive) {
+                        Some(compression) => bulk_upload::extract(self, req, target, compression).await,
+                        None => response::body(
+                            StatusCode::BAD_REQUEST,
+                            "text/html; charset=UTF-8",
+                            "Unsupported archive format".into(),
+                        ),
+                    };
+                }
+                let bulk_delete = query.iter().any(|(name, _)| name == "bulk-delete");
+                if bulk_delete && matches!(*req.method(), Method::POST | Method::DELETE) {
+                    if target.identity.is_none() {
+                        return response::error(StatusCode::UNAUTHORIZED, "bulk delete needs a token");
                     }
+                    return bulk::delete(self, req, target).await;
+                }
+                match (&target.container, &target.object) {
                     (None, _) => account::handle(self, req, target).await,
                     (Some(_), None) => container::handle(self, req, target).await,
                     (Some(_), Some(_)) => object::handle(self, req, target).await,
@@ -229,7 +255,7 @@ impl SwiftApi {
             let login = token::verify(&session_key, &token, now_unix_s()).ok_or_else(unauthorized)?;
             let user = self.identities.tempauth_user(&login).ok_or_else(unauthorized)?;
             let signer = self.identities.signer(&login).ok_or_else(unauthorized)?;
-            let identity = acl::AclIdentity { account: user.account.clone(), user: user.user.clone() };
+            let identity = acl::AclIdentity::tempauth(&user.account, &user.user);
             let admin_here = signer.account_admin && signer.account.as_deref() == Some(account.as_str());
             (signer, identity, admin_here)
         } else {
@@ -253,7 +279,7 @@ impl SwiftApi {
                 account_admin: identity.operator || identity.reseller_admin,
                 ..Signer::default()
             };
-            let acl_identity = acl::AclIdentity { account: identity.project_id.clone(), user: identity.user.clone() };
+            let acl_identity = identity.acl_identity();
             (signer, acl_identity, admin_here)
         };
         Ok(Target {
@@ -339,20 +365,8 @@ impl SwiftApi {
             Err(status) => return Err(response::from_s3(&crate::error::GatewayError::Remote(status.into()).into())),
         };
         if let Some(link) = &target.tempurl {
-            // The container's keys and the account's.
-            let request = coffer_proto::pb::metadata::GetAccountRequest { name: target.account.clone() };
-            let account = match self.metadata.rpc().get_account(request).await {
-                Ok(r) => r.into_inner().account.unwrap_or_default().metadata,
-                Err(status) => {
-                    return Err(response::from_s3(&crate::error::GatewayError::Remote(status.into()).into()));
-                }
-            };
-            let keys: Vec<&str> = tempurl::KEY_NAMES
-                .iter()
-                .flat_map(|name| [record.metadata.get(*name), account.get(*name)])
-                .flatten()
-                .map(String::as_str)
-                .collect();
+            let keys = tempurl::keys(self, &target.account, &record.metadata).await?;
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             let object_access = matches!(access, Access::ObjectRead | Access::ObjectWrite);
             return if object_access && link.grants(&target.method, &target.path, &keys, now_unix_s()) {
                 Ok(())
@@ -407,7 +421,12 @@ fn info() -> SwiftResponse {
             "policies": [{"name": "default", "default": true}],
         },
         "tempauth": {"account_acls": false},
-        "bulk_delete": {"max_deletes_per_request": bulk::MAX_DELETES, "max_failed_deletes": bulk::MAX_DELETES},
+        "bulk_delete": {"max_deletes_per_request": bulk::MAX_DELETES, "max_failed_deletes": bulk::MAX_FAILED_DELETES},
+        "bulk_upload": {
+            "max_containers_per_extraction": bulk_upload::MAX_CONTAINERS_PER_EXTRACTION,
+            "max_failed_extractions": bulk_upload::MAX_FAILED_EXTRACTIONS,
+        },
+        "formpost": {"allowed_digests": ["sha1", "sha256", "sha512"]},
         "slo": {
             "max_manifest_segments": large::MAX_SEGMENTS,
             "max_manifest_size": large::MAX_MANIFEST_BYTES,
@@ -419,6 +438,9 @@ fn info() -> SwiftResponse {
         "tempurl": {
             "methods": ["GET", "HEAD", "PUT", "POST", "DELETE"],
             "allowed_digests": ["sha1", "sha256", "sha512"],
+        },
+        "versioned_writes": {
+            "allowed_flags": [versioned_writes::VERSIONS_LOCATION, versioned_writes::HISTORY_LOCATION],
         },
     });
     response::body(StatusCode::OK, "application/json; charset=utf-8", info.to_string())

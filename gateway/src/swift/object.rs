@@ -17,14 +17,17 @@ use super::large::{self, Kind};
 use super::quota;
 use super::ranges::{self, Wanted};
 use super::response::{self, SwiftResponse};
+use super::versioned_writes;
 use super::{Access, MAX_META_NAME, MAX_META_VALUE, SwiftApi, Target, header, query_pairs, query_value};
 
 const META_PREFIX: &str = "x-object-meta-";
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> SwiftResponse {
+    // A COPY reads the object of its path; its destination's write access is checked below.
     let access = match *req.method() {
         Method::GET | Method::HEAD => Access::ObjectRead,
+        ref m if m.as_str() == "COPY" => Access::ObjectRead,
         _ => Access::ObjectWrite,
     };
     if let Err(denied) = api.allowed(&target, access).await {
@@ -53,7 +56,7 @@ pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
         }
         Method::PUT if req.headers().contains_key("x-copy-from") => {
             let source = header(req.headers(), "x-copy-from").unwrap_or_default().to_string();
-            copy(api, &target, &source, (&container, &object), req.headers()).await
+            copy(api, &target, &source, (&container, &object), req.headers(), Versioned::Yes).await
         }
         Method::PUT => put(api, &target, req, &container, &object).await,
         Method::GET | Method::HEAD => get(api, &target, &req, &container, &object).await,
@@ -66,12 +69,24 @@ pub async fn handle(api: &SwiftApi, req: Request<Incoming>, target: Target) -> S
             let Some((dest_container, dest_object)) = split_path(&destination) else {
                 return response::error(StatusCode::PRECONDITION_FAILED, "Destination must be /container/object");
             };
-            let source = format!("/{container}/{object}");
-            copy(api, &target, &source, (&dest_container, &dest_object), req.headers()).await
+            // A COPY writes its destination: the requester must be allowed to write there.
+            let dest_target =
+                Target { container: Some(dest_container.clone()), object: Some(dest_object.clone()), ..target.clone() };
+            if let Err(denied) = api.allowed(&dest_target, Access::ObjectWrite).await {
+                return denied;
+            }
+            let source = literal_path(&container, &object);
+            copy(api, &target, &source, (&dest_container, &dest_object), req.headers(), Versioned::Yes).await
         }
         _ => Err(response::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on an object")),
     };
     result.unwrap_or_else(|response| response)
+}
+
+/// The `/container/object` path that [`split_path`] reads back as exactly these (already decoded)
+/// names: a `%` in a name (`a%25ff`) must not be decoded a second time.
+fn literal_path(container: &str, object: &str) -> String {
+    format!("/{container}/{object}").replace('%', "%25")
 }
 
 /// `/container/object` (percent-encoded, leading slash optional) into its parts.
@@ -174,6 +189,7 @@ async fn put(
         return Err(response::error(StatusCode::LENGTH_REQUIRED, "Missing Content-Length or chunked encoding"));
     }
     quota::check(api, container, content_length.unwrap_or(0).max(0) as u64).await?;
+    versioned_writes::before_write(api, target, container, object).await?;
     let body = StreamingBlob::from(s3s::Body::from(req.into_body()));
     let input = PutObjectInput::builder()
         .bucket(container.to_string())
@@ -190,8 +206,12 @@ async fn put(
     if let Some(length) = headers.get("content-length") {
         s3_headers.insert("content-length", length.clone());
     }
-    let output =
-        api.s3.put_object(api.s3_request(target, input, s3_headers)).await.map_err(|e| response::from_s3(&e))?;
+    let mut request = api.s3_request(target, input, s3_headers);
+    if content_length.is_none() {
+        // Chunked transfer: the object is as long as what arrives.
+        request.extensions.insert(crate::s3::LengthUnknown);
+    }
+    let output = api.s3.put_object(request).await.map_err(|e| response::from_s3(&e))?;
     let mut response = response::status(StatusCode::CREATED);
     if let Some(etag) = &output.output.e_tag {
         response::set(&mut response, "etag", etag.value());
@@ -488,7 +508,21 @@ fn describe(
     }
 }
 
+/// DELETE, as Swift's pipeline answers it: through the container's versioning, if any.
 pub(super) async fn delete(
+    api: &SwiftApi,
+    target: &Target,
+    container: &str,
+    object: &str,
+) -> Result<SwiftResponse, SwiftResponse> {
+    match versioned_writes::of_container(api, container).await? {
+        Some(versioning) => versioned_writes::delete(api, target, &versioning, container, object).await,
+        None => delete_unversioned(api, target, container, object).await,
+    }
+}
+
+/// DELETE of the object itself, whatever the container's versioning.
+pub(super) async fn delete_unversioned(
     api: &SwiftApi,
     target: &Target,
     container: &str,
@@ -504,6 +538,14 @@ pub(super) async fn delete(
     Ok(response::status(StatusCode::NO_CONTENT))
 }
 
+/// Whether a copy replaces its destination as a new write (archived first in a versioned
+/// container), or only rewrites its metadata (a POST, which Swift does not version).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Versioned {
+    Yes,
+    No,
+}
+
 /// Copies `source` (`/container/object`) to `dest`: the source's metadata, updated by the
 /// request's `X-Object-Meta-*` (replaced wholesale with `X-Fresh-Metadata: true`).
 async fn copy(
@@ -512,6 +554,7 @@ async fn copy(
     source: &str,
     dest: (&str, &str),
     headers: &HeaderMap,
+    versioned: Versioned,
 ) -> Result<SwiftResponse, SwiftResponse> {
     let (source_container, source_object) = split_path(source)
         .ok_or_else(|| response::error(StatusCode::PRECONDITION_FAILED, "X-Copy-From must be /container/object"))?;
@@ -526,6 +569,9 @@ async fn copy(
     let content_type = header(headers, "content-type").map(str::to_string).or(existing.content_type);
     if (source_container.as_str(), source_object.as_str()) != dest {
         quota::check(api, dest.0, existing.content_length.unwrap_or(0).max(0) as u64).await?;
+    }
+    if versioned == Versioned::Yes {
+        versioned_writes::before_write(api, target, dest.0, dest.1).await?;
     }
     let input = CopyObjectInput::builder()
         .bucket(dest.0.to_string())
@@ -559,7 +605,7 @@ async fn post(
 ) -> Result<SwiftResponse, SwiftResponse> {
     let mut fresh = headers.clone();
     fresh.insert("x-fresh-metadata", http::HeaderValue::from_static("true"));
-    copy(api, target, &format!("/{container}/{object}"), (container, object), &fresh).await?;
+    copy(api, target, &literal_path(container, object), (container, object), &fresh, Versioned::No).await?;
     Ok(response::status(StatusCode::ACCEPTED))
 }
 
@@ -593,6 +639,7 @@ mod tests {
         assert_eq!(split_path("/c/a%20b/c"), Some(("c".into(), "a b/c".into())));
         assert_eq!(split_path("c/o"), Some(("c".into(), "o".into())));
         assert_eq!(split_path("/c"), None);
+        assert_eq!(split_path(&literal_path("c", "a%25ff b")), Some(("c".into(), "a%25ff b".into())));
         assert_eq!(guess_content_type("photo.JPG"), "image/jpeg");
         assert_eq!(guess_content_type("noext"), DEFAULT_CONTENT_TYPE);
     }

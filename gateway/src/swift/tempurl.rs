@@ -1,10 +1,15 @@
 //! TempURL: a signed link that grants one method on one object (or every object under a prefix)
 //! until it expires, with no token. Signatures are HMAC-SHA1, -SHA256 or -SHA512 (hex, or
 //! `sha256:`/`sha512:` + base64) of `METHOD\nEXPIRES\nPATH` under one of the container's
-//! `X-Container-Meta-Temp-URL-Key(-2)` keys.
+//! `X-Container-Meta-Temp-URL-Key(-2)` keys. FormPost signs with the same keys and HMACs.
+
+use std::collections::HashMap;
 
 use base64::Engine;
 use ring::hmac;
+
+use super::SwiftApi;
+use super::response::{self, SwiftResponse};
 
 /// The query parameters of a temporary URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +75,29 @@ impl TempUrl {
     }
 }
 
-fn signature_matches(signature: &str, key: &str, message: &[u8]) -> bool {
+/// The keys that sign for a container of `account`: the container's own (from its
+/// `container_metadata`) and the account's.
+pub async fn keys(
+    api: &SwiftApi,
+    account: &str,
+    container_metadata: &HashMap<String, String>,
+) -> Result<Vec<String>, SwiftResponse> {
+    let request = coffer_proto::pb::metadata::GetAccountRequest { name: account.to_string() };
+    let account_metadata = match api.metadata.rpc().get_account(request).await {
+        Ok(r) => r.into_inner().account.unwrap_or_default().metadata,
+        Err(status) => return Err(response::from_s3(&crate::error::GatewayError::Remote(status.into()).into())),
+    };
+    Ok(KEY_NAMES
+        .iter()
+        .flat_map(|name| [container_metadata.get(*name), account_metadata.get(*name)])
+        .flatten()
+        .cloned()
+        .collect())
+}
+
+/// Whether `signature` (hex, or `sha1:`/`sha256:`/`sha512:` + base64) is the HMAC of `message`
+/// under `key`.
+pub fn signature_matches(signature: &str, key: &str, message: &[u8]) -> bool {
     let (algorithm, expected) = if let Some((name, b64)) = signature.split_once(':') {
         let algorithm = match name {
             "sha1" => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,

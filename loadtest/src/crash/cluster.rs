@@ -1,6 +1,9 @@
-//! The split roles as child processes: one metadata service, N blobnodes (one disk each) and one gateway, started
-//! with the flags the integration tests use (`services/tests/common/mod.rs`, `Split::start_with`), each logging to
-//! `DIR/<name>.log` (appended across restarts). A killed service is started again with the same arguments and port.
+//! The split roles as child processes: the metadata service (one, or a Raft group of `--metadata-replicas`
+//! replicas started with the same `--peers`, as in `services/tests/ops/metadata_raft.rs`), N blobnodes (one disk
+//! each), one gateway and the repair worker, started with the flags the integration tests use
+//! (`services/tests/common/mod.rs`, `Split::start_with`), each logging to `DIR/<name>.log` (appended across
+//! restarts). Every other role gets every metadata URL and finds the leader itself. A killed service is started
+//! again with the same arguments, port and data dir (a replica rejoins its group as a follower).
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -15,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use super::probe::WriteProbe;
+
 /// A service that exits this often while the cluster is waited for is not coming back.
 const MAX_EXITS_WHILE_WAITING: usize = 3;
 /// A blobnode silent this long has its shards rebuilt elsewhere; longer than any planned downtime, so repair
@@ -27,7 +32,8 @@ const LOG_TAIL_LINES: usize = 40;
 /// A service of the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Victim {
-    Metadata,
+    /// Metadata replica `i` (0 when there is just one metadata service).
+    Metadata(usize),
     Gateway,
     Blobnode(usize),
     /// The repair worker, which rebuilds shards that writes missed while a blobnode was down.
@@ -37,7 +43,7 @@ pub enum Victim {
 impl Victim {
     pub fn role(self) -> &'static str {
         match self {
-            Victim::Metadata => "metadata",
+            Victim::Metadata(_) => "metadata",
             Victim::Gateway => "gateway",
             Victim::Blobnode(_) => "blobnode",
             Victim::Repair => "repair",
@@ -49,6 +55,7 @@ impl fmt::Display for Victim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Victim::Blobnode(i) => write!(f, "blobnode{i}"),
+            Victim::Metadata(i) => write!(f, "metadata{i}"),
             other => write!(f, "{}", other.role()),
         }
     }
@@ -73,6 +80,8 @@ pub struct Launch {
     pub secret_key: String,
     pub blobnodes: usize,
     pub ec: String,
+    /// 1: one metadata service, as without Raft; more: a Raft group of that many replicas.
+    pub metadata_replicas: usize,
 }
 
 pub struct Cluster {
@@ -80,6 +89,10 @@ pub struct Cluster {
     started: Instant,
     services: Vec<Service>,
     pub gateway_addr: SocketAddr,
+    /// Every metadata replica's URL (one without a group).
+    metadata_urls: Vec<String>,
+    /// A write that must succeed before the cluster counts as ready (set for a metadata group).
+    probe: Option<WriteProbe>,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -91,22 +104,35 @@ impl Cluster {
     /// Starts every service (without waiting for them: see `wait_ready`).
     pub fn start(launch: Launch) -> anyhow::Result<Cluster> {
         let dir = launch.dir.clone();
-        let meta_addr = free_addr()?;
-        let meta_url = format!("http://{meta_addr}");
-        let mut services = vec![Service {
-            victim: Victim::Metadata,
-            args: vec![
+        if launch.metadata_replicas == 0 {
+            bail!("at least one metadata service is needed");
+        }
+        let meta_addrs: Vec<SocketAddr> =
+            (0..launch.metadata_replicas).map(|_| free_addr()).collect::<Result<_, _>>()?;
+        let metadata_urls: Vec<String> = meta_addrs.iter().map(|addr| format!("http://{addr}")).collect();
+        let meta_url = metadata_urls.join(",");
+        let mut services = Vec::new();
+        for (i, addr) in meta_addrs.iter().enumerate() {
+            let mut args: Vec<String> = vec![
                 "metadata".into(),
                 "--listen".into(),
-                meta_addr.to_string(),
+                addr.to_string(),
                 "--db".into(),
-                dir.join("meta").display().to_string(),
-            ],
-            addr: Some(meta_addr),
-            log: dir.join("metadata.log"),
-            child: None,
-            starts: 0,
-        }];
+                dir.join(format!("meta{i}")).display().to_string(),
+            ];
+            // A single service keeps its local applier: no group at all, exactly as before replication.
+            if launch.metadata_replicas > 1 {
+                args.extend(["--peers".to_string(), meta_url.clone()]);
+            }
+            services.push(Service {
+                victim: Victim::Metadata(i),
+                args,
+                addr: Some(*addr),
+                log: dir.join(format!("metadata{i}.log")),
+                child: None,
+                starts: 0,
+            });
+        }
         for i in 0..launch.blobnodes {
             let disk = dir.join(format!("node{i}-disk"));
             std::fs::create_dir_all(&disk).with_context(|| format!("creating {}", disk.display()))?;
@@ -163,12 +189,23 @@ impl Cluster {
             child: None,
             starts: 0,
         });
-        let mut cluster = Cluster { launch, started: Instant::now(), services, gateway_addr };
+        let mut cluster =
+            Cluster { launch, started: Instant::now(), services, gateway_addr, metadata_urls, probe: None };
         let all: Vec<Victim> = cluster.services.iter().map(|s| s.victim).collect();
         for victim in all {
             cluster.spawn(victim)?;
         }
         Ok(cluster)
+    }
+
+    /// Whether the metadata service is a Raft group.
+    pub fn is_group(&self) -> bool {
+        self.metadata_urls.len() > 1
+    }
+
+    /// From now on `wait_ready` also waits until `probe` writes.
+    pub fn require_writes(&mut self, probe: WriteProbe) {
+        self.probe = Some(probe);
     }
 
     fn service(&mut self, victim: Victim) -> anyhow::Result<&mut Service> {
@@ -252,9 +289,11 @@ impl Cluster {
         Ok(down)
     }
 
-    /// Waits until every service runs and accepts connections and the gateway reports ready. A service that exits
-    /// meanwhile is started again (and reported through `on_exit`); the error after `timeout` carries the log tail
-    /// of what is not up.
+    /// Waits until every service runs and accepts connections, the gateway reports ready and, for a metadata group,
+    /// every replica follows one leader (the first election takes a second or two; a restarted replica must be
+    /// back in the group before anything else is killed) and the write probe (`require_writes`) succeeds. A
+    /// service that exits meanwhile is started again (and reported through `on_exit`); the error after `timeout`
+    /// carries the log tail of what is not up.
     pub async fn wait_ready(
         &mut self,
         timeout: Duration,
@@ -262,6 +301,7 @@ impl Cluster {
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let mut exits: Vec<Victim> = Vec::new();
+        let metadata: Vec<Victim> = (0..self.metadata_urls.len()).map(Victim::Metadata).collect();
         loop {
             for (victim, status) in self.reap() {
                 on_exit(victim, status);
@@ -281,17 +321,32 @@ impl Cluster {
                     not_up.push(service.victim);
                 }
             }
-            let ready = not_up.is_empty() && http_status(self.gateway_addr, "/health/ready").await == Some(200);
-            if ready {
+            let gateway_ready = not_up.is_empty() && http_status(self.gateway_addr, "/health/ready").await == Some(200);
+            let group = if not_up.is_empty() { self.group_ready().await } else { Ok(()) };
+            let write = match self.probe.as_mut() {
+                Some(probe) if gateway_ready && group.is_ok() => probe.write().await,
+                _ => Ok(()),
+            };
+            if gateway_ready && group.is_ok() && write.is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                let blame = if not_up.is_empty() { vec![Victim::Gateway, Victim::Metadata] } else { not_up };
+                let blame = match (not_up.is_empty(), gateway_ready && write.is_ok()) {
+                    (false, _) => not_up,
+                    (true, false) => [vec![Victim::Gateway], metadata.clone()].concat(),
+                    (true, true) => metadata.clone(),
+                };
                 let mut text = format!(
                     "the cluster did not become ready within {} (not accepting connections or not ready: {})",
                     humantime::format_duration(timeout),
                     blame.iter().map(Victim::to_string).collect::<Vec<_>>().join(", ")
                 );
+                if let Err(group) = group {
+                    text.push_str(&format!("\nmetadata group: {group}"));
+                }
+                if let Err(write) = write {
+                    text.push_str(&format!("\nwrite probe: {write}"));
+                }
                 for victim in blame {
                     text.push_str(&format!("\n---- last lines of {} ----\n{}", victim, self.log_tail(victim)));
                 }
@@ -299,6 +354,14 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether the metadata group follows one leader with every replica (always, for a single metadata service).
+    async fn group_ready(&self) -> Result<(), String> {
+        if self.metadata_urls.len() < 2 {
+            return Ok(());
+        }
+        super::group::ready(&self.launch.bin, &self.metadata_urls).await
     }
 
     /// The last lines of a service's log.
@@ -356,6 +419,7 @@ mod tests {
             secret_key: "s".into(),
             blobnodes: 3,
             ec: "2+1".into(),
+            metadata_replicas: 1,
         };
         let mut cluster = Cluster::start(launch).expect("start");
         assert!(cluster.reap().is_empty());
@@ -363,13 +427,59 @@ mod tests {
         let refused = cluster.kill(Victim::Blobnode(1)).await.expect_err("a second blobnode down");
         assert!(refused.to_string().contains("blobnode0 is down"), "{refused}");
         assert!(cluster.kill(Victim::Gateway).await.is_err());
-        assert!(cluster.spawn(Victim::Metadata).is_err(), "metadata is running");
+        assert!(cluster.spawn(Victim::Metadata(0)).is_err(), "metadata is running");
         assert_eq!(cluster.spawn_missing().expect("respawn"), vec![Victim::Blobnode(0)]);
         cluster.kill(Victim::Blobnode(1)).await.expect("kill after the restart");
         cluster.spawn(Victim::Blobnode(1)).expect("restart");
         cluster.kill_all().await;
         let log = std::fs::read_to_string(dir.join("blobnode0.log")).expect("log");
         assert!(log.contains("start #1 of blobnode0") && log.contains("start #2 of blobnode0"), "{log}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// The arguments of a service, joined.
+    fn args_of(cluster: &Cluster, victim: Victim) -> String {
+        cluster.services.iter().find(|s| s.victim == victim).map(|s| s.args.join(" ")).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn replicas_form_a_group_and_every_role_gets_every_url() {
+        let dir = std::env::temp_dir().join(format!("coffer-crash-unit-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let launch = |metadata_replicas| Launch {
+            bin: fake_bin(&dir),
+            dir: dir.clone(),
+            access_key: "a".into(),
+            secret_key: "s".into(),
+            blobnodes: 3,
+            ec: "2+1".into(),
+            metadata_replicas,
+        };
+
+        let mut single = Cluster::start(launch(1)).expect("start one");
+        assert!(!args_of(&single, Victim::Metadata(0)).contains("--peers"), "one service runs without a group");
+        assert!(
+            args_of(&single, Victim::Gateway).ends_with(&format!("--metadata {} --ec 2+1", single.metadata_urls[0]))
+        );
+        single.kill_all().await;
+
+        let mut group = Cluster::start(launch(3)).expect("start three");
+        let urls = group.metadata_urls.join(",");
+        assert_eq!(group.metadata_urls.len(), 3);
+        for i in 0..3 {
+            let args = args_of(&group, Victim::Metadata(i));
+            assert!(args.contains(&format!("meta{i} --peers {urls}")), "{args}");
+        }
+        for victim in [Victim::Blobnode(0), Victim::Gateway, Victim::Repair] {
+            assert!(args_of(&group, victim).contains(&format!("--metadata {urls} ")), "{victim}");
+        }
+        // One replica down at a time, like any other service; it restarts with the same arguments.
+        group.kill(Victim::Metadata(1)).await.expect("kill a replica");
+        assert!(group.kill(Victim::Metadata(2)).await.is_err(), "a second replica down");
+        assert_eq!(group.spawn_missing().expect("respawn"), vec![Victim::Metadata(1)]);
+        group.kill_all().await;
+        let log = std::fs::read_to_string(dir.join("metadata1.log")).expect("log");
+        assert!(log.contains("start #2 of metadata1"), "{log}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -1,7 +1,9 @@
 //! The kill scheduler: every `--kill-every` (jittered ±50%) one service, chosen at random by role (gateway,
-//! metadata, blobnode; a blobnode at random among them), is killed with SIGKILL, left down for a random 0–2 s,
-//! started again with the same arguments, and waited for until the cluster is ready again before the next interval
-//! begins. One victim at a time, so never more than one blobnode is down.
+//! metadata, repair, blobnode; a blobnode or metadata replica at random among them), is killed with SIGKILL, left
+//! down for a random 0–2 s, started again with the same arguments, and waited for until the cluster is ready again
+//! (for a metadata group also: every replica following one leader, and a write getting through) before the next
+//! interval begins. One victim at a time, so never more than one blobnode is down, and a group of three keeps a
+//! majority except while a killed leader is being replaced.
 
 use std::time::{Duration, Instant};
 
@@ -31,11 +33,12 @@ pub struct KillPlan {
     rng: SmallRng,
     mean: Duration,
     blobnodes: usize,
+    metadata_replicas: usize,
 }
 
 impl KillPlan {
-    pub fn new(seed: u64, mean: Duration, blobnodes: usize) -> KillPlan {
-        KillPlan { rng: SmallRng::seed_from_u64(seed), mean, blobnodes }
+    pub fn new(seed: u64, mean: Duration, blobnodes: usize, metadata_replicas: usize) -> KillPlan {
+        KillPlan { rng: SmallRng::seed_from_u64(seed), mean, blobnodes, metadata_replicas }
     }
 
     pub fn next_kill(&mut self) -> Kill {
@@ -43,7 +46,9 @@ impl KillPlan {
         let role = if self.blobnodes == 0 { self.rng.random_range(0..3) } else { self.rng.random_range(0..4) };
         let victim = match role {
             0 => Victim::Gateway,
-            1 => Victim::Metadata,
+            // No draw for a single service, so that a seed repeats the schedule of runs before replication.
+            1 if self.metadata_replicas > 1 => Victim::Metadata(self.rng.random_range(0..self.metadata_replicas)),
+            1 => Victim::Metadata(0),
             2 => Victim::Repair,
             _ => Victim::Blobnode(self.rng.random_range(0..self.blobnodes)),
         };
@@ -108,7 +113,7 @@ mod tests {
     #[test]
     fn kills_are_jittered_around_the_mean() {
         let mean = Duration::from_secs(5);
-        let mut plan = KillPlan::new(1, mean, 6);
+        let mut plan = KillPlan::new(1, mean, 6, 1);
         let kills: Vec<Kill> = (0..2000).map(|_| plan.next_kill()).collect();
         for k in &kills {
             assert!(k.after >= mean / 2 && k.after < mean * 3 / 2, "{k:?}");
@@ -122,7 +127,7 @@ mod tests {
 
     #[test]
     fn every_service_gets_killed_roles_evenly() {
-        let mut plan = KillPlan::new(2, Duration::from_secs(5), 6);
+        let mut plan = KillPlan::new(2, Duration::from_secs(5), 6, 1);
         let mut by_victim: BTreeMap<Victim, u32> = BTreeMap::new();
         let mut by_role: BTreeMap<&str, u32> = BTreeMap::new();
         for _ in 0..3000 {
@@ -135,12 +140,52 @@ mod tests {
             assert!((600..900).contains(n), "{role}: {n} of 3000");
         }
         assert!(by_victim.keys().all(|v| !matches!(v, Victim::Blobnode(i) if *i >= 6)));
+        assert!(by_victim.contains_key(&Victim::Metadata(0)), "the single metadata service is metadata0");
+    }
+
+    #[test]
+    fn every_metadata_replica_gets_killed_and_the_role_keeps_its_share() {
+        let mut plan = KillPlan::new(4, Duration::from_secs(5), 6, 3);
+        let mut by_victim: BTreeMap<Victim, u32> = BTreeMap::new();
+        let mut by_role: BTreeMap<&str, u32> = BTreeMap::new();
+        for _ in 0..3000 {
+            let victim = plan.next_kill().victim;
+            *by_victim.entry(victim).or_default() += 1;
+            *by_role.entry(victim.role()).or_default() += 1;
+        }
+        assert_eq!(by_victim.len(), 11, "gateway, repair, three replicas and six blobnodes: {by_victim:?}");
+        for (role, n) in &by_role {
+            assert!((600..900).contains(n), "{role}: {n} of 3000");
+        }
+        for i in 0..3 {
+            let n = by_victim.get(&Victim::Metadata(i)).copied().unwrap_or(0);
+            assert!((180..330).contains(&n), "metadata{i}: {n} of ~250");
+        }
+        assert!(by_victim.keys().all(|v| !matches!(v, Victim::Metadata(i) if *i >= 3)));
+        assert_eq!((Victim::Metadata(2).to_string().as_str(), Victim::Metadata(2).role()), ("metadata2", "metadata"));
+    }
+
+    #[test]
+    fn a_single_metadata_service_keeps_the_schedule_of_a_seed() {
+        // Drawing a replica only for a group: the same seed kills the same victims as before replication.
+        let draw = |replicas| {
+            let mut plan = KillPlan::new(9, Duration::from_secs(5), 6, replicas);
+            (0..200).map(|_| plan.next_kill()).collect::<Vec<_>>()
+        };
+        let (single, group) = (draw(1), draw(3));
+        assert!(single.iter().all(|k| !matches!(k.victim, Victim::Metadata(i) if i > 0)));
+        let first_replica_kill = group.iter().position(|k| matches!(k.victim, Victim::Metadata(_))).expect("one");
+        assert_eq!(
+            single[..first_replica_kill],
+            group[..first_replica_kill],
+            "the schedules agree until the first replica is drawn"
+        );
     }
 
     #[test]
     fn a_seed_repeats_the_schedule() {
         let draw = |seed| {
-            let mut plan = KillPlan::new(seed, Duration::from_secs(3), 4);
+            let mut plan = KillPlan::new(seed, Duration::from_secs(3), 4, 3);
             (0..50).map(|_| plan.next_kill()).collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
@@ -149,7 +194,7 @@ mod tests {
 
     #[test]
     fn without_blobnodes_only_the_other_roles_are_chosen() {
-        let mut plan = KillPlan::new(3, Duration::from_secs(1), 0);
+        let mut plan = KillPlan::new(3, Duration::from_secs(1), 0, 1);
         assert!((0..200).all(|_| !matches!(plan.next_kill().victim, Victim::Blobnode(_))));
     }
 }

@@ -1,19 +1,24 @@
 //! `coffer-loadtest crash`: the crash-consistency harness. It runs the split roles as separate processes (one
-//! metadata service, `--blobnodes` blobnodes, one gateway), drives a mixed workload (PUT, overwrite, multipart,
-//! DELETE, GET, HEAD, LIST) over a bounded key space while killing a random service with SIGKILL every few seconds
-//! and starting it again, and checks every read against its own journal of acknowledged writes. At the end it
-//! reads every key and lists the bucket, kills every service at once, and checks everything again.
+//! metadata service or a Raft group of `--metadata-replicas`, `--blobnodes` blobnodes, one gateway, the repair
+//! worker), drives a mixed workload (PUT, overwrite, multipart, DELETE, GET, HEAD, LIST) over a bounded key space
+//! while killing a random service (any one replica of a group included) with SIGKILL every few seconds and starting
+//! it again, and checks every read against its own journal of acknowledged writes. At the end it reads every key
+//! and lists the bucket, kills every service at once, and checks everything again.
 //!
 //! `content` (deterministic object bytes), `journal` (the states a key may be in), `cluster` (the processes),
-//! `killer` (the kill schedule), `workload` (the workers), `verify` (the final check), `tally` (counters, summary).
+//! `group` (whether a metadata group has a leader every replica follows), `probe` (the write that ends a wait for
+//! a group), `killer` (the kill schedule), `workload` (the workers), `verify` (the final check), `tally`
+//! (counters, summary).
 //!
 //! Exit status: 0 when everything checked out, 1 on any mismatch, 2 when the harness itself failed (a service that
 //! does not come back, a bad flag).
 
 mod cluster;
 mod content;
+mod group;
 mod journal;
 mod killer;
+mod probe;
 mod tally;
 mod verify;
 mod workload;
@@ -36,6 +41,8 @@ use crate::s3::{Endpoint, TargetConfig};
 const ACCESS_KEY: &str = "crash-admin";
 const SECRET_KEY: &str = "crash-secret-key";
 const BUCKET: &str = "crash";
+/// The write probe's bucket (with a metadata group).
+const PROBE_BUCKET: &str = "crash-probe";
 /// Time for blobnodes to heartbeat after the cluster is ready again, before the final check.
 const SETTLE: Duration = Duration::from_secs(3);
 /// Mismatch details printed at the end (all of them go to `--json`, up to 100).
@@ -55,6 +62,10 @@ pub struct CrashArgs {
     /// Blobnodes to run (one disk each); at least k+m.
     #[arg(long, env = "COFFER_CRASH_BLOBNODES", default_value_t = 6)]
     blobnodes: usize,
+    /// Metadata services: 1 runs one without replication; more run a Raft group of that many replicas (each one a
+    /// victim of its own; every other role gets all their URLs).
+    #[arg(long, env = "COFFER_CRASH_METADATA_REPLICAS", default_value_t = 1)]
+    metadata_replicas: usize,
     /// Erasure code of the gateway, K+M.
     #[arg(long, env = "COFFER_CRASH_EC", default_value = "4+2")]
     ec: String,
@@ -148,17 +159,19 @@ async fn run(args: CrashArgs) -> anyhow::Result<i32> {
     if args.blobnodes < k + m {
         bail!("--blobnodes {} is fewer than the {} disks --ec {} needs", args.blobnodes, k + m, args.ec);
     }
-    if args.concurrency == 0 || args.keys == 0 || args.duration.is_zero() {
-        bail!("--concurrency, --keys and --duration must be positive");
+    if args.concurrency == 0 || args.keys == 0 || args.duration.is_zero() || args.metadata_replicas == 0 {
+        bail!("--concurrency, --keys, --duration and --metadata-replicas must be positive");
     }
     let bin = find_coffer(args.coffer_bin.clone())?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let dir = work_dir(args.dir.clone(), seed)?;
     eprintln!(
-        "crash: seed {seed}, {} for {}, a kill every ~{}, {} blobnodes, ec {}, concurrency {}, {} keys, dir {}",
+        "crash: seed {seed}, {} for {}, a kill every ~{}, {} metadata, {} blobnodes, ec {}, concurrency {}, {} keys, \
+         dir {}",
         bin.display(),
         humantime::format_duration(args.duration),
         humantime::format_duration(args.kill_every),
+        if args.metadata_replicas == 1 { "one".to_string() } else { format!("{} replicas of", args.metadata_replicas) },
         args.blobnodes,
         args.ec,
         args.concurrency,
@@ -173,6 +186,7 @@ async fn run(args: CrashArgs) -> anyhow::Result<i32> {
         secret_key: SECRET_KEY.into(),
         blobnodes: args.blobnodes,
         ec: args.ec.clone(),
+        metadata_replicas: args.metadata_replicas,
     };
     let mut cluster = Cluster::start(launch)?;
     let endpoint = Endpoint::parse(&format!("http://{}", cluster.gateway_addr))?;
@@ -188,6 +202,7 @@ async fn run(args: CrashArgs) -> anyhow::Result<i32> {
     summary.tool = "coffer-loadtest crash";
     summary.seed = seed;
     summary.blobnodes = args.blobnodes;
+    summary.metadata_replicas = args.metadata_replicas;
     summary.ec = args.ec.clone();
     summary.concurrency = args.concurrency;
     summary.keys = args.keys;
@@ -232,6 +247,9 @@ async fn drive(args: &CrashArgs, cluster: &mut Cluster, ctx: &Arc<Ctx>, seed: u6
         eprintln!("crash: {what}");
         ctx.tally.unexpected_exit(what);
     };
+    if cluster.is_group() {
+        cluster.require_writes(probe::WriteProbe::new(ctx.cfg.clone(), PROBE_BUCKET));
+    }
     cluster.wait_ready(READY_TIMEOUT, on_exit).await.context("starting the cluster")?;
     workload::create_bucket(ctx).await?;
     eprintln!("crash: cluster ready at http://{} after {:.1}s, bucket {BUCKET}", cluster.gateway_addr, ctx.at());
@@ -247,7 +265,8 @@ async fn drive(args: &CrashArgs, cluster: &mut Cluster, ctx: &Arc<Ctx>, seed: u6
         tokio::time::sleep_until(until.into()).await;
         Ok(())
     } else {
-        let mut plan = KillPlan::new(content::mix64(seed ^ 0x4B11), args.kill_every, args.blobnodes);
+        let mut plan =
+            KillPlan::new(content::mix64(seed ^ 0x4B11), args.kill_every, args.blobnodes, args.metadata_replicas);
         killer::run(cluster, &mut plan, until, ctx.start, &ctx.tally).await
     };
     ctx.stop.store(true, Ordering::Relaxed);

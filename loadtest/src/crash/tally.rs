@@ -157,6 +157,8 @@ pub struct Summary {
     pub seed: u64,
     pub duration_s: f64,
     pub blobnodes: usize,
+    /// Metadata services: 1, or the replicas of a Raft group (their kills all count under `metadata`).
+    pub metadata_replicas: usize,
     pub ec: String,
     pub concurrency: usize,
     pub keys: usize,
@@ -188,7 +190,7 @@ pub struct Summary {
 
 impl Summary {
     /// `crash: 4123 ops acknowledged (1200 put, …), 23 kills (gateway 7, …), 0 mismatches, 312 unavailable, 120 s,
-    /// seed 42`.
+    /// 3 metadata replicas, seed 42`.
     pub fn line(&self) -> String {
         let ops: Vec<String> = Op::ALL
             .iter()
@@ -197,7 +199,7 @@ impl Summary {
         let k = self.kills_by_role;
         format!(
             "crash: {} ops acknowledged ({}), {} kills (gateway {}, metadata {}, blobnode {}, repair {}), {} mismatches, \
-             {} unavailable, {:.0} s, seed {}",
+             {} unavailable, {:.0} s, {} metadata {}, seed {}",
             self.ops_acknowledged,
             ops.join(", "),
             self.kills,
@@ -208,6 +210,8 @@ impl Summary {
             self.mismatches,
             self.unavailable,
             self.duration_s,
+            self.metadata_replicas,
+            if self.metadata_replicas == 1 { "replica" } else { "replicas" },
             self.seed
         )
     }
@@ -228,11 +232,15 @@ mod tests {
         let mut summary = tally.summary();
         summary.seed = 42;
         summary.duration_s = 120.2;
+        summary.metadata_replicas = 1;
         assert_eq!(
             summary.line(),
             "crash: 3 ops acknowledged (2 put, 1 get, 0 delete, 0 multipart, 0 list, 0 head), 1 kills \
-             (gateway 0, metadata 1, blobnode 0, repair 0), 0 mismatches, 1 unavailable, 120 s, seed 42"
+             (gateway 0, metadata 1, blobnode 0, repair 0), 0 mismatches, 1 unavailable, 120 s, 1 metadata replica, \
+             seed 42"
         );
+        summary.metadata_replicas = 3;
+        assert!(summary.line().ends_with(", 120 s, 3 metadata replicas, seed 42"), "{}", summary.line());
         assert_eq!(summary.unavailable_by_code.get("Connection"), Some(&1));
     }
 }

@@ -35,12 +35,25 @@ impl Proc {
     }
 
     pub fn spawn_with_env(name: &str, args: &[String], env: &[(&str, &str)], log_dir: &Path) -> Proc {
+        let mut command = Command::new(coffer_bin());
+        command.args(args).envs(env.iter().copied());
+        Proc::spawn_command(name, command, log_dir)
+    }
+
+    /// Like `spawn`, inside network namespace `netns` (needs root). `ip netns exec` execs `coffer`
+    /// in place, so the child is `coffer` itself and stopping it stops the process.
+    pub fn spawn_in_netns(netns: &str, name: &str, args: &[String], log_dir: &Path) -> Proc {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns]).arg(coffer_bin()).args(args);
+        Proc::spawn_command(name, command, log_dir)
+    }
+
+    /// Starts `command` with the test credentials and logging; its output goes to `log_dir/NAME.log`.
+    fn spawn_command(name: &str, mut command: Command, log_dir: &Path) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(coffer_bin())
-            .args(args)
-            .envs(env.iter().copied())
+        let child = command
             .env("COFFER_ROOT_USER", ACCESS_KEY)
             .env("COFFER_ROOT_PASSWORD", SECRET_KEY)
             .env("RUST_LOG", "info")
@@ -296,8 +309,9 @@ impl Split {
     }
 }
 
-/// How a test blobnode with one disk is started: a free port, a fast heartbeat.
-fn blobnode_args_for(disk: &Path, metadata_url: &str) -> Vec<String> {
+/// How a test blobnode with one disk is started: a free port, a fast heartbeat. `metadata_url` may
+/// list several replicas, comma-separated.
+pub fn blobnode_args_for(disk: &Path, metadata_url: &str) -> Vec<String> {
     vec![
         "blobnode".into(),
         "--listen".into(),

@@ -60,9 +60,32 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-root" (include "coffer.fullname" .)) .Values.rootCredentials.existingSecret }}
 {{- end }}
 
-{{/* gRPC URL of the metadata service: its headless Service, which resolves to the one metadata pod. */}}
+{{/* Whether the metadata service runs as a Raft group (metadata.replicas > 1). */}}
+{{- define "coffer.metadataRaft" -}}
+{{- if gt (int .Values.metadata.replicas) 1 }}true{{ end }}
+{{- end }}
+
+{{/* The metadata replicas' URLs, comma-separated: each StatefulSet pod's stable name through the headless
+Service, http://<name>-<i>.<name>.<namespace>.svc:9100. The --peers list of every replica of a Raft group; each
+replica's --advertise must be exactly its own entry. */}}
+{{- define "coffer.metadataPeers" -}}
+{{- $name := include "coffer.componentName" (dict "ctx" . "component" "metadata") }}
+{{- $urls := list }}
+{{- range $i := until (int .Values.metadata.replicas) }}
+{{- $urls = append $urls (printf "http://%s-%d.%s.%s.svc:9100" $name $i $name $.Release.Namespace) }}
+{{- end }}
+{{- join "," $urls }}
+{{- end }}
+
+{{/* gRPC URL(s) of the metadata service for its clients (--metadata). One replica: its headless Service, which
+resolves to the one metadata pod. A Raft group: every replica's URL, comma-separated; clients find the leader
+themselves and follow it when it changes. */}}
 {{- define "coffer.metadataUrl" -}}
+{{- if include "coffer.metadataRaft" . }}
+{{- include "coffer.metadataPeers" . }}
+{{- else }}
 {{- printf "http://%s.%s.svc:9100" (include "coffer.componentName" (dict "ctx" . "component" "metadata")) .Release.Namespace }}
+{{- end }}
 {{- end }}
 
 {{/* The erasure-coding geometry as JSON {"k": K, "m": M}; fails on anything but "K+M". */}}
@@ -93,6 +116,22 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- if not (has .Values.blobnode.antiAffinity (list "soft" "hard")) }}
 {{- fail (printf "blobnode.antiAffinity must be soft or hard; got %q" (toString .Values.blobnode.antiAffinity)) }}
+{{- end }}
+{{- $replicas := int .Values.metadata.replicas }}
+{{- if eq (mod $replicas 2) 0 }}
+{{- fail (printf "metadata.replicas must be odd (1, 3 or 5): a Raft group of %d survives no more losses than one of %d; got %d" $replicas (sub $replicas 1) $replicas) }}
+{{- end }}
+{{- /* The initial replicas form their group once, from their first --peers list; later lists are ignored. A
+changed count would start pods with empty databases that propose a membership of their own (or turn a lone
+metadata service, which has no Raft log, into a group that lacks its data), and podManagementPolicy cannot change
+on a StatefulSet anyway. lookup finds nothing without a cluster (helm template): this guards real upgrades. */}}
+{{- $metadataName := include "coffer.componentName" (dict "ctx" . "component" "metadata") }}
+{{- $sts := lookup "apps/v1" "StatefulSet" .Release.Namespace $metadataName }}
+{{- if $sts }}
+{{- $installed := int (dig "spec" "replicas" 1 $sts) }}
+{{- if ne $installed $replicas }}
+{{- fail (printf "metadata.replicas is fixed at install time: StatefulSet %s has %d replica(s), the values ask for %d. Keep the installed count; a Raft group changes its members with `coffer metadata --join` and `coffer admin meta remove` (README.md, \"Replicated metadata (Raft)\")" $metadataName $installed $replicas) }}
+{{- end }}
 {{- end }}
 {{- end }}
 

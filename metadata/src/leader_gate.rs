@@ -1,0 +1,98 @@
+//! Where a replicated metadata service decides whether it may answer a call at all: only the
+//! leader serves the `Metadata` API. Reads (`Get*`, `List*`) first pass the read barrier (a
+//! majority confirms the leadership, and everything committed before is applied), so they are
+//! linearizable; writes are ordered by the Raft log itself. Other replicas answer
+//! "not leader" with the leader's URL, which clients follow (`coffer_proto::leader_router`).
+//! The `MetadataRaft` service passes untouched.
+
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use tower::{Layer, Service};
+
+use crate::error::MetadataError;
+use crate::raft::Replication;
+
+const METADATA_API: &str = "/coffer.metadata.v1.Metadata/";
+
+#[derive(Clone)]
+pub struct LeaderGateLayer {
+    replication: Option<Replication>,
+}
+
+impl LeaderGateLayer {
+    /// `None`: a lone metadata service, which answers everything.
+    pub fn new(replication: Option<Replication>) -> LeaderGateLayer {
+        LeaderGateLayer { replication }
+    }
+}
+
+impl<S> Layer<S> for LeaderGateLayer {
+    type Service = LeaderGate<S>;
+
+    fn layer(&self, inner: S) -> LeaderGate<S> {
+        LeaderGate { inner, replication: self.replication.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct LeaderGate<S> {
+    inner: S,
+    replication: Option<Replication>,
+}
+
+fn is_read(method: &str) -> bool {
+    method.starts_with("Get") || method.starts_with("List")
+}
+
+impl<S, B> Service<http::Request<B>> for LeaderGate<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The ready inner service answers this call; a clone takes its place for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let method = request.uri().path().strip_prefix(METADATA_API).map(str::to_string);
+        let (Some(replication), Some(method)) = (self.replication.clone(), method) else {
+            return Box::pin(inner.call(request));
+        };
+        Box::pin(async move {
+            let allowed = if is_read(&method) {
+                replication.read_barrier().await
+            } else if replication.is_leader() {
+                Ok(())
+            } else {
+                Err(MetadataError::NotLeader { leader: replication.leader_address() })
+            };
+            match allowed {
+                Ok(()) => inner.call(request).await,
+                Err(e) => Ok(tonic::Status::from(e).into_http()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_gets_and_lists() {
+        assert!(is_read("GetObject"));
+        assert!(is_read("ListObjectVersions"));
+        assert!(!is_read("PutObject"));
+        assert!(!is_read("Heartbeat"));
+        assert!(!is_read("ClaimRepairs"));
+    }
+}

@@ -1,0 +1,171 @@
+//! The `MetadataRaft` gRPC service: Raft messages from the other replicas, and the membership and
+//! status calls of operators and joining replicas.
+
+use std::time::Duration;
+
+use coffer_proto::metadata_client::{ClientConfig, NOT_LEADER_HEADER, lazy_channel};
+use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
+use coffer_proto::pb::metadata::metadata_raft_server::MetadataRaft;
+use coffer_proto::pb::metadata::{
+    JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, RaftPayload, RaftReplica, RaftStatusRequest,
+    RaftStatusResponse,
+};
+use openraft::ServerState;
+use tonic::{Request, Response, Status};
+
+use super::Replication;
+use super::log_store::{decode, encode};
+use crate::error::MetadataError;
+
+pub struct RaftService {
+    replication: Replication,
+}
+
+impl RaftService {
+    pub fn new(replication: Replication) -> RaftService {
+        RaftService { replication }
+    }
+}
+
+fn bad_payload(e: postcard::Error) -> Status {
+    Status::invalid_argument(format!("undecodable raft message: {e}"))
+}
+
+fn answer<T: serde::Serialize>(result: &T) -> Result<Response<RaftPayload>, Status> {
+    let payload = encode(result).map_err(|e| Status::internal(format!("cannot encode a raft answer: {e}")))?;
+    Ok(Response::new(RaftPayload { payload }))
+}
+
+#[tonic::async_trait]
+impl MetadataRaft for RaftService {
+    async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode(&request.into_inner().payload).map_err(bad_payload)?;
+        answer(&self.replication.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode(&request.into_inner().payload).map_err(bad_payload)?;
+        answer(&self.replication.raft().vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode(&request.into_inner().payload).map_err(bad_payload)?;
+        answer(&self.replication.raft().install_snapshot(rpc).await)
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let JoinRequest { node_id, address } = request.into_inner();
+        if address.is_empty() || node_id == 0 {
+            return Err(MetadataError::InvalidArgument("a joining replica needs an id and an address".into()).into());
+        }
+        if !self.replication.is_leader() {
+            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
+        }
+        tracing::info!(node_id, %address, "adding a metadata replica");
+        self.replication.add_voter(node_id, &address).await?;
+        Ok(Response::new(JoinResponse { leader_id: self.replication.id() }))
+    }
+
+    async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
+        let node_id = request.into_inner().node_id;
+        if !self.replication.is_leader() {
+            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
+        }
+        tracing::info!(node_id, "removing a metadata replica");
+        self.replication.remove(node_id).await?;
+        Ok(Response::new(LeaveResponse {}))
+    }
+
+    async fn status(&self, _: Request<RaftStatusRequest>) -> Result<Response<RaftStatusResponse>, Status> {
+        Ok(Response::new(status(&self.replication)))
+    }
+}
+
+fn status(replication: &Replication) -> RaftStatusResponse {
+    let metrics = replication.raft().metrics().borrow().clone();
+    let state = match metrics.state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    };
+    let membership = metrics.membership_config.membership();
+    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let matched = metrics.replication.clone().unwrap_or_default();
+    let replicas = membership
+        .nodes()
+        .map(|(id, node)| RaftReplica {
+            node_id: *id,
+            address: node.addr.clone(),
+            voter: voters.contains(id),
+            matched_index: matched.get(id).copied().flatten().map_or(0, |l| l.index),
+        })
+        .collect();
+    let leader_address = metrics
+        .current_leader
+        .and_then(|leader| membership.get_node(&leader).map(|n| n.addr.clone()))
+        .unwrap_or_default();
+    RaftStatusResponse {
+        node_id: metrics.id,
+        address: replication.address().to_string(),
+        state: state.into(),
+        term: metrics.current_term,
+        leader_id: metrics.current_leader.unwrap_or(0),
+        leader_address,
+        last_log_index: metrics.last_log_index.unwrap_or(0),
+        applied_index: metrics.last_applied.map_or(0, |l| l.index),
+        snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+        replicas,
+        joint: membership.get_joint_config().len() > 1,
+    }
+}
+
+/// How long a joining replica keeps asking (the group may be electing a leader meanwhile).
+const JOIN_DEADLINE: Duration = Duration::from_secs(120);
+const JOIN_RETRY: Duration = Duration::from_millis(500);
+
+/// Asks the group behind `seeds` to add this replica, following "not leader" answers.
+/// Stops early once `is_voter` says the group already counts this replica as a voter (an earlier
+/// answer may have been lost).
+pub async fn join(
+    seeds: &[String],
+    node_id: u64,
+    address: &str,
+    config: &ClientConfig,
+    is_voter: impl Fn() -> bool,
+) -> Result<(), MetadataError> {
+    let deadline = tokio::time::Instant::now() + JOIN_DEADLINE;
+    let mut targets: Vec<String> = seeds.to_vec();
+    let mut next = 0usize;
+    loop {
+        if is_voter() {
+            tracing::info!(node_id, "this replica is a voter of the metadata group");
+            return Ok(());
+        }
+        let target = targets[next % targets.len()].clone();
+        let channel = lazy_channel(&target, config).map_err(|e| MetadataError::InvalidArgument(e.to_string()))?;
+        let request = JoinRequest { node_id, address: address.to_string() };
+        match MetadataRaftClient::new(channel).join(request).await {
+            Ok(_) => {
+                tracing::info!(node_id, via = %target, "joined the metadata group");
+                return Ok(());
+            }
+            Err(status) => {
+                let hint = status.metadata().get(NOT_LEADER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                if !hint.is_empty() && !targets.iter().any(|t| t == hint) {
+                    targets.push(hint.to_string());
+                }
+                next = match targets.iter().position(|t| t == hint) {
+                    Some(leader) => leader,
+                    None => next + 1,
+                };
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(MetadataError::Unavailable(format!("could not join the metadata group: {status}")));
+                }
+                tracing::info!(via = %target, error = %status.message(), "joining the metadata group: retrying");
+                tokio::time::sleep(JOIN_RETRY).await;
+            }
+        }
+    }
+}
