@@ -2,8 +2,8 @@
 # Metadata throughput with 1 vs 3 metadata replicas (issue 11's figures): the same split cluster (3 blobnodes, one
 # gateway with --ec 2+1) with a lone metadata service, then with a 3-replica Raft group, each measured in the same
 # invocation with `coffer-loadtest put` and `get` (4 KiB, so objects live in the metadata record: a GET is one
-# linearizable metadata read, a PUT one replicated write; 32 concurrent, fixed duration) and `list` (full
-# ListObjectsV2 pages of 1000 over 20,000 keys). Prints each result and the 3/1 ratios. Not part of CI.
+# linearizable metadata read, a PUT one replicated write; 32 concurrent, fixed duration) and `list` (ListObjectsV2
+# pages of 100 keys through 20,000 keys, 4 concurrent). Prints each result and the 3/1 ratios. Not part of CI.
 #
 #   loadtest/raft-throughput.sh [DURATION]        # default 20s
 # Environment: COFFER_BIN, COFFER_LOADTEST_BIN (default: the release builds under $CARGO_TARGET_DIR).

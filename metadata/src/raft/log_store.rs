@@ -79,16 +79,11 @@ impl LogStore {
         Ok(LogStore { store, syncer })
     }
 
-    /// Runs a blocking database call off the async workers; openraft calls the log one operation
-    /// at a time, so awaiting each keeps them in order.
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, format!("log task failed: {e}")))?
+        super::types::blocking(&self.store, ErrorSubject::Logs, work).await
     }
 
     fn read_state<T: DeserializeOwned>(store: &Store, key: &[u8]) -> Result<Option<T>, StorageError> {

@@ -65,10 +65,7 @@ impl StateMachine {
         &self,
         work: impl FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|e| sm_error(ErrorVerb::Write, format!("state machine task failed: {e}")))?
+        super::types::blocking(&self.store, ErrorSubject::StateMachine, work).await
     }
 }
 

@@ -51,3 +51,16 @@ pub fn io_error(
     openraft::StorageIOError::new(subject, verb, openraft::AnyError::error(error.to_string())).into()
 }
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
+
+/// Runs a blocking database call on tokio's blocking pool. Openraft calls the log and the state
+/// machine one operation at a time, so awaiting each keeps them in order.
+pub async fn blocking<T: Send + 'static>(
+    store: &std::sync::Arc<crate::store::Store>,
+    subject: openraft::ErrorSubject<NodeId>,
+    work: impl FnOnce(&crate::store::Store) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .map_err(|e| io_error(subject, openraft::ErrorVerb::Write, format!("storage task failed: {e}")))?
+}

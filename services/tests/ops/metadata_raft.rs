@@ -265,6 +265,14 @@ fn replicas_join_from_a_snapshot_and_the_group_goes_on_without_the_first() {
     let now = status(&rt, &leader).expect("status");
     assert_eq!(now.replicas.len(), 2, "the first replica left the group: {now:?}");
     rt.block_on(async {
+        // Right after the membership change the gateway may still be finding the leader (its
+        // first replica is dead): wait, bounded, for the first read, showing what it met.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = s3.head_object().bucket("grow").key("k000").send().await {
+            eprintln!("waiting for the group to serve reads: {e:?}");
+            assert!(Instant::now() < deadline, "the two remaining replicas serve reads");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         for (key, body) in &objects {
             let got = s3.get_object().bucket("grow").key(key).send().await.unwrap_or_else(|e| panic!("{key}: {e:?}"));
             assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), body.as_slice(), "{key}");
