@@ -6,14 +6,21 @@
 # pages of 100 keys through 20,000 keys, 4 concurrent). Prints each result and the 3/1 ratios. Not part of CI.
 #
 #   loadtest/raft-throughput.sh [DURATION]        # default 20s
-# Environment: COFFER_BIN, COFFER_LOADTEST_BIN (default: the release builds under $CARGO_TARGET_DIR).
+# Environment: COFFER_BIN, COFFER_LOADTEST_BIN (default: the builds of PROFILE under $CARGO_TARGET_DIR); PROFILE
+# (default release; `debug` compares debug builds, whose absolute figures mean little); OPS (default "put get list":
+# the measurements to make, in this order).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 DURATION="${1:-20s}"
-COFFER_BIN="${COFFER_BIN:-$CARGO_TARGET_DIR/release/coffer}"
-LOADTEST_BIN="${COFFER_LOADTEST_BIN:-$CARGO_TARGET_DIR/release/coffer-loadtest}"
+PROFILE="${PROFILE:-release}"
+read -r -a OPS <<<"${OPS:-put get list}"
+COFFER_BIN="${COFFER_BIN:-$CARGO_TARGET_DIR/$PROFILE/coffer}"
+LOADTEST_BIN="${COFFER_LOADTEST_BIN:-$CARGO_TARGET_DIR/$PROFILE/coffer-loadtest}"
+for op in "${OPS[@]}"; do
+    case "$op" in put | get | list) ;; *) die "OPS: unknown measurement $op (put, get, list)" ;; esac
+done
 [ -x "$COFFER_BIN" ] || die "no coffer binary at $COFFER_BIN"
 [ -x "$LOADTEST_BIN" ] || die "no coffer-loadtest binary at $LOADTEST_BIN"
 export COFFER_ROOT_USER=raftbench COFFER_ROOT_PASSWORD=raftbench-secret-key
@@ -63,7 +70,7 @@ run() {
     done
     sleep 3 # heartbeats reach the leader; the first election settles
     local op
-    for op in put get list; do
+    for op in "${OPS[@]}"; do
         local extra=(--size 4KiB --concurrency 32)
         [ "$op" = list ] && extra=(--size 1KiB --concurrency 4 --objects 20000)
         "$LOADTEST_BIN" "$op" --endpoint "http://127.0.0.1:$gw" --access-key "$COFFER_ROOT_USER" \
@@ -72,16 +79,15 @@ run() {
             { cat "$tmp/r$replicas-$op.out"; die "loadtest $op failed"; }
     done
     stop_all
-    local op_json
-    for op_json in put:PUT get:GET list:LIST; do
+    for op in "${OPS[@]}"; do
         python3 -c 'import json,sys; r=[x for x in json.load(open(sys.argv[1]))["results"] if x["target"]=="server" and x["op"]==sys.argv[2]][0]; print(sys.argv[2], round(r["ops_per_s"]), round(r["p50_ms"],2), round(r["p99_ms"],2), r["errors"])' \
-            "$tmp/r$replicas-${op_json%%:*}.json" "${op_json##*:}"
+            "$tmp/r$replicas-$op.json" "${op^^}"
     done
 }
 
 one="$(run 1)"
 three="$(run 3)"
-printf 'coffer-loadtest, %s per run (ops/s, p50 ms, p99 ms, errors)\n' "$DURATION"
+printf 'coffer-loadtest (%s builds), %s per run (ops/s, p50 ms, p99 ms, errors)\n' "$PROFILE" "$DURATION"
 paste <(echo "$one") <(echo "$three") | while read -r op ops1 p50_1 p99_1 e1 _ ops3 p50_3 p99_3 e3; do
     python3 -c 'import sys; a=sys.argv; print(f"  {a[1]:<4}  1 replica: {a[2]:>6} ops/s p50 {a[3]} p99 {a[4]} err {a[5]}   3 replicas: {a[6]:>6} ops/s p50 {a[7]} p99 {a[8]} err {a[9]}   ratio {float(a[6])/max(float(a[2]),1e-9):.2f}")' \
         "$op" "$ops1" "$p50_1" "$p99_1" "$e1" "$ops3" "$p50_3" "$p99_3" "$e3"

@@ -121,6 +121,15 @@ pub struct GatewayConfig {
     #[arg(long, env = "COFFER_STS_MIN_DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub sts_min_duration: Duration,
 
+    /// Listings (S3 ListObjects, ListObjectsV2, ListObjectVersions, ListMultipartUploads; Swift
+    /// container listings) may be answered by any metadata replica whose state is at most this many
+    /// milliseconds stale, spreading them over the group; a listing can then miss writes of that
+    /// last window. 0 (the default): every listing is linearizable, through the leader, as S3
+    /// promises (read-after-write). Followers hear the leader every 250 ms, so bounds below ~600
+    /// mostly end up at the leader anyway.
+    #[arg(long, env = "COFFER_METADATA_STALE_LIST_MS", default_value_t = 0)]
+    pub metadata_stale_list_ms: u64,
+
     /// Upper bound on one call to the metadata service or a blobnode.
     #[arg(long, env = "COFFER_RPC_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub rpc_timeout: Duration,
@@ -183,6 +192,9 @@ impl GatewayConfig {
         }
         if self.stripes_in_flight == 0 || self.stripes_in_flight > 64 {
             return Err("--stripes-in-flight must be between 1 and 64".into());
+        }
+        if self.metadata_stale_list_ms > 60_000 {
+            return Err("--metadata-stale-list-ms must be at most 60000".into());
         }
         if self.iam_refresh.is_zero() {
             return Err("--iam-refresh must be positive".into());
@@ -255,5 +267,19 @@ mod tests {
         assert_eq!(parse_size("128KiB"), Ok(128 << 10));
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("4XB").is_err());
+    }
+
+    #[test]
+    fn listings_stay_linearizable_unless_a_staleness_bound_is_given() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: GatewayConfig,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from([&["coffer"], args].concat()).unwrap().config;
+        assert_eq!(parse(&[]).metadata_stale_list_ms, 0);
+        assert_eq!(parse(&["--metadata-stale-list-ms", "1500"]).metadata_stale_list_ms, 1500);
+        assert!(parse(&["--metadata-stale-list-ms", "60001"]).validate().is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 use coffer_proto::blobnode_client::BlobnodePool;
 use coffer_proto::metadata_client::MetadataClient;
+use coffer_proto::stale_reads::ListingClient;
 
 use crate::cluster::ClusterView;
 use crate::config::ErasureCode;
@@ -11,6 +12,9 @@ use crate::config::ErasureCode;
 #[derive(Clone)]
 pub struct DataPlane {
     pub metadata: MetadataClient,
+    /// The listings S3 and Swift clients ask for: through `metadata`, or up to
+    /// `--metadata-stale-list-ms` stale from any replica.
+    pub listings: ListingClient,
     pub blobnodes: BlobnodePool,
     pub cluster: ClusterView,
     pub ec: ErasureCode,

@@ -33,6 +33,7 @@ use coffer_iam::{Credentials, IdentityStore};
 use coffer_proto::blobnode_client::BlobnodePool;
 use coffer_proto::in_process::InProcessConnector;
 use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
+use coffer_proto::stale_reads::ListingClient;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
@@ -124,9 +125,18 @@ pub async fn serve_with_console(
     }
     let tls = coffer_proto::grpc_tls::GrpcTls::load(&config.grpc_tls)?;
     let client_config = ClientConfig { timeout: config.rpc_timeout, tls, ..ClientConfig::default() };
-    let metadata = match metadata_pipe {
-        Some(connector) => MetadataClient::in_process(connector, &client_config),
-        None => MetadataClient::connect(&config.metadata, &client_config)?,
+    let (metadata, listings) = match metadata_pipe {
+        // In-process (`coffer server`): one metadata service, nothing to spread listings over.
+        Some(connector) => {
+            let metadata = MetadataClient::in_process(connector, &client_config);
+            (metadata.clone(), ListingClient::linearizable(metadata))
+        }
+        None => {
+            let metadata = MetadataClient::connect(&config.metadata, &client_config)?;
+            let bound = std::time::Duration::from_millis(config.metadata_stale_list_ms);
+            let listings = ListingClient::bounded(&config.metadata, &client_config, bound, metadata.clone())?;
+            (metadata, listings)
+        }
     };
     let identities = Arc::new(identities);
     let master_key = match &config.iam_master_key_file {
@@ -150,6 +160,7 @@ pub async fn serve_with_console(
     let refresher = cluster.spawn_refresher();
     let plane = DataPlane {
         metadata,
+        listings,
         blobnodes,
         cluster: cluster.clone(),
         ec: config.ec,

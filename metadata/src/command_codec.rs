@@ -12,6 +12,11 @@
 //! existing variant (or of `Stamp`, `GcRetry`, `LockUpdate`, `lifecycle::Action`, `notify::Created`)
 //! needs a new [`FORMAT_VERSION`] with a decoder kept for the old one. Protobuf messages may grow
 //! fields freely, as anywhere else. The `pins_the_format` test fails on an accidental change.
+//!
+//! A Raft entry carries a batch of commands ([`encode_batch`], [`decode_proposal`]): its own
+//! format-version byte ([`BATCH_FORMAT_VERSION`]), then each command's id and versioned bytes. An
+//! entry written before batching held one command whose bytes began with [`LONE_COMMAND`]; both
+//! decode, told apart by that first byte.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -63,24 +68,60 @@ pub fn decode(bytes: &[u8]) -> Result<Command, MetadataError> {
     Ok(command)
 }
 
-/// `#[serde(with)]` for a protobuf message field: its protobuf encoding as one byte string.
-/// `#[serde(with)]` for a [`Command`] inside another record (a Raft log entry): stored as the
-/// versioned bytes of [`encode`], so the entry format evolves with the command format.
-pub mod versioned {
-    use serde::{Deserialize, Deserializer, Serializer};
+/// The first byte of a Raft entry's command bytes written before batching: one command in the
+/// layout of [`FORMAT_VERSION`] 1, its caller's id beside the bytes. Never written any more; read
+/// so that a log from before batching still replays.
+pub const LONE_COMMAND: u8 = 1;
 
-    use super::{Command, decode, encode};
+/// The first byte of a batch of commands (see [`encode_batch`]). Its own number space from here on:
+/// the commands inside carry their own [`FORMAT_VERSION`] byte.
+pub const BATCH_FORMAT_VERSION: u8 = 2;
 
-    pub fn serialize<S: Serializer>(command: &Command, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&encode(command))
-    }
+const BATCH_WHAT: &str = "replicated batch of commands";
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Command, D::Error> {
-        let bytes: &[u8] = <&[u8]>::deserialize(deserializer)?;
-        decode(bytes).map_err(serde::de::Error::custom)
+/// The bytes of one Raft entry's batch: [`BATCH_FORMAT_VERSION`], then postcard of the sequence
+/// of (id, bytes of [`encode`]) — a varint count, then per command a varint id, a varint length
+/// and the command's versioned bytes. Ids are the proposing replica's waiters (see
+/// `raft::proposals`); other replicas ignore them.
+pub fn encode_batch<'a>(commands: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<u8> {
+    let commands: Vec<(u64, &[u8])> = commands.into_iter().collect();
+    postcard::to_extend(&commands, vec![BATCH_FORMAT_VERSION])
+        // As in `encode`: a Vec grows, and the sequence knows its length.
+        .expect("a batch always encodes into a Vec")
+}
+
+/// The commands (id, versioned bytes) of a Raft entry whose bytes are `bytes` and whose id field
+/// is `lone_id`: a batch of [`encode_batch`], or a lone command from before batching (then
+/// `lone_id` is its id). Each command's format version is checked here, so an entry from a newer
+/// build is refused on arrival rather than halfway through applying it; the commands themselves
+/// are decoded when applied.
+pub fn decode_proposal(lone_id: u64, bytes: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, MetadataError> {
+    match bytes.first() {
+        Some(&LONE_COMMAND) => Ok(vec![(lone_id, bytes.to_vec())]),
+        Some(&BATCH_FORMAT_VERSION) => {
+            let (commands, rest) = postcard::take_from_bytes::<Vec<(u64, &[u8])>>(&bytes[1..])
+                .map_err(|e| MetadataError::corrupt(BATCH_WHAT, e))?;
+            if !rest.is_empty() {
+                return Err(MetadataError::corrupt(BATCH_WHAT, format!("{} bytes after the batch", rest.len())));
+            }
+            if let Some((id, command)) = commands.iter().find(|(_, c)| c.first() != Some(&FORMAT_VERSION)) {
+                let version = command.first().map_or("none (no bytes)".to_string(), u8::to_string);
+                return Err(MetadataError::corrupt(
+                    BATCH_WHAT,
+                    format!("command {id} is in format version {version} (this build reads version {FORMAT_VERSION})"),
+                ));
+            }
+            Ok(commands.into_iter().map(|(id, command)| (id, command.to_vec())).collect())
+        }
+        Some(version) => Err(MetadataError::corrupt(
+            BATCH_WHAT,
+            format!("unknown format version {version} (this build reads {LONE_COMMAND} and {BATCH_FORMAT_VERSION})"),
+        )),
+        None => Err(MetadataError::corrupt(BATCH_WHAT, "no bytes")),
     }
 }
 
+/// `#[serde(with)]` for a protobuf message field: its protobuf encoding as one byte string.
 pub mod pb_message {
     use super::*;
 
@@ -621,6 +662,62 @@ mod tests {
             assert!(error.to_string().contains(&format!("unknown format version {version}")), "{error}");
         }
         assert!(matches!(decode(&[]), Err(MetadataError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn batches_keep_their_commands_ids_and_order() {
+        let commands: Vec<(u64, Vec<u8>)> =
+            samples().iter().enumerate().map(|(i, c)| (i as u64 * 7, encode(c))).collect();
+        let bytes = encode_batch(commands.iter().map(|(id, c)| (*id, c.as_slice())));
+        assert_eq!(bytes[0], BATCH_FORMAT_VERSION);
+        let decoded = decode_proposal(99, &bytes).unwrap();
+        assert_eq!(decoded, commands, "the lone id is ignored for a batch");
+        let back: Vec<Command> = decoded.iter().map(|(_, c)| decode(c).unwrap()).collect();
+        assert_eq!(back, samples());
+        assert!(decode_proposal(5, &encode_batch(std::iter::empty())).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pins_the_batch_format() {
+        let stamp = Stamp { now_unix_ms: 1, replaced_gc_unix_ms: -1, intent_deadline_unix_ms: 2, version_order: 300 };
+        let delete = encode(&Command::DeleteBucket { name: "b".into(), stamp });
+        let versioning = encode(&Command::SetBucketVersioning { name: "b".into(), versioning: Versioning::Suspended });
+        let bytes = encode_batch([(300, delete.as_slice()), (1, versioning.as_slice())]);
+        // Version 2, two commands: id 300 (varint), 9 bytes of DeleteBucket; id 1, 5 bytes of SetBucketVersioning.
+        assert_eq!(bytes, [2, 2, 0xac, 0x02, 9, 1, 1, 1, b'b', 2, 1, 4, 0xac, 0x02, 1, 5, 1, 8, 1, b'b', 4]);
+    }
+
+    #[test]
+    fn an_entry_from_before_batching_is_one_command() {
+        // What a log entry's command bytes were before batching: the command alone, id beside it.
+        let lone = encode(&put_object());
+        assert_eq!(lone[0], LONE_COMMAND);
+        assert_eq!(decode_proposal(42, &lone).unwrap(), vec![(42, lone.clone())]);
+    }
+
+    #[test]
+    fn broken_batches_are_errors() {
+        let command = encode(&put_object());
+        let bytes = encode_batch([(1, command.as_slice()), (2, command.as_slice())]);
+        for end in 0..bytes.len() {
+            assert!(decode_proposal(0, &bytes[..end]).is_err(), "cut at {end}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_proposal(0, &longer).is_err());
+        for version in [0, 3, 255] {
+            let mut other = bytes.clone();
+            other[0] = version;
+            let error = decode_proposal(0, &other).unwrap_err();
+            assert!(error.to_string().contains(&format!("unknown format version {version}")), "{error}");
+        }
+        // A command of a format this build does not know, inside a well-formed batch.
+        let mut newer = command.clone();
+        newer[0] = FORMAT_VERSION + 1;
+        let error = decode_proposal(0, &encode_batch([(1, newer.as_slice())])).unwrap_err();
+        assert!(error.to_string().contains("command 1 is in format version 2"), "{error}");
+        // A count far beyond the bytes: an error, without reserving memory for it.
+        assert!(decode_proposal(0, &[BATCH_FORMAT_VERSION, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! majority confirms the leadership, and everything committed before is applied), so they are
 //! linearizable; writes are ordered by the Raft log itself. Other replicas answer
 //! "not leader" with the leader's URL, which clients follow (`coffer_proto::leader_router`).
+//! The one exception: a `List*` call that accepts a bounded-staleness answer (it carries
+//! `x-coffer-max-staleness-ms`) is served by any replica that can prove its state is at most that
+//! stale, without a barrier (see `raft::stale_reads`); `Get*` and writes never are.
 //! The `MetadataRaft` service passes untouched.
 
 use std::task::{Context, Poll};
@@ -11,7 +14,7 @@ use futures::future::BoxFuture;
 use tower::{Layer, Service};
 
 use crate::error::MetadataError;
-use crate::raft::Replication;
+use crate::raft::{Replication, StaleRead, requested_bound};
 
 const METADATA_API: &str = "/coffer.metadata.v1.Metadata/";
 
@@ -45,6 +48,11 @@ fn is_read(method: &str) -> bool {
     method.starts_with("Get") || method.starts_with("List")
 }
 
+/// The only calls that may be answered stale: listings.
+fn may_be_stale(method: &str) -> bool {
+    method.starts_with("List")
+}
+
 impl<S, B> Service<http::Request<B>> for LeaderGate<S>
 where
     S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
@@ -67,7 +75,19 @@ where
         let (Some(replication), Some(method)) = (self.replication.clone(), method) else {
             return Box::pin(inner.call(request));
         };
+        let stale_bound = if may_be_stale(&method) { requested_bound(request.headers()) } else { None };
         Box::pin(async move {
+            if let Some(bound) = stale_bound {
+                match replication.stale_read(bound).await {
+                    StaleRead::Serve(permit) => {
+                        let response = inner.call(request).await?;
+                        // A unary answer is computed by now; it stands unless a snapshot install overlapped it.
+                        return Ok(if permit.holds() { response } else { not_leader(&replication) });
+                    }
+                    StaleRead::Refused => return Ok(not_leader(&replication)),
+                    StaleRead::Linearizable => {}
+                }
+            }
             let allowed = if is_read(&method) {
                 replication.read_barrier().await
             } else if replication.is_leader() {
@@ -83,6 +103,11 @@ where
     }
 }
 
+/// The refusal clients follow to the leader.
+fn not_leader(replication: &Replication) -> http::Response<tonic::body::Body> {
+    tonic::Status::from(MetadataError::NotLeader { leader: replication.leader_address() }).into_http()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +119,13 @@ mod tests {
         assert!(!is_read("PutObject"));
         assert!(!is_read("Heartbeat"));
         assert!(!is_read("ClaimRepairs"));
+    }
+
+    #[test]
+    fn only_listings_may_be_stale() {
+        assert!(may_be_stale("ListObjects"));
+        assert!(may_be_stale("ListUploads"));
+        assert!(!may_be_stale("GetObject"));
+        assert!(!may_be_stale("PutObject"));
     }
 }

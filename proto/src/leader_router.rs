@@ -84,9 +84,14 @@ impl RouterState {
         true
     }
 
-    /// Moves past replica `index` (down, or not knowing the leader).
+    /// Moves past replica `index` (down, or not knowing the leader), unless another call already
+    /// moved the router. The stored position stays below the number of replicas: `current` hands
+    /// out positions modulo that number, so a stored position that had run past the end would
+    /// never again equal the `index` a caller skips, and the router would stay on one replica —
+    /// a dead one, if that is where it was when it wrapped — for good.
     fn skip(&self, index: usize) {
-        let _ = self.leader.compare_exchange(index, index + 1, Ordering::Relaxed, Ordering::Relaxed);
+        let len = self.replicas.read().unwrap_or_else(|e| e.into_inner()).len().max(1);
+        let _ = self.leader.compare_exchange(index, (index + 1) % len, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
@@ -221,5 +226,26 @@ mod tests {
         assert_eq!(state.leader.load(Ordering::Relaxed), 2);
         state.skip(2);
         assert_eq!(state.current().0, 0, "skipping wraps around");
+    }
+
+    #[tokio::test]
+    async fn skipping_goes_round_the_replicas_again_and_again() {
+        // A gateway started before the group elected its first leader skips every replica once
+        // (no hint, or refused); once the first one dies it must still move on from it.
+        let config = ClientConfig::default();
+        let replicas = ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"]
+            .map(|url| (url.to_string(), lazy_channel(url, &config).unwrap()))
+            .to_vec();
+        let state = RouterState { replicas: RwLock::new(replicas), leader: AtomicUsize::new(0), config };
+        let mut visited = Vec::new();
+        for _ in 0..7 {
+            let (index, _) = state.current();
+            visited.push(index);
+            state.skip(index);
+        }
+        assert_eq!(visited, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(state.current().0, 1);
+        state.skip(0);
+        assert_eq!(state.current().0, 1, "a stale skip (another call moved the router) changes nothing");
     }
 }

@@ -10,7 +10,9 @@ pub mod in_process;
 pub mod leader_router;
 pub mod limits;
 pub mod metadata_client;
+mod replica_load;
 pub mod rpc_metrics;
+pub mod stale_reads;
 pub mod trace_context;
 
 /// Generated protobuf messages, clients and servers.

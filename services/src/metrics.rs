@@ -21,6 +21,8 @@ pub fn install(address: Option<SocketAddr>) -> anyhow::Result<coffer_gateway::Me
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
         .context("metric buckets")?
         .set_buckets_for_metric(Matcher::Full("coffer_blobnode_batch_records".into()), &BATCH_RECORDS)
+        .context("metric buckets")?
+        .set_buckets_for_metric(Matcher::Full("coffer_metadata_raft_batch_commands".into()), &BATCH_RECORDS)
         .context("metric buckets")?;
     let handle = match address {
         Some(address) => {

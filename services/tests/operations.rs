@@ -11,6 +11,8 @@ mod iam;
 mod metadata_partition;
 #[path = "ops/metadata_raft.rs"]
 mod metadata_raft;
+#[path = "ops/metadata_stale_reads.rs"]
+mod metadata_stale_reads;
 #[path = "ops/observability.rs"]
 mod observability;
 #[path = "ops/tls.rs"]

@@ -60,7 +60,7 @@ impl CofferS3 {
             max_keys: max_keys.min(MAX_KEYS) as u32,
             reverse: false,
         };
-        let response = remote(self.plane.metadata.rpc().list_objects(request).await)?;
+        let response = remote(self.plane.listings.list_objects(request).await)?;
         let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };
         let owner = fetch_owner.then(|| owner(&self.root_access_key));
         let objects = response

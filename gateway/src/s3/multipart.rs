@@ -372,7 +372,7 @@ impl CofferS3 {
             upload_id_marker: input.upload_id_marker.clone().unwrap_or_default(),
             max_uploads: max_uploads.min(MAX_LISTED) as u32,
         };
-        let response = remote(self.plane.metadata.rpc().list_uploads(request).await)?;
+        let response = remote(self.plane.listings.list_uploads(request).await)?;
         let owner = owner(&self.root_access_key);
         let uploads = response
             .uploads

@@ -114,7 +114,7 @@ impl CofferS3 {
             version_id_marker,
             max_keys: max_keys.min(MAX_KEYS) as u32,
         };
-        let response = remote(self.plane.metadata.rpc().list_object_versions(request).await)?;
+        let response = remote(self.plane.listings.list_object_versions(request).await)?;
         let owner = owner(&self.root_access_key);
         let mut versions = Vec::new();
         let mut markers = Vec::new();

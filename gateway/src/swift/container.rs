@@ -173,7 +173,7 @@ async fn list(api: &SwiftApi, req: &Request<Incoming>, name: &str) -> Result<Swi
         max_keys: limit,
         reverse,
     };
-    let listing = api.metadata.rpc().list_objects(request).await.map_err(remote)?.into_inner();
+    let listing = api.s3.plane.listings.list_objects(request).await.map_err(remote)?.into_inner();
     let mut items: Vec<ContainerItem> = listing
         .objects
         .into_iter()

@@ -8,12 +8,14 @@
 // conversions at every trait boundary.
 #![allow(clippy::result_large_err)]
 
+mod batcher;
 mod log_store;
 mod network;
 mod proposals;
 mod read_barrier;
 mod service;
 mod snapshot_file;
+mod stale_reads;
 mod state_machine;
 mod types;
 
@@ -25,13 +27,14 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use tokio::sync::watch;
 
 pub use service::RaftService;
+pub use stale_reads::{Permit, StaleRead, requested_bound};
 pub use types::NodeId;
 
 use self::log_store::LogStore;
 use self::network::Network;
 use self::proposals::Proposals;
 use self::state_machine::StateMachine;
-use self::types::{Proposal, Raft};
+use self::types::Raft;
 use crate::command::{Applied, Command};
 use crate::error::MetadataError;
 use crate::store::{Cf, Store};
@@ -48,7 +51,8 @@ const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(1200);
 /// Entries the log keeps behind the last snapshot, for followers that lag a little (more lag means
 /// a snapshot transfer); at most a tenth of the snapshot interval.
 const ENTRIES_KEPT_AFTER_SNAPSHOT: u64 = 5_000;
-/// Bounds on a proposal's wait: the group needs a leader and a majority within this.
+/// Bounds on a command's wait, from its submission (queueing included) until it is applied: the
+/// group needs a leader and a majority within this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const NODE_ID_KEY: &[u8] = b"node_id";
@@ -70,10 +74,14 @@ pub struct Replication {
     id: NodeId,
     address: String,
     proposals: Arc<Proposals>,
+    /// Where submitted commands queue to be proposed together (see `batcher`).
+    batcher: batcher::Batcher,
     /// One membership change at a time: openraft refuses a change while another is between its
     /// two steps, and replicas joining together would otherwise fail each other's.
     membership_changes: Arc<tokio::sync::Mutex<()>>,
     reads: read_barrier::ReadBarrier,
+    /// What bounded-staleness reads rest on (see `stale_reads`).
+    freshness: stale_reads::Freshness,
 }
 
 fn fatal(e: impl std::fmt::Display) -> MetadataError {
@@ -155,16 +163,19 @@ impl Replication {
                 .map_err(|e| MetadataError::Internal(format!("state machine task failed: {e}")))??
         };
         let log = LogStore::new(store)?;
-        let raft = Raft::new(id, Arc::new(config), Network { config: client.clone() }, log, state_machine)
-            .await
-            .map_err(fatal)?;
+        let freshness = stale_reads::Freshness::default();
+        let network = Network { config: client.clone(), freshness: freshness.clone() };
+        let raft = Raft::new(id, Arc::new(config), network, log, state_machine).await.map_err(fatal)?;
+        let batcher = batcher::Batcher::start(raft.clone(), proposals.clone(), WRITE_TIMEOUT);
         let replication = Replication {
             raft,
             id,
             address: advertise.clone(),
             proposals,
+            batcher,
             membership_changes: Arc::default(),
             reads: Default::default(),
+            freshness,
         };
         let pristine = !replication.raft.is_initialized().await.map_err(fatal)?;
         match membership {
@@ -191,34 +202,32 @@ impl Replication {
             _ => {}
         }
         tokio::spawn(publish_metrics(replication.raft.metrics()));
+        tokio::spawn(replication.freshness.clone().track_lease(replication.raft.metrics()));
         tracing::info!(node_id = id, address = %advertise, "metadata replica started");
         Ok(replication)
     }
 
     /// Proposes `command` and returns its outcome once a majority has it and it is applied here.
+    /// Commands submitted together share a log entry (see `batcher`), each with its own outcome.
     pub async fn submit(&self, command: Command) -> Result<Applied, MetadataError> {
+        let bytes = crate::command_codec::encode(&command);
+        let started = tokio::time::Instant::now();
+        let deadline = started + WRITE_TIMEOUT;
+        let no_quorum = || MetadataError::Unavailable(format!("no metadata quorum within {WRITE_TIMEOUT:?}"));
+        let place = tokio::time::timeout_at(deadline, self.batcher.reserve()).await.map_err(|_| no_quorum())??;
         let (id, outcome) = self.proposals.register();
-        let started = std::time::Instant::now();
-        let written = tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(Proposal { id, command })).await;
+        place.send(batcher::Queued { id, bytes });
+        let outcome = tokio::time::timeout_at(deadline, outcome).await;
         metrics::histogram!("coffer_metadata_raft_commit_seconds").record(started.elapsed().as_secs_f64());
-        match written {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                self.proposals.forget(id);
-                if let Some(forward) = e.forward_to_leader::<BasicNode>() {
-                    return Err(MetadataError::NotLeader {
-                        leader: forward.leader_node.as_ref().map(|n| n.addr.clone()),
-                    });
-                }
-                return Err(fatal(e));
-            }
+        match outcome {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(MetadataError::Internal("a proposed command had no outcome".into())),
             Err(_) => {
-                // The entry may still commit later; its outcome then goes nowhere.
+                // The command may still commit later; its outcome then goes nowhere.
                 self.proposals.forget(id);
-                return Err(MetadataError::Unavailable(format!("no metadata quorum within {WRITE_TIMEOUT:?}")));
+                Err(no_quorum())
             }
         }
-        outcome.await.map_err(|_| MetadataError::Internal("a committed proposal had no outcome".into()))?
     }
 
     /// Waits until this replica may answer a read with everything committed before the call: it

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
 use super::log_store::{decode, encode};
+use super::stale_reads::{Freshness, QUORUM_AGE_HEADER};
 use super::types::{NodeId, TypeConfig};
 use coffer_proto::limits::MAX_MESSAGE_BYTES;
 
@@ -25,12 +26,15 @@ use coffer_proto::limits::MAX_MESSAGE_BYTES;
 #[derive(Clone)]
 pub struct Network {
     pub config: ClientConfig,
+    /// Stamped on AppendEntries, for followers' bounded-staleness reads.
+    pub freshness: Freshness,
 }
 
 pub struct Peer {
     target: NodeId,
     node: BasicNode,
     client: Result<MetadataRaftClient<Channel>, String>,
+    freshness: Freshness,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -44,7 +48,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_encoding_message_size(MAX_MESSAGE_BYTES)
             })
             .map_err(|e| e.to_string());
-        Peer { target, node: node.clone(), client }
+        Peer { target, node: node.clone(), client, freshness: self.freshness.clone() }
     }
 }
 
@@ -61,16 +65,18 @@ impl std::error::Error for Failure {}
 
 type Rpc = fn(
     MetadataRaftClient<Channel>,
-    RaftPayload,
+    tonic::Request<RaftPayload>,
 ) -> futures::future::BoxFuture<'static, Result<tonic::Response<RaftPayload>, tonic::Status>>;
 
 impl Peer {
     /// Sends `request` through `rpc` within the option's time and decodes the remote's result.
+    /// `quorum_age_ms` goes along as [`QUORUM_AGE_HEADER`] when given.
     async fn call<Req, Resp, E>(
         &mut self,
         rpc: Rpc,
         request: &Req,
         ttl: Duration,
+        quorum_age_ms: Option<u64>,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
@@ -79,7 +85,11 @@ impl Peer {
     {
         let client = self.client.clone().map_err(|e| RPCError::Unreachable(Unreachable::new(&Failure(e))))?;
         let payload = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let answer = match tokio::time::timeout(ttl, rpc(client, RaftPayload { payload })).await {
+        let mut request = tonic::Request::new(RaftPayload { payload });
+        if let Some(age) = quorum_age_ms {
+            request.metadata_mut().insert(QUORUM_AGE_HEADER, age.into());
+        }
+        let answer = match tokio::time::timeout(ttl, rpc(client, request)).await {
             Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&Failure(format!("no answer in {ttl:?}"))))),
             Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
                 return Err(RPCError::Unreachable(Unreachable::new(&status)));
@@ -99,7 +109,10 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(|mut c, p| Box::pin(async move { c.append_entries(p).await }), &rpc, option.hard_ttl()).await
+        // Measured now, as the message leaves: the follower counts from its arrival.
+        let quorum_age = self.freshness.quorum_age_ms();
+        self.call(|mut c, p| Box::pin(async move { c.append_entries(p).await }), &rpc, option.hard_ttl(), quorum_age)
+            .await
     }
 
     async fn install_snapshot(
@@ -108,7 +121,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.call(|mut c, p| Box::pin(async move { c.install_snapshot(p).await }), &rpc, option.hard_ttl()).await
+        self.call(|mut c, p| Box::pin(async move { c.install_snapshot(p).await }), &rpc, option.hard_ttl(), None).await
     }
 
     async fn vote(
@@ -116,6 +129,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(|mut c, p| Box::pin(async move { c.vote(p).await }), &rpc, option.hard_ttl()).await
+        self.call(|mut c, p| Box::pin(async move { c.vote(p).await }), &rpc, option.hard_ttl(), None).await
     }
 }

@@ -19,7 +19,8 @@ pub struct Proposals {
 
 impl Proposals {
     /// A fresh proposal id and the receiver of its outcome. The map holds at most one entry per
-    /// write in flight, which the applier's queue bounds.
+    /// write in flight: the batcher's queue and its proposals in flight bound them (a caller
+    /// reserves its place in the queue before it registers).
     pub fn register(&self) -> (u64, oneshot::Receiver<Outcome>) {
         let (tx, rx) = oneshot::channel();
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
@@ -35,6 +36,15 @@ impl Proposals {
     /// The proposal will not be applied (it was refused before reaching the log).
     pub fn forget(&self, id: u64) {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    /// Fails the proposal with `error` if its caller still waits: its entry ended without
+    /// delivering its outcome (not committed, or not in time).
+    pub fn fail(&self, id: u64, error: impl FnOnce() -> MetadataError) {
+        let waiter = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(Err(error()));
+        }
     }
 
     pub fn deliver(&self, id: u64, outcome: Outcome) {
@@ -61,5 +71,13 @@ mod tests {
         let (id, mut rx) = proposals.register();
         proposals.forget(id);
         assert!(rx.try_recv().is_err());
+        let (id, mut rx) = proposals.register();
+        proposals.fail(id, || MetadataError::Unavailable("no quorum".into()));
+        assert!(matches!(rx.try_recv().unwrap(), Err(MetadataError::Unavailable(_))));
+        proposals.fail(id, || unreachable!("failed once only"));
+        let (id, mut rx) = proposals.register();
+        proposals.deliver(id, Ok(Applied::Done));
+        proposals.fail(id, || unreachable!("an outcome delivered is final"));
+        assert_eq!(rx.try_recv().unwrap().unwrap(), Applied::Done);
     }
 }

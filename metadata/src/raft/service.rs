@@ -11,10 +11,13 @@ use coffer_proto::pb::metadata::{
     RaftStatusResponse,
 };
 use openraft::ServerState;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
 use tonic::{Request, Response, Status};
 
 use super::Replication;
 use super::log_store::{decode, encode};
+use super::stale_reads::QUORUM_AGE_HEADER;
+use super::types::TypeConfig;
 use crate::error::MetadataError;
 
 pub struct RaftService {
@@ -39,8 +42,19 @@ fn answer<T: serde::Serialize>(result: &T) -> Result<Response<RaftPayload>, Stat
 #[tonic::async_trait]
 impl MetadataRaft for RaftService {
     async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(&request.into_inner().payload).map_err(bad_payload)?;
-        answer(&self.replication.raft().append_entries(rpc).await)
+        // Before anything else: the leader's proof is at most this old when it arrives.
+        let arrived = std::time::Instant::now();
+        let quorum_age_ms =
+            request.metadata().get(QUORUM_AGE_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().payload).map_err(bad_payload)?;
+        let (vote, commit) = (rpc.vote, rpc.leader_commit);
+        let result = self.replication.raft().append_entries(rpc).await;
+        // Accepted (so from the leader this replica follows now) and stamped: a proof for stale reads.
+        let accepted = matches!(result, Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)));
+        if let (true, Some(age)) = (accepted, quorum_age_ms) {
+            self.replication.freshness.heard_from_leader(arrived, age, &vote, commit);
+        }
+        answer(&result)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
@@ -49,8 +63,23 @@ impl MetadataRaft for RaftService {
     }
 
     async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(&request.into_inner().payload).map_err(bad_payload)?;
-        answer(&self.replication.raft().install_snapshot(rpc).await)
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&request.into_inner().payload).map_err(bad_payload)?;
+        if !rpc.done {
+            return answer(&self.replication.raft().install_snapshot(rpc).await);
+        }
+        // The last chunk installs the snapshot, and openraft answers only once it is installed. Its
+        // own task, holding the guard throughout: the leader may give up on this call (dropping
+        // this handler) while the install goes on, and stale reads must not overlap it.
+        let guard = self.replication.freshness.installing();
+        let raft = self.replication.raft().clone();
+        let installed = tokio::spawn(async move {
+            let result = raft.install_snapshot(rpc).await;
+            drop(guard);
+            result
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the snapshot install task failed: {e}")))?;
+        answer(&installed)
     }
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {

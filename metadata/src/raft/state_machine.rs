@@ -1,7 +1,15 @@
-//! The Raft state machine: the metadata database itself. Each entry is applied with
-//! [`crate::command::apply_into`] and its log id is written in the same RocksDB batch, so after a
-//! crash the database and its applied id agree and an entry is never applied twice. The writes
-//! are not synced: the log (synced) replays whatever the crash lost.
+//! The Raft state machine: the metadata database itself. An entry carries a batch of commands
+//! (see `batcher`), applied in order, each with [`crate::command::apply_into`] and each with its
+//! own outcome: a refused command changes nothing and fails alone.
+//!
+//! Each command is written as its own RocksDB batch, because `apply_into` reads the database
+//! itself (bucket lookups, version chains, usage counters…) and a later command of the entry must
+//! see what the earlier ones did. The bookkeeping goes into the same batches: the last command's
+//! batch carries the entry's log id (as the one batch of a blank or membership entry does), every
+//! earlier one the entry's progress ([`APPLYING_KEY`]). So after a crash the database, its applied
+//! id and its progress agree, and a command is never applied twice: an entry cut short is
+//! applied again from the first command it had not applied. The writes are not synced: the log
+//! (synced) replays whatever the crash lost.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,18 +17,24 @@ use std::sync::Arc;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftLogId, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
 
 use super::log_store::{decode, encode};
-use super::proposals::Proposals;
+use super::proposals::{Outcome, Proposals};
 use super::snapshot_file;
-use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, io_error};
-use crate::command;
+use super::types::{
+    Entry, LogId, ProposedCommand, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, io_error,
+};
 use crate::error::MetadataError;
 use crate::store::{Cf, Store};
+use crate::{command, command_codec};
 
 /// Keys of the state machine's own bookkeeping in the `meta` column family (replicated with it).
 const APPLIED_KEY: &[u8] = b"raft.applied";
 const MEMBERSHIP_KEY: &[u8] = b"raft.membership";
+/// The entry whose commands are being applied and how many of them are, while it is unfinished
+/// ([`Applying`]); absent between entries.
+const APPLYING_KEY: &[u8] = b"raft.applying";
 /// In `raft_state`: a snapshot install began and has not finished (redone at start).
 const INSTALLING_KEY: &[u8] = b"installing";
 
@@ -87,28 +101,83 @@ fn put_meta<T: serde::Serialize>(
     Ok(())
 }
 
-/// Applies one entry, its log id in the same batch. Returns the outcome of a command entry.
-fn apply_entry(store: &Store, entry: Entry) -> Result<Option<(u64, super::proposals::Outcome)>, MetadataError> {
+/// How far the commands of an unfinished entry went (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Applying {
+    log_id: LogId,
+    /// Commands of the entry applied so far: it goes on with the command at this position.
+    applied: u32,
+}
+
+/// Applies one entry, handing each command's outcome to `outcome` (id, result) as soon as it is
+/// written. Commands already applied before a crash (see [`APPLYING_KEY`]) are skipped, and their
+/// outcomes are gone with the callers that waited for them.
+fn apply_entry(store: &Store, entry: Entry, mut outcome: impl FnMut(u64, Outcome)) -> Result<(), MetadataError> {
     let log_id = *entry.get_log_id();
+    let applying: Option<Applying> = meta_value(store, APPLYING_KEY)?;
+    if let Some(unfinished) = applying
+        && unfinished.log_id != log_id
+    {
+        return Err(MetadataError::corrupt(
+            "raft state",
+            format!("entry {} was left half applied, yet entry {log_id} comes next", unfinished.log_id),
+        ));
+    }
     let mut batch = WriteBatch::default();
-    let mut outcome = None;
     match entry.payload {
-        EntryPayload::Blank => {}
-        EntryPayload::Normal(proposal) => {
-            let result = command::apply_into(store, &mut batch, proposal.command);
-            if result.is_err() {
-                // A refused command changes nothing; only its log id is recorded.
-                batch.clear();
+        EntryPayload::Normal(proposal) if !proposal.commands.is_empty() => {
+            let count = proposal.commands.len();
+            let done = applying.map_or(0, |a| a.applied as usize);
+            if done >= count {
+                return Err(MetadataError::corrupt(
+                    "raft state",
+                    format!("entry {log_id} has {count} commands, {done} of them recorded as applied"),
+                ));
             }
-            outcome = Some((proposal.id, result));
+            for (position, proposed) in proposal.commands.into_iter().enumerate().skip(done) {
+                let (id, result) = apply_command(store, log_id, position, count, proposed)?;
+                outcome(id, result);
+            }
+            return Ok(());
         }
+        EntryPayload::Normal(_) | EntryPayload::Blank => {}
         EntryPayload::Membership(membership) => {
             put_meta(store, &mut batch, MEMBERSHIP_KEY, &StoredMembership::new(Some(log_id), membership))?;
         }
     }
     put_meta(store, &mut batch, APPLIED_KEY, &log_id)?;
+    store.write(batch)
+}
+
+/// Applies the command at `position` of the `count` of entry `log_id`, its bookkeeping in the
+/// same write: the entry's progress, or for the last command the entry's log id. Returns the
+/// command's id and outcome. An error is the database's, or bytes no command decodes from: the
+/// replica stops rather than skip (and so diverge from) a command the others apply.
+fn apply_command(
+    store: &Store,
+    log_id: LogId,
+    position: usize,
+    count: usize,
+    proposed: ProposedCommand,
+) -> Result<(u64, Outcome), MetadataError> {
+    let command = command_codec::decode(&proposed.bytes)?;
+    let mut batch = WriteBatch::default();
+    let result = command::apply_into(store, &mut batch, command);
+    if result.is_err() {
+        // A refused command changes nothing; only the bookkeeping is written.
+        batch.clear();
+    }
+    if position + 1 == count {
+        put_meta(store, &mut batch, APPLIED_KEY, &log_id)?;
+        if count > 1 {
+            batch.delete_cf(store.cf(Cf::Meta)?, APPLYING_KEY);
+        }
+    } else {
+        let applied = u32::try_from(position + 1).map_err(|_| MetadataError::Internal("an entry too long".into()))?;
+        put_meta(store, &mut batch, APPLYING_KEY, &Applying { log_id, applied })?;
+    }
     store.write(batch)?;
-    Ok(outcome)
+    Ok((proposed.id, result))
 }
 
 /// Removes every key of the state machine's column families.
@@ -181,11 +250,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let count = entries.len();
             for entry in entries {
                 let log_id = *entry.get_log_id();
-                let outcome = apply_entry(store, entry)
+                apply_entry(store, entry, |id, outcome| proposals.deliver(id, outcome))
                     .map_err(|e| io_error(ErrorSubject::Apply(log_id), ErrorVerb::Write, e))?;
-                if let Some((id, outcome)) = outcome {
-                    proposals.deliver(id, outcome);
-                }
             }
             Ok(vec![(); count])
         })
@@ -306,5 +372,138 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         metrics::gauge!("coffer_metadata_raft_snapshot_bytes").set(size as f64);
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = size, "built a snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer_proto::pb::metadata::BucketRecord;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::command::tests::stamp;
+    use crate::command::{Applied, Command};
+    use crate::raft::types::Proposal;
+
+    fn create(name: &str) -> Command {
+        Command::CreateBucket { bucket: BucketRecord { name: name.into(), ..Default::default() } }
+    }
+
+    fn delete(name: &str) -> Command {
+        Command::DeleteBucket { name: name.into(), stamp: stamp(1_000) }
+    }
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// An entry at `index` of `commands`, their ids 100, 101, …
+    fn entry(index: u64, commands: &[Command]) -> Entry {
+        let commands = commands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ProposedCommand { id: 100 + i as u64, bytes: command_codec::encode(c) })
+            .collect();
+        Entry { log_id: log_id(index), payload: EntryPayload::Normal(Proposal { commands }) }
+    }
+
+    fn apply(store: &Store, entry: Entry) -> Result<Vec<(u64, Outcome)>, MetadataError> {
+        let mut outcomes = Vec::new();
+        apply_entry(store, entry, |id, outcome| outcomes.push((id, outcome)))?;
+        Ok(outcomes)
+    }
+
+    fn buckets(store: &Store) -> Vec<String> {
+        store.list_buckets().unwrap().into_iter().map(|b| b.name).collect()
+    }
+
+    fn applied(store: &Store) -> Option<LogId> {
+        meta_value(store, APPLIED_KEY).unwrap()
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_a_refused_command_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let outcomes = apply(
+            &store,
+            entry(1, &[create("a"), create("a"), create(""), create("b"), delete("a"), create("a"), delete("zz")]),
+        )
+        .unwrap();
+        let ids: Vec<u64> = outcomes.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (100..107).collect::<Vec<_>>(), "one outcome per command, in order");
+        let results: Vec<&Outcome> = outcomes.iter().map(|(_, o)| o).collect();
+        assert!(matches!(results[0], Ok(Applied::Bucket(_))));
+        // The second create sees the first one's bucket: read-your-writes within the entry.
+        assert!(matches!(results[1], Err(MetadataError::BucketAlreadyOwnedByYou(_))), "{:?}", results[1]);
+        assert!(matches!(results[2], Err(MetadataError::InvalidArgument(_))), "{:?}", results[2]);
+        assert!(matches!(results[3], Ok(Applied::Bucket(_))));
+        assert!(matches!(results[4], Ok(Applied::Done)), "{:?}", results[4]);
+        assert!(matches!(results[5], Ok(Applied::Bucket(_))), "deleted, so created anew: {:?}", results[5]);
+        assert!(matches!(results[6], Err(MetadataError::NoSuchBucket(_))), "{:?}", results[6]);
+        assert_eq!(buckets(&store), ["a", "b"]);
+        assert_eq!(applied(&store), Some(log_id(1)));
+        assert_eq!(meta_value::<Applying>(&store, APPLYING_KEY).unwrap(), None, "no progress left behind");
+
+        // An entry whose last command is refused still counts as applied.
+        let outcomes = apply(&store, entry(2, &[create("c"), create("b")])).unwrap();
+        assert!(outcomes[0].1.is_ok() && outcomes[1].1.is_err());
+        assert_eq!(applied(&store), Some(log_id(2)));
+        assert_eq!(buckets(&store), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn an_entry_cut_short_by_a_crash_goes_on_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let proposals = Arc::new(Proposals::default());
+        {
+            let store = Arc::new(Store::open(dir.path()).unwrap());
+            apply(&store, entry(1, &[create("a")])).unwrap();
+            // Entry 2 applies its first two commands, then the process dies.
+            let Entry { payload: EntryPayload::Normal(proposal), .. } =
+                entry(2, &[create("c"), delete("c"), create("d")])
+            else {
+                unreachable!()
+            };
+            for (position, proposed) in proposal.commands.into_iter().take(2).enumerate() {
+                apply_command(&store, log_id(2), position, 3, proposed).unwrap().1.unwrap();
+            }
+            assert_eq!(buckets(&store), ["a"]);
+        }
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut machine = StateMachine::open(store.clone(), proposals, dir.path().join("snapshots")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (last, _) = rt.block_on(machine.applied_state()).unwrap();
+        assert_eq!(last, Some(log_id(1)), "the cut entry is not applied yet, so openraft applies it again");
+        assert!(
+            apply(&store, entry(3, &[create("x")])).is_err(),
+            "no other entry may come before the cut one is finished"
+        );
+
+        // Applied again from the log: "create c" and "delete c" must not run a second time (that
+        // would leave c behind); only "create d" runs.
+        let outcomes = apply(&store, entry(2, &[create("c"), delete("c"), create("d")])).unwrap();
+        assert_eq!(outcomes.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [102]);
+        assert!(outcomes[0].1.is_ok());
+        assert_eq!(buckets(&store), ["a", "d"]);
+        assert_eq!(applied(&store), Some(log_id(2)));
+        assert_eq!(meta_value::<Applying>(&store, APPLYING_KEY).unwrap(), None);
+        let (last, _) = rt.block_on(machine.applied_state()).unwrap();
+        assert_eq!(last, Some(log_id(2)));
+        apply(&store, entry(3, &[create("x")])).unwrap();
+        assert_eq!(buckets(&store), ["a", "d", "x"]);
+    }
+
+    #[test]
+    fn undecodable_command_bytes_stop_the_replica_instead_of_being_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut bad = entry(1, &[create("a"), create("b")]);
+        if let EntryPayload::Normal(proposal) = &mut bad.payload {
+            proposal.commands[1].bytes.truncate(2);
+        }
+        assert!(apply(&store, bad).is_err());
+        assert_eq!(buckets(&store), ["a"], "the first command was applied, and recorded as such");
+        assert_eq!(applied(&store), None);
     }
 }

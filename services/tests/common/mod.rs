@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 
+pub mod metadata_group;
+
 pub const ACCESS_KEY: &str = "testadmin";
 pub const SECRET_KEY: &str = "testadmin-secret";
 
@@ -74,6 +76,15 @@ impl Proc {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGSTOP`, `libc::SIGCONT`) to the process while it runs.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
         }
     }
 

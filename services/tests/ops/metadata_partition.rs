@@ -13,9 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
-use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
-use coffer_proto::pb::metadata::{CreateBucketRequest, ListBucketsRequest, RaftStatusRequest, RaftStatusResponse};
+use coffer_proto::pb::metadata::{CreateBucketRequest, ListBucketsRequest, RaftStatusResponse};
 
+use crate::common::metadata_group::{self, status};
 use crate::common::{Proc, runtime, test_root};
 
 /// Every replica listens on this port of its own namespace's address.
@@ -157,18 +157,6 @@ fn in_netns<T: Send>(netns: &str, work: impl FnOnce(&tokio::runtime::Runtime) ->
     })
 }
 
-/// One replica's own view (`MetadataRaft.Status`), or `None` when it does not answer within 500 ms.
-fn status(rt: &tokio::runtime::Runtime, url: &str) -> Option<RaftStatusResponse> {
-    rt.block_on(async {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).ok()?;
-        let call = async {
-            let mut client = MetadataRaftClient::new(endpoint.connect().await.ok()?);
-            client.status(RaftStatusRequest {}).await.ok().map(|r| r.into_inner())
-        };
-        tokio::time::timeout(Duration::from_millis(500), call).await.ok().flatten()
-    })
-}
-
 /// The index (in `urls`) and status of a replica among `candidates` that reports itself leader.
 fn wait_for_leader(
     rt: &tokio::runtime::Runtime,
@@ -176,16 +164,9 @@ fn wait_for_leader(
     candidates: &[usize],
     limit: Duration,
 ) -> Option<(usize, RaftStatusResponse)> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        for &i in candidates {
-            if let Some(s) = status(rt, &urls[i]).filter(|s| s.state == "leader") {
-                return Some((i, s));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
+    let candidate_urls: Vec<String> = candidates.iter().map(|&i| urls[i].clone()).collect();
+    let (url, status) = metadata_group::wait_for_leader(rt, &candidate_urls, limit)?;
+    urls.iter().position(|u| *u == url).map(|i| (i, status))
 }
 
 fn client_config(timeout: Duration) -> ClientConfig {

@@ -1,0 +1,60 @@
+//! Asking the replicas of a metadata group about themselves (`MetadataRaft.Status`), each
+//! directly: the tests that kill, add, remove or cut off replicas watch the group this way.
+
+use std::time::{Duration, Instant};
+
+use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
+use coffer_proto::pb::metadata::{RaftStatusRequest, RaftStatusResponse};
+
+/// What one status call may take, connecting included: a replica that does not answer by then
+/// (down, cut off, or too busy) counts as not answering.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+/// Between two rounds of status calls while waiting for a leader.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// One replica's own view, or `None` when it does not answer within [`STATUS_TIMEOUT`]. A fresh
+/// connection each time, so no state of an earlier call (a dead connection) stands in the way.
+pub fn status(rt: &tokio::runtime::Runtime, url: &str) -> Option<RaftStatusResponse> {
+    rt.block_on(async {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).ok()?;
+        let call = async {
+            let mut client = MetadataRaftClient::new(endpoint.connect().await.ok()?);
+            client.status(RaftStatusRequest {}).await.ok().map(|r| r.into_inner())
+        };
+        tokio::time::timeout(STATUS_TIMEOUT, call).await.ok().flatten()
+    })
+}
+
+/// One replica's own view as soon as it answers, polling it until `limit` has passed: a replica
+/// of a busy machine may miss one status call's timeout without anything being wrong.
+pub fn wait_for_status(rt: &tokio::runtime::Runtime, url: &str, limit: Duration) -> Option<RaftStatusResponse> {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = status(rt, url) {
+            return Some(s);
+        }
+        if started.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// The URL and status of the first of `candidates` found to report itself leader, polling them in
+/// turn until `limit` has passed.
+pub fn wait_for_leader(
+    rt: &tokio::runtime::Runtime,
+    candidates: &[String],
+    limit: Duration,
+) -> Option<(String, RaftStatusResponse)> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        for url in candidates {
+            if let Some(s) = status(rt, url).filter(|s| s.state == "leader") {
+                return Some((url.clone(), s));
+            }
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    None
+}
