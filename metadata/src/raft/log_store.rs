@@ -13,21 +13,26 @@ use rocksdb::{WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::types::{Entry, LogId, StorageError, TypeConfig, Vote, io_error};
+use super::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote, io_error};
 use crate::store::{Cf, Store};
 
 const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
 const PURGED_KEY: &[u8] = b"purged";
 
-/// Entries one read returns at most (by encoded size, at least one entry): bounds the memory a
-/// lagging follower's replication stream takes on the leader.
-const MAX_READ_BYTES: usize = 8 << 20;
+/// Entries one read returns at most (by encoded size, at least one entry). One read is one
+/// AppendEntries to a lagging follower, and openraft 0.9 gives each AppendEntries only the
+/// heartbeat interval (250 ms) to be encoded, sent, appended and fsync'd: with entries of up to
+/// 256 commands (`batcher`), megabytes per message made catch-up time out again and again, and
+/// the follower never caught up.
+const MAX_READ_BYTES: usize = 512 << 10;
 
 #[derive(Clone)]
 pub struct LogStore {
     store: Arc<Store>,
     syncer: tokio::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// This replica's node id (see [`not_leading_after_restart`]).
+    id: NodeId,
 }
 
 /// Appends waiting for their fsync; beyond this, openraft's appends wait (back-pressure).
@@ -56,6 +61,23 @@ fn run_syncer(store: Arc<Store>, mut rx: tokio::sync::mpsc::Receiver<LogFlushed<
     }
 }
 
+/// The vote a replica starts with: a replica that led when it stopped comes back as a follower.
+///
+/// Openraft 0.9 restores such a replica as leader of its old term at once (it reads its vote back
+/// only at start-up). But a leader sends entries to followers before its own append is synced, so
+/// a crash can cost it entries the followers keep — even committed ones. Leading the same term
+/// again, it would write new entries under those entries' log ids (same term, same index, other
+/// content), which followers take for the entries they have: the logs diverge. Uncommitted, the
+/// vote makes it a follower, and a leader needs a new election in a higher term, which only a
+/// replica holding every committed entry can win.
+fn not_leading_after_restart(vote: Vote, id: NodeId) -> Vote {
+    if vote.is_committed() && vote.leader_id().voted_for() == Some(id) {
+        Vote::new(vote.leader_id().term, id)
+    } else {
+        vote
+    }
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
     postcard::to_stdvec(value)
 }
@@ -69,14 +91,14 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 impl LogStore {
-    pub fn new(store: Arc<Store>) -> Result<LogStore, crate::error::MetadataError> {
+    pub fn new(store: Arc<Store>, id: NodeId) -> Result<LogStore, crate::error::MetadataError> {
         let (syncer, rx) = tokio::sync::mpsc::channel(SYNC_QUEUE_DEPTH);
         let synced = store.clone();
         std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || run_syncer(synced, rx))
             .map_err(|e| crate::error::MetadataError::Internal(format!("cannot start the log sync thread: {e}")))?;
-        Ok(LogStore { store, syncer })
+        Ok(LogStore { store, syncer, id })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -220,7 +242,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.blocking(|store| LogStore::read_state(store, VOTE_KEY)).await
+        let id = self.id;
+        let vote: Option<Vote> = self.blocking(|store| LogStore::read_state(store, VOTE_KEY)).await?;
+        Ok(vote.map(|vote| not_leading_after_restart(vote, id)))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -278,5 +302,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             LogStore::write_synced(store, batch, ErrorSubject::Logs)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_that_led_restarts_as_a_follower_of_nobody_yet() {
+        let led = Vote::new_committed(7, 3);
+        let restored = not_leading_after_restart(led, 3);
+        assert!(!restored.is_committed(), "it must win a new election before it leads");
+        assert_eq!(restored.leader_id().term, 7, "the term is kept: it only ever grows");
+        // Someone else's leadership, and a vote not yet committed, stay as they were.
+        assert_eq!(not_leading_after_restart(led, 2), led);
+        assert_eq!(not_leading_after_restart(Vote::new(7, 3), 3), Vote::new(7, 3));
     }
 }

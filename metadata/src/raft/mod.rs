@@ -51,6 +51,8 @@ const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(1200);
 /// Entries the log keeps behind the last snapshot, for followers that lag a little (more lag means
 /// a snapshot transfer); at most a tenth of the snapshot interval.
 const ENTRIES_KEPT_AFTER_SNAPSHOT: u64 = 5_000;
+/// Entries in one AppendEntries at most (openraft's default is 300); each may hold up to 256 commands.
+const MAX_PAYLOAD_ENTRIES: u64 = 64;
 /// Bounds on a command's wait, from its submission (queueing included) until it is applied: the
 /// group needs a leader and a majority within this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,6 +153,8 @@ impl Replication {
             election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_entries.max(1)),
             max_in_snapshot_log_to_keep: ENTRIES_KEPT_AFTER_SNAPSHOT.min(snapshot_entries / 10),
+            // One AppendEntries must fit in a heartbeat interval (see `log_store::MAX_READ_BYTES`).
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         }
         .validate()
@@ -162,7 +166,7 @@ impl Replication {
                 .await
                 .map_err(|e| MetadataError::Internal(format!("state machine task failed: {e}")))??
         };
-        let log = LogStore::new(store)?;
+        let log = LogStore::new(store, id)?;
         let freshness = stale_reads::Freshness::default();
         let network = Network { config: client.clone(), freshness: freshness.clone() };
         let raft = Raft::new(id, Arc::new(config), network, log, state_machine).await.map_err(fatal)?;
