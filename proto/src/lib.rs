@@ -6,6 +6,7 @@
 pub mod blobnode_client;
 pub mod error;
 pub mod grpc_tls;
+pub mod in_flight_limit;
 pub mod in_process;
 pub mod leader_router;
 pub mod limits;

@@ -1,7 +1,7 @@
 //! The control-plane client: a tower stack over one channel per metadata replica.
 //!
-//! Every call passes load shedding (fail fast instead of queueing without bound), a concurrency
-//! limit and a per-call timeout, then goes to the replica that leads the metadata group (see
+//! Every call passes a bound on calls in flight (beyond it a call fails fast instead of queueing
+//! without bound, `in_flight_limit`) and a per-call timeout, then goes to the replica that leads the metadata group (see
 //! `leader_router`): any one replica's URL is enough to find it.
 
 use std::time::Duration;
@@ -130,7 +130,7 @@ pub fn lazy_channel(url: &str, config: &ClientConfig) -> Result<Channel, RemoteE
     Ok(endpoint.connect_lazy())
 }
 
-/// Load shedding over a concurrency limit over a per-call timeout.
+/// A bound on calls in flight (beyond it, calls are shed) over a per-call timeout.
 pub(crate) fn limit<S>(service: S, config: &ClientConfig) -> MetadataChannel
 where
     S: tower::Service<HttpRequest, Response = HttpResponse> + Clone + Send + Sync + 'static,
@@ -139,8 +139,7 @@ where
 {
     let stack = ServiceBuilder::new()
         .map_err(CallError)
-        .load_shed()
-        .concurrency_limit(config.concurrency_limit)
+        .layer(crate::in_flight_limit::InFlightLimitLayer::new(config.concurrency_limit))
         .timeout(config.timeout)
         .layer(crate::rpc_metrics::RpcMetricsLayer::client())
         .service(service);
