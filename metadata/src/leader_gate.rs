@@ -82,9 +82,12 @@ where
                     StaleRead::Serve(permit) => {
                         let response = inner.call(request).await?;
                         // A unary answer is computed by now; it stands unless a snapshot install overlapped it.
-                        return Ok(if permit.holds() { response } else { not_leader(&replication) });
+                        if permit.holds() {
+                            return Ok(response);
+                        }
+                        return Ok(tonic::Status::from(not_leader(&replication)).into_http());
                     }
-                    StaleRead::Refused => return Ok(not_leader(&replication)),
+                    StaleRead::Refused => return Ok(tonic::Status::from(not_leader(&replication)).into_http()),
                     StaleRead::Linearizable => {}
                 }
             }
@@ -93,7 +96,7 @@ where
             } else if replication.is_leader() {
                 Ok(())
             } else {
-                Err(MetadataError::NotLeader { leader: replication.leader_address() })
+                Err(not_leader(&replication))
             };
             match allowed {
                 Ok(()) => inner.call(request).await,
@@ -104,8 +107,8 @@ where
 }
 
 /// The refusal clients follow to the leader.
-fn not_leader(replication: &Replication) -> http::Response<tonic::body::Body> {
-    tonic::Status::from(MetadataError::NotLeader { leader: replication.leader_address() }).into_http()
+fn not_leader(replication: &Replication) -> MetadataError {
+    MetadataError::NotLeader { leader: replication.leader_address() }
 }
 
 #[cfg(test)]

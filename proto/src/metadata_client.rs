@@ -84,10 +84,7 @@ impl MetadataClient {
             .map(|url| lazy_channel(url, config).map(|channel| (url.clone(), channel)))
             .collect::<Result<Vec<_>, _>>()?;
         let transport = limit(crate::leader_router::LeaderRouter::new(replicas, config.clone()), config);
-        let client = GeneratedClient::new(transport)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(MetadataClient { client })
+        Ok(MetadataClient { client: generated(transport) })
     }
 
     /// A client of a metadata service in the same process, over in-memory pipes (see `in_process`).
@@ -96,16 +93,20 @@ impl MetadataClient {
             .connect_timeout(config.connect_timeout)
             .http2_adaptive_window(true)
             .connect_with_connector_lazy(connector);
-        let client = GeneratedClient::new(limit(channel, config))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        MetadataClient { client }
+        MetadataClient { client: generated(limit(channel, config)) }
     }
 
     /// The generated client over this stack; clones share the limits.
     pub fn rpc(&self) -> GeneratedClient<MetadataChannel> {
         self.client.clone()
     }
+}
+
+/// The generated metadata client over `transport`, with the project's message size bound.
+pub(crate) fn generated(transport: MetadataChannel) -> GeneratedClient<MetadataChannel> {
+    GeneratedClient::new(transport)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 /// A channel that connects on first use and reconnects by itself.

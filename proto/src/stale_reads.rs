@@ -15,8 +15,7 @@ use tower::buffer::Buffer;
 use tower::discover::ServiceList;
 
 use crate::error::{ErrorCode, RemoteError};
-use crate::limits::MAX_MESSAGE_BYTES;
-use crate::metadata_client::{ClientConfig, MetadataChannel, MetadataClient, lazy_channel, limit};
+use crate::metadata_client::{ClientConfig, MetadataChannel, MetadataClient, generated, lazy_channel, limit};
 use crate::pb::metadata::metadata_client::MetadataClient as GeneratedClient;
 use crate::pb::metadata::{
     ListObjectVersionsRequest, ListObjectVersionsResponse, ListObjectsRequest, ListObjectsResponse, ListUploadsRequest,
@@ -74,9 +73,7 @@ impl ListingClient {
             .collect::<Result<Vec<_>, _>>()?;
         let balanced = Buffer::new(Balance::new(ServiceList::new(replicas)), BALANCER_QUEUE);
         let attempt = ClientConfig { timeout: config.timeout.min(STALE_ATTEMPT_TIMEOUT), ..config.clone() };
-        let client = GeneratedClient::new(limit(balanced, &attempt))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let client = generated(limit(balanced, &attempt));
         Ok(ListingClient { leader, stale: Some(StaleReplicas { client, bound_ms }) })
     }
 
