@@ -67,17 +67,21 @@ const DEGRADED_RETRY_DELAY: std::time::Duration = std::time::Duration::from_mill
 /// Chunks a GET body may hold between the reader task and the HTTP connection.
 const BODY_CHANNEL_CHUNKS: usize = 4;
 
-impl DataPlane {
-    /// Like [`DataPlane::read`], but driven by its own task feeding a bounded channel: the
-    /// read-ahead keeps going while the connection writes, and the stream handed to the HTTP
-    /// layer is `Sync`. Dropping the stream (client gone) stops the task at its next send.
-    pub fn read_body(
-        &self,
-        segments: Vec<Segment>,
-        range: Range<u64>,
-    ) -> tokio_stream::wrappers::ReceiverStream<GatewayResult<Bytes>> {
+/// A GET body as handed to the HTTP layer: bytes already at hand (an object stored inline in its
+/// metadata record), or a channel fed by a reader task.
+pub enum BodyStream {
+    /// No task and no channel: the connection writes these with the response headers (one
+    /// writev for a small object instead of a hand-off to a task and a second write).
+    Ready(std::vec::IntoIter<Bytes>),
+    Channel(tokio_stream::wrappers::ReceiverStream<GatewayResult<Bytes>>),
+}
+
+impl BodyStream {
+    /// A body fed through a bounded channel by `body`, driven by its own task: the read-ahead
+    /// keeps going while the connection writes, and the stream handed on is `Sync`. Dropping
+    /// the stream (client gone) stops the task at its next send.
+    pub fn spawn(body: impl Stream<Item = GatewayResult<Bytes>> + Send + 'static) -> BodyStream {
         let (tx, rx) = tokio::sync::mpsc::channel(BODY_CHANNEL_CHUNKS);
-        let body = self.read(segments, range);
         tokio::spawn(
             async move {
                 futures::pin_mut!(body);
@@ -90,7 +94,47 @@ impl DataPlane {
             }
             .in_current_span(),
         );
-        tokio_stream::wrappers::ReceiverStream::new(rx)
+        BodyStream::Channel(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+}
+
+impl Stream for BodyStream {
+    type Item = GatewayResult<Bytes>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            BodyStream::Ready(chunks) => std::task::Poll::Ready(chunks.next().map(Ok)),
+            BodyStream::Channel(rx) => rx.poll_next_unpin(cx),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            BodyStream::Ready(chunks) => chunks.size_hint(),
+            BodyStream::Channel(rx) => rx.size_hint(),
+        }
+    }
+}
+
+impl DataPlane {
+    /// Like [`DataPlane::read`], but ready for the HTTP layer: inline bytes as they are, stripes
+    /// through a reader task (see [`BodyStream`]).
+    pub fn read_body(&self, segments: Vec<Segment>, range: Range<u64>) -> BodyStream {
+        if segments.iter().all(|segment| segment.layout.is_none()) {
+            let chunks: Vec<Bytes> = pieces(segments, range)
+                .filter_map(|piece| match piece {
+                    Piece::Inline(bytes) => Some(bytes),
+                    // Not reached: no segment has a layout.
+                    Piece::Stripe { .. } => None,
+                })
+                .filter(|bytes| !bytes.is_empty())
+                .collect();
+            return BodyStream::Ready(chunks.into_iter());
+        }
+        BodyStream::spawn(self.read(segments, range))
     }
 
     pub fn read(

@@ -1,10 +1,15 @@
-//! gRPC between services that share one process (`coffer server`): in-memory duplex pipes instead of loopback
-//! TCP, so a metadata call from the gateway costs no syscalls and no TCP stack. The protocol on the pipe is the
-//! same HTTP/2 gRPC as on a socket; only the transport differs.
+//! gRPC between services that share one process (`coffer server`). When the server hands its service over
+//! ([`InProcessListener::serve_directly`]), a call is that service's `call` on the caller's task: the same gRPC
+//! messages, codec, layers and status codes, but no HTTP/2 framing, no pipe and no hand-off to the server's
+//! connection and stream tasks (those cost more CPU than the metadata lookup of a small GET). Until then, and
+//! for servers that do not hand it over, calls go over in-memory duplex pipes with the same HTTP/2 gRPC as on a
+//! socket: no syscalls and no TCP stack.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
@@ -13,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::{Stream, StreamExt};
+use tower::util::BoxCloneSyncService;
 
 /// The URL an in-process channel is built with; it never reaches a resolver.
 pub const IN_PROCESS_URL: &str = "http://in-process.coffer.invalid";
@@ -21,20 +27,103 @@ const PIPE_BYTES: usize = 1 << 20;
 /// Connections handed over but not yet accepted by the server.
 const PENDING_CONNECTIONS: usize = 16;
 
+type HttpRequest = http::Request<tonic::body::Body>;
+type HttpResponse = http::Response<tonic::body::Body>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A server's whole gRPC service (its layers included), as in-process clients call it.
+pub type DirectService = BoxCloneSyncService<HttpRequest, HttpResponse, Infallible>;
+
+/// Where the server leaves its service for the clients; empty until it does.
+type DirectSlot = Arc<OnceLock<DirectService>>;
+
 /// The client side: each connect makes a fresh pipe and hands its other end to the server.
 #[derive(Clone)]
 pub struct InProcessConnector {
     tx: mpsc::Sender<DuplexStream>,
+    direct: DirectSlot,
 }
 
 /// The server side: the pipes clients have opened, to serve next to (or instead of) a TCP listener.
 pub struct InProcessListener {
     rx: mpsc::Receiver<DuplexStream>,
+    direct: DirectSlot,
 }
 
 pub fn in_process() -> (InProcessConnector, InProcessListener) {
     let (tx, rx) = mpsc::channel(PENDING_CONNECTIONS);
-    (InProcessConnector { tx }, InProcessListener { rx })
+    let direct = DirectSlot::default();
+    (InProcessConnector { tx, direct: direct.clone() }, InProcessListener { rx, direct })
+}
+
+impl InProcessListener {
+    /// From now on in-process clients call `service` directly instead of over a pipe. It should be the service
+    /// the server's connections reach, with the same layers, so both ways answer alike. Only the first call
+    /// counts.
+    pub fn serve_directly<S>(&self, service: S)
+    where
+        S: tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        let _ = self.direct.set(BoxCloneSyncService::new(service));
+    }
+}
+
+/// The transport of an in-process client: the server's service when it handed it over, else HTTP/2 over `pipe`.
+#[derive(Clone)]
+pub struct InProcessTransport<P> {
+    direct: DirectSlot,
+    pipe: P,
+    /// Which way `poll_ready` made ready, so `call` takes the same one.
+    ready: Option<Way>,
+}
+
+#[derive(Clone, Copy)]
+enum Way {
+    Direct,
+    Pipe,
+}
+
+impl<P> InProcessTransport<P> {
+    /// `pipe`: a channel over `connector`'s pipes, for calls made before the server hands its service over.
+    pub fn new(connector: &InProcessConnector, pipe: P) -> Self {
+        InProcessTransport { direct: connector.direct.clone(), pipe, ready: None }
+    }
+}
+
+impl<P> tower::Service<HttpRequest> for InProcessTransport<P>
+where
+    P: tower::Service<HttpRequest, Response = HttpResponse>,
+    P::Error: Into<BoxError>,
+    P::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if self.direct.get().is_some() {
+            self.ready = Some(Way::Direct);
+            return Poll::Ready(Ok(()));
+        }
+        let ready = std::task::ready!(self.pipe.poll_ready(cx)).map_err(Into::into);
+        self.ready = ready.is_ok().then_some(Way::Pipe);
+        Poll::Ready(ready)
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        match (self.ready.take(), self.direct.get()) {
+            (Some(Way::Direct), Some(service)) => {
+                // The boxed service is always ready (tonic's generated servers are); `oneshot` waits anyway.
+                let call = tower::ServiceExt::oneshot(service.clone(), request);
+                Box::pin(async move { call.await.map_err(|never| match never {}) })
+            }
+            _ => {
+                let call = self.pipe.call(request);
+                Box::pin(async move { call.await.map_err(Into::into) })
+            }
+        }
+    }
 }
 
 impl tower::Service<http::Uri> for InProcessConnector {
@@ -139,4 +228,40 @@ pub fn incoming(
         None => Box::pin(tokio_stream::empty()),
     };
     tcp.merge(pipes)
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn answer(way: &'static str) -> HttpResponse {
+        let mut response = http::Response::new(tonic::body::Body::empty());
+        response.headers_mut().insert("x-way", http::HeaderValue::from_static(way));
+        response
+    }
+
+    async fn way_of<P>(transport: InProcessTransport<P>) -> String
+    where
+        P: tower::Service<HttpRequest, Response = HttpResponse>,
+        P::Error: Into<BoxError>,
+        P::Future: Send + 'static,
+    {
+        let response = transport.oneshot(http::Request::new(tonic::body::Body::empty())).await.unwrap();
+        response.headers()["x-way"].to_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn calls_go_direct_once_the_server_hands_its_service_over() {
+        let (connector, listener) = in_process();
+        let pipe = tower::service_fn(|_: HttpRequest| async { Ok::<_, io::Error>(answer("pipe")) });
+        let transport = InProcessTransport::new(&connector, pipe);
+        assert_eq!(way_of(transport.clone()).await, "pipe");
+        listener.serve_directly(tower::service_fn(|_: HttpRequest| async { Ok::<_, Infallible>(answer("direct")) }));
+        assert_eq!(way_of(transport.clone()).await, "direct");
+        // Only the first service handed over counts.
+        listener.serve_directly(tower::service_fn(|_: HttpRequest| async { Ok::<_, Infallible>(answer("second")) }));
+        assert_eq!(way_of(transport).await, "direct");
+    }
 }

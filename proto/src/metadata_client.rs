@@ -87,13 +87,14 @@ impl MetadataClient {
         Ok(MetadataClient { client: generated(transport) })
     }
 
-    /// A client of a metadata service in the same process, over in-memory pipes (see `in_process`).
+    /// A client of a metadata service in the same process: direct calls, or in-memory pipes (see `in_process`).
     pub fn in_process(connector: crate::in_process::InProcessConnector, config: &ClientConfig) -> MetadataClient {
         let channel = Endpoint::from_static(crate::in_process::IN_PROCESS_URL)
             .connect_timeout(config.connect_timeout)
             .http2_adaptive_window(true)
-            .connect_with_connector_lazy(connector);
-        MetadataClient { client: generated(limit(channel, config)) }
+            .connect_with_connector_lazy(connector.clone());
+        let transport = crate::in_process::InProcessTransport::new(&connector, channel);
+        MetadataClient { client: generated(limit(transport, config)) }
     }
 
     /// The generated client over this stack; clones share the limits.

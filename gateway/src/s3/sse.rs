@@ -21,9 +21,6 @@ use crate::error::{GatewayError, GatewayResult};
 use crate::sse::keys::{self, CustomerKey, DataKey, KeyError};
 use crate::sse::{SSE_C, SSE_KMS, SSE_S3, Sealer, Transform, compress};
 
-/// Chunks an encrypted GET body may hold between the reader task and the HTTP connection (as
-/// `read_path` does for plain bodies).
-const BODY_CHANNEL_CHUNKS: usize = 4;
 const SALT_LEN: usize = 16;
 
 /// The encryption a write asks for in its headers.
@@ -455,21 +452,11 @@ impl CofferS3 {
         record: &ObjectRecord,
         range: Range<u64>,
         customer: Option<CustomerKey>,
-    ) -> tokio_stream::wrappers::ReceiverStream<GatewayResult<Bytes>> {
+    ) -> crate::read_path::BodyStream {
         if !transformed(record) {
             return self.plane.read_body(record.segments.clone(), range);
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(BODY_CHANNEL_CHUNKS);
-        let mut body = self.plain_body(record, range, customer);
-        tokio::spawn(tracing::Instrument::in_current_span(async move {
-            while let Some(item) = body.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        }));
-        tokio_stream::wrappers::ReceiverStream::new(rx)
+        crate::read_path::BodyStream::spawn(self.plain_body(record, range, customer))
     }
 
     /// The template of the upload a part belongs to (NoSuchUpload when there is none).
