@@ -256,6 +256,14 @@ pub enum Command {
         #[serde(deserialize_with = "crate::command_codec::nested_command")]
         command: Box<Command>,
     },
+    /// Group 0 only: records range group `group`, owning `range`, with its initial voters (node
+    /// id, URL) — group 0's voters when it was proposed, so every replica starts the group's Raft
+    /// with the same membership (see `range` and `groups`).
+    CreateRangeGroup {
+        group: u64,
+        range: crate::range::Range,
+        voters: Vec<(u64, String)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -374,6 +382,11 @@ pub fn apply(store: &Store, command: Command) -> Result<Applied, MetadataError> 
 /// Puts `command`'s changes into `batch` without writing it (the Raft state machine adds its
 /// applied log id to the same batch). On error `batch` may hold part of the changes: drop them.
 pub fn apply_into(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Applied, MetadataError> {
+    // A range group applies nothing outside its range: checked against its stored descriptor, the
+    // same on every replica, so the refusal is as deterministic as any other outcome.
+    if let Some(descriptor) = store.range() {
+        descriptor.admit(&command)?;
+    }
     // Taken before `plan` consumes the command: the event goes into the same batch as the change.
     let event = crate::notify::Source::of(&command);
     let applied = plan(store, batch, command)?;
@@ -516,6 +529,9 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
         Command::SetLifecycleCursor { cursor } => crate::lifecycle::set_cursor(store, batch, &cursor),
         Command::NotifyDone { keys } => crate::notify::finish(store, batch, &keys),
         Command::CreatedBy { command, .. } => plan(store, batch, *command),
+        Command::CreateRangeGroup { group, range, voters } => {
+            crate::range::create_group(store, batch, group, range, voters)
+        }
         Command::PutIam { entity, create_only } => {
             crate::iam::put(store, batch, entity, create_only).map(Applied::IamGeneration)
         }

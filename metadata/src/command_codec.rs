@@ -503,6 +503,16 @@ mod tests {
             Command::NotifyDone { keys: vec![b"n1".to_vec(), b"n2".to_vec()] },
             Command::CreatedBy { how: Created::Post, command: Box::new(put_object()) },
             Command::CreatedBy { how: Created::Copy, command: Box::new(put_object()) },
+            Command::CreateRangeGroup {
+                group: 7,
+                range: crate::range::Range {
+                    start_bucket: "photos".into(),
+                    start_key: "m".into(),
+                    end_bucket: String::new(),
+                    end_key: String::new(),
+                },
+                voters: vec![(1, "http://10.0.0.1:9100".into()), (2, "http://10.0.0.2:9100".into())],
+            },
         ]
     }
 
@@ -545,6 +555,7 @@ mod tests {
             Command::SetLifecycleCursor { .. } => "SetLifecycleCursor",
             Command::NotifyDone { .. } => "NotifyDone",
             Command::CreatedBy { .. } => "CreatedBy",
+            Command::CreateRangeGroup { .. } => "CreateRangeGroup",
         }
     }
 
@@ -614,7 +625,19 @@ mod tests {
             command: Box::new(Command::DeleteObject { bucket: "b".into(), key: "k".into(), stamp }),
         };
         assert_eq!(encode(&created), [1, 34, 1, 5, 1, b'b', 1, b'k', 2, 1, 4, 0xac, 0x02]);
-        for bytes in [encode(&delete), encode(&create), encode(&versioning), encode(&created)] {
+        let group = Command::CreateRangeGroup {
+            group: 1,
+            range: crate::range::Range {
+                start_bucket: "b".into(),
+                start_key: "k".into(),
+                end_bucket: String::new(),
+                end_key: String::new(),
+            },
+            voters: vec![(2, "u".into())],
+        };
+        // Variant 35, group 1, the range's four strings, one voter (id 2, "u").
+        assert_eq!(encode(&group), [1, 35, 1, 1, b'b', 1, b'k', 0, 0, 1, 2, 1, b'u']);
+        for bytes in [encode(&delete), encode(&create), encode(&versioning), encode(&created), encode(&group)] {
             assert!(decode(&bytes).is_ok());
         }
     }

@@ -15,6 +15,7 @@ mod data;
 mod error;
 mod expiry;
 mod gc;
+mod groups;
 mod iam;
 mod keys;
 mod leader_gate;
@@ -28,6 +29,7 @@ mod object_acl;
 mod object_lock;
 mod placement;
 pub mod raft;
+mod range;
 mod repair;
 mod service;
 mod stats;
@@ -123,6 +125,8 @@ pub async fn serve_with(
                 snapshot_dir: config.snapshot_dir(),
                 snapshot_entries: config.raft_snapshot_entries,
                 client,
+                group: 0,
+                node_id: None,
             };
             let replication = raft::Replication::start(store.clone(), options).await?;
             (Applier::replicated(replication.clone()), None, Some(replication))
@@ -140,6 +144,22 @@ pub async fn serve_with(
     let (stop_leader_tasks, leader_tasks_stop) = oneshot::channel();
     let leader_tasks =
         tokio::spawn(leader_tasks::supervise(workers, replication.as_ref().map(|r| r.leadership()), leader_tasks_stop));
+
+    // Range groups (replicated mode only): opened by a watcher of group 0's records, served by the
+    // same gRPC server through the group dispatcher.
+    let groups = replication.clone().map(|zero| {
+        let settings = groups::Settings {
+            db: config.db.clone(),
+            advertise: config.advertise_url(),
+            snapshot_entries: config.raft_snapshot_entries,
+            client: coffer_proto::metadata_client::ClientConfig { tls: tls.clone(), ..Default::default() },
+            timing: Timing::from(&config),
+            node_timeout: config.node_timeout,
+        };
+        groups::Groups::new(settings, store.clone(), zero)
+    });
+    let (stop_watching, watching_stopped) = tokio::sync::watch::channel(false);
+    let group_watcher = groups.clone().map(|groups| tokio::spawn(groups.watch(watching_stopped)));
 
     let stats_task = tokio::spawn(stats::publish(store.clone()));
     let service = MetadataService::new(store, applier, cluster, Timing::from(&config)).with_notify_targets(targets);
@@ -160,9 +180,11 @@ pub async fn serve_with(
             builder.tls_config(tls.server()).map_err(|e| MetadataError::InvalidArgument(format!("gRPC TLS: {e}")))?;
     }
     let raft_service = replication.clone().map(|r| {
-        coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer::new(raft::RaftService::new(r))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer::new(
+            raft::RaftService::new(r).with_groups(groups.clone()),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
     });
     let (shutting_down, shutdown_seen) = oneshot::channel::<()>();
     let shutdown = async move {
@@ -171,6 +193,7 @@ pub async fn serve_with(
     };
     let serving = builder
         .layer(coffer_proto::rpc_metrics::RpcMetricsLayer::server())
+        .layer(groups::GroupDispatchLayer::new(groups.clone()))
         .layer(leader_gate::LeaderGateLayer::new(replication.clone()))
         .add_service(server)
         .add_optional_service(raft_service)
@@ -195,6 +218,13 @@ pub async fn serve_with(
     let _ = stop_leader_tasks.send(());
     if let Err(e) = leader_tasks.await {
         tracing::error!(error = %e, "the leader task supervisor failed");
+    }
+    let _ = stop_watching.send(true);
+    if let Some(watcher) = group_watcher {
+        let _ = watcher.await;
+    }
+    if let Some(groups) = &groups {
+        groups.shutdown().await;
     }
     if let Some(replication) = replication {
         replication.shutdown().await;

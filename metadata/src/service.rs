@@ -107,6 +107,15 @@ impl MetadataService {
         Ok(read(&self.store)?)
     }
 
+    /// A range group's check of a point read's (bucket, key): the same `WrongRange` its apply gives
+    /// a command outside its range (nothing to check in group 0 or a lone service).
+    fn check_key(&self, bucket: &str, key: &str) -> Result<(), Status> {
+        match self.store.range() {
+            Some(descriptor) => Ok(descriptor.check_key(bucket, key)?),
+            None => Ok(()),
+        }
+    }
+
     /// Runs a read off the async runtime: scans read many blocks, and RocksDB reads block.
     async fn read<T: Send + 'static>(
         &self,
@@ -184,6 +193,9 @@ impl Metadata for MetadataService {
 
     async fn get_bucket(&self, req: Request<GetBucketRequest>) -> Result<Response<GetBucketResponse>, Status> {
         let name = req.into_inner().name;
+        if let Some(descriptor) = self.store.range() {
+            descriptor.check_bucket(&name)?;
+        }
         let bucket = self.read_point(move |store| store.bucket(&name))?;
         Ok(Response::new(GetBucketResponse { bucket: Some(bucket) }))
     }
@@ -311,6 +323,7 @@ impl Metadata for MetadataService {
 
     async fn get_object(&self, req: Request<GetObjectRequest>) -> Result<Response<GetObjectResponse>, Status> {
         let req = req.into_inner();
+        self.check_key(&req.bucket, &req.key)?;
         let record = self.read_point(move |store| versions::get(store, &req.bucket, &req.key, &req.version_id))?;
         Ok(Response::new(GetObjectResponse { record: Some(record) }))
     }
@@ -418,6 +431,7 @@ impl Metadata for MetadataService {
 
     async fn get_upload(&self, req: Request<GetUploadRequest>) -> Result<Response<GetUploadResponse>, Status> {
         let req = req.into_inner();
+        self.check_key(&req.bucket, &req.key)?;
         let upload = self.read_point(move |store| store.upload(&req.bucket, &req.key, &req.upload_id))?;
         Ok(Response::new(GetUploadResponse { upload: Some(upload) }))
     }
@@ -438,6 +452,7 @@ impl Metadata for MetadataService {
 
     async fn list_parts(&self, req: Request<ListPartsRequest>) -> Result<Response<ListPartsResponse>, Status> {
         let req = req.into_inner();
+        self.check_key(&req.bucket, &req.key)?;
         Ok(Response::new(self.read(move |store| listing::list_parts(store, &req)).await?))
     }
 

@@ -118,6 +118,9 @@ pub struct Store {
     db: DB,
     /// Kept for its statistics object (tickers), read by [`Store::stats`].
     options: Options,
+    /// A range group's descriptor (`range`), read once at open or set before its Raft starts;
+    /// unset in group 0 and in a lone service, which accept every key.
+    range: std::sync::OnceLock<crate::range::Descriptor>,
 }
 
 /// RocksDB figures worth watching: write stalls, compaction debt, block cache effectiveness.
@@ -156,7 +159,39 @@ impl Store {
             ColumnFamilyDescriptor::new(cf.name(), cf_options)
         });
         let db = DB::open_cf_descriptors(&options, path, cfs).map_err(MetadataError::db("opening the database"))?;
-        Ok(Store { db, options })
+        let store = Store { db, options, range: std::sync::OnceLock::new() };
+        let stored = store.db.get_cf(store.cf(Cf::Meta)?, crate::range::DESCRIPTOR_KEY);
+        if let Some(bytes) = stored.map_err(MetadataError::db("reading the range descriptor"))? {
+            let _ = store.range.set(crate::range::decode_descriptor(&bytes)?);
+        }
+        Ok(store)
+    }
+
+    /// This database's range when it is a range group's (see `range`).
+    pub(crate) fn range(&self) -> Option<&crate::range::Descriptor> {
+        self.range.get()
+    }
+
+    /// Makes this database a range group's, durably (before its Raft starts); the same descriptor
+    /// again is a no-op, another one an error (ranges change only through the log, later). Blocking.
+    pub(crate) fn set_range(&self, descriptor: crate::range::Descriptor) -> Result<(), MetadataError> {
+        if let Some(current) = self.range.get() {
+            if *current == descriptor {
+                return Ok(());
+            }
+            return Err(MetadataError::Internal(format!(
+                "the group's database already holds range {} (epoch {}), not {} (epoch {})",
+                current.range, current.epoch, descriptor.range, descriptor.epoch
+            )));
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        let bytes = crate::range::encode_descriptor(&descriptor);
+        self.db
+            .put_cf_opt(self.cf(Cf::Meta)?, crate::range::DESCRIPTOR_KEY, bytes, &options)
+            .map_err(MetadataError::db("storing the range descriptor"))?;
+        let _ = self.range.set(descriptor);
+        Ok(())
     }
 
     pub fn stats(&self) -> DbStats {

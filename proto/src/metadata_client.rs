@@ -66,6 +66,11 @@ impl Default for ClientConfig {
 /// URL; empty while no leader is known). Clients resend the call there.
 pub const NOT_LEADER_HEADER: &str = "x-coffer-not-leader";
 
+/// The header that picks the metadata Raft group a call is for, on both the `Metadata` API and the
+/// `MetadataRaft` service: a decimal group id. Absent means group 0 (the directory, and the only
+/// group before range groups), so clients and replicas that never send it keep working.
+pub const GROUP_HEADER: &str = "x-coffer-group";
+
 /// A cheap-to-clone handle on the metadata service.
 #[derive(Clone)]
 pub struct MetadataClient {

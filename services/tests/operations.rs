@@ -7,6 +7,8 @@ mod common;
 mod gateways;
 #[path = "ops/iam.rs"]
 mod iam;
+#[path = "ops/metadata_groups.rs"]
+mod metadata_groups;
 #[path = "ops/metadata_partition.rs"]
 mod metadata_partition;
 #[path = "ops/metadata_raft.rs"]

@@ -1,0 +1,382 @@
+//! Ranges of the (bucket, key) space and the range groups that own them (issue 11, step 1:
+//! "groups on a node"; see docs/design/metadata-sharding.md).
+//!
+//! A range is half-open, `[start, end)`, over (bucket, key) ordered by bucket then key, bytewise —
+//! the order of the `objects` column family's keys (`bucket 0x00 key`, bucket names never hold a
+//! 0x00). An empty end is the end of the key space. Group 0, the directory, has no range and
+//! accepts every command (today's single group); a range group stores its [`Descriptor`] in its own
+//! database (`meta`) before its Raft starts, and `command::apply_into` refuses, with
+//! [`MetadataError::WrongRange`], every command outside it — deterministically, since every replica
+//! holds the same descriptor and the descriptor only changes through the log (splits, later).
+//!
+//! Group 0 records every range group it created (`CreateRangeGroup`) under [`GROUP_RECORD_PREFIX`]
+//! in its `meta` column family: the range, its epoch and the group's initial voters.
+
+use coffer_proto::pb::metadata::{KeyBound, KeyRange};
+use rocksdb::WriteBatch;
+
+use crate::command::{Applied, Command};
+use crate::error::MetadataError;
+use crate::store::{Cf, Store};
+
+/// Group 0's `meta` key prefix of its range-group records: the prefix, then the group id as a
+/// big-endian u64, so they list in group order.
+pub const GROUP_RECORD_PREFIX: &[u8] = b"range_group/";
+/// A range group's own `meta` key of its descriptor.
+pub const DESCRIPTOR_KEY: &[u8] = b"range_descriptor";
+/// The first byte of both stored forms below (postcard after it).
+const RECORD_VERSION: u8 = 1;
+
+/// `[start, end)` over (bucket, key). An end with an empty bucket and key is "to the end".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Range {
+    pub start_bucket: String,
+    pub start_key: String,
+    pub end_bucket: String,
+    pub end_key: String,
+}
+
+impl Range {
+    fn start(&self) -> (&[u8], &[u8]) {
+        (self.start_bucket.as_bytes(), self.start_key.as_bytes())
+    }
+
+    fn end(&self) -> Option<(&[u8], &[u8])> {
+        if self.end_bucket.is_empty() && self.end_key.is_empty() {
+            None
+        } else {
+            Some((self.end_bucket.as_bytes(), self.end_key.as_bytes()))
+        }
+    }
+
+    /// Refuses an empty range (end at or before start) and an end with a key but no bucket.
+    pub fn validate(&self) -> Result<(), MetadataError> {
+        if self.end_bucket.is_empty() && !self.end_key.is_empty() {
+            return Err(MetadataError::InvalidArgument("a range end with a key needs a bucket".into()));
+        }
+        if let Some(end) = self.end()
+            && end <= self.start()
+        {
+            return Err(MetadataError::InvalidArgument(format!("empty range {self}")));
+        }
+        Ok(())
+    }
+
+    /// Whether (bucket, key) is in `[start, end)`.
+    pub fn contains(&self, bucket: &str, key: &str) -> bool {
+        let at = (bucket.as_bytes(), key.as_bytes());
+        at >= self.start() && self.end().is_none_or(|end| at < end)
+    }
+
+    /// Whether some key of `bucket` is in the range: bucket-level commands (create, settings)
+    /// belong to every range group that holds part of the bucket.
+    pub fn touches_bucket(&self, bucket: &str) -> bool {
+        let bucket = bucket.as_bytes();
+        // (bucket, start_key) is the start itself when the buckets are equal, and below any valid end.
+        bucket >= self.start_bucket.as_bytes()
+            && self.end().is_none_or(|end| bucket == self.start_bucket.as_bytes() || (bucket, &b""[..]) < end)
+    }
+
+    /// Whether the two ranges share a key.
+    pub fn overlaps(&self, other: &Range) -> bool {
+        let below = |a: &Range, b: &Range| a.end().is_some_and(|end| end <= b.start());
+        !below(self, other) && !below(other, self)
+    }
+
+    pub fn from_pb(range: &KeyRange) -> Range {
+        let (start, end) = (range.start.clone().unwrap_or_default(), range.end.clone().unwrap_or_default());
+        Range { start_bucket: start.bucket, start_key: start.key, end_bucket: end.bucket, end_key: end.key }
+    }
+
+    pub fn to_pb(&self, epoch: u64) -> KeyRange {
+        KeyRange {
+            start: Some(KeyBound { bucket: self.start_bucket.clone(), key: self.start_key.clone() }),
+            end: Some(KeyBound { bucket: self.end_bucket.clone(), key: self.end_key.clone() }),
+            epoch,
+        }
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}/{}, ", self.start_bucket, self.start_key)?;
+        match self.end() {
+            Some(_) => write!(f, "{}/{})", self.end_bucket, self.end_key),
+            None => f.write_str("end)"),
+        }
+    }
+}
+
+/// What a range group stores about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Descriptor {
+    pub range: Range,
+    /// Bumped by every change of the range (none in step 1: always 1).
+    pub epoch: u64,
+}
+
+/// Group 0's record of a range group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupRecord {
+    pub group: u64,
+    pub descriptor: Descriptor,
+    /// The initial voters (node id, URL): group 0's voters when the creation was proposed.
+    pub voters: Vec<(u64, String)>,
+}
+
+fn to_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // As in `command_codec::encode`: a Vec grows and every sequence knows its length.
+    postcard::to_extend(value, vec![RECORD_VERSION]).expect("a range record always encodes into a Vec")
+}
+
+fn from_bytes<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, MetadataError> {
+    match bytes.split_first() {
+        Some((&RECORD_VERSION, body)) => postcard::from_bytes(body).map_err(|e| MetadataError::corrupt(what, e)),
+        Some((version, _)) => Err(MetadataError::corrupt(what, format!("unknown format version {version}"))),
+        None => Err(MetadataError::corrupt(what, "no bytes")),
+    }
+}
+
+pub fn encode_descriptor(descriptor: &Descriptor) -> Vec<u8> {
+    to_bytes(descriptor)
+}
+
+pub fn decode_descriptor(bytes: &[u8]) -> Result<Descriptor, MetadataError> {
+    from_bytes("range descriptor", bytes)
+}
+
+fn group_record_key(group: u64) -> Vec<u8> {
+    [GROUP_RECORD_PREFIX, &group.to_be_bytes()].concat()
+}
+
+/// Every range group group 0 has recorded, in group order. Blocking.
+pub fn group_records(store: &Store) -> Result<Vec<GroupRecord>, MetadataError> {
+    let cf = store.cf(Cf::Meta)?;
+    let mut records = Vec::new();
+    for item in store.db().prefix_iterator_cf(cf, GROUP_RECORD_PREFIX) {
+        let (key, value) = item.map_err(MetadataError::db("listing range groups"))?;
+        if !key.starts_with(GROUP_RECORD_PREFIX) {
+            break;
+        }
+        records.push(from_bytes("range group record", &value)?);
+    }
+    Ok(records)
+}
+
+/// Applies `CreateRangeGroup` in group 0: refuses group 0, an existing group, an empty range, a
+/// range that overlaps another group's, and no voters; otherwise records the group.
+pub fn create_group(
+    store: &Store,
+    batch: &mut WriteBatch,
+    group: u64,
+    range: Range,
+    voters: Vec<(u64, String)>,
+) -> Result<Applied, MetadataError> {
+    if group == 0 {
+        return Err(MetadataError::InvalidArgument("group 0 is the directory, not a range group".into()));
+    }
+    range.validate()?;
+    if voters.is_empty() {
+        return Err(MetadataError::InvalidArgument("a range group needs voters".into()));
+    }
+    for existing in group_records(store)? {
+        if existing.group == group {
+            return Err(MetadataError::EntityAlreadyExists(format!("metadata group {group}")));
+        }
+        if existing.descriptor.range.overlaps(&range) {
+            return Err(MetadataError::InvalidArgument(format!(
+                "range {range} overlaps group {}'s range {}",
+                existing.group, existing.descriptor.range
+            )));
+        }
+    }
+    let record = GroupRecord { group, descriptor: Descriptor { range, epoch: 1 }, voters };
+    batch.put_cf(store.cf(Cf::Meta)?, group_record_key(group), to_bytes(&record));
+    Ok(Applied::Done)
+}
+
+/// What a command is about, for the range check.
+enum Scope<'a> {
+    Key(&'a str, &'a str),
+    Bucket(&'a str),
+    /// State group 0 keeps (nodes, IAM, repair, collector, accounts, range groups, …).
+    Directory,
+}
+
+fn scope(command: &Command) -> Scope<'_> {
+    match command {
+        Command::PutObject { record, .. } => Scope::Key(&record.bucket, &record.key),
+        Command::CreateUpload { upload } => Scope::Key(&upload.bucket, &upload.key),
+        Command::DeleteObject { bucket, key, .. }
+        | Command::DeleteVersion { bucket, key, .. }
+        | Command::UpdateObjectLock { bucket, key, .. }
+        | Command::SetVersionTags { bucket, key, .. }
+        | Command::PutPart { bucket, key, .. }
+        | Command::CompleteUpload { bucket, key, .. }
+        | Command::AbortUpload { bucket, key, .. }
+        | Command::SetObjectTags { bucket, key, .. }
+        | Command::SetObjectAcl { bucket, key, .. }
+        | Command::Expire { bucket, key, .. } => Scope::Key(bucket, key),
+        Command::CreatedBy { command, .. } => scope(command),
+        Command::CreateBucket { bucket } => Scope::Bucket(&bucket.name),
+        Command::DeleteBucket { name, .. }
+        | Command::SetBucketVersioning { name, .. }
+        | Command::SetBucketTags { name, .. }
+        | Command::SetBucketMetadata { name, .. }
+        | Command::SetBucketPolicy { name, .. }
+        | Command::SetBucketConfig { name, .. } => Scope::Bucket(name),
+        // Data intents, nodes, repair, the collector, IAM, accounts, the background workers (which
+        // run on group 0 only in step 1) and the range table are group 0's.
+        Command::RecordIntent { .. }
+        | Command::AbandonData { .. }
+        | Command::PutNode { .. }
+        | Command::ReportDamaged { .. }
+        | Command::SetNodeAdmin { .. }
+        | Command::RemoveNode { .. }
+        | Command::SetAccountMetadata { .. }
+        | Command::CompleteRepair { .. }
+        | Command::DropDamaged { .. }
+        | Command::PutIam { .. }
+        | Command::DeleteIam { .. }
+        | Command::FinishGc { .. }
+        | Command::Lifecycle { .. }
+        | Command::SetLifecycleCursor { .. }
+        | Command::NotifyDone { .. }
+        | Command::CreateRangeGroup { .. } => Scope::Directory,
+    }
+}
+
+impl Descriptor {
+    fn wrong(&self, detail: String) -> MetadataError {
+        MetadataError::WrongRange { epoch: self.epoch, detail }
+    }
+
+    /// The range check of a point read or a keyed call.
+    pub fn check_key(&self, bucket: &str, key: &str) -> Result<(), MetadataError> {
+        if self.range.contains(bucket, key) {
+            return Ok(());
+        }
+        Err(self.wrong(format!("{bucket}/{key} is outside this group's range {}", self.range)))
+    }
+
+    pub fn check_bucket(&self, bucket: &str) -> Result<(), MetadataError> {
+        if self.range.touches_bucket(bucket) {
+            return Ok(());
+        }
+        Err(self.wrong(format!("bucket {bucket} has no key in this group's range {}", self.range)))
+    }
+
+    /// Whether a range group may apply `command` (see the module doc).
+    pub fn admit(&self, command: &Command) -> Result<(), MetadataError> {
+        match scope(command) {
+            Scope::Key(bucket, key) => self.check_key(bucket, key),
+            Scope::Bucket(bucket) => self.check_bucket(bucket),
+            Scope::Directory => Err(self.wrong("this command belongs to group 0, not a range group".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: (&str, &str), end: (&str, &str)) -> Range {
+        Range {
+            start_bucket: start.0.into(),
+            start_key: start.1.into(),
+            end_bucket: end.0.into(),
+            end_key: end.1.into(),
+        }
+    }
+
+    #[test]
+    fn ranges_are_half_open_in_byte_order() {
+        let r = range(("b", "k"), ("b", "m"));
+        assert!(r.contains("b", "k"));
+        assert!(r.contains("b", "l/deep"));
+        assert!(!r.contains("b", "m"), "the end is excluded");
+        assert!(!r.contains("b", "j"));
+        assert!(!r.contains("a", "z"));
+        assert!(!r.contains("c", ""));
+        // Bytewise: "B" < "b", and a longer key after its prefix.
+        assert!(!r.contains("B", "k"));
+        assert!(r.contains("b", "k\u{0}"));
+    }
+
+    #[test]
+    fn an_empty_end_is_the_end_of_the_key_space() {
+        let r = range(("m", ""), ("", ""));
+        assert!(r.contains("m", ""));
+        assert!(r.contains("zzz", "anything"));
+        assert!(!r.contains("l", "zzz"));
+        let all = range(("", ""), ("", ""));
+        assert!(all.contains("", ""));
+        assert!(all.contains("a", "b"));
+    }
+
+    #[test]
+    fn bucket_commands_belong_to_every_range_touching_the_bucket() {
+        let r = range(("b", "k"), ("d", ""));
+        assert!(r.touches_bucket("b"), "keys of b from k on");
+        assert!(r.touches_bucket("c"));
+        assert!(!r.touches_bucket("d"), "(d, \"\") is the end itself");
+        assert!(!r.touches_bucket("a"));
+        assert!(range(("b", "k"), ("d", "x")).touches_bucket("d"));
+        assert!(range(("b", "k"), ("b", "m")).touches_bucket("b"));
+        assert!(range(("b", ""), ("", "")).touches_bucket("zz"));
+    }
+
+    #[test]
+    fn validation_refuses_empty_and_malformed_ranges() {
+        assert!(range(("b", "k"), ("b", "m")).validate().is_ok());
+        assert!(range(("b", "k"), ("", "")).validate().is_ok());
+        assert!(range(("b", "k"), ("b", "k")).validate().is_err());
+        assert!(range(("b", "k"), ("a", "z")).validate().is_err());
+        assert!(range(("b", "k"), ("", "x")).validate().is_err());
+    }
+
+    #[test]
+    fn overlap() {
+        let left = range(("a", ""), ("m", ""));
+        let right = range(("m", ""), ("", ""));
+        assert!(!left.overlaps(&right) && !right.overlaps(&left));
+        assert!(left.overlaps(&range(("l", "z"), ("n", ""))));
+        assert!(right.overlaps(&range(("z", ""), ("", ""))));
+        assert!(range(("", ""), ("", "")).overlaps(&left));
+    }
+
+    #[test]
+    fn descriptors_round_trip_and_pin_their_bytes() {
+        let descriptor = Descriptor { range: range(("b", "k"), ("", "")), epoch: 3 };
+        let bytes = encode_descriptor(&descriptor);
+        // Version 1, then four length-prefixed strings and the varint epoch.
+        assert_eq!(bytes, [1, 1, b'b', 1, b'k', 0, 0, 3]);
+        assert_eq!(decode_descriptor(&bytes).unwrap(), descriptor);
+        assert!(decode_descriptor(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_descriptor(&[2, 0]).is_err());
+        assert!(decode_descriptor(&[]).is_err());
+        let pb = descriptor.range.to_pb(3);
+        assert_eq!(Range::from_pb(&pb), descriptor.range);
+    }
+
+    #[test]
+    fn commands_are_admitted_by_scope() {
+        let d = Descriptor { range: range(("b", "k"), ("b", "m")), epoch: 1 };
+        let stamp = crate::command::Stamp {
+            now_unix_ms: 0,
+            replaced_gc_unix_ms: 0,
+            intent_deadline_unix_ms: 0,
+            version_order: 0,
+        };
+        let delete = |key: &str| Command::DeleteObject { bucket: "b".into(), key: key.into(), stamp };
+        assert!(d.admit(&delete("kite")).is_ok());
+        let wrong = d.admit(&delete("zebra")).unwrap_err();
+        assert_eq!(wrong.code(), coffer_proto::ErrorCode::WrongRange);
+        let nested = Command::CreatedBy { how: crate::notify::Created::Copy, command: Box::new(delete("a")) };
+        assert!(d.admit(&nested).is_err());
+        let bucket = coffer_proto::pb::metadata::BucketRecord { name: "b".into(), ..Default::default() };
+        assert!(d.admit(&Command::CreateBucket { bucket }).is_ok());
+        assert!(d.admit(&Command::SetBucketTags { name: "c".into(), tags: Default::default() }).is_err());
+        assert!(d.admit(&Command::RemoveNode { node_id: "n".into() }).is_err());
+    }
+}
