@@ -359,6 +359,57 @@ mod tests {
         assert_eq!(Range::from_pb(&pb), descriptor.range);
     }
 
+    fn create(group: u64, start: (&str, &str), end: (&str, &str)) -> Command {
+        Command::CreateRangeGroup { group, range: range(start, end), voters: vec![(1, "http://a".into())] }
+    }
+
+    #[test]
+    fn group_0_records_range_groups_and_refuses_duplicates_and_overlaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        crate::command::apply(&store, create(1, ("b", ""), ("b", "m"))).unwrap();
+        crate::command::apply(&store, create(2, ("b", "m"), ("", ""))).unwrap();
+        let again = crate::command::apply(&store, create(1, ("x", ""), ("y", ""))).unwrap_err();
+        assert_eq!(again.code(), coffer_proto::ErrorCode::EntityAlreadyExists);
+        let overlapping = crate::command::apply(&store, create(3, ("b", "a"), ("b", "c"))).unwrap_err();
+        assert_eq!(overlapping.code(), coffer_proto::ErrorCode::InvalidArgument);
+        assert!(crate::command::apply(&store, create(0, ("a", ""), ("a", "b"))).is_err());
+        let records = group_records(&store).unwrap();
+        assert_eq!(records.iter().map(|r| r.group).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(records[0].descriptor, Descriptor { range: range(("b", ""), ("b", "m")), epoch: 1 });
+        assert_eq!(records[0].voters, [(1, "http://a".to_string())]);
+    }
+
+    #[test]
+    fn a_range_group_keeps_its_descriptor_and_applies_only_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let descriptor = Descriptor { range: range(("b", ""), ("b", "m")), epoch: 1 };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(store.range().is_none(), "a new database is group 0's or a lone service's");
+            store.set_range(descriptor.clone()).unwrap();
+            store.set_range(descriptor.clone()).unwrap();
+            let other = Descriptor { range: range(("c", ""), ("", "")), epoch: 1 };
+            assert!(store.set_range(other).is_err(), "a descriptor changes only through the log");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.range(), Some(&descriptor), "read back at open");
+        let bucket = coffer_proto::pb::metadata::BucketRecord { name: "b".into(), ..Default::default() };
+        crate::command::apply(&store, Command::CreateBucket { bucket }).unwrap();
+        let stamp = crate::command::Stamp {
+            now_unix_ms: 0,
+            replaced_gc_unix_ms: 0,
+            intent_deadline_unix_ms: 0,
+            version_order: 0,
+        };
+        let delete = |key: &str| Command::DeleteObject { bucket: "b".into(), key: key.into(), stamp };
+        assert!(crate::command::apply(&store, delete("apple")).is_ok());
+        let refused = crate::command::apply(&store, delete("zebra")).unwrap_err();
+        assert_eq!(refused.code(), coffer_proto::ErrorCode::WrongRange);
+        let refused = crate::command::apply(&store, create(5, ("x", ""), ("y", ""))).unwrap_err();
+        assert_eq!(refused.code(), coffer_proto::ErrorCode::WrongRange, "range groups create no groups");
+    }
+
     #[test]
     fn commands_are_admitted_by_scope() {
         let d = Descriptor { range: range(("b", "k"), ("b", "m")), epoch: 1 };

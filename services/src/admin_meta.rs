@@ -46,7 +46,8 @@ fn range_text(range: Option<&KeyRange>) -> String {
     } else {
         format!("{}/{}", end.bucket, end.key)
     };
-    format!("[{}/{}, {end}) epoch {}", start.bucket, start.key, range.epoch)
+    let epoch = if range.epoch == 0 { String::new() } else { format!(" epoch {}", range.epoch) };
+    format!("[{}/{}, {end}){epoch}", start.bucket, start.key)
 }
 
 /// Sends `call` to the leader of group 0, following "not leader" answers from `urls` on.
