@@ -95,6 +95,7 @@ fn a_range_group_serves_its_range_survives_its_leader_and_reopens_after_a_restar
         .output()
         .expect("coffer admin meta status");
     let shown = String::from_utf8_lossy(&shown.stdout);
+    eprintln!("coffer admin meta status:\n{shown}");
     assert!(shown.contains("group 1 [b/, b/m) epoch 1"), "status shows group 1's range: {shown}");
 
     let client = rt.block_on(async { MetadataClient::connect(&urls, &ClientConfig::default()) }).expect("client");
