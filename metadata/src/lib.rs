@@ -268,6 +268,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lone_service_is_group_0_and_refuses_other_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut client, stop, server) = start(&dir.path().join("db")).await;
+        let in_group = |group: &str| {
+            let mut request = tonic::Request::new(ListBucketsRequest {});
+            request.metadata_mut().insert(coffer_proto::metadata_client::GROUP_HEADER, group.parse().unwrap());
+            request
+        };
+        assert!(client.list_buckets(in_group("0")).await.is_ok(), "group 0 named explicitly");
+        let refused = client.list_buckets(in_group("3")).await.expect_err("no group 3");
+        assert!(refused.message().contains("metadata group 3 is not open"), "{refused:?}");
+        assert_eq!(RemoteError::from(refused).code, ErrorCode::Unavailable);
+        assert_eq!(code(client.list_buckets(in_group("three")).await), ErrorCode::InvalidArgument);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
     async fn serves_the_api_and_keeps_state_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");
