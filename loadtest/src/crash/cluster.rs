@@ -95,7 +95,20 @@ pub struct Cluster {
     probe: Option<WriteProbe>,
 }
 
+/// Ports are picked below Linux's ephemeral range (32768–60999 by default): a service keeps its port across
+/// restarts, and a port from that range, free while the service is down, can be taken in the meantime by any
+/// outgoing connection on the machine ("Address already in use" at restart). Ports below it are only ever taken
+/// by an explicit bind.
+const PORTS_BELOW_EPHEMERAL: std::ops::Range<u16> = 20_000..32_768;
+const PORT_ATTEMPTS: usize = 64;
+
 fn free_addr() -> anyhow::Result<SocketAddr> {
+    for _ in 0..PORT_ATTEMPTS {
+        let port = rand::random_range(PORTS_BELOW_EPHEMERAL);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().context("finding a free port");
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     listener.local_addr().context("finding a free port")
 }

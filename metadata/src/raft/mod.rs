@@ -53,6 +53,12 @@ const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(1200);
 const ENTRIES_KEPT_AFTER_SNAPSHOT: u64 = 5_000;
 /// Entries in one AppendEntries at most (openraft's default is 300); each may hold up to 256 commands.
 const MAX_PAYLOAD_ENTRIES: u64 = 64;
+/// Bound on sending one snapshot segment, and for the last one also on the receiver installing the whole
+/// snapshot (openraft 0.9's `install_snapshot_timeout`, default 200 ms). Installing loads every key of the
+/// snapshot into RocksDB, which takes seconds per GiB; with the default, any database past a few MiB could
+/// never be installed, and the leader would resend it forever. Only the one follower's replication waits this
+/// long when it is unreachable mid-transfer.
+const INSTALL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Bounds on a command's wait, from its submission (queueing included) until it is applied: the
 /// group needs a leader and a majority within this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -184,6 +190,7 @@ impl Replication {
             max_in_snapshot_log_to_keep: ENTRIES_KEPT_AFTER_SNAPSHOT.min(snapshot_entries / 10),
             // One AppendEntries must fit in a heartbeat interval (see `log_store::MAX_READ_BYTES`).
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT.as_millis() as u64,
             ..Default::default()
         }
         .validate()

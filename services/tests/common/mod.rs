@@ -20,7 +20,15 @@ pub fn coffer_bin() -> PathBuf {
     std::env::var_os("COFFER_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coffer")))
 }
 
+/// A free port below Linux's ephemeral range (32768–60999): tests restart killed services on the same port, and
+/// a port from that range can meanwhile be taken by any outgoing connection on the machine.
 pub fn free_port() -> u16 {
+    for _ in 0..64 {
+        let port = rand::random_range(20_000..32_768);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().map(|a| a.port()).expect("bound address");
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
