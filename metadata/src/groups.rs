@@ -97,6 +97,15 @@ impl Groups {
         self.0.open.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(g, group)| (*g, group.clone())).collect()
     }
 
+    /// Group 0's records of every range group (read from its database; not linearizable by
+    /// itself: callers that need that pass group 0's read barrier first).
+    pub async fn records(&self) -> Result<Vec<GroupRecord>, MetadataError> {
+        let directory = self.0.directory.clone();
+        tokio::task::spawn_blocking(move || crate::range::group_records(&directory))
+            .await
+            .map_err(|e| MetadataError::Internal(format!("the range group listing task failed: {e}")))?
+    }
+
     /// Opens recorded groups as they appear, until `stop` fires.
     pub async fn watch(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut retry_at: HashMap<u64, tokio::time::Instant> = HashMap::new();

@@ -68,6 +68,13 @@ impl Range {
         at >= self.start() && self.end().is_none_or(|end| at < end)
     }
 
+    /// [`Range::contains`] of raw key bytes: a listing's start need not be a key (the byte
+    /// successor of a common prefix may not be UTF-8).
+    pub fn contains_bytes(&self, bucket: &str, key: &[u8]) -> bool {
+        let at = (bucket.as_bytes(), key);
+        at >= self.start() && self.end().is_none_or(|end| at < end)
+    }
+
     /// Whether some key of `bucket` is in the range: bucket-level commands (create, settings)
     /// belong to every range group that holds part of the bucket.
     pub fn touches_bucket(&self, bucket: &str) -> bool {
@@ -193,6 +200,44 @@ pub fn create_group(
     let record = GroupRecord { group, descriptor: Descriptor { range, epoch: 1 }, voters };
     batch.put_cf(store.cf(Cf::Meta)?, group_record_key(group), to_bytes(&record));
     Ok(Applied::Done)
+}
+
+/// Where the stretch of the key space that `store`'s group owns from (bucket, `at`) on ends, for
+/// a forward listing starting there: `None` when the group owns everything after `at`, else the
+/// (bucket, key) where the next group's range starts. A range group owns its range; group 0 owns
+/// every gap between the range groups it recorded, so its stretch ends where the next one starts.
+/// `WrongRange` when (bucket, `at`) is not the group's at all: the caller's range table is stale.
+/// Blocking (group 0 reads its records).
+pub fn listing_end(store: &Store, bucket: &str, at: &[u8]) -> Result<Option<(String, String)>, MetadataError> {
+    let end_of = |range: &Range| range.end().map(|_| (range.end_bucket.clone(), range.end_key.clone()));
+    if let Some(descriptor) = store.range() {
+        if !descriptor.range.contains_bytes(bucket, at) {
+            return Err(descriptor.wrong(format!(
+                "a listing of {bucket} from {} starts outside this group's range {}",
+                String::from_utf8_lossy(at),
+                descriptor.range
+            )));
+        }
+        return Ok(end_of(&descriptor.range));
+    }
+    let mut next: Option<Range> = None;
+    for record in group_records(store)? {
+        let range = record.descriptor.range;
+        if range.contains_bytes(bucket, at) {
+            return Err(MetadataError::WrongRange {
+                epoch: record.descriptor.epoch,
+                detail: format!(
+                    "a listing of {bucket} from {} starts in range group {}'s range {range}",
+                    String::from_utf8_lossy(at),
+                    record.group
+                ),
+            });
+        }
+        if range.start() > (bucket.as_bytes(), at) && next.as_ref().is_none_or(|n| range.start() < n.start()) {
+            next = Some(range);
+        }
+    }
+    Ok(next.map(|range| (range.start_bucket, range.start_key)))
 }
 
 /// What a command is about, for the range check.

@@ -88,7 +88,9 @@ impl MetadataClient {
             .iter()
             .map(|url| lazy_channel(url, config).map(|channel| (url.clone(), channel)))
             .collect::<Result<Vec<_>, _>>()?;
-        let transport = limit(crate::leader_router::LeaderRouter::new(replicas, config.clone()), config);
+        let zero = crate::leader_router::LeaderRouter::new(replicas, config.clone());
+        // Each call to the group owning its key (see `group_router`); group 0 while there are none.
+        let transport = limit(crate::group_router::GroupRouter::new(zero, config.clone()), config);
         Ok(MetadataClient { client: generated(transport) })
     }
 

@@ -77,8 +77,19 @@ impl ListingClient {
         Ok(ListingClient { leader, stale: Some(StaleReplicas { client, bound_ms }) })
     }
 
+    /// A forward page that stopped at the end of one metadata group's range is filled from the
+    /// groups that follow (`group_router::list_objects_across_ranges`).
     pub async fn list_objects(&self, request: ListObjectsRequest) -> Result<Response<ListObjectsResponse>, Status> {
-        self.read(request, |mut c, r| async move { c.list_objects(r).await }).await
+        let first = self.read(request.clone(), |mut c, r| async move { c.list_objects(r).await }).await?;
+        if first.get_ref().resume_at.is_empty() {
+            return Ok(first);
+        }
+        let (metadata, first, extensions) = first.into_parts();
+        let page = crate::group_router::list_objects_across_ranges(request, first, |next| async move {
+            self.read(next, |mut c, r| async move { c.list_objects(r).await }).await.map(Response::into_inner)
+        })
+        .await?;
+        Ok(Response::from_parts(metadata, page, extensions))
     }
 
     pub async fn list_object_versions(

@@ -13,6 +13,8 @@ mod metadata_groups;
 mod metadata_partition;
 #[path = "ops/metadata_raft.rs"]
 mod metadata_raft;
+#[path = "ops/metadata_routing.rs"]
+mod metadata_routing;
 #[path = "ops/metadata_stale_reads.rs"]
 mod metadata_stale_reads;
 #[path = "ops/observability.rs"]

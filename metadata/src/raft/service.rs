@@ -8,7 +8,7 @@ use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
 use coffer_proto::pb::metadata::metadata_raft_server::MetadataRaft;
 use coffer_proto::pb::metadata::{
     CreateGroupRequest, CreateGroupResponse, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, RaftPayload,
-    RaftReplica, RaftStatusRequest, RaftStatusResponse,
+    RaftReplica, RaftStatusRequest, RaftStatusResponse, RangeGroupEntry, RangeTableRequest, RangeTableResponse,
 };
 use openraft::ServerState;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
@@ -148,6 +148,39 @@ impl MetadataRaft for RaftService {
         tracing::info!(group, %range, ?ids, "creating a metadata range group");
         self.replication.submit(crate::command::Command::CreateRangeGroup { group, range, voters }).await?;
         Ok(Response::new(CreateGroupResponse { voters: ids }))
+    }
+
+    async fn range_table(&self, _: Request<RangeTableRequest>) -> Result<Response<RangeTableResponse>, Status> {
+        if self.replication.group() != 0 {
+            return Err(MetadataError::InvalidArgument("the range table is group 0's".into()).into());
+        }
+        // Linearizable: a client that refreshes after a WrongRange sees every group created
+        // before it asked. Followers answer NotLeader (the barrier's refusal).
+        self.replication.read_barrier().await?;
+        let Some(groups) = &self.groups else {
+            return Ok(Response::new(RangeTableResponse::default()));
+        };
+        let membership = self.replication.voters();
+        let records = groups.records().await?;
+        let groups = records.into_iter().map(|record| table_entry(record, &membership)).collect();
+        Ok(Response::new(RangeTableResponse { groups }))
+    }
+}
+
+/// A range group's entry in the range table: its replicas are its voters' addresses in group 0's
+/// membership now (a replica keeps its node id across groups), else as recorded at creation.
+fn table_entry(record: crate::range::GroupRecord, membership: &[(u64, String)]) -> RangeGroupEntry {
+    let replicas = record
+        .voters
+        .iter()
+        .map(|(id, recorded)| {
+            membership.iter().find(|(voter, _)| voter == id).map_or_else(|| recorded.clone(), |(_, url)| url.clone())
+        })
+        .collect();
+    RangeGroupEntry {
+        group: record.group,
+        range: Some(record.descriptor.range.to_pb(record.descriptor.epoch)),
+        replicas,
     }
 }
 
