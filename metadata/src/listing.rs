@@ -39,6 +39,25 @@ fn start_key(base: &[u8], prefix: &str, delimiter: &str, marker: &str, after_mar
     Some([join(marker.as_bytes()).as_slice(), after_marker].concat())
 }
 
+/// Where a listing of `bucket` from `start` (a database key: `base` then the key) must stop in
+/// this group: the key where the next group's part of the key space starts, and it as a database
+/// key; `None` when this group owns the rest of the bucket (see `range::listing_end`). The page
+/// then says where the next group's part starts (`resume_at`).
+fn group_end(
+    store: &Store,
+    bucket: &str,
+    base: &[u8],
+    start: &[u8],
+) -> Result<Option<(String, Vec<u8>)>, MetadataError> {
+    Ok(match crate::range::listing_end(store, bucket, &start[base.len()..])? {
+        Some((end_bucket, key)) if end_bucket == bucket => {
+            let db_key = [base, key.as_bytes()].concat();
+            Some((key, db_key))
+        }
+        _ => None,
+    })
+}
+
 fn check_no_nul(fields: &[(&str, &str)]) -> Result<(), MetadataError> {
     match fields.iter().find(|(_, value)| value.contains('\0')) {
         Some((name, _)) => Err(MetadataError::InvalidArgument(format!("{name} contains NUL"))),
@@ -86,16 +105,7 @@ pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjec
     if limit == 0 {
         return Ok(out);
     }
-    // Range groups: the scan stops where this group's part of the key space ends (see
-    // `range::listing_end`), and the page says where the next group's part starts.
-    let end = crate::range::listing_end(store, &req.bucket, &start[base.len()..])?;
-    let until = match end {
-        Some((bucket, key)) if bucket == req.bucket => {
-            let db_key = [base.as_slice(), key.as_bytes()].concat();
-            Some((key, db_key))
-        }
-        _ => None,
-    };
+    let until = group_end(store, &req.bucket, &base, &start)?;
     let range = [base.as_slice(), prefix.as_bytes()].concat();
     let mut iter = store.db().raw_iterator_cf_opt(store.cf(Cf::Objects)?, bounded(&range));
     iter.seek(&start);
@@ -203,6 +213,7 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
         ("delimiter", delimiter),
         ("key-marker", key_marker),
         ("upload-id-marker", upload_id_marker),
+        ("start-at", &req.start_at),
     ])?;
     store.bucket(&req.bucket)?;
     let mut out = ListUploadsResponse::default();
@@ -218,14 +229,20 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
     let Some(start) = start_key(&base, prefix, delimiter, key_marker, &after_marker) else {
         return Ok(out);
     };
+    // As in `list_objects`: a page resuming at another group's range end, clamped to this group's.
+    let start = start.max([base.as_slice(), req.start_at.as_bytes()].concat());
     if limit == 0 {
         return Ok(out);
     }
+    let until = group_end(store, &req.bucket, &base, &start)?;
     let range = [base.as_slice(), prefix.as_bytes()].concat();
     let mut iter = store.db().raw_iterator_cf_opt(store.cf(Cf::Uploads)?, bounded(&range));
     iter.seek(&start);
+    let mut full = false;
     while let Some((db_key, value)) = iter.item() {
-        if !db_key.starts_with(&range) {
+        // An upload's database key is its object key's, then 0x00 and the id: it is past the
+        // group's end exactly when its key is.
+        if !db_key.starts_with(&range) || until.as_ref().is_some_and(|(_, until)| db_key >= until.as_slice()) {
             break;
         }
         let (key, upload_id) = keys::split_upload(&db_key[base.len()..])
@@ -233,6 +250,7 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
         let key = key_str(Cf::Uploads, key)?;
         if out.uploads.len() + out.common_prefixes.len() == limit {
             out.is_truncated = true;
+            full = true;
             break;
         }
         if let Some(cp) = common_prefix(key, prefix, delimiter) {
@@ -241,7 +259,10 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
             out.next_upload_id_marker.clear();
             match keys::successor(&[base.as_slice(), cp.as_bytes()].concat()) {
                 Some(next) => iter.seek(next),
-                None => break,
+                None => {
+                    full = true;
+                    break;
+                }
             }
             continue;
         }
@@ -251,6 +272,13 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
         iter.next();
     }
     iter.status().map_err(MetadataError::db("listing uploads"))?;
+    if let Some((key, until)) = until
+        && !full
+        && until.starts_with(&range)
+    {
+        out.is_truncated = true;
+        out.resume_at = key;
+    }
     Ok(out)
 }
 
@@ -288,7 +316,7 @@ pub fn list_parts(store: &Store, req: &ListPartsRequest) -> Result<ListPartsResp
 mod tests {
     use std::collections::BTreeSet;
 
-    use coffer_proto::pb::metadata::Segment;
+    use coffer_proto::pb::metadata::{ListObjectVersionsRequest, ListObjectVersionsResponse, Segment};
 
     use super::*;
     use crate::command::tests::{allocate, make_bucket, stamp, store};
@@ -637,6 +665,148 @@ mod tests {
         }
     }
 
+    /// Pages through a listing as the gateway does — each page from the group owning its start,
+    /// filled across range ends by `coffer_proto::group_router::list_across_ranges`, the next one
+    /// resuming after the last entry — and returns the entries of each page.
+    fn page_through<Q, P>(
+        table: &coffer_proto::range_table::RangeTable,
+        method: &str,
+        first: Q,
+        list: impl Fn(usize, &Q) -> Result<P, MetadataError>,
+        entries: impl Fn(&P) -> Vec<String>,
+        next: impl Fn(&Q, &P) -> Option<Q>,
+    ) -> Vec<Vec<String>>
+    where
+        Q: coffer_proto::group_router::RangeListing<Page = P> + coffer_proto::Message,
+    {
+        let routed = |req: &Q| -> Result<P, tonic::Status> {
+            let route = coffer_proto::range_table::route(method, &req.encode_to_vec());
+            list(table.group_of(&route) as usize, req).map_err(tonic::Status::from)
+        };
+        let mut pages = Vec::new();
+        let mut request = first;
+        for _ in 0..10_000 {
+            let page = routed(&request).unwrap();
+            let page = futures::executor::block_on(coffer_proto::group_router::list_across_ranges(
+                request.clone(),
+                page,
+                |next| std::future::ready(routed(&next)),
+            ))
+            .unwrap();
+            pages.push(entries(&page));
+            match next(&request, &page) {
+                Some(following) => request = following,
+                None => return pages,
+            }
+        }
+        panic!("the listing never ends");
+    }
+
+    #[test]
+    fn versions_and_uploads_page_across_groups() {
+        let (stores, table) = three_groups();
+        let mut all = BTreeSet::new();
+        for stem in ["a", "c/", "d", "l/", "m", "m/", "s/", "t", "z"] {
+            for tail in ["", "1", "2/x", "3"] {
+                all.insert(format!("{stem}{tail}"));
+            }
+        }
+        for key in &all {
+            let group = table.owner(b"b", key.as_bytes()) as usize;
+            // Two uploads per key; objects written before versioning list as "null" versions.
+            put_keys(&stores[group].1, [key.as_str()]);
+            start_upload(&stores[group].1, key, &format!("{key}#1"));
+            start_upload(&stores[group].1, key, &format!("{key}#2"));
+        }
+        for delimiter in ["", "/"] {
+            let folded = |key: &str| match common_prefix(key, "", delimiter) {
+                Some(cp) => cp.to_string(),
+                None => key.to_string(),
+            };
+            let mut want_versions: Vec<String> = all.iter().map(|k| folded(k)).collect();
+            want_versions.dedup();
+            let mut want_uploads: Vec<String> = Vec::new();
+            for key in &all {
+                match common_prefix(key, "", delimiter) {
+                    Some(cp) if want_uploads.last().map(String::as_str) == Some(cp) => {}
+                    Some(cp) => want_uploads.push(cp.to_string()),
+                    None => want_uploads.extend([format!("{key}#1"), format!("{key}#2")]),
+                }
+            }
+            for page_size in [1u32, 3, 1000] {
+                let first = ListObjectVersionsRequest {
+                    bucket: "b".into(),
+                    delimiter: delimiter.into(),
+                    max_keys: page_size,
+                    ..Default::default()
+                };
+                let pages = page_through(
+                    &table,
+                    "/coffer.metadata.v1.Metadata/ListObjectVersions",
+                    first,
+                    |group, req| crate::versions::list(&stores[group].1, req),
+                    |page: &ListObjectVersionsResponse| {
+                        let mut entries: Vec<String> = page
+                            .versions
+                            .iter()
+                            .map(|v| v.record.as_ref().map(|r| r.key.clone()).unwrap_or_default())
+                            .chain(page.common_prefixes.iter().cloned())
+                            .collect();
+                        entries.sort();
+                        entries
+                    },
+                    |req, page| {
+                        page.is_truncated.then(|| ListObjectVersionsRequest {
+                            key_marker: page.next_key_marker.clone(),
+                            version_id_marker: page.next_version_id_marker.clone(),
+                            ..req.clone()
+                        })
+                    },
+                );
+                for page in &pages[..pages.len() - 1] {
+                    assert_eq!(page.len(), page_size as usize, "versions: truncated pages are full");
+                }
+                let got: Vec<String> = pages.concat();
+                assert_eq!(got, want_versions, "versions, delimiter {delimiter:?}, pages of {page_size}");
+
+                let first = ListUploadsRequest {
+                    bucket: "b".into(),
+                    delimiter: delimiter.into(),
+                    max_uploads: page_size,
+                    ..Default::default()
+                };
+                let pages = page_through(
+                    &table,
+                    "/coffer.metadata.v1.Metadata/ListUploads",
+                    first,
+                    |group, req| list_uploads(&stores[group].1, req),
+                    |page: &ListUploadsResponse| {
+                        let mut entries: Vec<String> = page
+                            .uploads
+                            .iter()
+                            .map(|u| u.upload_id.clone())
+                            .chain(page.common_prefixes.iter().cloned())
+                            .collect();
+                        entries.sort();
+                        entries
+                    },
+                    |req, page| {
+                        page.is_truncated.then(|| ListUploadsRequest {
+                            key_marker: page.next_key_marker.clone(),
+                            upload_id_marker: page.next_upload_id_marker.clone(),
+                            ..req.clone()
+                        })
+                    },
+                );
+                for page in &pages[..pages.len() - 1] {
+                    assert_eq!(page.len(), page_size as usize, "uploads: truncated pages are full");
+                }
+                let got: Vec<String> = pages.concat();
+                assert_eq!(got, want_uploads, "uploads, delimiter {delimiter:?}, pages of {page_size}");
+            }
+        }
+    }
+
     fn start_upload(store: &Store, key: &str, id: &str) {
         let upload = UploadRecord { upload_id: id.into(), bucket: "b".into(), key: key.into(), ..Default::default() };
         apply(store, Command::CreateUpload { upload }).unwrap();
@@ -657,6 +827,7 @@ mod tests {
             key_marker: key_marker.into(),
             upload_id_marker: id_marker.into(),
             max_uploads: max,
+            ..Default::default()
         };
         list_uploads(store, &req).unwrap()
     }

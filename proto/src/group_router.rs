@@ -28,7 +28,10 @@ use crate::error::{ErrorCode, RemoteError};
 use crate::leader_router::LeaderRouter;
 use crate::metadata_client::{ClientConfig, GROUP_HEADER, MetadataChannel, lazy_channel, limit};
 use crate::pb::metadata::metadata_raft_client::MetadataRaftClient;
-use crate::pb::metadata::{ListObjectsRequest, ListObjectsResponse, RangeTableRequest};
+use crate::pb::metadata::{
+    ListObjectVersionsRequest, ListObjectVersionsResponse, ListObjectsRequest, ListObjectsResponse, ListUploadsRequest,
+    ListUploadsResponse, RangeTableRequest,
+};
 use crate::range_table::{RangeTable, route};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,7 +44,7 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 pub const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
 /// Resends of one misrouted call at most.
 pub const MAX_REROUTES: u32 = 3;
-/// Pages one listing follows across range ends at most (see [`list_objects_across_ranges`]).
+/// Pages one listing follows across range ends at most (see [`list_across_ranges`]).
 const MAX_RANGE_HOPS: usize = 64;
 
 #[derive(Clone)]
@@ -261,43 +264,155 @@ impl Service<HttpRequest> for GroupRouter {
     }
 }
 
-/// A forward `ListObjects` page that stopped where one group's part of the key space ended
-/// (`resume_at`) is filled from the groups that follow, so that callers see pages as one group
-/// would give them: up to `max_keys` entries, `next_marker` the last, `is_truncated` when more
-/// follow. `call` sends one request (through a routed client, which picks the group).
-pub async fn list_objects_across_ranges<F, Fut>(
-    request: ListObjectsRequest,
-    first: ListObjectsResponse,
-    call: F,
-) -> Result<ListObjectsResponse, tonic::Status>
-where
-    F: Fn(ListObjectsRequest) -> Fut,
-    Fut: Future<Output = Result<ListObjectsResponse, tonic::Status>>,
-{
-    let mut page = first;
-    for _ in 0..MAX_RANGE_HOPS {
-        let entries = page.objects.len() + page.common_prefixes.len();
-        if !page.is_truncated || page.resume_at.is_empty() || entries >= request.max_keys as usize {
-            break;
-        }
-        let next = ListObjectsRequest {
-            start_after: if page.next_marker.is_empty() {
-                request.start_after.clone()
-            } else {
-                page.next_marker.clone()
-            },
-            start_at: std::mem::take(&mut page.resume_at),
-            max_keys: request.max_keys - entries as u32,
-            ..request.clone()
-        };
-        let more = call(next).await?;
+/// A listing whose pages can stop at the end of one metadata group's part of the key space
+/// (`resume_at`): `ListObjects` (forward), `ListObjectVersions` and `ListUploads`.
+pub trait RangeListing: Clone {
+    type Page;
+    /// The page size asked for.
+    fn limit(&self) -> usize;
+    /// The request for what follows `page`, from `start_at`, for `remaining` more entries: it
+    /// resumes after `page`'s last entry (or where this request did, if `page` is empty).
+    fn after(&self, page: &Self::Page, start_at: String, remaining: u32) -> Self;
+    fn entries(page: &Self::Page) -> usize;
+    /// Takes the page's `resume_at` when it is truncated there.
+    fn take_resume(page: &mut Self::Page) -> Option<String>;
+    /// Appends `more`, which follows `page`: its entries, markers and truncation.
+    fn append(page: &mut Self::Page, more: Self::Page);
+}
+
+fn take_resume(truncated: bool, resume_at: &mut String) -> Option<String> {
+    (truncated && !resume_at.is_empty()).then(|| std::mem::take(resume_at))
+}
+
+fn or_previous(next: &str, previous: &str) -> String {
+    if next.is_empty() { previous } else { next }.to_string()
+}
+
+impl RangeListing for ListObjectsRequest {
+    type Page = ListObjectsResponse;
+
+    fn limit(&self) -> usize {
+        self.max_keys as usize
+    }
+
+    fn after(&self, page: &ListObjectsResponse, start_at: String, remaining: u32) -> Self {
+        let start_after = or_previous(&page.next_marker, &self.start_after);
+        ListObjectsRequest { start_after, start_at, max_keys: remaining, ..self.clone() }
+    }
+
+    fn entries(page: &ListObjectsResponse) -> usize {
+        page.objects.len() + page.common_prefixes.len()
+    }
+
+    fn take_resume(page: &mut ListObjectsResponse) -> Option<String> {
+        take_resume(page.is_truncated, &mut page.resume_at)
+    }
+
+    fn append(page: &mut ListObjectsResponse, more: ListObjectsResponse) {
         page.objects.extend(more.objects);
         page.common_prefixes.extend(more.common_prefixes);
         page.is_truncated = more.is_truncated;
         page.resume_at = more.resume_at;
-        if !more.next_marker.is_empty() {
-            page.next_marker = more.next_marker;
+        page.next_marker = or_previous(&more.next_marker, &page.next_marker);
+    }
+}
+
+impl RangeListing for ListObjectVersionsRequest {
+    type Page = ListObjectVersionsResponse;
+
+    fn limit(&self) -> usize {
+        self.max_keys as usize
+    }
+
+    fn after(&self, page: &ListObjectVersionsResponse, start_at: String, remaining: u32) -> Self {
+        let (key_marker, version_id_marker) = if page.next_key_marker.is_empty() {
+            (self.key_marker.clone(), self.version_id_marker.clone())
+        } else {
+            (page.next_key_marker.clone(), page.next_version_id_marker.clone())
+        };
+        ListObjectVersionsRequest { key_marker, version_id_marker, start_at, max_keys: remaining, ..self.clone() }
+    }
+
+    fn entries(page: &ListObjectVersionsResponse) -> usize {
+        page.versions.len() + page.common_prefixes.len()
+    }
+
+    fn take_resume(page: &mut ListObjectVersionsResponse) -> Option<String> {
+        take_resume(page.is_truncated, &mut page.resume_at)
+    }
+
+    fn append(page: &mut ListObjectVersionsResponse, more: ListObjectVersionsResponse) {
+        page.versions.extend(more.versions);
+        page.common_prefixes.extend(more.common_prefixes);
+        page.is_truncated = more.is_truncated;
+        page.resume_at = more.resume_at;
+        // The service clears the markers of a last page; a page that was not the last keeps its own.
+        if more.is_truncated && !more.next_key_marker.is_empty() {
+            page.next_key_marker = more.next_key_marker;
+            page.next_version_id_marker = more.next_version_id_marker;
+        } else if !page.is_truncated {
+            page.next_key_marker.clear();
+            page.next_version_id_marker.clear();
         }
+    }
+}
+
+impl RangeListing for ListUploadsRequest {
+    type Page = ListUploadsResponse;
+
+    fn limit(&self) -> usize {
+        self.max_uploads as usize
+    }
+
+    fn after(&self, page: &ListUploadsResponse, start_at: String, remaining: u32) -> Self {
+        let (key_marker, upload_id_marker) = if page.next_key_marker.is_empty() {
+            (self.key_marker.clone(), self.upload_id_marker.clone())
+        } else {
+            (page.next_key_marker.clone(), page.next_upload_id_marker.clone())
+        };
+        ListUploadsRequest { key_marker, upload_id_marker, start_at, max_uploads: remaining, ..self.clone() }
+    }
+
+    fn entries(page: &ListUploadsResponse) -> usize {
+        page.uploads.len() + page.common_prefixes.len()
+    }
+
+    fn take_resume(page: &mut ListUploadsResponse) -> Option<String> {
+        take_resume(page.is_truncated, &mut page.resume_at)
+    }
+
+    fn append(page: &mut ListUploadsResponse, more: ListUploadsResponse) {
+        page.uploads.extend(more.uploads);
+        page.common_prefixes.extend(more.common_prefixes);
+        page.is_truncated = more.is_truncated;
+        page.resume_at = more.resume_at;
+        if !more.next_key_marker.is_empty() {
+            page.next_key_marker = more.next_key_marker;
+            page.next_upload_id_marker = more.next_upload_id_marker;
+        }
+    }
+}
+
+/// A page that stopped where one group's part of the key space ended (`resume_at`) is filled from
+/// the groups that follow, so that callers see pages as one group would give them: up to the page
+/// size, markers naming the last entry, truncated when more follow. `call` sends one request
+/// (through a routed client, which picks the group).
+pub async fn list_across_ranges<Q, F, Fut>(request: Q, first: Q::Page, call: F) -> Result<Q::Page, tonic::Status>
+where
+    Q: RangeListing,
+    F: Fn(Q) -> Fut,
+    Fut: Future<Output = Result<Q::Page, tonic::Status>>,
+{
+    let mut page = first;
+    for _ in 0..MAX_RANGE_HOPS {
+        let entries = Q::entries(&page);
+        if entries >= request.limit() {
+            break;
+        }
+        let Some(start_at) = Q::take_resume(&mut page) else { break };
+        let next = request.after(&page, start_at, (request.limit() - entries) as u32);
+        let more = call(next).await?;
+        Q::append(&mut page, more);
     }
     Ok(page)
 }
@@ -342,7 +457,7 @@ mod tests {
             ..Default::default()
         };
         let seen = std::sync::Mutex::new(Vec::new());
-        let page = list_objects_across_ranges(request, first, |next| {
+        let page = list_across_ranges(request, first, |next| {
             seen.lock().unwrap().push((next.start_after.clone(), next.start_at.clone(), next.max_keys));
             async move {
                 Ok(ListObjectsResponse {

@@ -205,12 +205,12 @@ pub fn route(path: &str, message: &[u8]) -> Route {
         // versions or uploads; without, after every one of them.
         "ListObjectVersions" => decode::<ListObjectVersionsRequest>(message).map(|r| {
             let after: &[u8] = if r.version_id_marker.is_empty() { &[0] } else { &[] };
-            let start = listing_start(&r.prefix, &r.delimiter, &r.key_marker, after, "");
+            let start = listing_start(&r.prefix, &r.delimiter, &r.key_marker, after, &r.start_at);
             listing(r.bucket, start)
         }),
         "ListUploads" => decode::<ListUploadsRequest>(message).map(|r| {
             let after: &[u8] = if r.upload_id_marker.is_empty() { &[0] } else { &[] };
-            let start = listing_start(&r.prefix, &r.delimiter, &r.key_marker, after, "");
+            let start = listing_start(&r.prefix, &r.delimiter, &r.key_marker, after, &r.start_at);
             listing(r.bucket, start)
         }),
         _ => None,
@@ -332,6 +332,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(route(&path("ListUploads"), &encoded(&uploads)), key("b", "k"));
+        let resumed = ListUploadsRequest { start_at: "m".into(), ..uploads };
+        assert_eq!(route(&path("ListUploads"), &encoded(&resumed)), key("b", "m"));
         assert_eq!(route(&path("CreateBucket"), &[]), Route::Directory);
         assert_eq!(route(&path("GetObject"), &[0xff, 0xff]), Route::Directory, "undecodable");
         assert_eq!(route("/coffer.metadata.v1.MetadataRaft/Status", &[]), Route::Directory);
