@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use coffer_proto::limits::MAX_MESSAGE_BYTES;
-use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER};
+use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, NOT_LEADER_HEADER};
 use coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer;
 use coffer_proto::pb::metadata::metadata_server::MetadataServer;
 use futures::future::BoxFuture;
@@ -267,7 +267,14 @@ where
         }
         let Some(found) = self.groups.as_ref().and_then(|groups| groups.get(group)) else {
             // Unknown here (never created, not a voter of it, or not opened yet): nothing answers.
-            return refusal(MetadataError::Unavailable(format!("metadata group {group} is not open on this replica")));
+            // With an empty not-leader hint, as a replica that knows no leader: a client's leader
+            // router then tries the group's other replicas instead of insisting on this one (a
+            // replica that could not open the group must not make it unreachable).
+            let mut status = tonic::Status::from(MetadataError::Unavailable(format!(
+                "metadata group {group} is not open on this replica"
+            )));
+            status.metadata_mut().insert(NOT_LEADER_HEADER, tonic::metadata::MetadataValue::from_static(""));
+            return Box::pin(std::future::ready(Ok(status.into_http())));
         };
         let service = found.service.clone();
         Box::pin(async move {
@@ -291,6 +298,24 @@ mod tests {
         assert_eq!(requested_group(&headers).unwrap(), 17);
         headers.insert(GROUP_HEADER, "x".parse().unwrap());
         assert_eq!(requested_group(&headers).unwrap_err().code(), coffer_proto::ErrorCode::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn a_group_not_open_here_is_refused_like_a_replica_that_knows_no_leader() {
+        let inner = tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        });
+        let mut dispatch = GroupDispatchLayer::new(None).layer(inner);
+        let mut request = http::Request::new(Body::empty());
+        request.headers_mut().insert(GROUP_HEADER, "5".parse().unwrap());
+        let response = dispatch.call(request).await.unwrap();
+        assert_eq!(response.headers().get(NOT_LEADER_HEADER).map(|v| v.as_bytes()), Some(&b""[..]));
+        let status = tonic::Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("metadata group 5 is not open on this replica"), "{status:?}");
+        // Group 0 goes on to the inner service.
+        let response = dispatch.call(http::Request::new(Body::empty())).await.unwrap();
+        assert!(response.headers().get(NOT_LEADER_HEADER).is_none());
     }
 
     #[test]
