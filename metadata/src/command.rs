@@ -384,8 +384,11 @@ pub fn apply(store: &Store, command: Command) -> Result<Applied, MetadataError> 
 pub fn apply_into(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Applied, MetadataError> {
     // A range group applies nothing outside its range: checked against its stored descriptor, the
     // same on every replica, so the refusal is as deterministic as any other outcome.
-    if let Some(descriptor) = store.range() {
-        descriptor.admit(&command)?;
+    // Group 0 in turn refuses keys that a range group it recorded owns, against its own records,
+    // which change only through the log (see `Store::check_directory_key`).
+    match store.range() {
+        Some(descriptor) => descriptor.admit(&command)?,
+        None => crate::range::admit_in_directory(store, &command)?,
     }
     // Taken before `plan` consumes the command: the event goes into the same batch as the change.
     let event = crate::notify::Source::of(&command);

@@ -197,9 +197,47 @@ pub fn create_group(
             )));
         }
     }
+    if let Some((what, key)) = first_key_in(store, &range)? {
+        return Err(MetadataError::InvalidArgument(format!(
+            "group 0 holds {what} in range {range} ({}): nothing moves metadata between groups until splits \
+             exist, so a range group can only be created over keys group 0 does not hold",
+            String::from_utf8_lossy(&key).replace('\0', "/")
+        )));
+    }
     let record = GroupRecord { group, descriptor: Descriptor { range, epoch: 1 }, voters };
     batch.put_cf(store.cf(Cf::Meta)?, group_record_key(group), to_bytes(&record));
+    // The write of this batch reloads the store's copy of the records (see `Store::write`).
+    store.directory_changing();
     Ok(Applied::Done)
+}
+
+/// The first object, version or upload key `store` holds in `range`, with what it is. Those keys
+/// all start `bucket 0x00 key` (see `keys`), and since names and keys hold no NUL, a key's stored
+/// form (also with a version or upload suffix) sorts between the encoded range bounds exactly
+/// when its (bucket, key) is in the range. Blocking.
+fn first_key_in(store: &Store, range: &Range) -> Result<Option<(&'static str, Vec<u8>)>, MetadataError> {
+    let start = crate::keys::object(&range.start_bucket, &range.start_key);
+    let end = range.end().map(|_| crate::keys::object(&range.end_bucket, &range.end_key));
+    for (cf, what) in [(Cf::Objects, "an object"), (Cf::Versions, "a version"), (Cf::Uploads, "an upload")] {
+        let mut iter = store.db().raw_iterator_cf(store.cf(cf)?);
+        iter.seek(&start);
+        if let Some(key) = iter.key()
+            && end.as_ref().is_none_or(|end| key < end.as_slice())
+        {
+            return Ok(Some((what, key.to_vec())));
+        }
+        iter.status().map_err(MetadataError::db("looking for keys in a new range"))?;
+    }
+    Ok(None)
+}
+
+/// Group 0's check of a command: keyed commands whose (bucket, key) a range group owns are refused
+/// with `WrongRange` (see `Store::check_directory_key`); bucket and directory commands are its own.
+pub(crate) fn admit_in_directory(store: &Store, command: &Command) -> Result<(), MetadataError> {
+    match scope(command) {
+        Scope::Key(bucket, key) => store.check_directory_key(bucket, key),
+        Scope::Bucket(_) | Scope::Directory => Ok(()),
+    }
 }
 
 /// Where the stretch of the key space that `store`'s group owns from (bucket, `at`) on ends, for
@@ -453,6 +491,107 @@ mod tests {
         assert_eq!(refused.code(), coffer_proto::ErrorCode::WrongRange);
         let refused = crate::command::apply(&store, create(5, ("x", ""), ("y", ""))).unwrap_err();
         assert_eq!(refused.code(), coffer_proto::ErrorCode::WrongRange, "range groups create no groups");
+    }
+
+    fn inline(key: &str) -> coffer_proto::pb::metadata::ObjectRecord {
+        let segment = coffer_proto::pb::metadata::Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
+        coffer_proto::pb::metadata::ObjectRecord {
+            bucket: "b".into(),
+            key: key.into(),
+            size: 1,
+            segments: vec![segment],
+            ..Default::default()
+        }
+    }
+
+    fn put(key: &str, now: i64) -> Command {
+        let stamp = crate::command::tests::stamp(now);
+        Command::PutObject { record: inline(key), intents: vec![], condition: Default::default(), stamp }
+    }
+
+    fn upload(key: &str) -> Command {
+        let upload = coffer_proto::pb::metadata::UploadRecord {
+            upload_id: format!("up-{key}"),
+            bucket: "b".into(),
+            key: key.into(),
+            ..Default::default()
+        };
+        Command::CreateUpload { upload }
+    }
+
+    #[test]
+    fn group_0_refuses_the_keys_of_its_range_groups_once_they_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let code = |result: Result<Applied, MetadataError>| result.map(|_| ()).map_err(|e| e.code());
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let bucket = coffer_proto::pb::metadata::BucketRecord { name: "b".into(), ..Default::default() };
+            crate::command::apply(&store, Command::CreateBucket { bucket }).unwrap();
+            // Before any range group, group 0 takes every key.
+            crate::command::apply(&store, put("kite", 1)).unwrap();
+            crate::command::apply(
+                &store,
+                Command::DeleteObject {
+                    bucket: "b".into(),
+                    key: "kite".into(),
+                    stamp: crate::command::tests::stamp(2),
+                },
+            )
+            .unwrap();
+            assert!(store.check_directory_key("b", "kite").is_ok());
+
+            crate::command::apply(&store, create(1, ("b", "k"), ("b", "m"))).unwrap();
+            let wrong = Err(coffer_proto::ErrorCode::WrongRange);
+            assert_eq!(code(crate::command::apply(&store, put("kite", 3))), wrong);
+            assert_eq!(code(crate::command::apply(&store, upload("k"))), wrong, "the range start is the group's");
+            let nested = Command::CreatedBy { how: crate::notify::Created::Copy, command: Box::new(put("lark", 4)) };
+            assert_eq!(code(crate::command::apply(&store, nested)), wrong);
+            assert_eq!(store.check_directory_key("b", "kite").unwrap_err().code(), coffer_proto::ErrorCode::WrongRange);
+            // Outside the range, and bucket-level commands, group 0 still applies.
+            crate::command::apply(&store, put("apple", 5)).unwrap();
+            crate::command::apply(&store, upload("m")).unwrap();
+            crate::command::apply(&store, Command::SetBucketTags { name: "b".into(), tags: Default::default() })
+                .unwrap();
+            assert!(store.check_directory_key("b", "m").is_ok());
+            assert!(store.check_directory_key("a", "kite").is_ok());
+        }
+        // The records come back with the database.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(code(crate::command::apply(&store, put("kite", 6))), Err(coffer_proto::ErrorCode::WrongRange));
+        crate::command::apply(&store, put("zebra", 7)).unwrap();
+    }
+
+    #[test]
+    fn a_range_group_is_not_created_over_keys_group_0_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let bucket = coffer_proto::pb::metadata::BucketRecord { name: "b".into(), ..Default::default() };
+        crate::command::apply(&store, Command::CreateBucket { bucket }).unwrap();
+        crate::command::apply(&store, put("q", 1)).unwrap();
+        crate::command::apply(&store, upload("u")).unwrap();
+        // A version only: a delete marker is the current version of "v", so "v" is not in `objects`.
+        let versioning = coffer_proto::pb::metadata::Versioning::Enabled;
+        crate::command::apply(&store, Command::SetBucketVersioning { name: "b".into(), versioning }).unwrap();
+        crate::command::apply(&store, put("v", 2)).unwrap();
+        let stamp = crate::command::tests::stamp(3);
+        crate::command::apply(&store, Command::DeleteObject { bucket: "b".into(), key: "v".into(), stamp }).unwrap();
+        assert!(store.object("b", "v").is_err(), "the delete marker is current");
+
+        let refused = |group, start, end| {
+            let error = crate::command::apply(&store, create(group, start, end)).unwrap_err();
+            assert_eq!(error.code(), coffer_proto::ErrorCode::InvalidArgument, "{start:?}..{end:?}: {error}");
+            error.to_string()
+        };
+        assert!(refused(1, ("b", "p"), ("b", "r")).contains("an object"));
+        assert!(refused(1, ("b", "q"), ("b", "q0")).contains("an object"), "at the range start");
+        assert!(refused(1, ("b", "t"), ("b", "u0")).contains("an upload"));
+        assert!(refused(1, ("b", "u/"), ("", "")).contains("a version"));
+        assert!(refused(1, ("a", ""), ("c", "")).contains("an object"));
+        // Ranges between the keys, and ending right at one (the end is excluded), are fine.
+        crate::command::apply(&store, create(1, ("a", ""), ("b", "q"))).unwrap();
+        crate::command::apply(&store, create(2, ("b", "q0"), ("b", "u"))).unwrap();
+        crate::command::apply(&store, create(3, ("b", "v0"), ("", ""))).unwrap();
+        assert_eq!(group_records(&store).unwrap().len(), 3);
     }
 
     #[test]

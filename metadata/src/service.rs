@@ -107,12 +107,13 @@ impl MetadataService {
         Ok(read(&self.store)?)
     }
 
-    /// A range group's check of a point read's (bucket, key): the same `WrongRange` its apply gives
-    /// a command outside its range (nothing to check in group 0 or a lone service).
+    /// The range check of a point read's (bucket, key): the same `WrongRange` the apply gives a
+    /// command — in a range group outside its range, in group 0 inside a range group's range
+    /// (nothing to check while group 0 has no range groups, e.g. in a lone service).
     fn check_key(&self, bucket: &str, key: &str) -> Result<(), Status> {
         match self.store.range() {
             Some(descriptor) => Ok(descriptor.check_key(bucket, key)?),
-            None => Ok(()),
+            None => Ok(self.store.check_directory_key(bucket, key)?),
         }
     }
 

@@ -109,8 +109,8 @@ fn a_range_group_serves_its_range_survives_its_leader_and_reopens_after_a_restar
         // Outside the range: refused for writes (inside apply) and point reads.
         assert_eq!(put(&client, "zebra", b"z").await.expect_err("put outside").code, ErrorCode::WrongRange);
         assert_eq!(get(&client, "melon", 1).await.expect_err("get outside").code, ErrorCode::WrongRange);
-        // Group 0 holds none of it.
-        assert_eq!(get(&client, "apple", 0).await.expect_err("group 0").code, ErrorCode::NoSuchBucket);
+        // Group 0 holds none of it, and refuses to answer for group 1's keys.
+        assert_eq!(get(&client, "apple", 0).await.expect_err("group 0").code, ErrorCode::WrongRange);
     });
 
     // Group 1's leader process dies; the group answers again with a new leader.
