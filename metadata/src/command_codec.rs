@@ -513,6 +513,13 @@ mod tests {
                 },
                 voters: vec![(1, "http://10.0.0.1:9100".into()), (2, "http://10.0.0.2:9100".into())],
             },
+            Command::SetBucketState {
+                bucket: "photos".into(),
+                record: BucketRecord { name: "photos".into(), ..Default::default() },
+                deleted: false,
+                generation: 12,
+            },
+            Command::BucketStateDelivered { group: 7, bucket: "photos".into(), generation: 12 },
         ]
     }
 
@@ -556,6 +563,8 @@ mod tests {
             Command::NotifyDone { .. } => "NotifyDone",
             Command::CreatedBy { .. } => "CreatedBy",
             Command::CreateRangeGroup { .. } => "CreateRangeGroup",
+            Command::SetBucketState { .. } => "SetBucketState",
+            Command::BucketStateDelivered { .. } => "BucketStateDelivered",
         }
     }
 
@@ -637,6 +646,9 @@ mod tests {
         };
         // Variant 35, group 1, the range's four strings, one voter (id 2, "u").
         assert_eq!(encode(&group), [1, 35, 1, 1, b'b', 1, b'k', 0, 0, 1, 2, 1, b'u']);
+        // Variant 37, group 7, "b", generation 3.
+        let delivered = Command::BucketStateDelivered { group: 7, bucket: "b".into(), generation: 3 };
+        assert_eq!(encode(&delivered), [1, 37, 7, 1, b'b', 3]);
         for bytes in [encode(&delete), encode(&create), encode(&versioning), encode(&created), encode(&group)] {
             assert!(decode(&bytes).is_ok());
         }

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod applier;
+mod bucket_state;
 mod cluster;
 mod command;
 pub mod command_codec;
@@ -159,10 +160,18 @@ pub async fn serve_with(
         groups::Groups::new(settings, store.clone(), zero)
     });
     let (stop_watching, watching_stopped) = tokio::sync::watch::channel(false);
+    let range_client = coffer_proto::metadata_client::ClientConfig { tls: tls.clone(), ..Default::default() };
+    // Group 0's leader delivers bucket state to the range groups (see `bucket_state`).
+    let delivery = replication.clone().map(|zero| {
+        tokio::spawn(bucket_state::deliver(store.clone(), zero, range_client.clone(), watching_stopped.clone()))
+    });
     let group_watcher = groups.clone().map(|groups| tokio::spawn(groups.watch(watching_stopped)));
 
     let stats_task = tokio::spawn(stats::publish(store.clone()));
-    let service = MetadataService::new(store, applier, cluster, Timing::from(&config)).with_notify_targets(targets);
+    let mut service = MetadataService::new(store, applier, cluster, Timing::from(&config)).with_notify_targets(targets);
+    if replication.is_some() {
+        service = service.with_range_client(range_client);
+    }
     let server = MetadataServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -222,6 +231,9 @@ pub async fn serve_with(
     let _ = stop_watching.send(true);
     if let Some(watcher) = group_watcher {
         let _ = watcher.await;
+    }
+    if let Some(delivery) = delivery {
+        let _ = delivery.await;
     }
     if let Some(groups) = &groups {
         groups.shutdown().await;

@@ -206,6 +206,8 @@ pub fn create_group(
     }
     let record = GroupRecord { group, descriptor: Descriptor { range, epoch: 1 }, voters };
     batch.put_cf(store.cf(Cf::Meta)?, group_record_key(group), to_bytes(&record));
+    // The new group gets every bucket its range touches before it serves them.
+    crate::bucket_state::enqueue_for_new_group(store, batch, &record)?;
     // The write of this batch reloads the store's copy of the records (see `Store::write`).
     store.directory_changing();
     Ok(Applied::Done)
@@ -229,6 +231,23 @@ fn first_key_in(store: &Store, range: &Range) -> Result<Option<(&'static str, Ve
         iter.status().map_err(MetadataError::db("looking for keys in a new range"))?;
     }
     Ok(None)
+}
+
+/// The bucket a bucket-level command changes (create, settings, delete), not `SetBucketState`.
+pub(crate) fn bucket_of(command: &Command) -> Option<&str> {
+    match (scope(command), command) {
+        (_, Command::SetBucketState { .. }) => None,
+        (Scope::Bucket(bucket), _) => Some(bucket),
+        _ => None,
+    }
+}
+
+/// The bucket of a keyed command.
+pub(crate) fn keyed_bucket_of(command: &Command) -> Option<&str> {
+    match scope(command) {
+        Scope::Key(bucket, _) => Some(bucket),
+        _ => None,
+    }
 }
 
 /// Group 0's check of a command: keyed commands whose (bucket, key) a range group owns are refused
@@ -308,6 +327,7 @@ fn scope(command: &Command) -> Scope<'_> {
         | Command::SetBucketMetadata { name, .. }
         | Command::SetBucketPolicy { name, .. }
         | Command::SetBucketConfig { name, .. } => Scope::Bucket(name),
+        Command::SetBucketState { bucket, .. } => Scope::Bucket(bucket),
         // Data intents, nodes, repair, the collector, IAM, accounts, the background workers (which
         // run on group 0 only in step 1) and the range table are group 0's.
         Command::RecordIntent { .. }
@@ -325,7 +345,8 @@ fn scope(command: &Command) -> Scope<'_> {
         | Command::Lifecycle { .. }
         | Command::SetLifecycleCursor { .. }
         | Command::NotifyDone { .. }
-        | Command::CreateRangeGroup { .. } => Scope::Directory,
+        | Command::CreateRangeGroup { .. }
+        | Command::BucketStateDelivered { .. } => Scope::Directory,
     }
 }
 

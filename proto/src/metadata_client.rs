@@ -75,6 +75,9 @@ pub const GROUP_HEADER: &str = "x-coffer-group";
 #[derive(Clone)]
 pub struct MetadataClient {
     client: GeneratedClient<MetadataChannel>,
+    /// The same stack, for `MetadataRaft` calls (group 0's leader delivering bucket state to range
+    /// groups, addressed by header).
+    transport: MetadataChannel,
 }
 
 impl MetadataClient {
@@ -91,7 +94,7 @@ impl MetadataClient {
         let zero = crate::leader_router::LeaderRouter::new(replicas, config.clone());
         // Each call to the group owning its key (see `group_router`); group 0 while there are none.
         let transport = limit(crate::group_router::GroupRouter::new(zero, config.clone()), config);
-        Ok(MetadataClient { client: generated(transport) })
+        Ok(MetadataClient { client: generated(transport.clone()), transport })
     }
 
     /// A client of a metadata service in the same process, over in-memory pipes (see `in_process`).
@@ -100,12 +103,20 @@ impl MetadataClient {
             .connect_timeout(config.connect_timeout)
             .http2_adaptive_window(true)
             .connect_with_connector_lazy(connector);
-        MetadataClient { client: generated(limit(channel, config)) }
+        let transport = limit(channel, config);
+        MetadataClient { client: generated(transport.clone()), transport }
     }
 
     /// The generated client over this stack; clones share the limits.
     pub fn rpc(&self) -> GeneratedClient<MetadataChannel> {
         self.client.clone()
+    }
+
+    /// A `MetadataRaft` client over the same stack (routed as every call: by its group header).
+    pub fn raft(&self) -> crate::pb::metadata::metadata_raft_client::MetadataRaftClient<MetadataChannel> {
+        crate::pb::metadata::metadata_raft_client::MetadataRaftClient::new(self.transport.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 

@@ -9,6 +9,7 @@ use coffer_proto::pb::metadata::metadata_raft_server::MetadataRaft;
 use coffer_proto::pb::metadata::{
     CreateGroupRequest, CreateGroupResponse, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, RaftPayload,
     RaftReplica, RaftStatusRequest, RaftStatusResponse, RangeGroupEntry, RangeTableRequest, RangeTableResponse,
+    SetBucketStateRequest, SetBucketStateResponse,
 };
 use openraft::ServerState;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
@@ -148,6 +149,28 @@ impl MetadataRaft for RaftService {
         tracing::info!(group, %range, ?ids, "creating a metadata range group");
         self.replication.submit(crate::command::Command::CreateRangeGroup { group, range, voters }).await?;
         Ok(Response::new(CreateGroupResponse { voters: ids }))
+    }
+
+    async fn set_bucket_state(
+        &self,
+        request: Request<SetBucketStateRequest>,
+    ) -> Result<Response<SetBucketStateResponse>, Status> {
+        let SetBucketStateRequest { bucket, record, deleted, generation } = request.into_inner();
+        if self.replication.group() == 0 {
+            return Err(
+                MetadataError::InvalidArgument("bucket state is set in range groups, not group 0".into()).into()
+            );
+        }
+        if !deleted && record.as_ref().is_none_or(|r| r.name != bucket) {
+            return Err(MetadataError::InvalidArgument(format!("no record of bucket {bucket}")).into());
+        }
+        if !self.replication.is_leader() {
+            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
+        }
+        let command =
+            crate::command::Command::SetBucketState { bucket, record: record.unwrap_or_default(), deleted, generation };
+        self.replication.submit(command).await?;
+        Ok(Response::new(SetBucketStateResponse {}))
     }
 
     async fn range_table(&self, _: Request<RangeTableRequest>) -> Result<Response<RangeTableResponse>, Status> {

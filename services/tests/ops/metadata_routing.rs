@@ -6,15 +6,20 @@
 //! versions) with small pages return every key and common prefix exactly once, in order, in full
 //! pages; every object reads back; a client whose table predates a group follows a WrongRange
 //! answer to it; and group 0 refuses, with WrongRange, a read or a write of a key that a range
-//! group owns.
+//! group owns. The bucket is created once, in group 0, which hands it to the range groups.
+//!
+//! Bucket state from group 0: a bucket created once through the routed client is usable in every
+//! range group, a versioning change reaches them, and DeleteBucket is refused while a range group
+//! holds keys of the bucket and succeeds (and reaches the range groups) once they are deleted.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
 use coffer_proto::pb::metadata::{
-    CreateBucketRequest, GetObjectRequest, ListObjectVersionsRequest, ListObjectsRequest, ObjectRecord,
-    PutObjectRequest, Segment,
+    CreateBucketRequest, DeleteBucketRequest, DeleteObjectRequest, GetBucketRequest, GetObjectRequest,
+    ListObjectVersionsRequest, ListObjectsRequest, ObjectRecord, PutObjectRequest, Segment, SetBucketVersioningRequest,
+    Versioning,
 };
 use coffer_proto::stale_reads::ListingClient;
 use coffer_proto::{ErrorCode, RemoteError};
@@ -138,18 +143,13 @@ fn metadata_clients_route_by_range_and_list_across_range_boundaries() {
     // A client that loads its table now, before group 2 exists.
     let early = connect();
     rt.block_on(async {
+        // Once, in group 0, which hands it to group 1 now and to group 2 when group 2 is created.
         let bucket = CreateBucketRequest { name: "b".into(), owner: "me".into(), ..Default::default() };
-        // By header, as step 1 requires: the bucket in group 0 and group 1.
-        early.rpc().create_bucket(in_group(bucket.clone(), 0)).await.expect("bucket in group 0");
-        early.rpc().create_bucket(in_group(bucket, 1)).await.expect("bucket in group 1");
+        early.rpc().create_bucket(bucket).await.expect("create the bucket");
     });
     create_group(&peers, 2, "m/5", "t");
     wait_for_group(&rt, &urls, 2);
     let client = connect();
-    rt.block_on(async {
-        let bucket = CreateBucketRequest { name: "b".into(), owner: "me".into(), ..Default::default() };
-        client.rpc().create_bucket(in_group(bucket, 2)).await.expect("bucket in group 2");
-    });
 
     // Keys over every range: 26 stems of 8 keys, "m/00".."m/99" across the group 1/2 boundary,
     // nested prefixes, and the range bounds themselves.
@@ -172,8 +172,7 @@ fn metadata_clients_route_by_range_and_list_across_range_boundaries() {
             let (client, chunk) = (client.clone(), chunk.to_vec());
             writes.spawn(async move {
                 for key in chunk {
-                    let request = PutObjectRequest { record: Some(object(&key)), intents: Vec::new(), condition: None };
-                    client.rpc().put_object(request).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
+                    put_routed(&client, &key).await;
                 }
             });
         }
@@ -277,5 +276,130 @@ fn metadata_clients_route_by_range_and_list_across_range_boundaries() {
         early.rpc().put_object(request).await.expect("the early client writes in group 2");
         let request = GetObjectRequest { bucket: "b".into(), key: "m/77x".into(), ..Default::default() };
         client.rpc().get_object(in_group(request, 2)).await.expect("m/77x is in group 2");
+    });
+}
+
+/// Puts `key` through the routed client, retrying while its range group has not received the
+/// bucket yet (Unavailable) for at most 30 s.
+async fn put_routed(client: &MetadataClient, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = PutObjectRequest { record: Some(object(key)), intents: Vec::new(), condition: None };
+        match client.rpc().put_object(request).await.map_err(RemoteError::from) {
+            Ok(_) => return,
+            Err(e) if e.code == ErrorCode::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("put {key}: {e}"),
+        }
+    }
+}
+
+/// Every version id of `key`, newest first, through the routed client.
+async fn versions_of(client: &MetadataClient, key: &str) -> Vec<String> {
+    let request =
+        ListObjectVersionsRequest { bucket: "b".into(), prefix: key.into(), max_keys: 100, ..Default::default() };
+    let page = client.rpc().list_object_versions(request).await.expect("list versions").into_inner();
+    page.versions.into_iter().filter_map(|v| v.record).filter(|r| r.key == key).map(|r| r.version_id).collect()
+}
+
+#[test]
+fn bucket_state_reaches_the_range_groups_from_group_0() {
+    let dir =
+        tempfile::Builder::new().prefix("coffer-bucket-state").tempdir_in(crate::common::test_root()).expect("tempdir");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    let peers = urls.join(",");
+    let _procs: Vec<Proc> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let db = dir.path().join(format!("meta{i}")).display().to_string();
+            let args = ["metadata", "--listen", &format!("127.0.0.1:{port}"), "--db", &db, "--peers", &peers]
+                .map(String::from)
+                .to_vec();
+            Proc::spawn(&format!("meta{i}"), &args, dir.path())
+        })
+        .collect();
+    let rt = runtime();
+    metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
+    // Group 1 owns "b"'s keys in [f, m); group 2 [m, t); group 0 the rest.
+    create_group(&peers, 1, "f", "m");
+    create_group(&peers, 2, "m", "t");
+    wait_for_group(&rt, &urls, 1);
+    wait_for_group(&rt, &urls, 2);
+    let client = rt.block_on(async { MetadataClient::connect(&urls, &ClientConfig::default()) }).expect("client");
+
+    rt.block_on(async {
+        // Created once, without a header: group 0, which hands it to groups 1 and 2.
+        let bucket = CreateBucketRequest { name: "b".into(), owner: "me".into(), ..Default::default() };
+        client.rpc().create_bucket(bucket).await.expect("create the bucket");
+        let keys = ["a1", "g1", "n1", "z1"];
+        for key in keys {
+            put_routed(&client, key).await;
+        }
+        for (key, owner) in [("a1", 0u64), ("g1", 1), ("n1", 2), ("z1", 0)] {
+            let request = GetObjectRequest { bucket: "b".into(), key: key.into(), ..Default::default() };
+            client.rpc().get_object(in_group(request, owner)).await.unwrap_or_else(|e| panic!("{key} in {owner}: {e}"));
+        }
+
+        // Versioning, changed through group 0, reaches both range groups.
+        let enable = SetBucketVersioningRequest { name: "b".into(), versioning: Versioning::Enabled as i32 };
+        client.rpc().set_bucket_versioning(enable).await.expect("enable versioning");
+        for group in [1u64, 2] {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let request = GetBucketRequest { name: "b".into() };
+                let bucket = client.rpc().get_bucket(in_group(request, group)).await.expect("get bucket");
+                if bucket.into_inner().bucket.is_some_and(|b| b.versioning() == Versioning::Enabled) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "versioning reaches group {group}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        for key in ["g1", "n1"] {
+            put_routed(&client, key).await;
+            assert_eq!(versions_of(&client, key).await.len(), 2, "{key}: the null version and a new one");
+        }
+
+        // DeleteBucket: group 0's own keys gone, the range groups' keys still there: refused.
+        let delete_all = |key: &'static str| {
+            let client = client.clone();
+            async move {
+                for version_id in versions_of(&client, key).await {
+                    let request =
+                        DeleteObjectRequest { bucket: "b".into(), key: key.into(), version_id, ..Default::default() };
+                    client.rpc().delete_object(request).await.unwrap_or_else(|e| panic!("delete {key}: {e}"));
+                }
+                assert!(versions_of(&client, key).await.is_empty(), "{key} has no version left");
+            }
+        };
+        for key in ["a1", "z1"] {
+            delete_all(key).await;
+        }
+        let refused = client.rpc().delete_bucket(DeleteBucketRequest { name: "b".into() }).await;
+        assert_eq!(
+            refused.map_err(RemoteError::from).expect_err("keys in range groups").code,
+            ErrorCode::BucketNotEmpty
+        );
+        delete_all("g1").await;
+        let refused = client.rpc().delete_bucket(DeleteBucketRequest { name: "b".into() }).await;
+        assert_eq!(refused.map_err(RemoteError::from).expect_err("keys in group 2").code, ErrorCode::BucketNotEmpty);
+        delete_all("n1").await;
+        client.rpc().delete_bucket(DeleteBucketRequest { name: "b".into() }).await.expect("delete the empty bucket");
+        // The deletion reaches the range groups too.
+        for group in [1u64, 2] {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let request = GetBucketRequest { name: "b".into() };
+                let found = client.rpc().get_bucket(in_group(request, group)).await.map_err(RemoteError::from);
+                match found {
+                    Err(e) if e.code == ErrorCode::NoSuchBucket => break,
+                    _ => assert!(Instant::now() < deadline, "the deletion reaches group {group}: {found:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     });
 }
