@@ -2,12 +2,14 @@
 //! a replica, and creating a range group. Asks every `--metadata` URL directly (a follower answers
 //! too); changes go to group 0's leader.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::Subcommand;
 use coffer_proto::metadata_client::{ClientConfig, NOT_LEADER_HEADER, lazy_channel};
 use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
 use coffer_proto::pb::metadata::{
-    CreateGroupRequest, KeyBound, KeyRange, LeaveRequest, RaftStatusRequest, RaftStatusResponse,
+    CreateGroupRequest, KeyBound, KeyRange, LeaveRequest, RaftStatusRequest, RaftStatusResponse, RangeTableRequest,
 };
 use coffer_proto::tonic;
 use coffer_proto::tonic::transport::Channel;
@@ -37,6 +39,15 @@ fn bound(text: &str) -> KeyBound {
     KeyBound { bucket: bucket.to_string(), key: key.to_string() }
 }
 
+fn already_exists(status: &tonic::Status) -> bool {
+    coffer_proto::RemoteError::from(status.clone()).code == coffer_proto::ErrorCode::EntityAlreadyExists
+}
+
+/// `recorded` (as the range table shows it, with its epoch) covers the same keys as `asked`.
+fn same_range(recorded: Option<&KeyRange>, asked: &KeyRange) -> bool {
+    recorded.is_some_and(|r| r.start == asked.start && r.end == asked.end)
+}
+
 fn range_text(range: Option<&KeyRange>) -> String {
     let Some(range) = range else { return "everything else (directory)".into() };
     let start = range.start.clone().unwrap_or_default();
@@ -50,33 +61,77 @@ fn range_text(range: Option<&KeyRange>) -> String {
     format!("[{}/{}, {end}){epoch}", start.bucket, start.key)
 }
 
-/// Sends `call` to the leader of group 0, following "not leader" answers from `urls` on.
+/// How long a change keeps looking for group 0's leader: right after the group starts (or after
+/// its leader dies) every replica may answer "not leader" with no hint for an election or two.
+const LEADER_DEADLINE: Duration = Duration::from_secs(30);
+/// Between two rounds over the replicas while none of them leads.
+const LEADER_RETRY: Duration = Duration::from_millis(200);
+
+/// Whether `status` says "ask again, elsewhere or later": a "not leader" answer (with or without a
+/// hint), or an unreachable or overloaded replica (no typed error: transport failure, timeout).
+fn retryable(status: &tonic::Status) -> bool {
+    status.metadata().get(NOT_LEADER_HEADER).is_some()
+        || coffer_proto::RemoteError::from(status.clone()).code == coffer_proto::ErrorCode::Unavailable
+}
+
+/// Sends `call` to the leader of group 0, following "not leader" answers from `urls` on, and
+/// going round the replicas again (after [`LEADER_RETRY`]) while none leads or answers, until
+/// [`LEADER_DEADLINE`]. `call` learns its attempt number (1 first): an attempt after an ambiguous
+/// failure (the leader stepped down, a timeout) may meet the effect of an earlier one.
 async fn on_leader<T, F>(urls: &[String], config: &ClientConfig, what: &str, mut call: F) -> anyhow::Result<T>
 where
-    F: AsyncFnMut(MetadataRaftClient<Channel>) -> Result<T, tonic::Status>,
+    F: AsyncFnMut(MetadataRaftClient<Channel>, u32) -> Result<T, tonic::Status>,
 {
-    let mut targets: Vec<String> = urls.to_vec();
-    let mut tried = 0;
-    while let Some(url) = targets.get(tried).cloned() {
-        tried += 1;
-        let channel = lazy_channel(&url, config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        match call(MetadataRaftClient::new(channel)).await {
-            Ok(answer) => return Ok(answer),
-            Err(status) => {
-                let hint = status.metadata().get(NOT_LEADER_HEADER).and_then(|v| v.to_str().ok());
-                match hint {
-                    Some(leader)
-                        if !leader.is_empty() && !targets.iter().any(|t| t == leader) && targets.len() < 16 =>
-                    {
-                        targets.push(leader.to_string());
+    let deadline = tokio::time::Instant::now() + LEADER_DEADLINE;
+    let mut attempt = 0;
+    // The URL to try next: a hinted leader first, else the next of `urls` in turn.
+    let mut hinted: Option<String> = None;
+    let mut next = 0usize;
+    let mut last_error = String::from("no replica answered");
+    loop {
+        let url = match hinted.take() {
+            Some(url) => url,
+            None => {
+                if next > 0 && next.is_multiple_of(urls.len().max(1)) {
+                    // A whole round without a leader: an election is likely under way.
+                    if tokio::time::Instant::now() >= deadline {
+                        anyhow::bail!(
+                            "{what}: no leader of the metadata group within {LEADER_DEADLINE:?}: {last_error}"
+                        );
                     }
-                    Some(_) => {}
-                    None => anyhow::bail!("{what} via {url}: {}", status.message()),
+                    tokio::time::sleep(LEADER_RETRY).await;
+                }
+                let Some(url) = urls.get(next % urls.len().max(1)) else { anyhow::bail!("{what}: no metadata URL") };
+                next += 1;
+                url.clone()
+            }
+        };
+        attempt += 1;
+        if attempt > 2 * urls.len() as u32 {
+            // Past a round of hints and a round of replicas: pace the rest (two replicas naming
+            // each other during a change of leader must not spin).
+            tokio::time::sleep(LEADER_RETRY / 4).await;
+        }
+        let channel = lazy_channel(&url, config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        match call(MetadataRaftClient::new(channel), attempt).await {
+            Ok(answer) => return Ok(answer),
+            Err(status) if retryable(&status) && tokio::time::Instant::now() < deadline => {
+                last_error = format!("{url}: {}", status.message());
+                let hint = status.metadata().get(NOT_LEADER_HEADER).and_then(|v| v.to_str().ok());
+                // Follow a hint to another replica; a replica naming itself (or nobody) is no lead.
+                if let Some(leader) = hint.filter(|leader| !leader.is_empty() && *leader != url) {
+                    hinted = Some(leader.to_string());
+                    continue;
+                }
+                // On stderr, so an operator (or a test log) sees why a change takes a while.
+                eprintln!("{what}: {last_error}; retrying");
+                if hint.is_some_and(|leader| leader == url) {
+                    tokio::time::sleep(LEADER_RETRY).await;
                 }
             }
+            Err(status) => anyhow::bail!("{what} via {url}: {}", status.message()),
         }
     }
-    anyhow::bail!("{what}: no leader of the metadata group reachable")
 }
 
 async fn status_of(url: &str, config: &ClientConfig) -> anyhow::Result<RaftStatusResponse> {
@@ -166,16 +221,30 @@ pub async fn run(urls: &[String], config: &ClientConfig, command: MetaCommand, j
         }
         MetaCommand::Remove { node_id } => {
             let what = format!("removing replica {node_id}");
-            on_leader(urls, config, &what, async |mut client| client.leave(LeaveRequest { node_id }).await).await?;
+            on_leader(urls, config, &what, async |mut client, _| client.leave(LeaveRequest { node_id }).await).await?;
             println!("replica {node_id} removed");
         }
         MetaCommand::CreateGroup { group, start, end } => {
             let range = KeyRange { start: Some(bound(&start)), end: Some(bound(&end)), epoch: 0 };
             let request = CreateGroupRequest { group, range: Some(range.clone()) };
             let what = format!("creating group {group}");
-            let created =
-                on_leader(urls, config, &what, async |mut client| client.create_group(request.clone()).await).await?;
-            let voters = created.into_inner().voters;
+            let voters = on_leader(urls, config, &what, async |mut client, attempt| {
+                match client.create_group(request.clone()).await {
+                    Ok(created) => Ok(created.into_inner().voters),
+                    // An earlier attempt may have created it after all (its answer was lost, or
+                    // its leader stepped down after replicating it): the same group over the
+                    // same range is this command's success, anything else its failure.
+                    Err(status) if attempt > 1 && already_exists(&status) => {
+                        let table = client.range_table(RangeTableRequest {}).await?.into_inner();
+                        match table.groups.into_iter().find(|g| g.group == group) {
+                            Some(entry) if same_range(entry.range.as_ref(), &range) => Ok(Vec::new()),
+                            _ => Err(status),
+                        }
+                    }
+                    Err(status) => Err(status),
+                }
+            })
+            .await?;
             if json {
                 println!(
                     "{}",

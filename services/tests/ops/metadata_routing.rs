@@ -52,7 +52,14 @@ fn create_group(peers: &str, group: u64, start: &str, end: &str) {
         .args(["--start", &format!("b/{start}"), "--end", &format!("b/{end}")])
         .output()
         .expect("coffer admin meta create-group");
-    assert!(created.status.success(), "create-group {group}: {}", String::from_utf8_lossy(&created.stderr));
+    eprintln!("create-group {group} stderr: {}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "create-group {group} failed ({}):\nstdout: {}\nstderr: {}",
+        created.status,
+        String::from_utf8_lossy(&created.stdout),
+        String::from_utf8_lossy(&created.stderr)
+    );
 }
 
 /// Waits until some replica reports group `group` with a leader.
