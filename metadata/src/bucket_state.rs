@@ -34,8 +34,12 @@ const GENERATION_KEY: &[u8] = b"bucket_state_generation";
 /// A range group's `meta` prefix of the generation it holds per bucket (big-endian u64).
 pub const HELD_PREFIX: &[u8] = b"bucket_state/";
 const FORMAT_VERSION: u8 = 1;
-/// How often the delivery task looks at the outbox.
+/// The first wait of a range group after a failed delivery (doubling up to [`MAX_BACKOFF`]).
 const DELIVERY_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the delivery task looks at the outbox unasked: it wakes when an apply writes an entry,
+/// when the range-group records are reloaded and when this replica's leadership changes; this poll
+/// only guards against a missed wake-up.
+const SAFETY_POLL: Duration = Duration::from_secs(5);
 /// The longest wait before another attempt at a group that failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -97,6 +101,7 @@ fn put_entry(
     };
     let bytes = postcard::to_extend(&pending, vec![FORMAT_VERSION]).expect("an outbox entry always encodes into a Vec");
     batch.put_cf(store.cf(Cf::Meta)?, outbox_key(group, bucket), bytes);
+    store.outbox_changing();
     Ok(())
 }
 
@@ -229,7 +234,8 @@ pub(crate) fn received(store: &Store, bucket: &str) -> Result<bool, MetadataErro
 
 /// Group 0's delivery task: while this replica leads group 0, sends every outbox entry to its range
 /// group and proposes `BucketStateDelivered` once acknowledged; a group that fails waits (doubling
-/// up to [`MAX_BACKOFF`]) before the next attempt. Runs until `stop` fires.
+/// up to [`MAX_BACKOFF`]) before the next attempt. Idle between wake-ups (see [`SAFETY_POLL`]), and
+/// reads nothing while there are no range groups. Runs until `stop` fires.
 pub async fn deliver(
     directory: Arc<Store>,
     zero: Replication,
@@ -238,8 +244,12 @@ pub async fn deliver(
 ) {
     let mut client: Option<MetadataClient> = None;
     let mut backoff: HashMap<u64, (Duration, tokio::time::Instant)> = HashMap::new();
+    let mut leadership = zero.leadership();
+    let mut leadership_open = true;
     loop {
-        if zero.is_leader() {
+        let mut wake_at = tokio::time::Instant::now() + SAFETY_POLL;
+        // No records, no entries: an entry is queued only for a recorded range group.
+        if zero.is_leader() && !directory.directory_records().is_empty() {
             let store = directory.clone();
             match tokio::task::spawn_blocking(move || pending(&store)).await {
                 Ok(Ok(entries)) if !entries.is_empty() => {
@@ -250,8 +260,18 @@ pub async fn deliver(
                             Err(e) => tracing::error!(error = %e, "cannot build a client to deliver bucket state"),
                         }
                     }
-                    if let Some(client) = &client {
-                        deliver_once(client, &zero, entries, &mut backoff).await;
+                    match &client {
+                        Some(client) => {
+                            deliver_once(client, &zero, entries, &mut backoff).await;
+                            // Failed groups are due again when their wait ends; delivered entries
+                            // leave the outbox by an apply (a newer one there wakes this task).
+                            let now = tokio::time::Instant::now();
+                            backoff.retain(|_, (_, until)| *until > now);
+                            if let Some(due) = backoff.values().map(|(_, until)| *until).min() {
+                                wake_at = wake_at.min(due);
+                            }
+                        }
+                        None => wake_at = wake_at.min(tokio::time::Instant::now() + MAX_BACKOFF),
                     }
                 }
                 Ok(Ok(_)) => {}
@@ -260,7 +280,9 @@ pub async fn deliver(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(DELIVERY_INTERVAL) => {}
+            _ = tokio::time::sleep_until(wake_at) => {}
+            _ = directory.outbox_written() => {}
+            changed = leadership.changed(), if leadership_open => leadership_open = changed.is_ok(),
             _ = stop.changed() => return,
         }
     }

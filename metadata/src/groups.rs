@@ -37,8 +37,10 @@ use crate::range::{Descriptor, GroupRecord};
 use crate::service::{MetadataService, Timing};
 use crate::store::Store;
 
-/// How often the watcher looks for recorded groups not open yet.
-const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the watcher looks for recorded groups not open yet unasked: it wakes when the store
+/// reloads its copy of the records (an applied `CreateRangeGroup`, a snapshot install); this poll
+/// guards against a missed wake-up and retries groups that failed to open.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a group that failed to open waits before the next attempt.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -110,27 +112,23 @@ impl Groups {
     pub async fn watch(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut retry_at: HashMap<u64, tokio::time::Instant> = HashMap::new();
         loop {
-            let directory = self.0.directory.clone();
-            let records = tokio::task::spawn_blocking(move || crate::range::group_records(&directory)).await;
-            match records {
-                Ok(Ok(records)) => {
-                    for record in records {
-                        let group = record.group;
-                        let due = retry_at.get(&group).is_none_or(|at| *at <= tokio::time::Instant::now());
-                        if self.get(group).is_some() || !due || !self.is_voter(&record) {
-                            continue;
-                        }
-                        if let Err(e) = self.open(record).await {
-                            tracing::error!(group, error = %e, "could not open a metadata range group; retrying");
-                            retry_at.insert(group, tokio::time::Instant::now() + RETRY_AFTER);
-                        }
-                    }
+            // The store's in-memory copy (an atomic load while there are none), current as of the
+            // last applied write.
+            let records = self.0.directory.directory_records();
+            for record in records.iter().cloned() {
+                let group = record.group;
+                let due = retry_at.get(&group).is_none_or(|at| *at <= tokio::time::Instant::now());
+                if self.get(group).is_some() || !due || !self.is_voter(&record) {
+                    continue;
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "could not read the range groups"),
-                Err(e) => tracing::error!(error = %e, "the range group listing task failed"),
+                if let Err(e) = self.open(record).await {
+                    tracing::error!(group, error = %e, "could not open a metadata range group; retrying");
+                    retry_at.insert(group, tokio::time::Instant::now() + RETRY_AFTER);
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                _ = self.0.directory.directory_reloaded() => {}
                 _ = stop.changed() => return,
             }
         }

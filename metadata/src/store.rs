@@ -142,6 +142,14 @@ struct Directory {
     records: std::sync::RwLock<std::sync::Arc<Vec<crate::range::GroupRecord>>>,
     /// Set by the apply of `CreateRangeGroup`; the next write reloads the records.
     changed: std::sync::atomic::AtomicBool,
+    /// Set by an apply that queued a bucket-state outbox entry; the next write wakes the delivery
+    /// task (after the entry is in the database, so it finds it).
+    outbox_written: std::sync::atomic::AtomicBool,
+    /// Wakes group 0's delivery task (`bucket_state::deliver`): an outbox entry was written, or
+    /// the records were reloaded (a snapshot may bring entries). A permit waits for a busy task.
+    outbox: tokio::sync::Notify,
+    /// Wakes the range-group watcher (`groups::Groups::watch`): the records were reloaded.
+    reloaded: tokio::sync::Notify,
 }
 
 /// RocksDB figures worth watching: write stalls, compaction debt, block cache effectiveness.
@@ -224,7 +232,28 @@ impl Store {
         let mut current = self.directory.records.write().unwrap_or_else(|e| e.into_inner());
         self.directory.any.store(!records.is_empty(), Ordering::Release);
         *current = std::sync::Arc::new(records);
+        drop(current);
+        self.directory.reloaded.notify_one();
+        self.directory.outbox.notify_one();
         Ok(())
+    }
+
+    /// Marks a bucket-state outbox entry as queued by the command being applied: the write that
+    /// persists it wakes the delivery task.
+    pub(crate) fn outbox_changing(&self) {
+        self.directory.outbox_written.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Returns once an outbox entry was written or the records reloaded since the last return
+    /// (at once if that happened while nobody waited).
+    pub(crate) async fn outbox_written(&self) {
+        self.directory.outbox.notified().await
+    }
+
+    /// Returns once the range-group records were reloaded since the last return (at once if that
+    /// happened while nobody waited).
+    pub(crate) async fn directory_reloaded(&self) {
+        self.directory.reloaded.notified().await
     }
 
     /// Marks the range-group records as changing: called by the apply of `CreateRangeGroup`, so
@@ -298,6 +327,9 @@ impl Store {
         let written = self.db.write_opt(batch, &options).map_err(MetadataError::db("writing a batch"));
         if self.directory.changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
             self.reload_directory()?;
+        }
+        if self.directory.outbox_written.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.directory.outbox.notify_one();
         }
         written
     }
