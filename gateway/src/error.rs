@@ -60,7 +60,11 @@ fn remote_code(code: ErrorCode) -> S3ErrorCode {
         ErrorCode::PreconditionFailed => S3ErrorCode::PreconditionFailed,
         ErrorCode::AccessDenied => S3ErrorCode::AccessDenied,
         ErrorCode::InvalidBucketState => S3ErrorCode::InvalidBucketState,
-        ErrorCode::InsufficientCapacity | ErrorCode::Unavailable => S3ErrorCode::ServiceUnavailable,
+        // WrongRange: the gateway does not route to range groups yet; when it does, it refreshes
+        // its range table and retries, and one that still fails is a retryable 503.
+        ErrorCode::InsufficientCapacity | ErrorCode::Unavailable | ErrorCode::WrongRange => {
+            S3ErrorCode::ServiceUnavailable
+        }
         // IAM's own codes, as the admin API and AWS IAM name them.
         ErrorCode::NoSuchEntity | ErrorCode::EntityAlreadyExists | ErrorCode::DeleteConflict => {
             S3ErrorCode::Custom(code.as_str().into())

@@ -256,6 +256,30 @@ pub enum Command {
         #[serde(deserialize_with = "crate::command_codec::nested_command")]
         command: Box<Command>,
     },
+    /// Group 0 only: records range group `group`, owning `range`, with its initial voters (node
+    /// id, URL) — group 0's voters when it was proposed, so every replica starts the group's Raft
+    /// with the same membership (see `range` and `groups`).
+    CreateRangeGroup {
+        group: u64,
+        range: crate::range::Range,
+        voters: Vec<(u64, String)>,
+    },
+    /// Range groups only: group 0's state of `bucket` (its record, or its deletion), applied only if
+    /// `generation` is newer than the one the group holds (see `bucket_state`).
+    SetBucketState {
+        bucket: String,
+        #[serde(with = "crate::command_codec::pb_message")]
+        record: BucketRecord,
+        deleted: bool,
+        generation: u64,
+    },
+    /// Group 0 only: range group `group` acknowledged `bucket`'s state of `generation`; removes the
+    /// outbox entry if it still holds that generation.
+    BucketStateDelivered {
+        group: u64,
+        bucket: String,
+        generation: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -374,9 +398,37 @@ pub fn apply(store: &Store, command: Command) -> Result<Applied, MetadataError> 
 /// Puts `command`'s changes into `batch` without writing it (the Raft state machine adds its
 /// applied log id to the same batch). On error `batch` may hold part of the changes: drop them.
 pub fn apply_into(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Applied, MetadataError> {
+    // A range group applies nothing outside its range: checked against its stored descriptor, the
+    // same on every replica, so the refusal is as deterministic as any other outcome.
+    // Group 0 in turn refuses keys that a range group it recorded owns, against its own records,
+    // which change only through the log (see `Store::check_directory_key`).
+    match store.range() {
+        Some(descriptor) => descriptor.admit(&command)?,
+        None => crate::range::admit_in_directory(store, &command)?,
+    }
     // Taken before `plan` consumes the command: the event goes into the same batch as the change.
     let event = crate::notify::Source::of(&command);
-    let applied = plan(store, batch, command)?;
+    // A bucket change in group 0 is queued, in the same batch, for the range groups of the bucket;
+    // a keyed command in a range group that misses its bucket says whether the bucket is gone or
+    // its state has not arrived yet (retryable).
+    let bucket = crate::range::bucket_of(&command).map(str::to_string);
+    let keyed_bucket = crate::range::keyed_bucket_of(&command).map(str::to_string);
+    let applied = match plan(store, batch, command) {
+        Ok(applied) => applied,
+        Err(MetadataError::NoSuchBucket(name))
+            if store.range().is_some()
+                && keyed_bucket.as_deref() == Some(name.as_str())
+                && !crate::bucket_state::received(store, &name)? =>
+        {
+            return Err(MetadataError::Unavailable(format!(
+                "bucket {name}'s state has not reached this range group yet; retry"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(bucket) = bucket {
+        crate::bucket_state::after_bucket_change(store, batch, &bucket, &applied)?;
+    }
     if let Some(event) = event {
         crate::notify::record(store, batch, event, &applied)?;
     }
@@ -516,6 +568,15 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
         Command::SetLifecycleCursor { cursor } => crate::lifecycle::set_cursor(store, batch, &cursor),
         Command::NotifyDone { keys } => crate::notify::finish(store, batch, &keys),
         Command::CreatedBy { command, .. } => plan(store, batch, *command),
+        Command::CreateRangeGroup { group, range, voters } => {
+            crate::range::create_group(store, batch, group, range, voters)
+        }
+        Command::SetBucketState { bucket, record, deleted, generation } => {
+            crate::bucket_state::set_state(store, batch, &bucket, generation, (!deleted).then_some(record))
+        }
+        Command::BucketStateDelivered { group, bucket, generation } => {
+            crate::bucket_state::delivered(store, batch, group, &bucket, generation)
+        }
         Command::PutIam { entity, create_only } => {
             crate::iam::put(store, batch, entity, create_only).map(Applied::IamGeneration)
         }

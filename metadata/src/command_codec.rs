@@ -503,6 +503,23 @@ mod tests {
             Command::NotifyDone { keys: vec![b"n1".to_vec(), b"n2".to_vec()] },
             Command::CreatedBy { how: Created::Post, command: Box::new(put_object()) },
             Command::CreatedBy { how: Created::Copy, command: Box::new(put_object()) },
+            Command::CreateRangeGroup {
+                group: 7,
+                range: crate::range::Range {
+                    start_bucket: "photos".into(),
+                    start_key: "m".into(),
+                    end_bucket: String::new(),
+                    end_key: String::new(),
+                },
+                voters: vec![(1, "http://10.0.0.1:9100".into()), (2, "http://10.0.0.2:9100".into())],
+            },
+            Command::SetBucketState {
+                bucket: "photos".into(),
+                record: BucketRecord { name: "photos".into(), ..Default::default() },
+                deleted: false,
+                generation: 12,
+            },
+            Command::BucketStateDelivered { group: 7, bucket: "photos".into(), generation: 12 },
         ]
     }
 
@@ -545,6 +562,9 @@ mod tests {
             Command::SetLifecycleCursor { .. } => "SetLifecycleCursor",
             Command::NotifyDone { .. } => "NotifyDone",
             Command::CreatedBy { .. } => "CreatedBy",
+            Command::CreateRangeGroup { .. } => "CreateRangeGroup",
+            Command::SetBucketState { .. } => "SetBucketState",
+            Command::BucketStateDelivered { .. } => "BucketStateDelivered",
         }
     }
 
@@ -614,7 +634,22 @@ mod tests {
             command: Box::new(Command::DeleteObject { bucket: "b".into(), key: "k".into(), stamp }),
         };
         assert_eq!(encode(&created), [1, 34, 1, 5, 1, b'b', 1, b'k', 2, 1, 4, 0xac, 0x02]);
-        for bytes in [encode(&delete), encode(&create), encode(&versioning), encode(&created)] {
+        let group = Command::CreateRangeGroup {
+            group: 1,
+            range: crate::range::Range {
+                start_bucket: "b".into(),
+                start_key: "k".into(),
+                end_bucket: String::new(),
+                end_key: String::new(),
+            },
+            voters: vec![(2, "u".into())],
+        };
+        // Variant 35, group 1, the range's four strings, one voter (id 2, "u").
+        assert_eq!(encode(&group), [1, 35, 1, 1, b'b', 1, b'k', 0, 0, 1, 2, 1, b'u']);
+        // Variant 37, group 7, "b", generation 3.
+        let delivered = Command::BucketStateDelivered { group: 7, bucket: "b".into(), generation: 3 };
+        assert_eq!(encode(&delivered), [1, 37, 7, 1, b'b', 3]);
+        for bytes in [encode(&delete), encode(&create), encode(&versioning), encode(&created), encode(&group)] {
             assert!(decode(&bytes).is_ok());
         }
     }

@@ -37,6 +37,10 @@ pub enum MetadataError {
     /// Object lock: the bucket's state does not allow the change.
     #[error("{0}")]
     InvalidBucketState(String),
+    /// A range group asked about a (bucket, key) outside its range (or about state that group 0
+    /// keeps): never applied, never answered from this group. `epoch` is the group's range epoch.
+    #[error("wrong metadata range (group range epoch {epoch}): {detail}")]
+    WrongRange { epoch: u64, detail: String },
     #[error("insufficient capacity: {0}")]
     InsufficientCapacity(String),
     #[error("database error while {context}: {source}")]
@@ -93,6 +97,7 @@ impl MetadataError {
             MetadataError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
             MetadataError::AccessDenied(_) => ErrorCode::AccessDenied,
             MetadataError::InvalidBucketState(_) => ErrorCode::InvalidBucketState,
+            MetadataError::WrongRange { .. } => ErrorCode::WrongRange,
             MetadataError::Unavailable(_) | MetadataError::NotLeader { .. } => ErrorCode::Unavailable,
             MetadataError::Db { .. }
             | MetadataError::Corrupt { .. }

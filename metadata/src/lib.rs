@@ -7,6 +7,7 @@
 
 mod accounts;
 mod applier;
+mod bucket_state;
 mod cluster;
 mod command;
 pub mod command_codec;
@@ -15,6 +16,7 @@ mod data;
 mod error;
 mod expiry;
 mod gc;
+mod groups;
 mod iam;
 mod keys;
 mod leader_gate;
@@ -28,6 +30,7 @@ mod object_acl;
 mod object_lock;
 mod placement;
 pub mod raft;
+mod range;
 mod repair;
 mod service;
 mod stats;
@@ -123,6 +126,8 @@ pub async fn serve_with(
                 snapshot_dir: config.snapshot_dir(),
                 snapshot_entries: config.raft_snapshot_entries,
                 client,
+                group: 0,
+                node_id: None,
             };
             let replication = raft::Replication::start(store.clone(), options).await?;
             (Applier::replicated(replication.clone()), None, Some(replication))
@@ -141,12 +146,48 @@ pub async fn serve_with(
     let leader_tasks =
         tokio::spawn(leader_tasks::supervise(workers, replication.as_ref().map(|r| r.leadership()), leader_tasks_stop));
 
+    // Range groups (replicated mode only): opened by a watcher of group 0's records, served by the
+    // same gRPC server through the group dispatcher.
+    let groups = replication.clone().map(|zero| {
+        let settings = groups::Settings {
+            db: config.db.clone(),
+            advertise: config.advertise_url(),
+            snapshot_entries: config.raft_snapshot_entries,
+            client: coffer_proto::metadata_client::ClientConfig { tls: tls.clone(), ..Default::default() },
+            timing: Timing::from(&config),
+            node_timeout: config.node_timeout,
+        };
+        groups::Groups::new(settings, store.clone(), zero)
+    });
+    let (stop_watching, watching_stopped) = tokio::sync::watch::channel(false);
+    let range_client = coffer_proto::metadata_client::ClientConfig { tls: tls.clone(), ..Default::default() };
+    // Group 0's leader delivers bucket state to the range groups (see `bucket_state`).
+    let delivery = replication.clone().map(|zero| {
+        tokio::spawn(bucket_state::deliver(store.clone(), zero, range_client.clone(), watching_stopped.clone()))
+    });
+    let group_watcher = groups.clone().map(|groups| tokio::spawn(groups.watch(watching_stopped)));
+
     let stats_task = tokio::spawn(stats::publish(store.clone()));
-    let service = MetadataService::new(store, applier, cluster, Timing::from(&config)).with_notify_targets(targets);
+    let mut service = MetadataService::new(store, applier, cluster, Timing::from(&config)).with_notify_targets(targets);
+    if replication.is_some() {
+        service = service.with_range_client(range_client);
+    }
     let server = MetadataServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tracing::info!(address = ?listener.local_addr().ok(), db = %config.db.display(), "metadata service listening");
+    // Clients in this process (`coffer server`) call the service on their own task, through the same layers as a
+    // connection: no HTTP/2 framing, pipe or hand-off between connection and stream tasks, which cost more CPU
+    // than the lookup of a small GET (see `coffer_proto::in_process`).
+    if let Some(pipes) = &pipes {
+        pipes.serve_directly(
+            tower::ServiceBuilder::new()
+                .layer(coffer_proto::rpc_metrics::RpcMetricsLayer::server())
+                .layer(groups::GroupDispatchLayer::new(groups.clone()))
+                .layer(leader_gate::LeaderGateLayer::new(replication.clone()))
+                .service(server.clone()),
+        );
+    }
     // TCP_NODELAY on every accepted socket: the builder's own flag does not apply to a listener we hand it, and
     // small responses waiting for Nagle meet the client's delayed ACK (~40 ms stalls).
     let incoming = coffer_proto::in_process::incoming(listener, pipes);
@@ -160,9 +201,11 @@ pub async fn serve_with(
             builder.tls_config(tls.server()).map_err(|e| MetadataError::InvalidArgument(format!("gRPC TLS: {e}")))?;
     }
     let raft_service = replication.clone().map(|r| {
-        coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer::new(raft::RaftService::new(r))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer::new(
+            raft::RaftService::new(r).with_groups(groups.clone()),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
     });
     let (shutting_down, shutdown_seen) = oneshot::channel::<()>();
     let shutdown = async move {
@@ -171,6 +214,7 @@ pub async fn serve_with(
     };
     let serving = builder
         .layer(coffer_proto::rpc_metrics::RpcMetricsLayer::server())
+        .layer(groups::GroupDispatchLayer::new(groups.clone()))
         .layer(leader_gate::LeaderGateLayer::new(replication.clone()))
         .add_service(server)
         .add_optional_service(raft_service)
@@ -195,6 +239,16 @@ pub async fn serve_with(
     let _ = stop_leader_tasks.send(());
     if let Err(e) = leader_tasks.await {
         tracing::error!(error = %e, "the leader task supervisor failed");
+    }
+    let _ = stop_watching.send(true);
+    if let Some(watcher) = group_watcher {
+        let _ = watcher.await;
+    }
+    if let Some(delivery) = delivery {
+        let _ = delivery.await;
+    }
+    if let Some(groups) = &groups {
+        groups.shutdown().await;
     }
     if let Some(replication) = replication {
         replication.shutdown().await;
@@ -235,6 +289,24 @@ mod tests {
     fn node(id: &str) -> NodeInfo {
         let disk = DiskInfo { disk_id: "d0".into(), capacity_bytes: 1 << 40, healthy: true, ..Default::default() };
         NodeInfo { node_id: id.into(), address: "http://127.0.0.1:1".into(), disks: vec![disk] }
+    }
+
+    #[tokio::test]
+    async fn a_lone_service_is_group_0_and_refuses_other_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut client, stop, server) = start(&dir.path().join("db")).await;
+        let in_group = |group: &str| {
+            let mut request = tonic::Request::new(ListBucketsRequest {});
+            request.metadata_mut().insert(coffer_proto::metadata_client::GROUP_HEADER, group.parse().unwrap());
+            request
+        };
+        assert!(client.list_buckets(in_group("0")).await.is_ok(), "group 0 named explicitly");
+        let refused = client.list_buckets(in_group("3")).await.expect_err("no group 3");
+        assert!(refused.message().contains("metadata group 3 is not open"), "{refused:?}");
+        assert_eq!(RemoteError::from(refused).code, ErrorCode::Unavailable);
+        assert_eq!(code(client.list_buckets(in_group("three")).await), ErrorCode::InvalidArgument);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
     }
 
     #[tokio::test]

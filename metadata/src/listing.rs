@@ -39,6 +39,25 @@ fn start_key(base: &[u8], prefix: &str, delimiter: &str, marker: &str, after_mar
     Some([join(marker.as_bytes()).as_slice(), after_marker].concat())
 }
 
+/// Where a listing of `bucket` from `start` (a database key: `base` then the key) must stop in
+/// this group: the key where the next group's part of the key space starts, and it as a database
+/// key; `None` when this group owns the rest of the bucket (see `range::listing_end`). The page
+/// then says where the next group's part starts (`resume_at`).
+fn group_end(
+    store: &Store,
+    bucket: &str,
+    base: &[u8],
+    start: &[u8],
+) -> Result<Option<(String, Vec<u8>)>, MetadataError> {
+    Ok(match crate::range::listing_end(store, bucket, &start[base.len()..])? {
+        Some((end_bucket, key)) if end_bucket == bucket => {
+            let db_key = [base, key.as_bytes()].concat();
+            Some((key, db_key))
+        }
+        _ => None,
+    })
+}
+
 fn check_no_nul(fields: &[(&str, &str)]) -> Result<(), MetadataError> {
     match fields.iter().find(|(_, value)| value.contains('\0')) {
         Some((name, _)) => Err(MetadataError::InvalidArgument(format!("{name} contains NUL"))),
@@ -64,7 +83,12 @@ fn summary(key: &str, record: ObjectRecord) -> ObjectSummary {
 
 pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjectsResponse, MetadataError> {
     let (prefix, delimiter, start_after) = (req.prefix.as_str(), req.delimiter.as_str(), req.start_after.as_str());
-    check_no_nul(&[("prefix", prefix), ("delimiter", delimiter), ("start-after", start_after)])?;
+    check_no_nul(&[
+        ("prefix", prefix),
+        ("delimiter", delimiter),
+        ("start-after", start_after),
+        ("start-at", &req.start_at),
+    ])?;
     store.bucket(&req.bucket)?;
     if req.reverse {
         return list_objects_reverse(store, req);
@@ -76,19 +100,26 @@ pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjec
     let Some(start) = start_key(&base, prefix, delimiter, start_after, &[keys::SEP]) else {
         return Ok(out);
     };
+    // A page resuming where another group's part of the key space ended (its `resume_at`).
+    let start = start.max([base.as_slice(), req.start_at.as_bytes()].concat());
     if limit == 0 {
         return Ok(out);
     }
+    let until = group_end(store, &req.bucket, &base, &start)?;
     let range = [base.as_slice(), prefix.as_bytes()].concat();
     let mut iter = store.db().raw_iterator_cf_opt(store.cf(Cf::Objects)?, bounded(&range));
     iter.seek(&start);
+    // Whether the page stopped for its size (or because nothing can follow) rather than at the
+    // end of the keys this group holds.
+    let mut full = false;
     while let Some((db_key, value)) = iter.item() {
-        if !db_key.starts_with(&range) {
+        if !db_key.starts_with(&range) || until.as_ref().is_some_and(|(_, until)| db_key >= until.as_slice()) {
             break;
         }
         let key = key_str(Cf::Objects, &db_key[base.len()..])?;
         if out.objects.len() + out.common_prefixes.len() == limit {
             out.is_truncated = true;
+            full = true;
             break;
         }
         if let Some(cp) = common_prefix(key, prefix, delimiter) {
@@ -96,7 +127,10 @@ pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjec
             out.next_marker = cp.to_string();
             match keys::successor(&[base.as_slice(), cp.as_bytes()].concat()) {
                 Some(next) => iter.seek(next),
-                None => break,
+                None => {
+                    full = true;
+                    break;
+                }
             }
             continue;
         }
@@ -105,6 +139,14 @@ pub fn list_objects(store: &Store, req: &ListObjectsRequest) -> Result<ListObjec
         iter.next();
     }
     iter.status().map_err(MetadataError::db("listing objects"))?;
+    // The listing goes on past this group's part: the next group owns what follows.
+    if let Some((key, until)) = until
+        && !full
+        && until.starts_with(&range)
+    {
+        out.is_truncated = true;
+        out.resume_at = key;
+    }
     Ok(out)
 }
 
@@ -171,6 +213,7 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
         ("delimiter", delimiter),
         ("key-marker", key_marker),
         ("upload-id-marker", upload_id_marker),
+        ("start-at", &req.start_at),
     ])?;
     store.bucket(&req.bucket)?;
     let mut out = ListUploadsResponse::default();
@@ -186,14 +229,20 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
     let Some(start) = start_key(&base, prefix, delimiter, key_marker, &after_marker) else {
         return Ok(out);
     };
+    // As in `list_objects`: a page resuming at another group's range end, clamped to this group's.
+    let start = start.max([base.as_slice(), req.start_at.as_bytes()].concat());
     if limit == 0 {
         return Ok(out);
     }
+    let until = group_end(store, &req.bucket, &base, &start)?;
     let range = [base.as_slice(), prefix.as_bytes()].concat();
     let mut iter = store.db().raw_iterator_cf_opt(store.cf(Cf::Uploads)?, bounded(&range));
     iter.seek(&start);
+    let mut full = false;
     while let Some((db_key, value)) = iter.item() {
-        if !db_key.starts_with(&range) {
+        // An upload's database key is its object key's, then 0x00 and the id: it is past the
+        // group's end exactly when its key is.
+        if !db_key.starts_with(&range) || until.as_ref().is_some_and(|(_, until)| db_key >= until.as_slice()) {
             break;
         }
         let (key, upload_id) = keys::split_upload(&db_key[base.len()..])
@@ -201,6 +250,7 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
         let key = key_str(Cf::Uploads, key)?;
         if out.uploads.len() + out.common_prefixes.len() == limit {
             out.is_truncated = true;
+            full = true;
             break;
         }
         if let Some(cp) = common_prefix(key, prefix, delimiter) {
@@ -209,7 +259,10 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
             out.next_upload_id_marker.clear();
             match keys::successor(&[base.as_slice(), cp.as_bytes()].concat()) {
                 Some(next) => iter.seek(next),
-                None => break,
+                None => {
+                    full = true;
+                    break;
+                }
             }
             continue;
         }
@@ -219,6 +272,13 @@ pub fn list_uploads(store: &Store, req: &ListUploadsRequest) -> Result<ListUploa
         iter.next();
     }
     iter.status().map_err(MetadataError::db("listing uploads"))?;
+    if let Some((key, until)) = until
+        && !full
+        && until.starts_with(&range)
+    {
+        out.is_truncated = true;
+        out.resume_at = key;
+    }
     Ok(out)
 }
 
@@ -256,7 +316,7 @@ pub fn list_parts(store: &Store, req: &ListPartsRequest) -> Result<ListPartsResp
 mod tests {
     use std::collections::BTreeSet;
 
-    use coffer_proto::pb::metadata::Segment;
+    use coffer_proto::pb::metadata::{ListObjectVersionsRequest, ListObjectVersionsResponse, Segment};
 
     use super::*;
     use crate::command::tests::{allocate, make_bucket, stamp, store};
@@ -429,6 +489,7 @@ mod tests {
                             start_after: marker.clone(),
                             max_keys: page_size,
                             reverse: true,
+                            ..Default::default()
                         };
                         let page = list_objects(&store, &req).unwrap();
                         let (objects, prefixes) = names(&page);
@@ -463,6 +524,289 @@ mod tests {
         }
     }
 
+    /// Three groups splitting bucket "b": group 0 keeps [.., "d") and ["t", ..); range group 1
+    /// owns ["d", "m"), range group 2 ["m", "t"). Returns the stores (index = group) and the table
+    /// a client would route by.
+    fn three_groups() -> (Vec<(tempfile::TempDir, Store)>, coffer_proto::range_table::RangeTable) {
+        use crate::range::{Descriptor, Range};
+        use coffer_proto::pb::metadata::{RangeGroupEntry, RangeTableResponse};
+        let range = |start: &str, end: &str| Range {
+            start_bucket: "b".into(),
+            start_key: start.into(),
+            end_bucket: "b".into(),
+            end_key: end.into(),
+        };
+        let ranges = [range("d", "m"), range("m", "t")];
+        let stores: Vec<_> = (0..3).map(|_| store()).collect();
+        let mut entries = Vec::new();
+        for (i, r) in ranges.iter().enumerate() {
+            let group = i as u64 + 1;
+            let create = Command::CreateRangeGroup { group, range: r.clone(), voters: vec![(1, "http://a".into())] };
+            apply(&stores[0].1, create).unwrap();
+            stores[i + 1].1.set_range(Descriptor { range: r.clone(), epoch: 1 }).unwrap();
+            entries.push(RangeGroupEntry { group, range: Some(r.to_pb(1)), replicas: vec![] });
+        }
+        for (_, store) in &stores {
+            make_bucket(store, "b");
+        }
+        (stores, coffer_proto::range_table::RangeTable::from_pb(RangeTableResponse { groups: entries }))
+    }
+
+    /// Where a routed client sends a forward listing (see `coffer_proto::range_table::route`).
+    fn owner(table: &coffer_proto::range_table::RangeTable, req: &ListObjectsRequest) -> usize {
+        let request = coffer_proto::Message::encode_to_vec(req);
+        let route = coffer_proto::range_table::route("/coffer.metadata.v1.Metadata/ListObjects", &request);
+        table.group_of(&route) as usize
+    }
+
+    #[test]
+    fn listings_stop_at_the_end_of_their_groups_part() {
+        let (stores, table) = three_groups();
+        put_keys(&stores[0].1, ["a", "c/1", "t", "u/1"]);
+        put_keys(&stores[1].1, ["d", "e/1", "l"]);
+        let req = |start_after: &str, start_at: &str| ListObjectsRequest {
+            bucket: "b".into(),
+            start_after: start_after.into(),
+            start_at: start_at.into(),
+            max_keys: 100,
+            ..Default::default()
+        };
+        // Where a routed client sends each page below.
+        let routed: Vec<usize> =
+            [req("", ""), req("c/1", "d"), req("l", "m"), req("l", "t")].iter().map(|r| owner(&table, r)).collect();
+        assert_eq!(routed, [0, 1, 2, 0]);
+        // Group 0 stops where group 1 starts, and says so.
+        let page = list_objects(&stores[0].1, &req("", "")).unwrap();
+        assert_eq!(names(&page).0, ["a", "c/1"]);
+        assert!(page.is_truncated);
+        assert_eq!((page.next_marker.as_str(), page.resume_at.as_str()), ("c/1", "d"));
+        // Group 1 lists its range and hands on to group 2 (empty here), which hands on to group 0.
+        let page = list_objects(&stores[1].1, &req("c/1", "d")).unwrap();
+        assert_eq!((names(&page).0, page.resume_at.as_str()), (vec!["d", "e/1", "l"], "m"));
+        let page = list_objects(&stores[2].1, &req("l", "m")).unwrap();
+        assert!(page.objects.is_empty() && page.is_truncated && page.next_marker.is_empty());
+        assert_eq!(page.resume_at, "t");
+        let page = list_objects(&stores[0].1, &req("l", "t")).unwrap();
+        assert_eq!(names(&page).0, ["t", "u/1"]);
+        assert!(!page.is_truncated && page.resume_at.is_empty(), "group 0 owns the rest");
+        // A listing that starts outside the answering group's part: the caller's table is stale.
+        for (group, start_at) in [(1, "a"), (1, "m"), (0, "e"), (2, "")] {
+            let refused = list_objects(&stores[group].1, &req("", start_at)).unwrap_err();
+            assert_eq!(refused.code(), coffer_proto::ErrorCode::WrongRange, "group {group} from {start_at:?}");
+        }
+        // A prefix that ends before the range end: no hand-on.
+        let under = ListObjectsRequest { prefix: "e/".into(), ..req("", "") };
+        let page = list_objects(&stores[1].1, &under).unwrap();
+        assert!(!page.is_truncated && page.resume_at.is_empty());
+        // A page that fills up stops for its size, not at the range end.
+        let small = ListObjectsRequest { max_keys: 1, ..req("", "") };
+        let page = list_objects(&stores[0].1, &small).unwrap();
+        assert!(page.is_truncated && page.resume_at.is_empty());
+        // Full, with the next key past the end: the end is named too (the next page starts there).
+        let small = ListObjectsRequest { max_keys: 2, ..req("", "") };
+        let page = list_objects(&stores[0].1, &small).unwrap();
+        assert_eq!((page.next_marker.as_str(), page.resume_at.as_str()), ("c/1", "d"));
+    }
+
+    #[test]
+    fn pagination_across_groups_reproduces_the_full_listing() {
+        let (stores, table) = three_groups();
+        let mut all = BTreeSet::new();
+        // Prefixes straddling both range starts ("c/…" to "e/…" around "d", "l…"/"m…" around "m")
+        // and keys on the bounds themselves.
+        for stem in ["a", "c", "d", "d/", "l", "l/", "m", "m/", "s", "t", "t/", "z"] {
+            for tail in ["", "/1", "/2/x", "0", "a/b"] {
+                all.insert(format!("{stem}{tail}"));
+            }
+        }
+        for (i, key) in ["c/zz", "d/0", "l/zz", "m/0"].iter().enumerate() {
+            all.insert(format!("{key}{i}"));
+        }
+        for key in &all {
+            let group = table.owner(b"b", key.as_bytes()) as usize;
+            put_keys(&stores[group].1, [key.as_str()]);
+        }
+        for prefix in ["", "c", "d", "l", "m/", "zz"] {
+            for delimiter in ["", "/", "0"] {
+                let expected = reference(&all, prefix, delimiter, "");
+                for page_size in [1, 2, 5, MAX_PAGE] {
+                    let mut paged: Vec<String> = Vec::new();
+                    let (mut marker, mut start_at) = (String::new(), String::new());
+                    let mut calls = 0;
+                    loop {
+                        calls += 1;
+                        assert!(calls < 10 * all.len(), "no progress");
+                        let req = ListObjectsRequest {
+                            bucket: "b".into(),
+                            prefix: prefix.into(),
+                            delimiter: delimiter.into(),
+                            start_after: marker.clone(),
+                            start_at: start_at.clone(),
+                            max_keys: page_size,
+                            ..Default::default()
+                        };
+                        let page = list_objects(&stores[owner(&table, &req)].1, &req).unwrap();
+                        let (objects, prefixes) = names(&page);
+                        let mut entries: Vec<String> =
+                            objects.into_iter().chain(prefixes).map(str::to_string).collect();
+                        entries.sort_unstable();
+                        paged.extend(entries);
+                        if !page.is_truncated {
+                            break;
+                        }
+                        if !page.next_marker.is_empty() {
+                            marker = page.next_marker;
+                        }
+                        start_at = page.resume_at;
+                    }
+                    assert_eq!(paged, expected, "prefix {prefix:?} delimiter {delimiter:?} page {page_size}");
+                }
+            }
+        }
+    }
+
+    /// Pages through a listing as the gateway does — each page from the group owning its start,
+    /// filled across range ends by `coffer_proto::group_router::list_across_ranges`, the next one
+    /// resuming after the last entry — and returns the entries of each page.
+    fn page_through<Q, P>(
+        table: &coffer_proto::range_table::RangeTable,
+        method: &str,
+        first: Q,
+        list: impl Fn(usize, &Q) -> Result<P, MetadataError>,
+        entries: impl Fn(&P) -> Vec<String>,
+        next: impl Fn(&Q, &P) -> Option<Q>,
+    ) -> Vec<Vec<String>>
+    where
+        Q: coffer_proto::group_router::RangeListing<Page = P> + coffer_proto::Message,
+    {
+        let routed = |req: &Q| -> Result<P, tonic::Status> {
+            let route = coffer_proto::range_table::route(method, &req.encode_to_vec());
+            list(table.group_of(&route) as usize, req).map_err(tonic::Status::from)
+        };
+        let mut pages = Vec::new();
+        let mut request = first;
+        for _ in 0..10_000 {
+            let page = routed(&request).unwrap();
+            let page = futures::executor::block_on(coffer_proto::group_router::list_across_ranges(
+                request.clone(),
+                page,
+                |next| std::future::ready(routed(&next)),
+            ))
+            .unwrap();
+            pages.push(entries(&page));
+            match next(&request, &page) {
+                Some(following) => request = following,
+                None => return pages,
+            }
+        }
+        panic!("the listing never ends");
+    }
+
+    #[test]
+    fn versions_and_uploads_page_across_groups() {
+        let (stores, table) = three_groups();
+        let mut all = BTreeSet::new();
+        for stem in ["a", "c/", "d", "l/", "m", "m/", "s/", "t", "z"] {
+            for tail in ["", "1", "2/x", "3"] {
+                all.insert(format!("{stem}{tail}"));
+            }
+        }
+        for key in &all {
+            let group = table.owner(b"b", key.as_bytes()) as usize;
+            // Two uploads per key; objects written before versioning list as "null" versions.
+            put_keys(&stores[group].1, [key.as_str()]);
+            start_upload(&stores[group].1, key, &format!("{key}#1"));
+            start_upload(&stores[group].1, key, &format!("{key}#2"));
+        }
+        for delimiter in ["", "/"] {
+            let folded = |key: &str| match common_prefix(key, "", delimiter) {
+                Some(cp) => cp.to_string(),
+                None => key.to_string(),
+            };
+            let mut want_versions: Vec<String> = all.iter().map(|k| folded(k)).collect();
+            want_versions.dedup();
+            let mut want_uploads: Vec<String> = Vec::new();
+            for key in &all {
+                match common_prefix(key, "", delimiter) {
+                    Some(cp) if want_uploads.last().map(String::as_str) == Some(cp) => {}
+                    Some(cp) => want_uploads.push(cp.to_string()),
+                    None => want_uploads.extend([format!("{key}#1"), format!("{key}#2")]),
+                }
+            }
+            for page_size in [1u32, 3, 1000] {
+                let first = ListObjectVersionsRequest {
+                    bucket: "b".into(),
+                    delimiter: delimiter.into(),
+                    max_keys: page_size,
+                    ..Default::default()
+                };
+                let pages = page_through(
+                    &table,
+                    "/coffer.metadata.v1.Metadata/ListObjectVersions",
+                    first,
+                    |group, req| crate::versions::list(&stores[group].1, req),
+                    |page: &ListObjectVersionsResponse| {
+                        let mut entries: Vec<String> = page
+                            .versions
+                            .iter()
+                            .map(|v| v.record.as_ref().map(|r| r.key.clone()).unwrap_or_default())
+                            .chain(page.common_prefixes.iter().cloned())
+                            .collect();
+                        entries.sort();
+                        entries
+                    },
+                    |req, page| {
+                        page.is_truncated.then(|| ListObjectVersionsRequest {
+                            key_marker: page.next_key_marker.clone(),
+                            version_id_marker: page.next_version_id_marker.clone(),
+                            ..req.clone()
+                        })
+                    },
+                );
+                for page in &pages[..pages.len() - 1] {
+                    assert_eq!(page.len(), page_size as usize, "versions: truncated pages are full");
+                }
+                let got: Vec<String> = pages.concat();
+                assert_eq!(got, want_versions, "versions, delimiter {delimiter:?}, pages of {page_size}");
+
+                let first = ListUploadsRequest {
+                    bucket: "b".into(),
+                    delimiter: delimiter.into(),
+                    max_uploads: page_size,
+                    ..Default::default()
+                };
+                let pages = page_through(
+                    &table,
+                    "/coffer.metadata.v1.Metadata/ListUploads",
+                    first,
+                    |group, req| list_uploads(&stores[group].1, req),
+                    |page: &ListUploadsResponse| {
+                        let mut entries: Vec<String> = page
+                            .uploads
+                            .iter()
+                            .map(|u| u.upload_id.clone())
+                            .chain(page.common_prefixes.iter().cloned())
+                            .collect();
+                        entries.sort();
+                        entries
+                    },
+                    |req, page| {
+                        page.is_truncated.then(|| ListUploadsRequest {
+                            key_marker: page.next_key_marker.clone(),
+                            upload_id_marker: page.next_upload_id_marker.clone(),
+                            ..req.clone()
+                        })
+                    },
+                );
+                for page in &pages[..pages.len() - 1] {
+                    assert_eq!(page.len(), page_size as usize, "uploads: truncated pages are full");
+                }
+                let got: Vec<String> = pages.concat();
+                assert_eq!(got, want_uploads, "uploads, delimiter {delimiter:?}, pages of {page_size}");
+            }
+        }
+    }
+
     fn start_upload(store: &Store, key: &str, id: &str) {
         let upload = UploadRecord { upload_id: id.into(), bucket: "b".into(), key: key.into(), ..Default::default() };
         apply(store, Command::CreateUpload { upload }).unwrap();
@@ -483,6 +827,7 @@ mod tests {
             key_marker: key_marker.into(),
             upload_id_marker: id_marker.into(),
             max_uploads: max,
+            ..Default::default()
         };
         list_uploads(store, &req).unwrap()
     }

@@ -118,6 +118,38 @@ pub struct Store {
     db: DB,
     /// Kept for its statistics object (tickers), read by [`Store::stats`].
     options: Options,
+    /// A range group's descriptor (`range`), read once at open or set before its Raft starts;
+    /// unset in group 0 and in a lone service, which accept every key.
+    range: std::sync::OnceLock<crate::range::Descriptor>,
+    /// Group 0's view of its range-group records (`range::GROUP_RECORD_PREFIX` in `meta`), for the
+    /// check that refuses keys a range group owns (see [`Store::check_directory_key`]).
+    directory: Directory,
+}
+
+/// An in-memory copy of group 0's range-group records. It is never stale for a command being
+/// applied: the records change only by applying `CreateRangeGroup` (which marks the copy for a
+/// reload) or by installing a snapshot (which reloads it), the copy is rebuilt from the database
+/// inside the same [`Store::write`] that persisted the change, and the state machine applies
+/// commands one at a time, each after the previous one's write returned. Replicas therefore
+/// refuse exactly the same commands. Point reads on other threads may see the copy a moment
+/// before a new record becomes visible to them; those reads are not ordered against the log
+/// anyway.
+#[derive(Default)]
+struct Directory {
+    /// Whether there is any record: a keyed command's check costs one atomic load while there are
+    /// none (always so in a lone service and in most group 0s).
+    any: std::sync::atomic::AtomicBool,
+    records: std::sync::RwLock<std::sync::Arc<Vec<crate::range::GroupRecord>>>,
+    /// Set by the apply of `CreateRangeGroup`; the next write reloads the records.
+    changed: std::sync::atomic::AtomicBool,
+    /// Set by an apply that queued a bucket-state outbox entry; the next write wakes the delivery
+    /// task (after the entry is in the database, so it finds it).
+    outbox_written: std::sync::atomic::AtomicBool,
+    /// Wakes group 0's delivery task (`bucket_state::deliver`): an outbox entry was written, or
+    /// the records were reloaded (a snapshot may bring entries). A permit waits for a busy task.
+    outbox: tokio::sync::Notify,
+    /// Wakes the range-group watcher (`groups::Groups::watch`): the records were reloaded.
+    reloaded: tokio::sync::Notify,
 }
 
 /// RocksDB figures worth watching: write stalls, compaction debt, block cache effectiveness.
@@ -156,7 +188,108 @@ impl Store {
             ColumnFamilyDescriptor::new(cf.name(), cf_options)
         });
         let db = DB::open_cf_descriptors(&options, path, cfs).map_err(MetadataError::db("opening the database"))?;
-        Ok(Store { db, options })
+        let store = Store { db, options, range: std::sync::OnceLock::new(), directory: Directory::default() };
+        store.reload_directory()?;
+        let stored = store.db.get_cf(store.cf(Cf::Meta)?, crate::range::DESCRIPTOR_KEY);
+        if let Some(bytes) = stored.map_err(MetadataError::db("reading the range descriptor"))? {
+            let _ = store.range.set(crate::range::decode_descriptor(&bytes)?);
+        }
+        Ok(store)
+    }
+
+    /// This database's range when it is a range group's (see `range`).
+    pub(crate) fn range(&self) -> Option<&crate::range::Descriptor> {
+        self.range.get()
+    }
+
+    /// Makes this database a range group's, durably (before its Raft starts); the same descriptor
+    /// again is a no-op, another one an error (ranges change only through the log, later). Blocking.
+    pub(crate) fn set_range(&self, descriptor: crate::range::Descriptor) -> Result<(), MetadataError> {
+        if let Some(current) = self.range.get() {
+            if *current == descriptor {
+                return Ok(());
+            }
+            return Err(MetadataError::Internal(format!(
+                "the group's database already holds range {} (epoch {}), not {} (epoch {})",
+                current.range, current.epoch, descriptor.range, descriptor.epoch
+            )));
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        let bytes = crate::range::encode_descriptor(&descriptor);
+        self.db
+            .put_cf_opt(self.cf(Cf::Meta)?, crate::range::DESCRIPTOR_KEY, bytes, &options)
+            .map_err(MetadataError::db("storing the range descriptor"))?;
+        let _ = self.range.set(descriptor);
+        Ok(())
+    }
+
+    /// Rebuilds the in-memory copy of group 0's range-group records from the database (at open,
+    /// after a snapshot install, after a write that applied `CreateRangeGroup`). Blocking.
+    pub(crate) fn reload_directory(&self) -> Result<(), MetadataError> {
+        use std::sync::atomic::Ordering;
+        let records = crate::range::group_records(self)?;
+        let mut current = self.directory.records.write().unwrap_or_else(|e| e.into_inner());
+        self.directory.any.store(!records.is_empty(), Ordering::Release);
+        *current = std::sync::Arc::new(records);
+        drop(current);
+        self.directory.reloaded.notify_one();
+        self.directory.outbox.notify_one();
+        Ok(())
+    }
+
+    /// Marks a bucket-state outbox entry as queued by the command being applied: the write that
+    /// persists it wakes the delivery task.
+    pub(crate) fn outbox_changing(&self) {
+        self.directory.outbox_written.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Returns once an outbox entry was written or the records reloaded since the last return
+    /// (at once if that happened while nobody waited).
+    pub(crate) async fn outbox_written(&self) {
+        self.directory.outbox.notified().await
+    }
+
+    /// Returns once the range-group records were reloaded since the last return (at once if that
+    /// happened while nobody waited).
+    pub(crate) async fn directory_reloaded(&self) {
+        self.directory.reloaded.notified().await
+    }
+
+    /// Marks the range-group records as changing: called by the apply of `CreateRangeGroup`, so
+    /// the write that persists it reloads them.
+    pub(crate) fn directory_changing(&self) {
+        self.directory.changed.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Group 0's range-group records as of the last applied write (empty in a range group and in a
+    /// lone service without any).
+    pub(crate) fn directory_records(&self) -> std::sync::Arc<Vec<crate::range::GroupRecord>> {
+        if !self.directory.any.load(std::sync::atomic::Ordering::Acquire) {
+            return std::sync::Arc::default();
+        }
+        self.directory.records.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Group 0's refusal of a (bucket, key) that a recorded range group owns: `WrongRange`, so a
+    /// client with a stale range table refreshes it instead of writing (or reading) the key where
+    /// the range group's readers never look. Nothing to check in a range group (its descriptor is
+    /// checked instead) or while no range group exists.
+    pub(crate) fn check_directory_key(&self, bucket: &str, key: &str) -> Result<(), MetadataError> {
+        if self.range().is_some() || !self.directory.any.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        let records = self.directory_records();
+        match records.iter().find(|record| record.descriptor.range.contains(bucket, key)) {
+            None => Ok(()),
+            Some(record) => Err(MetadataError::WrongRange {
+                epoch: record.descriptor.epoch,
+                detail: format!(
+                    "{bucket}/{key} is in range group {}'s range {}",
+                    record.group, record.descriptor.range
+                ),
+            }),
+        }
     }
 
     pub fn stats(&self) -> DbStats {
@@ -186,10 +319,19 @@ impl Store {
     }
 
     /// Applies one command's changes. Not synced: the applier syncs the WAL once per group.
+    /// Reloads the range-group records when the batch applied `CreateRangeGroup` (see
+    /// [`Directory`]), before returning, so the next command applied sees them.
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), MetadataError> {
         let mut options = WriteOptions::default();
         options.set_sync(false);
-        self.db.write_opt(batch, &options).map_err(MetadataError::db("writing a batch"))
+        let written = self.db.write_opt(batch, &options).map_err(MetadataError::db("writing a batch"));
+        if self.directory.changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.reload_directory()?;
+        }
+        if self.directory.outbox_written.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.directory.outbox.notify_one();
+        }
+        written
     }
 
     /// Makes every write so far durable (one fsync for the whole group).

@@ -357,7 +357,9 @@ struct Entry {
 /// is not past the `versions` cursor, and common prefixes are skipped with a seek.
 pub fn list(store: &Store, req: &ListObjectVersionsRequest) -> Result<ListObjectVersionsResponse, MetadataError> {
     let (prefix, delimiter, key_marker) = (req.prefix.as_str(), req.delimiter.as_str(), req.key_marker.as_str());
-    for (name, value) in [("prefix", prefix), ("delimiter", delimiter), ("key-marker", key_marker)] {
+    let checked =
+        [("prefix", prefix), ("delimiter", delimiter), ("key-marker", key_marker), ("start-at", &req.start_at)];
+    for (name, value) in checked {
         if value.contains('\0') {
             return Err(MetadataError::InvalidArgument(format!("{name} contains NUL")));
         }
@@ -370,15 +372,19 @@ pub fn list(store: &Store, req: &ListObjectVersionsRequest) -> Result<ListObject
     let mut versions = store.db().raw_iterator_cf_opt(store.cf(Cf::Versions)?, bounded(&base));
     // Entries of this key are not its latest version (the page starts inside the key).
     let mut started_inside: Option<String> = None;
+    // Where the listing starts, as a key (for the range check below).
+    let mut at: Vec<u8>;
     if key_marker.is_empty() || key_marker < prefix {
         objects.seek(join(prefix.as_bytes()));
         versions.seek(join(prefix.as_bytes()));
+        at = prefix.as_bytes().to_vec();
     } else if let Some(cp) = crate::listing::common_prefix(key_marker, prefix, delimiter) {
         let Some(next) = keys::successor(&join(cp.as_bytes())) else {
             return Ok(ListObjectVersionsResponse::default());
         };
         objects.seek(&next);
         versions.seek(&next);
+        at = next.get(base.len()..).unwrap_or_default().to_vec();
     } else {
         objects.seek(join(&[key_marker.as_bytes(), &[keys::SEP]].concat()));
         let after = match req.version_id_marker.as_str() {
@@ -390,10 +396,27 @@ pub fn list(store: &Store, req: &ListObjectVersionsRequest) -> Result<ListObject
             Some(from) => {
                 versions.seek(keys::version(&req.bucket, key_marker, from));
                 started_inside = Some(key_marker.to_string());
+                at = key_marker.as_bytes().to_vec();
             }
-            None => versions.seek(join(&[key_marker.as_bytes(), &[keys::SEP + 1]].concat())),
+            None => {
+                versions.seek(join(&[key_marker.as_bytes(), &[keys::SEP + 1]].concat()));
+                at = [key_marker.as_bytes(), &[keys::SEP]].concat();
+            }
         }
     }
+    // A page resuming where another group's part of the key space ended (its `resume_at`).
+    if req.start_at.as_bytes() > at.as_slice() {
+        at = req.start_at.as_bytes().to_vec();
+        objects.seek(join(&at));
+        versions.seek(join(&at));
+        started_inside = None;
+    }
+    // Range groups: the walk stops where this group's part of the key space ends.
+    let until = match crate::range::listing_end(store, &req.bucket, &at)? {
+        Some((bucket, key)) if bucket == req.bucket => Some(key),
+        _ => None,
+    };
+    let mut full = false;
     let mut out = ListObjectVersionsResponse::default();
     let mut last_key: Option<String> = started_inside;
     let mut count = 0usize;
@@ -428,11 +451,12 @@ pub fn list(store: &Store, req: &ListObjectVersionsRequest) -> Result<ListObject
             }
         };
         let Some(entry) = next else { break };
-        if !entry.key.starts_with(prefix) {
+        if !entry.key.starts_with(prefix) || until.as_ref().is_some_and(|until| entry.key >= *until) {
             break;
         }
         if count == limit {
             out.is_truncated = true;
+            full = true;
             break;
         }
         if let Some(cp) = crate::listing::common_prefix(&entry.key, prefix, delimiter) {
@@ -440,7 +464,10 @@ pub fn list(store: &Store, req: &ListObjectVersionsRequest) -> Result<ListObject
             out.next_key_marker = cp.to_string();
             out.next_version_id_marker.clear();
             count += 1;
-            let Some(next) = keys::successor(&join(cp.as_bytes())) else { break };
+            let Some(next) = keys::successor(&join(cp.as_bytes())) else {
+                full = true;
+                break;
+            };
             objects.seek(&next);
             versions.seek(&next);
             continue;
@@ -459,6 +486,14 @@ pub fn list(store: &Store, req: &ListObjectVersionsRequest) -> Result<ListObject
     }
     objects.status().map_err(MetadataError::db("listing versions"))?;
     versions.status().map_err(MetadataError::db("listing versions"))?;
+    // The listing goes on past this group's part: the next group owns what follows.
+    if let Some(until) = until
+        && !full
+        && until.starts_with(prefix)
+    {
+        out.is_truncated = true;
+        out.resume_at = until;
+    }
     if !out.is_truncated {
         out.next_key_marker.clear();
         out.next_version_id_marker.clear();

@@ -52,6 +52,9 @@ error_codes! {
     AccessDenied,
     /// Object lock: the bucket's state does not allow the change (S3's InvalidBucketState).
     InvalidBucketState,
+    /// A metadata range group was asked about a (bucket, key) outside its range: the caller's
+    /// range table is stale (refresh it and ask the owning group).
+    WrongRange,
     Unavailable,
     Internal,
 }
@@ -77,6 +80,7 @@ impl ErrorCode {
             ErrorCode::Internal => Code::Internal,
             ErrorCode::AccessDenied => Code::PermissionDenied,
             ErrorCode::InvalidBucketState => Code::FailedPrecondition,
+            ErrorCode::WrongRange => Code::OutOfRange,
         }
     }
 }
@@ -139,9 +143,13 @@ mod tests {
 
     #[test]
     fn code_survives_a_status_round_trip() {
-        for code in
-            [ErrorCode::NoSuchKey, ErrorCode::CorruptShard, ErrorCode::BucketNotEmpty, ErrorCode::PreconditionFailed]
-        {
+        for code in [
+            ErrorCode::NoSuchKey,
+            ErrorCode::CorruptShard,
+            ErrorCode::BucketNotEmpty,
+            ErrorCode::PreconditionFailed,
+            ErrorCode::WrongRange,
+        ] {
             let back = RemoteError::from(RemoteError::new(code, "x").into_status());
             assert_eq!(back.code, code);
             assert_eq!(back.message, "x");

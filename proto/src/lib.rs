@@ -5,12 +5,14 @@
 
 pub mod blobnode_client;
 pub mod error;
+pub mod group_router;
 pub mod grpc_tls;
 pub mod in_flight_limit;
 pub mod in_process;
 pub mod leader_router;
 pub mod limits;
 pub mod metadata_client;
+pub mod range_table;
 mod replica_load;
 pub mod rpc_metrics;
 pub mod stale_reads;

@@ -66,10 +66,18 @@ impl Default for ClientConfig {
 /// URL; empty while no leader is known). Clients resend the call there.
 pub const NOT_LEADER_HEADER: &str = "x-coffer-not-leader";
 
+/// The header that picks the metadata Raft group a call is for, on both the `Metadata` API and the
+/// `MetadataRaft` service: a decimal group id. Absent means group 0 (the directory, and the only
+/// group before range groups), so clients and replicas that never send it keep working.
+pub const GROUP_HEADER: &str = "x-coffer-group";
+
 /// A cheap-to-clone handle on the metadata service.
 #[derive(Clone)]
 pub struct MetadataClient {
     client: GeneratedClient<MetadataChannel>,
+    /// The same stack, for `MetadataRaft` calls (group 0's leader delivering bucket state to range
+    /// groups, addressed by header).
+    transport: MetadataChannel,
 }
 
 impl MetadataClient {
@@ -83,8 +91,10 @@ impl MetadataClient {
             .iter()
             .map(|url| lazy_channel(url, config).map(|channel| (url.clone(), channel)))
             .collect::<Result<Vec<_>, _>>()?;
-        let transport = limit(crate::leader_router::LeaderRouter::new(replicas, config.clone()), config);
-        Ok(MetadataClient { client: generated(transport) })
+        let zero = crate::leader_router::LeaderRouter::new(replicas, config.clone());
+        // Each call to the group owning its key (see `group_router`); group 0 while there are none.
+        let transport = limit(crate::group_router::GroupRouter::new(zero, config.clone()), config);
+        Ok(MetadataClient { client: generated(transport.clone()), transport })
     }
 
     /// A client of a metadata service in the same process: direct calls, or in-memory pipes (see `in_process`).
@@ -93,13 +103,20 @@ impl MetadataClient {
             .connect_timeout(config.connect_timeout)
             .http2_adaptive_window(true)
             .connect_with_connector_lazy(connector.clone());
-        let transport = crate::in_process::InProcessTransport::new(&connector, channel);
-        MetadataClient { client: generated(limit(transport, config)) }
+        let transport = limit(crate::in_process::InProcessTransport::new(&connector, channel), config);
+        MetadataClient { client: generated(transport.clone()), transport }
     }
 
     /// The generated client over this stack; clones share the limits.
     pub fn rpc(&self) -> GeneratedClient<MetadataChannel> {
         self.client.clone()
+    }
+
+    /// A `MetadataRaft` client over the same stack (routed as every call: by its group header).
+    pub fn raft(&self) -> crate::pb::metadata::metadata_raft_client::MetadataRaftClient<MetadataChannel> {
+        crate::pb::metadata::metadata_raft_client::MetadataRaftClient::new(self.transport.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 

@@ -77,19 +77,39 @@ impl ListingClient {
         Ok(ListingClient { leader, stale: Some(StaleReplicas { client, bound_ms }) })
     }
 
+    /// A page that stopped at the end of one metadata group's range is filled from the groups that
+    /// follow (`group_router::list_across_ranges`); so are those of the two calls below.
     pub async fn list_objects(&self, request: ListObjectsRequest) -> Result<Response<ListObjectsResponse>, Status> {
-        self.read(request, |mut c, r| async move { c.list_objects(r).await }).await
+        self.across_ranges(request, |mut c, r| async move { c.list_objects(r).await }).await
     }
 
     pub async fn list_object_versions(
         &self,
         request: ListObjectVersionsRequest,
     ) -> Result<Response<ListObjectVersionsResponse>, Status> {
-        self.read(request, |mut c, r| async move { c.list_object_versions(r).await }).await
+        self.across_ranges(request, |mut c, r| async move { c.list_object_versions(r).await }).await
     }
 
     pub async fn list_uploads(&self, request: ListUploadsRequest) -> Result<Response<ListUploadsResponse>, Status> {
-        self.read(request, |mut c, r| async move { c.list_uploads(r).await }).await
+        self.across_ranges(request, |mut c, r| async move { c.list_uploads(r).await }).await
+    }
+
+    /// [`ListingClient::read`], then the rest of the page from the groups that follow when the
+    /// answering group's part of the key space ended first.
+    async fn across_ranges<Q, F, Fut>(&self, request: Q, call: F) -> Result<Response<Q::Page>, Status>
+    where
+        Q: crate::group_router::RangeListing,
+        F: Fn(GeneratedClient<MetadataChannel>, Request<Q>) -> Fut + Clone,
+        Fut: Future<Output = Result<Response<Q::Page>, Status>>,
+    {
+        let first = self.read(request.clone(), call.clone()).await?;
+        let (metadata, first, extensions) = first.into_parts();
+        let page = crate::group_router::list_across_ranges(request, first, |next| {
+            let call = call.clone();
+            async move { self.read(next, call).await.map(Response::into_inner) }
+        })
+        .await?;
+        Ok(Response::from_parts(metadata, page, extensions))
     }
 
     /// One stale attempt when configured, then at most one linearizable call.

@@ -7,10 +7,14 @@ mod common;
 mod gateways;
 #[path = "ops/iam.rs"]
 mod iam;
+#[path = "ops/metadata_groups.rs"]
+mod metadata_groups;
 #[path = "ops/metadata_partition.rs"]
 mod metadata_partition;
 #[path = "ops/metadata_raft.rs"]
 mod metadata_raft;
+#[path = "ops/metadata_routing.rs"]
+mod metadata_routing;
 #[path = "ops/metadata_stale_reads.rs"]
 mod metadata_stale_reads;
 #[path = "ops/observability.rs"]

@@ -59,6 +59,7 @@ impl CofferS3 {
             start_after,
             max_keys: max_keys.min(MAX_KEYS) as u32,
             reverse: false,
+            start_at: String::new(),
         };
         let response = remote(self.plane.listings.list_objects(request).await)?;
         let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };

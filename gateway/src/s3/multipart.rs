@@ -371,6 +371,7 @@ impl CofferS3 {
             key_marker: input.key_marker.clone().unwrap_or_default(),
             upload_id_marker: input.upload_id_marker.clone().unwrap_or_default(),
             max_uploads: max_uploads.min(MAX_LISTED) as u32,
+            start_at: String::new(),
         };
         let response = remote(self.plane.listings.list_uploads(request).await)?;
         let owner = owner(&self.root_access_key);

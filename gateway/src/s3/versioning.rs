@@ -113,6 +113,7 @@ impl CofferS3 {
             key_marker,
             version_id_marker,
             max_keys: max_keys.min(MAX_KEYS) as u32,
+            start_at: String::new(),
         };
         let response = remote(self.plane.listings.list_object_versions(request).await)?;
         let owner = owner(&self.root_access_key);

@@ -172,6 +172,7 @@ async fn list(api: &SwiftApi, req: &Request<Incoming>, name: &str) -> Result<Swi
         start_after: query_value(&query, "marker").unwrap_or_default().to_string(),
         max_keys: limit,
         reverse,
+        start_at: String::new(),
     };
     let listing = api.s3.plane.listings.list_objects(request).await.map_err(remote)?.into_inner();
     let mut items: Vec<ContainerItem> = listing

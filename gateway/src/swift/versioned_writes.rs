@@ -343,6 +343,7 @@ impl NewestFirst {
                 start_after: self.marker.clone(),
                 max_keys: LISTING_PAGE,
                 reverse: true,
+                start_at: String::new(),
             };
             let listing = match api.metadata.rpc().list_objects(request).await {
                 Ok(r) => r.into_inner(),

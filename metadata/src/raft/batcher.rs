@@ -194,6 +194,8 @@ mod tests {
             snapshot_dir: snapshots.path().to_path_buf(),
             snapshot_entries: 100_000,
             client: Default::default(),
+            group: 0,
+            node_id: None,
         };
         let replication = Replication::start(store.clone(), options).await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

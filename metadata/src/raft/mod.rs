@@ -73,12 +73,16 @@ pub enum Membership {
     Peers(Vec<String>),
     /// A new replica added to the running group that one of these URLs belongs to.
     Join(Vec<String>),
+    /// One of the initial voters (id → URL) of a range group, the same map on each (see `groups`).
+    Members(BTreeMap<NodeId, String>),
 }
 
 /// A handle on this replica's Raft node. Cheap to clone.
 #[derive(Clone)]
 pub struct Replication {
     raft: Raft,
+    /// The group this replica belongs to: 0, the directory, or a range group.
+    group: u64,
     id: NodeId,
     address: String,
     proposals: Arc<Proposals>,
@@ -97,14 +101,28 @@ fn fatal(e: impl std::fmt::Display) -> MetadataError {
 }
 
 /// The id this replica has had since it first started; chosen once and kept.
-fn node_id(store: &Store, membership: &Membership, advertise: &str) -> Result<NodeId, MetadataError> {
+/// A range group's replica takes `given`, its process's id in group 0.
+fn node_id(
+    store: &Store,
+    membership: &Membership,
+    advertise: &str,
+    given: Option<NodeId>,
+) -> Result<NodeId, MetadataError> {
     let state = store.cf(Cf::RaftState)?;
     if let Some(bytes) = store.db().get_cf(state, NODE_ID_KEY).map_err(MetadataError::db("reading the node id"))? {
         let bytes: [u8; 8] = bytes.try_into().map_err(|_| MetadataError::corrupt("node id", "not 8 bytes"))?;
-        return Ok(u64::from_be_bytes(bytes));
+        let stored = u64::from_be_bytes(bytes);
+        if let Some(given) = given.filter(|&g| g != stored) {
+            return Err(MetadataError::corrupt(
+                "node id",
+                format!("the group's database has {stored}, the process {given}"),
+            ));
+        }
+        return Ok(stored);
     }
-    let id = match membership {
-        Membership::Peers(peers) => match peers.iter().position(|p| same_url(p, advertise)) {
+    let id = match (given, membership) {
+        (Some(given), _) => given,
+        (None, Membership::Peers(peers)) => match peers.iter().position(|p| same_url(p, advertise)) {
             Some(position) => position as u64 + 1,
             None => {
                 return Err(MetadataError::InvalidArgument(format!(
@@ -113,7 +131,13 @@ fn node_id(store: &Store, membership: &Membership, advertise: &str) -> Result<No
             }
         },
         // Above any position in a --peers list, so joined replicas never take an initial one's id.
-        Membership::Join(_) => (1 << 32) + u64::from(rand::random::<u32>()),
+        (None, Membership::Join(_)) => (1 << 32) + u64::from(rand::random::<u32>()),
+        (None, Membership::Members(members)) => match members.iter().find(|(_, url)| same_url(url, advertise)) {
+            Some((id, _)) => *id,
+            None => {
+                return Err(MetadataError::InvalidArgument(format!("{advertise} is not among the group's voters")));
+            }
+        },
     };
     let mut options = rocksdb::WriteOptions::default();
     options.set_sync(true);
@@ -138,17 +162,22 @@ pub struct RaftOptions {
     pub snapshot_entries: u64,
     /// Limits and TLS of the connections to the other replicas.
     pub client: coffer_proto::metadata_client::ClientConfig,
+    /// The group (0: the directory); its id travels in `GROUP_HEADER` on every Raft message.
+    pub group: u64,
+    /// This process's node id in group 0, which a range group's replica takes too.
+    pub node_id: Option<NodeId>,
 }
 
 impl Replication {
     /// Starts this replica's Raft node over `store`. The initial replicas of a new group form it
     /// together; a joining one asks the group to add it (in the background, until it is a voter).
     pub async fn start(store: Arc<Store>, options: RaftOptions) -> Result<Replication, MetadataError> {
-        let RaftOptions { membership, advertise, snapshot_dir, snapshot_entries, client } = options;
+        let RaftOptions { membership, advertise, snapshot_dir, snapshot_entries, client, group, node_id: given } =
+            options;
         let id = {
             let store = store.clone();
             let (membership, advertise) = (membership.clone(), advertise.clone());
-            tokio::task::spawn_blocking(move || node_id(&store, &membership, &advertise))
+            tokio::task::spawn_blocking(move || node_id(&store, &membership, &advertise, given))
                 .await
                 .map_err(|e| MetadataError::Internal(format!("node id task failed: {e}")))??
         };
@@ -175,11 +204,12 @@ impl Replication {
         };
         let log = LogStore::new(store, id)?;
         let freshness = stale_reads::Freshness::default();
-        let network = Network { config: client.clone(), freshness: freshness.clone() };
+        let network = Network { config: client.clone(), freshness: freshness.clone(), group };
         let raft = Raft::new(id, Arc::new(config), network, log, state_machine).await.map_err(fatal)?;
         let batcher = batcher::Batcher::start(raft.clone(), proposals.clone(), WRITE_TIMEOUT);
         let replication = Replication {
             raft,
+            group,
             id,
             address: advertise.clone(),
             proposals,
@@ -198,6 +228,14 @@ impl Replication {
                     tracing::info!(error = %e, "the group was already initialized");
                 }
             }
+            Membership::Members(members) if pristine => {
+                let members: BTreeMap<NodeId, BasicNode> =
+                    members.iter().map(|(id, url)| (*id, BasicNode::new(url))).collect();
+                // As with --peers: every voter proposes the same membership (from the group-0 command).
+                if let Err(e) = replication.raft.initialize(members).await {
+                    tracing::info!(group, error = %e, "the range group was already initialized");
+                }
+            }
             Membership::Join(seeds) if pristine => {
                 // In the background: the group reaches this replica through its gRPC server, which
                 // starts only once this returns.
@@ -212,9 +250,13 @@ impl Replication {
             }
             _ => {}
         }
-        tokio::spawn(publish_metrics(replication.raft.metrics()));
+        // Group 0's figures only: the gauges carry no group label (one per range group would be a
+        // label of unbounded values later).
+        if group == 0 {
+            tokio::spawn(publish_metrics(replication.raft.metrics()));
+        }
         tokio::spawn(replication.freshness.clone().track_lease(replication.raft.metrics()));
-        tracing::info!(node_id = id, address = %advertise, "metadata replica started");
+        tracing::info!(group, node_id = id, address = %advertise, "metadata replica started");
         Ok(replication)
     }
 
@@ -284,6 +326,18 @@ impl Replication {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    pub fn group(&self) -> u64 {
+        self.group
+    }
+
+    /// The voters (id, URL) of this replica's current membership (the last one it knows).
+    pub fn voters(&self) -> Vec<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        membership.voter_ids().filter_map(|id| membership.get_node(&id).map(|node| (id, node.addr.clone()))).collect()
     }
 
     pub fn address(&self) -> &str {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coffer_proto::metadata_client::{ClientConfig, lazy_channel};
+use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, lazy_channel};
 use coffer_proto::pb::metadata::RaftPayload;
 use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -28,6 +28,8 @@ pub struct Network {
     pub config: ClientConfig,
     /// Stamped on AppendEntries, for followers' bounded-staleness reads.
     pub freshness: Freshness,
+    /// Sent as `GROUP_HEADER` (not at all for group 0, as before range groups).
+    pub group: u64,
 }
 
 pub struct Peer {
@@ -35,6 +37,7 @@ pub struct Peer {
     node: BasicNode,
     client: Result<MetadataRaftClient<Channel>, String>,
     freshness: Freshness,
+    group: u64,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -48,7 +51,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_encoding_message_size(MAX_MESSAGE_BYTES)
             })
             .map_err(|e| e.to_string());
-        Peer { target, node: node.clone(), client, freshness: self.freshness.clone() }
+        Peer { target, node: node.clone(), client, freshness: self.freshness.clone(), group: self.group }
     }
 }
 
@@ -88,6 +91,9 @@ impl Peer {
         let mut request = tonic::Request::new(RaftPayload { payload });
         if let Some(age) = quorum_age_ms {
             request.metadata_mut().insert(QUORUM_AGE_HEADER, age.into());
+        }
+        if self.group != 0 {
+            request.metadata_mut().insert(GROUP_HEADER, self.group.into());
         }
         let answer = match tokio::time::timeout(ttl, rpc(client, request)).await {
             Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&Failure(format!("no answer in {ttl:?}"))))),

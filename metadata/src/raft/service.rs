@@ -7,8 +7,9 @@ use coffer_proto::metadata_client::{ClientConfig, NOT_LEADER_HEADER, lazy_channe
 use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
 use coffer_proto::pb::metadata::metadata_raft_server::MetadataRaft;
 use coffer_proto::pb::metadata::{
-    JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, RaftPayload, RaftReplica, RaftStatusRequest,
-    RaftStatusResponse,
+    CreateGroupRequest, CreateGroupResponse, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, RaftPayload,
+    RaftReplica, RaftStatusRequest, RaftStatusResponse, RangeGroupEntry, RangeTableRequest, RangeTableResponse,
+    SetBucketStateRequest, SetBucketStateResponse,
 };
 use openraft::ServerState;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
@@ -22,11 +23,25 @@ use crate::error::MetadataError;
 
 pub struct RaftService {
     replication: Replication,
+    /// A range group's range (none for group 0).
+    range: Option<crate::range::Descriptor>,
+    /// Group 0's service only: the range groups open on this process, for `Status`.
+    groups: Option<crate::groups::Groups>,
 }
 
 impl RaftService {
     pub fn new(replication: Replication) -> RaftService {
-        RaftService { replication }
+        RaftService { replication, range: None, groups: None }
+    }
+
+    pub fn with_range(mut self, range: crate::range::Descriptor) -> RaftService {
+        self.range = Some(range);
+        self
+    }
+
+    pub fn with_groups(mut self, groups: Option<crate::groups::Groups>) -> RaftService {
+        self.groups = groups;
+        self
     }
 }
 
@@ -106,11 +121,93 @@ impl MetadataRaft for RaftService {
     }
 
     async fn status(&self, _: Request<RaftStatusRequest>) -> Result<Response<RaftStatusResponse>, Status> {
-        Ok(Response::new(status(&self.replication)))
+        let mut answer = status(&self.replication, self.range.as_ref());
+        if let Some(groups) = &self.groups {
+            answer.groups =
+                groups.all().iter().map(|(_, group)| status(&group.replication, Some(&group.descriptor))).collect();
+        }
+        Ok(Response::new(answer))
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<CreateGroupRequest>,
+    ) -> Result<Response<CreateGroupResponse>, Status> {
+        let CreateGroupRequest { group, range } = request.into_inner();
+        if self.replication.group() != 0 {
+            return Err(MetadataError::InvalidArgument("range groups are created through group 0".into()).into());
+        }
+        let range = crate::range::Range::from_pb(&range.unwrap_or_default());
+        range.validate()?;
+        if !self.replication.is_leader() {
+            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
+        }
+        // Decided here, once, and carried by the command: every replica starts the group with
+        // exactly these voters, whatever its own view of group 0's membership when it applies.
+        let voters = self.replication.voters();
+        let ids = voters.iter().map(|(id, _)| *id).collect();
+        tracing::info!(group, %range, ?ids, "creating a metadata range group");
+        self.replication.submit(crate::command::Command::CreateRangeGroup { group, range, voters }).await?;
+        Ok(Response::new(CreateGroupResponse { voters: ids }))
+    }
+
+    async fn set_bucket_state(
+        &self,
+        request: Request<SetBucketStateRequest>,
+    ) -> Result<Response<SetBucketStateResponse>, Status> {
+        let SetBucketStateRequest { bucket, record, deleted, generation } = request.into_inner();
+        if self.replication.group() == 0 {
+            return Err(
+                MetadataError::InvalidArgument("bucket state is set in range groups, not group 0".into()).into()
+            );
+        }
+        if !deleted && record.as_ref().is_none_or(|r| r.name != bucket) {
+            return Err(MetadataError::InvalidArgument(format!("no record of bucket {bucket}")).into());
+        }
+        if !self.replication.is_leader() {
+            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
+        }
+        let command =
+            crate::command::Command::SetBucketState { bucket, record: record.unwrap_or_default(), deleted, generation };
+        self.replication.submit(command).await?;
+        Ok(Response::new(SetBucketStateResponse {}))
+    }
+
+    async fn range_table(&self, _: Request<RangeTableRequest>) -> Result<Response<RangeTableResponse>, Status> {
+        if self.replication.group() != 0 {
+            return Err(MetadataError::InvalidArgument("the range table is group 0's".into()).into());
+        }
+        // Linearizable: a client that refreshes after a WrongRange sees every group created
+        // before it asked. Followers answer NotLeader (the barrier's refusal).
+        self.replication.read_barrier().await?;
+        let Some(groups) = &self.groups else {
+            return Ok(Response::new(RangeTableResponse::default()));
+        };
+        let membership = self.replication.voters();
+        let records = groups.records().await?;
+        let groups = records.into_iter().map(|record| table_entry(record, &membership)).collect();
+        Ok(Response::new(RangeTableResponse { groups }))
     }
 }
 
-fn status(replication: &Replication) -> RaftStatusResponse {
+/// A range group's entry in the range table: its replicas are its voters' addresses in group 0's
+/// membership now (a replica keeps its node id across groups), else as recorded at creation.
+fn table_entry(record: crate::range::GroupRecord, membership: &[(u64, String)]) -> RangeGroupEntry {
+    let replicas = record
+        .voters
+        .iter()
+        .map(|(id, recorded)| {
+            membership.iter().find(|(voter, _)| voter == id).map_or_else(|| recorded.clone(), |(_, url)| url.clone())
+        })
+        .collect();
+    RangeGroupEntry {
+        group: record.group,
+        range: Some(record.descriptor.range.to_pb(record.descriptor.epoch)),
+        replicas,
+    }
+}
+
+fn status(replication: &Replication, range: Option<&crate::range::Descriptor>) -> RaftStatusResponse {
     let metrics = replication.raft().metrics().borrow().clone();
     let state = match metrics.state {
         ServerState::Leader => "leader",
@@ -147,6 +244,9 @@ fn status(replication: &Replication) -> RaftStatusResponse {
         snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
         replicas,
         joint: membership.get_joint_config().len() > 1,
+        group: replication.group(),
+        range: range.map(|d| d.range.to_pb(d.epoch)),
+        groups: Vec::new(),
     }
 }
 

@@ -198,8 +198,16 @@ fn clear_state(store: &Store) -> Result<(), MetadataError> {
     store.write(batch)
 }
 
-/// Replaces the state machine with the snapshot at `path`, marked as in progress until done.
+/// Replaces the state machine with the snapshot at `path`, marked as in progress until done, and
+/// reloads the store's copy of group 0's range-group records (the snapshot may bring or drop
+/// some), whatever came of the install, before any later entry is applied.
 fn install_file(store: &Store, path: &Path) -> Result<SnapshotMeta, MetadataError> {
+    let installed = install_records(store, path);
+    store.reload_directory()?;
+    installed
+}
+
+fn install_records(store: &Store, path: &Path) -> Result<SnapshotMeta, MetadataError> {
     let mut file = std::fs::File::open(path)
         .map_err(|e| MetadataError::Internal(format!("opening snapshot {}: {e}", path.display())))?;
     let meta = snapshot_file::verify(&mut file)?;
@@ -419,6 +427,67 @@ mod tests {
 
     fn applied(store: &Store) -> Option<LogId> {
         meta_value(store, APPLIED_KEY).unwrap()
+    }
+
+    fn range_group(group: u64, start: &str, end: &str) -> Command {
+        let range = crate::range::Range {
+            start_bucket: "b".into(),
+            start_key: start.into(),
+            end_bucket: "b".into(),
+            end_key: end.into(),
+        };
+        Command::CreateRangeGroup { group, range, voters: vec![(1, "http://a".into())] }
+    }
+
+    fn delete_object(key: &str) -> Command {
+        Command::DeleteObject { bucket: "b".into(), key: key.into(), stamp: stamp(1_000) }
+    }
+
+    fn wrong_range(outcome: &Outcome) -> bool {
+        matches!(outcome, Err(MetadataError::WrongRange { .. }))
+    }
+
+    #[test]
+    fn a_command_after_a_range_group_creation_in_the_same_entry_sees_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let commands = [create("b"), delete_object("kite"), range_group(1, "k", "m"), delete_object("kite")];
+        let outcomes = apply(&store, entry(1, &commands)).unwrap();
+        assert!(outcomes[1].1.is_ok(), "before the group: {:?}", outcomes[1].1);
+        assert!(outcomes[2].1.is_ok(), "{:?}", outcomes[2].1);
+        assert!(wrong_range(&outcomes[3].1), "after the group: {:?}", outcomes[3].1);
+    }
+
+    /// A snapshot file of `store`'s state machine.
+    fn snapshot_of(store: &Store, dir: &Path, index: u64) -> PathBuf {
+        let checkpoint = dir.join(format!("checkpoint-{index}"));
+        rocksdb::checkpoint::Checkpoint::new(store.db()).unwrap().create_checkpoint(&checkpoint).unwrap();
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: snapshot_id(Some(log_id(index))),
+        };
+        let path = dir.join(format!("snapshot-{index}"));
+        snapshot_file::write(&checkpoint, &meta, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn installing_a_snapshot_brings_and_drops_the_range_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_group = Store::open(&dir.path().join("with")).unwrap();
+        apply(&with_group, entry(1, &[create("b"), range_group(1, "k", "m")])).unwrap();
+        let without = Store::open(&dir.path().join("without")).unwrap();
+        apply(&without, entry(1, &[create("b")])).unwrap();
+        let (grouped, plain) = (snapshot_of(&with_group, dir.path(), 1), snapshot_of(&without, dir.path(), 2));
+
+        let store = Store::open(&dir.path().join("replica")).unwrap();
+        apply(&store, entry(1, &[create("b")])).unwrap();
+        assert!(apply(&store, entry(2, &[delete_object("kite")])).unwrap()[0].1.is_ok());
+        install_file(&store, &grouped).unwrap();
+        assert!(wrong_range(&apply(&store, entry(2, &[delete_object("kite")])).unwrap()[0].1));
+        install_file(&store, &plain).unwrap();
+        assert!(apply(&store, entry(3, &[delete_object("kite")])).unwrap()[0].1.is_ok());
     }
 
     #[test]

@@ -1,0 +1,325 @@
+//! Several Raft groups in one replicated metadata process (issue 11, step 1: "groups on a node";
+//! see docs/design/metadata-sharding.md).
+//!
+//! Group 0 is the process's original group (`--db`). Every range group group 0 has recorded
+//! (`Command::CreateRangeGroup`, see `range`) and that names this process among its voters is
+//! opened here, outside the apply path: its own RocksDB at `<db>.groups/<g>/` (the range's
+//! descriptor stored in it before anything else), snapshots at `<db>.groups/<g>.snapshots/`, its
+//! own openraft `Raft` under the process's group-0 node id, batcher, read barrier, leader gate and
+//! `MetadataService`. A watcher polls group 0's records, so a group is opened after its creation
+//! applies here, after a snapshot install brought the record, and again after every restart.
+//!
+//! One gRPC server serves every group: [`GroupDispatchLayer`] sends a call carrying
+//! `GROUP_HEADER: g` (g > 0) to group g's own stack; calls without it go on to group 0's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use coffer_proto::limits::MAX_MESSAGE_BYTES;
+use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, NOT_LEADER_HEADER};
+use coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer;
+use coffer_proto::pb::metadata::metadata_server::MetadataServer;
+use futures::future::BoxFuture;
+use tonic::body::Body;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::applier::Applier;
+use crate::cluster::Cluster;
+use crate::error::MetadataError;
+use crate::leader_gate::LeaderGateLayer;
+use crate::raft::{Membership, RaftOptions, RaftService, Replication};
+use crate::range::{Descriptor, GroupRecord};
+use crate::service::{MetadataService, Timing};
+use crate::store::Store;
+
+/// How often the watcher looks for recorded groups not open yet unasked: it wakes when the store
+/// reloads its copy of the records (an applied `CreateRangeGroup`, a snapshot install); this poll
+/// guards against a missed wake-up and retries groups that failed to open.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a group that failed to open waits before the next attempt.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+type GroupService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+
+/// One range group open on this process.
+pub struct Group {
+    pub descriptor: Descriptor,
+    pub replication: Replication,
+    /// The group's `Metadata` and `MetadataRaft` services behind its own leader gate.
+    service: GroupService,
+}
+
+/// What every range group of the process shares with group 0.
+pub struct Settings {
+    /// Group 0's database path (`--db`); range groups live beside it.
+    pub db: PathBuf,
+    pub advertise: String,
+    pub snapshot_entries: u64,
+    pub client: ClientConfig,
+    pub timing: Timing,
+    pub node_timeout: Duration,
+}
+
+/// The range groups open on this process. Cheap to clone.
+#[derive(Clone)]
+pub struct Groups(Arc<Inner>);
+
+struct Inner {
+    settings: Settings,
+    /// Group 0's database, where the range groups are recorded.
+    directory: Arc<Store>,
+    zero: Replication,
+    open: RwLock<BTreeMap<u64, Arc<Group>>>,
+}
+
+/// `<db>.groups/<g>` and `<db>.groups/<g>.snapshots`.
+fn group_paths(db: &std::path::Path, group: u64) -> (PathBuf, PathBuf) {
+    let mut base = db.to_path_buf().into_os_string();
+    base.push(".groups");
+    let base = PathBuf::from(base);
+    (base.join(group.to_string()), base.join(format!("{group}.snapshots")))
+}
+
+impl Groups {
+    pub fn new(settings: Settings, directory: Arc<Store>, zero: Replication) -> Groups {
+        Groups(Arc::new(Inner { settings, directory, zero, open: RwLock::default() }))
+    }
+
+    pub fn get(&self, group: u64) -> Option<Arc<Group>> {
+        self.0.open.read().unwrap_or_else(|e| e.into_inner()).get(&group).cloned()
+    }
+
+    /// Every open range group, in group order.
+    pub fn all(&self) -> Vec<(u64, Arc<Group>)> {
+        self.0.open.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(g, group)| (*g, group.clone())).collect()
+    }
+
+    /// Group 0's records of every range group (read from its database; not linearizable by
+    /// itself: callers that need that pass group 0's read barrier first).
+    pub async fn records(&self) -> Result<Vec<GroupRecord>, MetadataError> {
+        let directory = self.0.directory.clone();
+        tokio::task::spawn_blocking(move || crate::range::group_records(&directory))
+            .await
+            .map_err(|e| MetadataError::Internal(format!("the range group listing task failed: {e}")))?
+    }
+
+    /// Opens recorded groups as they appear, until `stop` fires.
+    pub async fn watch(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut retry_at: HashMap<u64, tokio::time::Instant> = HashMap::new();
+        loop {
+            // The store's in-memory copy (an atomic load while there are none), current as of the
+            // last applied write.
+            let records = self.0.directory.directory_records();
+            for record in records.iter().cloned() {
+                let group = record.group;
+                let due = retry_at.get(&group).is_none_or(|at| *at <= tokio::time::Instant::now());
+                if self.get(group).is_some() || !due || !self.is_voter(&record) {
+                    continue;
+                }
+                if let Err(e) = self.open(record).await {
+                    tracing::error!(group, error = %e, "could not open a metadata range group; retrying");
+                    retry_at.insert(group, tokio::time::Instant::now() + RETRY_AFTER);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                _ = self.0.directory.directory_reloaded() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// A replica that was not among a group's initial voters does not start it: it would
+    /// initialize a membership the voters never agreed on. (Adding replicas to a range group is the
+    /// "move" step, later.)
+    fn is_voter(&self, record: &GroupRecord) -> bool {
+        record.voters.iter().any(|(id, _)| *id == self.0.zero.id())
+    }
+
+    async fn open(&self, record: GroupRecord) -> Result<(), MetadataError> {
+        let settings = &self.0.settings;
+        let group = record.group;
+        let (dir, snapshot_dir) = group_paths(&settings.db, group);
+        let descriptor = record.descriptor.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| MetadataError::Internal(format!("creating {}: {e}", dir.display())))?;
+            let store = Store::open(&dir)?;
+            // Before the Raft starts, so no command of the group is ever applied without it.
+            store.set_range(descriptor)?;
+            Ok::<_, MetadataError>(Arc::new(store))
+        })
+        .await
+        .map_err(|e| MetadataError::Internal(format!("open task failed: {e}")))??;
+        let options = RaftOptions {
+            membership: Membership::Members(record.voters.iter().cloned().collect()),
+            advertise: settings.advertise.clone(),
+            snapshot_dir,
+            snapshot_entries: settings.snapshot_entries,
+            client: settings.client.clone(),
+            group,
+            node_id: Some(self.0.zero.id()),
+        };
+        let replication = Replication::start(store.clone(), options).await?;
+        // Nodes register and heartbeat with group 0; a range group's table stays empty (placement
+        // is group 0's in step 1).
+        let cluster = Arc::new(Cluster::new(settings.node_timeout, Vec::new(), Vec::new()));
+        let api = MetadataService::new(store, Applier::replicated(replication.clone()), cluster, settings.timing);
+        let routes = tonic::service::Routes::new(
+            MetadataServer::new(api)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            MetadataRaftServer::new(RaftService::new(replication.clone()).with_range(record.descriptor.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
+        let service = BoxCloneSyncService::new(LeaderGateLayer::new(Some(replication.clone())).layer(routes));
+        let range = record.descriptor.range.to_string();
+        let opened = Arc::new(Group { descriptor: record.descriptor, replication, service });
+        self.0.open.write().unwrap_or_else(|e| e.into_inner()).insert(group, opened);
+        tracing::info!(group, %range, "metadata range group open");
+        Ok(())
+    }
+
+    /// Stops every open group's Raft.
+    pub async fn shutdown(&self) {
+        for (_, group) in self.all() {
+            group.replication.shutdown().await;
+        }
+    }
+}
+
+/// The group a call is for: [`GROUP_HEADER`] as a decimal u64, 0 when absent.
+pub fn requested_group(headers: &http::HeaderMap) -> Result<u64, MetadataError> {
+    let Some(value) = headers.get(GROUP_HEADER) else { return Ok(0) };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| MetadataError::InvalidArgument(format!("{GROUP_HEADER} must be a group id, not {value:?}")))
+}
+
+#[derive(Clone)]
+pub struct GroupDispatchLayer {
+    groups: Option<Groups>,
+}
+
+impl GroupDispatchLayer {
+    /// `None`: a lone metadata service, which has only group 0.
+    pub fn new(groups: Option<Groups>) -> GroupDispatchLayer {
+        GroupDispatchLayer { groups }
+    }
+}
+
+impl<S> Layer<S> for GroupDispatchLayer {
+    type Service = GroupDispatch<S>;
+
+    fn layer(&self, inner: S) -> GroupDispatch<S> {
+        GroupDispatch { inner, groups: self.groups.clone() }
+    }
+}
+
+/// Sends each call to the stack of the group its header names (group 0's is `inner`).
+#[derive(Clone)]
+pub struct GroupDispatch<S> {
+    inner: S,
+    groups: Option<Groups>,
+}
+
+fn refusal<E: Send + 'static>(e: MetadataError) -> BoxFuture<'static, Result<http::Response<Body>, E>> {
+    let response = tonic::Status::from(e).into_http();
+    Box::pin(std::future::ready(Ok(response)))
+}
+
+impl<S> Service<http::Request<Body>> for GroupDispatch<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let group = match requested_group(request.headers()) {
+            Ok(group) => group,
+            Err(e) => return refusal(e),
+        };
+        if group == 0 {
+            // The ready inner service answers this call; a clone takes its place for the next one.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            return Box::pin(inner.call(request));
+        }
+        let Some(found) = self.groups.as_ref().and_then(|groups| groups.get(group)) else {
+            // Unknown here (never created, not a voter of it, or not opened yet): nothing answers.
+            // With an empty not-leader hint, as a replica that knows no leader: a client's leader
+            // router then tries the group's other replicas instead of insisting on this one (a
+            // replica that could not open the group must not make it unreachable).
+            let mut status = tonic::Status::from(MetadataError::Unavailable(format!(
+                "metadata group {group} is not open on this replica"
+            )));
+            status.metadata_mut().insert(NOT_LEADER_HEADER, tonic::metadata::MetadataValue::from_static(""));
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        };
+        let service = found.service.clone();
+        Box::pin(async move {
+            match service.oneshot(request).await {
+                Ok(response) => Ok(response),
+                Err(never) => match never {},
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_group_header_defaults_to_group_0() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(requested_group(&headers).unwrap(), 0);
+        headers.insert(GROUP_HEADER, "17".parse().unwrap());
+        assert_eq!(requested_group(&headers).unwrap(), 17);
+        headers.insert(GROUP_HEADER, "x".parse().unwrap());
+        assert_eq!(requested_group(&headers).unwrap_err().code(), coffer_proto::ErrorCode::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn a_group_not_open_here_is_refused_like_a_replica_that_knows_no_leader() {
+        let inner = tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        });
+        let mut dispatch = GroupDispatchLayer::new(None).layer(inner);
+        let mut request = http::Request::new(Body::empty());
+        request.headers_mut().insert(GROUP_HEADER, "5".parse().unwrap());
+        let response = dispatch.call(request).await.unwrap();
+        assert_eq!(response.headers().get(NOT_LEADER_HEADER).map(|v| v.as_bytes()), Some(&b""[..]));
+        let status = tonic::Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("metadata group 5 is not open on this replica"), "{status:?}");
+        // Group 0 goes on to the inner service.
+        let response = dispatch.call(http::Request::new(Body::empty())).await.unwrap();
+        assert!(response.headers().get(NOT_LEADER_HEADER).is_none());
+    }
+
+    #[test]
+    fn range_groups_live_beside_group_0() {
+        let (db, snapshots) = group_paths(std::path::Path::new("/data/meta"), 3);
+        assert_eq!(db, PathBuf::from("/data/meta.groups/3"));
+        assert_eq!(snapshots, PathBuf::from("/data/meta.groups/3.snapshots"));
+    }
+}
