@@ -111,6 +111,11 @@ struct RunArgs {
     /// Keep the objects (and the bucket) the run created.
     #[arg(long)]
     no_cleanup: bool,
+    /// The key prefix (a directory, ending in `/`) of the run's objects, instead of a random
+    /// `coffer-loadtest-XXXXXXXX/`: for a server whose layout must be prepared for known keys
+    /// (metadata range groups, see loadtest/range-listing.sh).
+    #[arg(long, value_parser = parse_dir)]
+    dir: Option<String>,
     /// Also run the workload against an in-process null S3 endpoint, the ceiling of this client and machine,
     /// and report the server's figures as a ratio of it.
     #[arg(long)]
@@ -223,8 +228,16 @@ fn params(workload: Workload, args: &RunArgs, progress: bool) -> anyhow::Result<
         verify_every: args.verify_every,
         max_keys: args.max_keys,
         cleanup: !args.no_cleanup,
+        dir: args.dir.clone(),
         progress,
     })
+}
+
+fn parse_dir(text: &str) -> Result<String, String> {
+    if text.is_empty() || !text.ends_with('/') || text.starts_with('/') {
+        return Err(format!("{text:?}: a directory is a non-empty key prefix ending in / (and not starting with one)"));
+    }
+    Ok(text.to_string())
 }
 
 async fn load_test(workload: Workload, args: RunArgs) -> anyhow::Result<()> {

@@ -45,6 +45,8 @@ pub struct Params {
     pub verify_every: u64,
     pub max_keys: u32,
     pub cleanup: bool,
+    /// The objects' key prefix; `None`: a random one per run.
+    pub dir: Option<String>,
     pub progress: bool,
 }
 
@@ -80,7 +82,10 @@ pub async fn run(target: Arc<TargetConfig>, label: &str, params: &Params, buffer
     let bucket = &params.bucket;
     let exists = conn.head_bucket(bucket).await.with_context(|| format!("{label}: HEAD bucket {bucket}"))?;
     let created = !exists && conn.create_bucket(bucket).await.with_context(|| format!("{label}: creating {bucket}"))?;
-    let dir = format!("coffer-loadtest-{:08x}/", rand::rng().random::<u32>());
+    let dir = match &params.dir {
+        Some(dir) => dir.clone(),
+        None => format!("coffer-loadtest-{:08x}/", rand::rng().random::<u32>()),
+    };
 
     let result = measure(&target, label, params, buffer, &dir).await;
 
