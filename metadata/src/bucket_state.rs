@@ -349,16 +349,8 @@ mod tests {
 
     use super::*;
     use crate::command::apply;
-    use crate::range::{Descriptor, Range};
-
-    fn range(start: (&str, &str), end: (&str, &str)) -> Range {
-        Range {
-            start_bucket: start.0.into(),
-            start_key: start.1.into(),
-            end_bucket: end.0.into(),
-            end_key: end.1.into(),
-        }
-    }
+    use crate::range::Descriptor;
+    use crate::range::tests::range;
 
     fn create_group(group: u64, start: (&str, &str), end: (&str, &str)) -> Command {
         Command::CreateRangeGroup { group, range: range(start, end), voters: vec![(1, "http://a".into())] }

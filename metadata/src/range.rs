@@ -381,10 +381,11 @@ impl Descriptor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn range(start: (&str, &str), end: (&str, &str)) -> Range {
+    /// `[start, end)`, each given as (bucket, key); shared with other modules' tests.
+    pub(crate) fn range(start: (&str, &str), end: (&str, &str)) -> Range {
         Range {
             start_bucket: start.0.into(),
             start_key: start.1.into(),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use tower::{Service, ServiceExt};
 
 use crate::error::{ErrorCode, RemoteError};
@@ -199,11 +199,7 @@ fn misrouted(response: &HttpResponse) -> bool {
 }
 
 fn rebuild(parts: &http::request::Parts, body: Bytes, group: u64) -> HttpRequest {
-    let mut request = http::Request::new(tonic::body::Body::new(Full::new(body)));
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
+    let mut request = crate::leader_router::rebuild(parts, body);
     if group != 0 {
         request.headers_mut().insert(GROUP_HEADER, http::HeaderValue::from(group));
     }

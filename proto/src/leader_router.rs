@@ -130,7 +130,8 @@ fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
     format!("{error:?}").contains("ConnectionRefused")
 }
 
-fn rebuild(parts: &http::request::Parts, body: Bytes) -> HttpRequest {
+/// A request again from its parts and buffered body, to send it (once more) somewhere.
+pub(crate) fn rebuild(parts: &http::request::Parts, body: Bytes) -> HttpRequest {
     let mut request = http::Request::new(tonic::body::Body::new(Full::new(body)));
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = parts.uri.clone();

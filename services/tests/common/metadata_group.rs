@@ -1,6 +1,7 @@
 //! Asking the replicas of a metadata group about themselves (`MetadataRaft.Status`), each
 //! directly: the tests that kill, add, remove or cut off replicas watch the group this way.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
@@ -57,4 +58,24 @@ pub fn wait_for_leader(
         std::thread::sleep(POLL_INTERVAL);
     }
     None
+}
+
+/// Three `coffer metadata` replicas forming one group (`--peers`) on fresh ports, with their data
+/// under `dir`: the processes (stopped when dropped), their URLs and the `--peers` list.
+pub fn start_three(dir: &Path) -> (Vec<super::Proc>, Vec<String>, String) {
+    let ports: Vec<u16> = (0..3).map(|_| super::free_port()).collect();
+    let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    let peers = urls.join(",");
+    let procs = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let db = dir.join(format!("meta{i}")).display().to_string();
+            let args = ["metadata", "--listen", &format!("127.0.0.1:{port}"), "--db", &db, "--peers", &peers]
+                .map(String::from)
+                .to_vec();
+            super::Proc::spawn(&format!("meta{i}"), &args, dir)
+        })
+        .collect();
+    (procs, urls, peers)
 }

@@ -25,7 +25,7 @@ use coffer_proto::stale_reads::ListingClient;
 use coffer_proto::{ErrorCode, RemoteError};
 
 use crate::common::metadata_group::{self, status};
-use crate::common::{Proc, free_port, runtime};
+use crate::common::runtime;
 
 fn in_group<T>(message: T, group: u64) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -126,20 +126,7 @@ async fn page_through(listings: &ListingClient, delimiter: &str, page_size: u32)
 fn metadata_clients_route_by_range_and_list_across_range_boundaries() {
     let dir =
         tempfile::Builder::new().prefix("coffer-routing").tempdir_in(crate::common::test_root()).expect("tempdir");
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
-    let peers = urls.join(",");
-    let _procs: Vec<Proc> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let db = dir.path().join(format!("meta{i}")).display().to_string();
-            let args = ["metadata", "--listen", &format!("127.0.0.1:{port}"), "--db", &db, "--peers", &peers]
-                .map(String::from)
-                .to_vec();
-            Proc::spawn(&format!("meta{i}"), &args, dir.path())
-        })
-        .collect();
+    let (_procs, urls, peers) = metadata_group::start_three(dir.path());
     let rt = runtime();
     metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
     let connect = || rt.block_on(async { MetadataClient::connect(&urls, &ClientConfig::default()) }).expect("client");
@@ -314,20 +301,7 @@ async fn versions_of(client: &MetadataClient, key: &str) -> Vec<String> {
 fn bucket_state_reaches_the_range_groups_from_group_0() {
     let dir =
         tempfile::Builder::new().prefix("coffer-bucket-state").tempdir_in(crate::common::test_root()).expect("tempdir");
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
-    let peers = urls.join(",");
-    let _procs: Vec<Proc> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let db = dir.path().join(format!("meta{i}")).display().to_string();
-            let args = ["metadata", "--listen", &format!("127.0.0.1:{port}"), "--db", &db, "--peers", &peers]
-                .map(String::from)
-                .to_vec();
-            Proc::spawn(&format!("meta{i}"), &args, dir.path())
-        })
-        .collect();
+    let (_procs, urls, peers) = metadata_group::start_three(dir.path());
     let rt = runtime();
     metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
     // Group 1 owns "b"'s keys in [f, m); group 2 [m, t); group 0 the rest.
