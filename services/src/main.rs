@@ -59,6 +59,7 @@ impl Role {
 }
 
 fn main() -> std::process::ExitCode {
+    cap_malloc_arenas();
     let cli = Cli::parse();
     // One crypto provider for every TLS user in the process (tonic's mutual TLS, the S3 port): with
     // more than one compiled in, rustls will not pick by itself.
@@ -97,6 +98,22 @@ fn main() -> std::process::ExitCode {
             tracing::error!("{e:#}");
             eprintln!("coffer: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc gives threads that allocate concurrently arenas of their own, up to 8 per core; with tokio's blocking
+/// pool that is many arenas each keeping freed memory. One per core is what the runtime's threads need: in
+/// `coffer server`'s 64 MiB PUT+GET runs it lowered peak RSS from 413 to 367 MB.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt takes two integers and only changes the allocator's tuning; it runs before any other thread
+        // exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
 }
