@@ -53,8 +53,42 @@ section() {
     "$@"
     local took=$((SECONDS - _CUR_START))
     _SECTIONS+=("$(printf '%-9s %6ss  %s' ok "$took" "$title")")
-    printf -- '----- %s: ok in %ss\n' "$title" "$took"
+    printf -- '----- %s: ok in %ss (%s)\n' "$title" "$took" "$(disk_free_summary)"
     _CUR_SECTION=""
+}
+
+# `disk_free_summary`: free space where builds and test data go, for the section footers.
+disk_free_summary() {
+    local tmp="${TMPDIR:-/tmp}"
+    printf 'free: %s in %s, %s in %s' "$(_free_gib "$CARGO_TARGET_DIR")" "$CARGO_TARGET_DIR" \
+        "$(_free_gib "$tmp")" "$tmp"
+}
+
+_free_gib() {
+    local dir=$1
+    while [ ! -d "$dir" ]; do dir="$(dirname "$dir")"; done
+    df -Pk "$dir" | awk 'NR == 2 { printf "%.1f GiB", $4 / 1048576 }'
+}
+
+_free_kib() {
+    local dir=$1
+    while [ ! -d "$dir" ]; do dir="$(dirname "$dir")"; done
+    df -Pk "$dir" | awk 'NR == 2 { print $4 }'
+}
+
+# `reclaim_disk`: deletes what earlier runs left behind and no run needs: test folders in $TMPDIR older than two
+# hours (a killed run cannot clean up after itself), and, when the build directory's disk has less than
+# COFFER_MIN_FREE_GIB (default 12) free, cargo's incremental caches. A run that fills the disk fails in odd places
+# (blobnodes go read-only below their reserve), so this runs before anything is built.
+reclaim_disk() {
+    local tmp="${TMPDIR:-/tmp}" min_gib="${COFFER_MIN_FREE_GIB:-12}"
+    find "$tmp" -maxdepth 1 -mmin +120 \( -name 'coffer-*' -o -name "pytest-of-$(id -un)" \) \
+        -exec rm -rf {} + 2>/dev/null || true
+    if [ "$(_free_kib "$CARGO_TARGET_DIR")" -lt $((min_gib * 1048576)) ]; then
+        log "less than $min_gib GiB free for $CARGO_TARGET_DIR: deleting cargo's incremental caches"
+        rm -rf "$CARGO_TARGET_DIR"/debug/incremental "$CARGO_TARGET_DIR"/release/incremental
+    fi
+    log "$(disk_free_summary)"
 }
 
 print_summary() {
@@ -62,7 +96,7 @@ print_summary() {
     if [ -n "$_CUR_SECTION" ]; then
         local took=$((SECONDS - _CUR_START))
         _SECTIONS+=("$(printf '%-9s %6ss  %s' FAILED "$took" "$_CUR_SECTION")")
-        printf -- '----- %s: FAILED (exit %s) after %ss\n' "$_CUR_SECTION" "$rc" "$took"
+        printf -- '----- %s: FAILED (exit %s) after %ss (%s)\n' "$_CUR_SECTION" "$rc" "$took" "$(disk_free_summary)"
     fi
     if [ "${#_SECTIONS[@]}" -gt 0 ]; then
         printf '\n===== summary (total %ss) =====\n' "$SECONDS"

@@ -153,6 +153,14 @@ class CofferServer:
         rc = self.stop()
         assert rc == 0, f"coffer server exited with code {rc} after SIGTERM; log:\n{self.log_tail()}"
 
+    def discard(self) -> None:
+        """`stop_cleanly`, then delete the data folder (kept with COFFER_KEEP_TMP=1; the log stays). A session
+        starts over a dozen servers; each holds preallocated chunk space and RocksDB files until deleted, and
+        together they filled a CI machine's disk before the session's end."""
+        self.stop_cleanly()
+        if os.environ.get("COFFER_KEEP_TMP") != "1":
+            shutil.rmtree(self.data, ignore_errors=True)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -196,7 +204,7 @@ def server(workdir):
     try:
         yield srv
     finally:
-        srv.stop_cleanly()
+        srv.discard()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ def domain_server(workdir):
     try:
         yield srv
     finally:
-        srv.stop_cleanly()
+        srv.discard()
 
 
 @pytest.fixture

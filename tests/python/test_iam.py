@@ -242,7 +242,7 @@ def sts_server(workdir):
     try:
         yield srv
     finally:
-        srv.stop_cleanly()
+        srv.discard()
 
 
 ROLE_ARN = "arn:aws:iam::000000000000:role/any"

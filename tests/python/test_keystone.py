@@ -48,7 +48,7 @@ def stack(workdir):
         try:
             yield keystone, coffer
         finally:
-            coffer.stop_cleanly()
+            coffer.discard()
     finally:
         keystone.stop()
 

@@ -120,7 +120,7 @@ def fast_server(workdir):
     try:
         yield srv
     finally:
-        srv.stop_cleanly()
+        srv.discard()
 
 
 def test_objects_expire_end_to_end(fast_server):

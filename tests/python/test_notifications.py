@@ -74,7 +74,7 @@ def hooks(workdir):
     try:
         yield srv, up, down_port
     finally:
-        srv.stop_cleanly()
+        srv.discard()
         up.stop()
 
 

@@ -36,4 +36,4 @@ def test_restart_keeps_data(tmp_path):
         assert s3.get_object(Bucket="persist", Key="small")["Body"].read() == b"tiny"
         assert [o["Key"] for o in s3.list_objects_v2(Bucket="persist")["Contents"]] == ["obj", "small"]
     finally:
-        srv.stop_cleanly()
+        srv.discard()

@@ -61,7 +61,7 @@ def sse_server(workdir):
     try:
         yield srv
     finally:
-        srv.stop_cleanly()
+        srv.discard()
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def swift_server_in(d: Path):
     try:
         yield srv
     finally:
-        srv.stop_cleanly()
+        srv.discard()
 
 
 @pytest.fixture(scope="module")
