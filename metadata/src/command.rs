@@ -831,7 +831,7 @@ pub(crate) mod tests {
             store,
             Command::RecordIntent {
                 intent: intent.clone(),
-                record: GcRecord { data_id: data_id.to_vec(), shards: shards.clone() },
+                record: GcRecord { data_id: data_id.to_vec(), shards: shards.clone(), ..Default::default() },
             },
         )
         .unwrap();

@@ -41,7 +41,7 @@ pub fn schedule(
     if layout.shards.is_empty() {
         return Ok(());
     }
-    let record = GcRecord { data_id: layout.data_id.clone(), shards: layout.shards.clone() };
+    let record = GcRecord { data_id: layout.data_id.clone(), shards: layout.shards.clone(), ..Default::default() };
     batch.delete_cf(store.cf(Cf::Owners)?, &layout.data_id);
     put_gc(store, batch, &keys::gc(not_before_unix_ms, &layout.data_id), record)
 }

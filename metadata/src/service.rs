@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::applier::Applier;
 use crate::cluster::Cluster;
+use crate::cluster_feed::ClusterFeed;
 use crate::command::{Command, Stamp, validate_node};
 use crate::config::MetadataConfig;
 use crate::error::MetadataError;
@@ -64,6 +65,8 @@ pub struct MetadataService {
     /// Group 0 of a replicated process: how to ask range groups whether they hold a bucket's keys
     /// before deleting it.
     range_client: Option<coffer_proto::metadata_client::ClientConfig>,
+    /// A range group: its cluster map is a copy of group 0's, refreshed before it is used.
+    cluster_feed: Option<Arc<ClusterFeed>>,
 }
 
 /// Repair tasks handed out per claim at most.
@@ -84,7 +87,23 @@ impl MetadataService {
             version_seq: AtomicU64::new(0),
             notify_targets: Default::default(),
             range_client: None,
+            cluster_feed: None,
         }
+    }
+
+    /// A range group's service: `feed` keeps `cluster` (the one given to [`MetadataService::new`])
+    /// a copy of group 0's map.
+    pub fn with_cluster_feed(mut self, feed: Arc<ClusterFeed>) -> MetadataService {
+        self.cluster_feed = Some(feed);
+        self
+    }
+
+    /// The cluster map as of at most `cluster_feed::MAX_AGE` ago (group 0's own, live, needs nothing).
+    async fn fresh_cluster(&self) -> Result<(), Status> {
+        if let Some(feed) = &self.cluster_feed {
+            feed.refresh().await?;
+        }
+        Ok(())
     }
 
     pub fn with_range_client(mut self, config: coffer_proto::metadata_client::ClientConfig) -> MetadataService {
@@ -349,6 +368,13 @@ impl Metadata for MetadataService {
     async fn allocate_data(&self, req: Request<AllocateDataRequest>) -> Result<Response<AllocateDataResponse>, Status> {
         let req = req.into_inner();
         let count = placement::validate_shape(req.data_shards, req.parity_shards)?;
+        // The intent lives with the record that will commit it: refused here (as its apply would)
+        // when another group owns the key, before any placement.
+        if !req.bucket.is_empty() {
+            crate::command::validate_key(&req.key)?;
+            self.check_key(&req.bucket, &req.key)?;
+        }
+        self.fresh_cluster().await?;
         let now = Instant::now();
         let nodes = self.cluster.placeable_nodes(now);
         let min_shards = (req.min_shards as usize).min(count);
@@ -357,14 +383,19 @@ impl Metadata for MetadataService {
         let data_id = data::new_data_id();
         let due = now_unix_ms().saturating_add(ms(self.timing.intent_ttl));
         let intent = keys::gc(due, &data_id);
-        let record = GcRecord { data_id: data_id.clone(), shards: shards.clone() };
+        let record = GcRecord { data_id: data_id.clone(), shards: shards.clone(), bucket: req.bucket, key: req.key };
         self.submit(Command::RecordIntent { intent: intent.clone(), record }).await?;
         Ok(Response::new(AllocateDataResponse { data_id, shards, intent }))
     }
 
     async fn abandon_data(&self, req: Request<AbandonDataRequest>) -> Result<Response<AbandonDataResponse>, Status> {
-        let intent = req.into_inner().intent;
-        self.submit(Command::AbandonData { intent, stamp: self.stamp() }).await?;
+        let req = req.into_inner();
+        // The intent is in the group owning the key it was allocated for (group 0 for a writer that
+        // named none); elsewhere abandoning it would silently change nothing.
+        if !req.bucket.is_empty() {
+            self.check_key(&req.bucket, &req.key)?;
+        }
+        self.submit(Command::AbandonData { intent: req.intent, stamp: self.stamp() }).await?;
         Ok(Response::new(AbandonDataResponse {}))
     }
 

@@ -10,10 +10,10 @@
 use prost::Message;
 
 use crate::pb::metadata::{
-    AbortUploadRequest, AclSetObjectAclRequest, CompleteUploadRequest, CreateUploadRequest, DeleteObjectRequest,
-    GetObjectRequest, GetUploadRequest, KeyRange, ListObjectVersionsRequest, ListObjectsRequest, ListPartsRequest,
-    ListUploadsRequest, ObjectLockUpdateRequest, PutObjectRequest, PutObjectTagsRequest, PutPartRequest,
-    RangeTableResponse,
+    AbandonDataRequest, AbortUploadRequest, AclSetObjectAclRequest, AllocateDataRequest, CompleteUploadRequest,
+    CreateUploadRequest, DeleteObjectRequest, GetObjectRequest, GetUploadRequest, KeyRange, ListObjectVersionsRequest,
+    ListObjectsRequest, ListPartsRequest, ListUploadsRequest, ObjectLockUpdateRequest, PutObjectRequest,
+    PutObjectTagsRequest, PutPartRequest, RangeTableResponse,
 };
 
 /// The gRPC path prefix of the `Metadata` API.
@@ -196,6 +196,14 @@ pub fn route(path: &str, message: &[u8]) -> Route {
         "ListParts" => decode::<ListPartsRequest>(message).map(|r| keyed(r.bucket, r.key)),
         "CompleteUpload" => decode::<CompleteUploadRequest>(message).map(|r| keyed(r.bucket, r.key)),
         "AbortUpload" => decode::<AbortUploadRequest>(message).map(|r| keyed(r.bucket, r.key)),
+        // Data is allocated in the group of the key it is written for (an older writer names no
+        // key: group 0's, as before).
+        "AllocateData" => {
+            decode::<AllocateDataRequest>(message).filter(|r| !r.bucket.is_empty()).map(|r| keyed(r.bucket, r.key))
+        }
+        "AbandonData" => {
+            decode::<AbandonDataRequest>(message).filter(|r| !r.bucket.is_empty()).map(|r| keyed(r.bucket, r.key))
+        }
         // Backwards listings (Swift's reverse=true) are not range-aware yet: group 0's.
         "ListObjects" => decode::<ListObjectsRequest>(message).filter(|r| !r.reverse).map(|r| {
             let start = listing_start(&r.prefix, &r.delimiter, &r.start_after, &[0], &r.start_at);
@@ -313,6 +321,14 @@ mod tests {
             let message = GetUploadRequest { bucket: "b".into(), key: method.into(), upload_id: "u".into() };
             assert_eq!(route(&path(method), &encoded(&message)), key("b", method), "{method}");
         }
+        let allocate = AllocateDataRequest { bucket: "b".into(), key: "d".into(), ..Default::default() };
+        assert_eq!(route(&path("AllocateData"), &encoded(&allocate)), key("b", "d"));
+        let unkeyed = AllocateDataRequest { data_shards: 4, ..Default::default() };
+        assert_eq!(route(&path("AllocateData"), &encoded(&unkeyed)), Route::Directory, "an older writer's");
+        let abandon = AbandonDataRequest { intent: vec![1], bucket: "b".into(), key: "d".into() };
+        assert_eq!(route(&path("AbandonData"), &encoded(&abandon)), key("b", "d"));
+        let unkeyed = AbandonDataRequest { intent: vec![1], ..Default::default() };
+        assert_eq!(route(&path("AbandonData"), &encoded(&unkeyed)), Route::Directory);
         let list = ListObjectsRequest {
             bucket: "b".into(),
             delimiter: "/".into(),
