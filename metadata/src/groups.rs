@@ -183,6 +183,7 @@ impl Groups {
         let applier = Applier::replicated(replication.clone());
         let api = MetadataService::new(store.clone(), applier.clone(), cluster.clone(), Timing::from(config))
             .with_cluster_feed(feed.clone())
+            .with_group(group)
             .with_notify_targets(settings.targets.clone());
         let routes = tonic::service::Routes::new(
             MetadataServer::new(api)

@@ -32,6 +32,7 @@ mod object_lock;
 mod placement;
 pub mod raft;
 mod range;
+mod range_fanout;
 mod repair;
 mod service;
 mod stats;

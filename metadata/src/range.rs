@@ -304,8 +304,8 @@ enum Scope<'a> {
     /// State group 0 keeps (nodes, IAM, repair, accounts, range groups, …).
     Directory,
     /// Each group's own bookkeeping, by data id or of its own workers (abandoned intents, the
-    /// collector's results, the lifecycle cursor, delivered notifications): every group applies it
-    /// to its own entries.
+    /// collector's results, damaged-shard reports and repairs, the lifecycle cursor, delivered
+    /// notifications): every group applies it to its own entries.
     Own,
 }
 
@@ -343,19 +343,21 @@ fn scope(command: &Command) -> Scope<'_> {
         }
         // By data id, in the group that holds the intent or the gc entry (a group that holds none
         // changes nothing), and each group's own worker state.
+        // Damaged-shard reports go to every group, and each keeps those of the data it holds; repair
+        // is planned and completed in the group holding the data's record.
         Command::AbandonData { .. }
         | Command::FinishGc { .. }
         | Command::SetLifecycleCursor { .. }
-        | Command::NotifyDone { .. } => Scope::Own,
-        // Nodes, repair, IAM, accounts and the range table are group 0's.
+        | Command::NotifyDone { .. }
+        | Command::ReportDamaged { .. }
+        | Command::DropDamaged { .. }
+        | Command::CompleteRepair { .. } => Scope::Own,
+        // Nodes, IAM, accounts and the range table are group 0's.
         Command::RecordIntent { .. }
         | Command::PutNode { .. }
-        | Command::ReportDamaged { .. }
         | Command::SetNodeAdmin { .. }
         | Command::RemoveNode { .. }
         | Command::SetAccountMetadata { .. }
-        | Command::CompleteRepair { .. }
-        | Command::DropDamaged { .. }
         | Command::PutIam { .. }
         | Command::DeleteIam { .. }
         | Command::CreateRangeGroup { .. }
@@ -596,6 +598,19 @@ pub(crate) mod tests {
         crate::command::apply(&group, Command::FinishGc { done: vec![due[0].0.clone()], retry: vec![] }).unwrap();
         assert!(group.due_gc(i64::MAX - 1, 10).unwrap().is_empty());
 
+        // A damaged-shard report reaches every group; each keeps those of the data it holds.
+        let report = |data_id: &[u8]| coffer_proto::pb::metadata::DamagedShard {
+            node_id: "n0".into(),
+            disk_id: "d".into(),
+            data_id: data_id.to_vec(),
+            reason: "missing".into(),
+            ..Default::default()
+        };
+        let reports = Command::ReportDamaged { shards: vec![report(b"kept"), report(b"elsewhere")] };
+        crate::command::apply(&group, reports).unwrap();
+        let kept: Vec<Vec<u8>> = group.damaged_shards(10).unwrap().into_iter().map(|s| s.data_id).collect();
+        assert_eq!(kept, [b"kept".to_vec()]);
+
         // Group 0 refuses an intent for a range group's key and keeps taking unkeyed ones.
         let dir = tempfile::tempdir().unwrap();
         let zero = Store::open(dir.path()).unwrap();
@@ -603,6 +618,11 @@ pub(crate) mod tests {
         assert_eq!(code(crate::command::apply(&zero, intent(b"in-1", Some("kite")).1)), wrong);
         crate::command::apply(&zero, intent(b"anon", None).1).unwrap();
         crate::command::apply(&zero, intent(b"zero", Some("zebra")).1).unwrap();
+        // With range groups, group 0 too keeps only the reports of the data it holds.
+        let reports = Command::ReportDamaged { shards: vec![report(b"zero"), report(b"kept")] };
+        crate::command::apply(&zero, reports).unwrap();
+        let kept: Vec<Vec<u8>> = zero.damaged_shards(10).unwrap().into_iter().map(|s| s.data_id).collect();
+        assert_eq!(kept, [b"zero".to_vec()]);
     }
 
     fn inline(key: &str) -> coffer_proto::pb::metadata::ObjectRecord {

@@ -106,6 +106,8 @@ pub fn plan(
             target: Some(target),
             first_stripe: if must_move { 0 } else { column.first_stripe },
             reason: column.reason.to_string(),
+            // Named by the service that hands the task out (see `MetadataService::claim_repairs`).
+            group: 0,
         });
     }
     Ok(plan)

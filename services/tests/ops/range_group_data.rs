@@ -7,6 +7,10 @@
 //! object above "m" stays group 0's. Data that an overwrite, a delete or an aborted upload leaves
 //! behind is collected by group 1's own collector (group 0 never held those data ids): every shard
 //! of it disappears from the blobnodes, and the shards of the objects still stored stay.
+//!
+//! Calls by data id: a damaged-shard report of group 1's data, sent through the routed client, is
+//! kept by group 1 only; a `coffer repair` worker claims it from group 1, rebuilds the column and
+//! completes it there, and the object reads back. The bucket's usage sums both groups.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,7 +22,8 @@ use coffer_proto::blobnode_client::BlobnodePool;
 use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
 use coffer_proto::pb::blobnode::ShardId;
 use coffer_proto::pb::metadata::{
-    DataLayout, GetClusterMapRequest, GetObjectRequest, ListPartsRequest, ObjectRecord, Segment,
+    DamagedShard, DataLayout, GetBucketUsageRequest, GetClusterMapRequest, GetObjectRequest, ListDamagedShardsRequest,
+    ListPartsRequest, ObjectRecord, ReportDamagedShardsRequest, Segment,
 };
 use coffer_proto::{ErrorCode, RemoteError};
 
@@ -279,5 +284,69 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
         let listing = s3.list_objects_v2().bucket(BUCKET).send().await.expect("list");
         let keys: Vec<&str> = listing.contents().iter().filter_map(|o| o.key()).collect();
         assert_eq!(keys, ["a/first", "b/1m", "d/9m", "z/3m"], "the listing crosses from group 1 to group 0");
+        let usage = metadata.rpc().get_bucket_usage(GetBucketUsageRequest { name: BUCKET.into() }).await;
+        let usage = usage.expect("bucket usage").into_inner();
+        let bytes = (300 << 10) + (3 << 20) + objects[3].1.len() + objects[4].1.len();
+        assert_eq!((usage.objects, usage.bytes), (4, bytes as u64), "usage sums group 1's and group 0's objects");
+
+        // Lose column 0 of d/9m (every stripe) and report it through the routed client: it goes to
+        // every group, and only group 1, which holds the data, keeps it.
+        let record = record_in(&metadata, 1, "d/9m").await.expect("d/9m");
+        let layout = layouts(&record.segments).remove(0);
+        let lost = layout.shards[0].clone();
+        pool.delete_data(&lost.node_id, &lost.disk_id, &layout.data_id).await.expect("delete column 0");
+        assert_eq!(shards_held(&pool, &layout).await, "some");
+        let report = DamagedShard {
+            node_id: lost.node_id.clone(),
+            disk_id: lost.disk_id.clone(),
+            data_id: layout.data_id.clone(),
+            stripe: 0,
+            index: 0,
+            reason: "missing".into(),
+            ..Default::default()
+        };
+        metadata
+            .rpc()
+            .report_damaged_shards(ReportDamagedShardsRequest { shards: vec![report] })
+            .await
+            .expect("report");
+        let damaged_in = |group: u64| {
+            let metadata = metadata.clone();
+            async move {
+                let request = in_group(ListDamagedShardsRequest { limit: 100 }, group);
+                metadata.rpc().list_damaged_shards(request).await.expect("list damaged").into_inner().shards.len()
+            }
+        };
+        assert_eq!(damaged_in(1).await, 1, "group 1 holds the data: it keeps the report");
+        assert_eq!(damaged_in(0).await, 0, "group 0 does not hold it");
+    });
+
+    // A repair worker claims from every group in turn and completes where it claimed.
+    let mut args: Vec<String> =
+        ["repair", "--metadata", &peers, "--repair-interval", "300ms"].map(String::from).to_vec();
+    args.extend(["--repair-grace".to_string(), "1h".to_string()]);
+    let _repair = Proc::spawn("repair", &args, dir.path());
+    rt.block_on(async {
+        let map = metadata.rpc().get_cluster_map(GetClusterMapRequest {}).await.expect("cluster map").into_inner();
+        let pool = BlobnodePool::new(ClientConfig::default());
+        pool.set_nodes(map.nodes.into_iter().filter_map(|n| n.info).map(|i| (i.node_id, i.address)));
+        let record = record_in(&metadata, 1, "d/9m").await.expect("d/9m");
+        let layout = layouts(&record.segments).remove(0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while shards_held(&pool, &layout).await != "all" {
+            assert!(Instant::now() < deadline, "column 0 of d/9m is not rebuilt");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(get_bytes(&s3, BUCKET, "d/9m").await, objects[3].1, "d/9m reads back after its repair");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let request = in_group(ListDamagedShardsRequest { limit: 100 }, 1);
+            let left = metadata.rpc().list_damaged_shards(request).await.expect("list damaged").into_inner().shards;
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the report stays after the repair completed: {left:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     });
 }
