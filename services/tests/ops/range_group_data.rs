@@ -10,14 +10,18 @@
 //!
 //! Calls by data id: a damaged-shard report of group 1's data, sent through the routed client, is
 //! kept by group 1 only; a `coffer repair` worker claims it from group 1, rebuilds the column and
-//! completes it there, and the object reads back. The bucket's usage sums both groups.
+//! completes it there, and the object reads back. The bucket's usage sums both groups. Group 1's own
+//! lifecycle worker expires an object of its range by the bucket's rule (lifecycle days of 2 s).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, CompletedMultipartUpload, CompletedPart, ExpirationStatus, LifecycleExpiration,
+    LifecycleRule, LifecycleRuleFilter,
+};
 use coffer_proto::blobnode_client::BlobnodePool;
 use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
 use coffer_proto::pb::blobnode::ShardId;
@@ -115,8 +119,9 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
     let dir =
         tempfile::Builder::new().prefix("coffer-range-data").tempdir_in(crate::common::test_root()).expect("tempdir");
     // Replaced and deleted data is collected one second after it stopped being referenced.
-    let (_procs, urls, peers) =
-        metadata_group::start_three_with(dir.path(), &["--gc-grace", "1s", "--gc-interval", "200ms"]);
+    let flags =
+        ["--gc-grace", "1s", "--gc-interval", "200ms", "--lifecycle-day-seconds", "2", "--lifecycle-interval", "200ms"];
+    let (_procs, urls, peers) = metadata_group::start_three_with(dir.path(), &flags);
     let rt = runtime();
     metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
     let created = std::process::Command::new(crate::common::coffer_bin())
@@ -348,5 +353,29 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
             assert!(Instant::now() < deadline, "the report stays after the repair completed: {left:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+
+        // Group 1's lifecycle worker applies the bucket's rule (delivered from group 0) to its keys.
+        let rule = LifecycleRule::builder()
+            .id("e")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("e/").build())
+            .expiration(LifecycleExpiration::builder().days(1).build())
+            .build()
+            .expect("rule");
+        let config = BucketLifecycleConfiguration::builder().rules(rule).build().expect("config");
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(BUCKET)
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .expect("lifecycle configuration");
+        put_bytes(&s3, BUCKET, "e/old", pattern(200 << 10, 40)).await;
+        record_in(&metadata, 1, "e/old").await.expect("e/old is group 1's");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s3.head_object().bucket(BUCKET).key("e/old").send().await.is_ok() {
+            assert!(Instant::now() < deadline, "e/old does not expire");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(get_bytes(&s3, BUCKET, "d/9m").await, objects[3].1, "outside the rule's prefix");
     });
 }
