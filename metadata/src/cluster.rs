@@ -362,6 +362,40 @@ mod tests {
     }
 
     #[test]
+    fn a_mirror_takes_group_0s_liveness_and_removals() {
+        let timeout = Duration::from_secs(10);
+        let status = |id: &str, alive: bool, heard_ms: i64| NodeStatus {
+            info: Some(info(id, 0)),
+            last_heartbeat_unix_ms: heard_ms,
+            alive,
+            admin: NodeAdmin::Active.into(),
+        };
+        let mirror = Cluster::new(timeout, vec![], vec![]);
+        let now = Instant::now();
+        // Group 0's clock says "alive" 12 s after the heartbeat (a new leader's presumption): alive here too.
+        mirror.mirror(
+            vec![status("a", true, 88_000), status("b", false, 50_000), status("c", true, 99_000)],
+            now,
+            100_000,
+        );
+        let placeable =
+            |at: Instant| -> Vec<String> { mirror.placeable_nodes(at).into_iter().map(|n| n.node_id).collect() };
+        assert_eq!(placeable(now), ["a", "c"]);
+        assert_eq!(placeable(now + Duration::from_secs(5)), ["c"], "a copy not refreshed ages like heartbeats");
+        assert!(placeable(now + timeout + Duration::from_secs(1)).is_empty());
+        assert_eq!(mirror.shard_target("b", "d0", now), ShardTarget::Unreachable);
+        // A node that leaves group 0's map was removed: its shards are written off here too.
+        let version = mirror.addresses_version();
+        mirror.mirror(vec![status("a", true, 100_000), status("c", true, 100_000)], now, 100_000);
+        assert_eq!(mirror.shard_target("b", "d0", now), ShardTarget::DiskGone);
+        assert_eq!(mirror.admin("b"), NodeAdmin::Removed);
+        assert!(mirror.addresses_version() > version);
+        mirror.mirror(vec![status("a", true, 100_000)], now, 100_000);
+        assert_eq!(mirror.admin("b"), NodeAdmin::Removed, "and stays removed");
+        assert_eq!(mirror.admin("c"), NodeAdmin::Removed);
+    }
+
+    #[test]
     fn a_new_leader_presumes_stored_nodes_alive_for_one_timeout() {
         let start = Instant::now();
         let cluster = Cluster::new(Duration::from_secs(10), vec![info("seen", 0)], vec![]);
