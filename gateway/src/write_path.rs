@@ -28,12 +28,29 @@ use crate::error::{GatewayError, GatewayResult};
 
 type StdError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The object (or multipart upload) a write is for. The metadata group owning this key allocates
+/// the data and keeps its intent beside the record that will commit it, so the allocation, the
+/// commit and an abandonment all go to that group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteKey {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl WriteKey {
+    pub fn new(bucket: &str, key: &str) -> WriteKey {
+        WriteKey { bucket: bucket.to_string(), key: key.to_string() }
+    }
+}
+
 /// Bytes written but not yet committed.
 pub struct Written {
     pub segment: Segment,
     pub md5: [u8; 16],
     /// Hand these to the metadata commit so the data stops being garbage.
     pub intents: Vec<Vec<u8>>,
+    /// What the data was allocated for: where its intents are abandoned.
+    pub key: WriteKey,
 }
 
 /// Shard indexes of one data that failed to land, with the first stripe each failed at. Once an
@@ -66,6 +83,7 @@ impl Unwritten {
 /// away mid-upload), so the shards are collected now rather than when the intent expires.
 struct IntentGuard {
     plane: DataPlane,
+    key: WriteKey,
     intent: Option<Vec<u8>>,
 }
 
@@ -79,9 +97,10 @@ impl Drop for IntentGuard {
     fn drop(&mut self) {
         if let Some(intent) = self.intent.take() {
             let mut client = self.plane.metadata.rpc();
+            let WriteKey { bucket, key } = std::mem::take(&mut self.key);
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
-                    if let Err(e) = client.abandon_data(AbandonDataRequest { intent }).await {
+                    if let Err(e) = client.abandon_data(AbandonDataRequest { intent, bucket, key }).await {
                         tracing::warn!(error = %e, "abandoning unwritten data failed; its intent will expire");
                     }
                 });
@@ -91,8 +110,9 @@ impl Drop for IntentGuard {
 }
 
 impl DataPlane {
-    /// Consumes `body` and stores it. `max_len` bounds the body (EntityTooLarge beyond it).
-    pub async fn write<S>(&self, mut body: S, max_len: u64) -> GatewayResult<Written>
+    /// Consumes `body` and stores it as data of `key`. `max_len` bounds the body (EntityTooLarge
+    /// beyond it).
+    pub async fn write<S>(&self, key: &WriteKey, mut body: S, max_len: u64) -> GatewayResult<Written>
     where
         S: Stream<Item = Result<Bytes, StdError>> + Unpin,
     {
@@ -126,12 +146,19 @@ impl DataPlane {
                 part_number: 0,
                 ..Default::default()
             };
-            return Ok(Written { segment, md5, intents: Vec::new() });
+            return Ok(Written { segment, md5, intents: Vec::new(), key: key.clone() });
         }
-        self.write_striped(head.freeze(), md5, body, max_len).await
+        self.write_striped(key, head.freeze(), md5, body, max_len).await
     }
 
-    async fn write_striped<S>(&self, head: Bytes, mut md5: Md5, mut body: S, max_len: u64) -> GatewayResult<Written>
+    async fn write_striped<S>(
+        &self,
+        key: &WriteKey,
+        head: Bytes,
+        mut md5: Md5,
+        mut body: S,
+        max_len: u64,
+    ) -> GatewayResult<Written>
     where
         S: Stream<Item = Result<Bytes, StdError>> + Unpin,
     {
@@ -142,11 +169,13 @@ impl DataPlane {
                 data_shards: self.ec.data_shards,
                 parity_shards: self.ec.parity_shards,
                 min_shards: self.write_quorum as u32,
+                bucket: key.bucket.clone(),
+                key: key.key.clone(),
             })
             .await
             .map_err(coffer_proto::RemoteError::from)?
             .into_inner();
-        let guard = IntentGuard { plane: self.clone(), intent: Some(allocation.intent) };
+        let guard = IntentGuard { plane: self.clone(), key: key.clone(), intent: Some(allocation.intent) };
         if allocation.shards.len() != self.ec.total() as usize {
             return Err(GatewayError::Internal("metadata returned a placement of the wrong width".into()));
         }
@@ -218,7 +247,7 @@ impl DataPlane {
             part_number: 0,
             ..Default::default()
         };
-        Ok(Written { segment, md5, intents: vec![guard.disarm()] })
+        Ok(Written { segment, md5, intents: vec![guard.disarm()], key: key.clone() })
     }
 
     /// Records the shards that did not land, durably, before the data may be committed: repair

@@ -117,6 +117,53 @@ impl Cluster {
         *state = fresh;
     }
 
+    /// A range group's copy of group 0's map (`cluster_feed`): group 0 hears the heartbeats, so its
+    /// judgement of liveness is taken as it is. Each node's last heartbeat is placed `now` minus
+    /// its age by group 0's clock — an alive node no older than the timeout, so it counts as alive
+    /// here until the timeout passes without a newer copy; a dead one at least past it.
+    pub fn mirror(&self, nodes: Vec<NodeStatus>, now: Instant, now_unix_ms: i64) {
+        let mut state = self.write();
+        let mut mirrored = BTreeMap::new();
+        let mut admin = BTreeMap::new();
+        for status in nodes {
+            let Some(info) = status.info else { continue };
+            let heard_ms = status.last_heartbeat_unix_ms;
+            let age = Duration::from_millis(u64::try_from(now_unix_ms.saturating_sub(heard_ms)).unwrap_or(0));
+            let age = if status.alive {
+                age.min(self.node_timeout)
+            } else {
+                age.max(self.node_timeout + Duration::from_millis(1))
+            };
+            let last_heartbeat =
+                if status.alive || heard_ms > 0 { now.checked_sub(age).map(|at| (at, heard_ms)) } else { None };
+            let node_admin = NodeAdmin::try_from(status.admin).unwrap_or_default();
+            if node_admin != NodeAdmin::Active {
+                admin.insert(info.node_id.clone(), node_admin);
+            }
+            let entry = NodeEntry { info: info.clone(), last_heartbeat, stored: Some((info, None)) };
+            mirrored.insert(entry.info.node_id.clone(), entry);
+        }
+        let moved = mirrored.len() != state.nodes.len()
+            || mirrored
+                .iter()
+                .any(|(id, entry)| state.nodes.get(id).is_none_or(|old| old.info.address != entry.info.address));
+        if moved {
+            state.addresses_version += 1;
+        }
+        // Group 0's map forgets a node only when it is removed (`RemoveNode`), and then lists it no
+        // more: a node that left the copy, or was removed here before, stays removed, so its shards
+        // count as gone for this group's collector too.
+        let gone = state.nodes.keys().filter(|id| !mirrored.contains_key(*id)).cloned();
+        let removed_before = state.admin.iter().filter(|(_, a)| **a == NodeAdmin::Removed).map(|(id, _)| id.clone());
+        for id in gone.chain(removed_before).collect::<Vec<_>>() {
+            if !mirrored.contains_key(&id) {
+                admin.insert(id, NodeAdmin::Removed);
+            }
+        }
+        state.nodes = mirrored;
+        state.admin = admin;
+    }
+
     pub fn set_admin(&self, node_id: &str, admin: NodeAdmin) {
         let mut state = self.write();
         if admin == NodeAdmin::Active {
@@ -312,6 +359,40 @@ mod tests {
         assert_eq!(cluster.shard_target("a", "d9", start), ShardTarget::DiskGone);
         assert_eq!(cluster.shard_target("stored", "d0", start), ShardTarget::Unreachable);
         assert_eq!(cluster.shard_target("nope", "d0", start), ShardTarget::Unreachable);
+    }
+
+    #[test]
+    fn a_mirror_takes_group_0s_liveness_and_removals() {
+        let timeout = Duration::from_secs(10);
+        let status = |id: &str, alive: bool, heard_ms: i64| NodeStatus {
+            info: Some(info(id, 0)),
+            last_heartbeat_unix_ms: heard_ms,
+            alive,
+            admin: NodeAdmin::Active.into(),
+        };
+        let mirror = Cluster::new(timeout, vec![], vec![]);
+        let now = Instant::now();
+        // Group 0's clock says "alive" 12 s after the heartbeat (a new leader's presumption): alive here too.
+        mirror.mirror(
+            vec![status("a", true, 88_000), status("b", false, 50_000), status("c", true, 99_000)],
+            now,
+            100_000,
+        );
+        let placeable =
+            |at: Instant| -> Vec<String> { mirror.placeable_nodes(at).into_iter().map(|n| n.node_id).collect() };
+        assert_eq!(placeable(now), ["a", "c"]);
+        assert_eq!(placeable(now + Duration::from_secs(5)), ["c"], "a copy not refreshed ages like heartbeats");
+        assert!(placeable(now + timeout + Duration::from_secs(1)).is_empty());
+        assert_eq!(mirror.shard_target("b", "d0", now), ShardTarget::Unreachable);
+        // A node that leaves group 0's map was removed: its shards are written off here too.
+        let version = mirror.addresses_version();
+        mirror.mirror(vec![status("a", true, 100_000), status("c", true, 100_000)], now, 100_000);
+        assert_eq!(mirror.shard_target("b", "d0", now), ShardTarget::DiskGone);
+        assert_eq!(mirror.admin("b"), NodeAdmin::Removed);
+        assert!(mirror.addresses_version() > version);
+        mirror.mirror(vec![status("a", true, 100_000)], now, 100_000);
+        assert_eq!(mirror.admin("b"), NodeAdmin::Removed, "and stays removed");
+        assert_eq!(mirror.admin("c"), NodeAdmin::Removed);
     }
 
     #[test]

@@ -476,8 +476,16 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             Ok(Applied::Done)
         }
         Command::ReportDamaged { shards } => {
+            // Reports go to every group once range groups exist: each keeps those of the data it
+            // holds on the reported disk (its holdings, written when the data was allocated, so an
+            // unwritten shard reported before the commit is kept too). Without range groups group
+            // 0 keeps every report, as before (repair drops unowned ones after a while).
+            let sharded = store.range().is_some() || !store.directory_records().is_empty();
             for shard in &shards {
                 validate_damaged(shard)?;
+                if sharded && !data::holds(store, &shard.node_id, &shard.disk_id, &shard.data_id)? {
+                    continue;
+                }
                 let key = keys::damaged(&shard.disk_id, &shard.data_id, shard.stripe, shard.index);
                 batch.put_cf(store.cf(Cf::Damaged)?, key, shard.encode_to_vec());
             }
@@ -831,7 +839,7 @@ pub(crate) mod tests {
             store,
             Command::RecordIntent {
                 intent: intent.clone(),
-                record: GcRecord { data_id: data_id.to_vec(), shards: shards.clone() },
+                record: GcRecord { data_id: data_id.to_vec(), shards: shards.clone(), ..Default::default() },
             },
         )
         .unwrap();

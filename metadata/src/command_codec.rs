@@ -372,7 +372,7 @@ mod tests {
             Command::DeleteBucket { name: "photos".into(), stamp: stamp() },
             Command::RecordIntent {
                 intent: vec![0, 0, 1, 2],
-                record: GcRecord { data_id: vec![4, 5, 6], shards: vec![shard(1), shard(2)] },
+                record: GcRecord { data_id: vec![4, 5, 6], shards: vec![shard(1), shard(2)], ..Default::default() },
             },
             Command::AbandonData { intent: vec![3, 3, 3], stamp: stamp() },
             put_object(),

@@ -41,7 +41,7 @@ pub fn schedule(
     if layout.shards.is_empty() {
         return Ok(());
     }
-    let record = GcRecord { data_id: layout.data_id.clone(), shards: layout.shards.clone() };
+    let record = GcRecord { data_id: layout.data_id.clone(), shards: layout.shards.clone(), ..Default::default() };
     batch.delete_cf(store.cf(Cf::Owners)?, &layout.data_id);
     put_gc(store, batch, &keys::gc(not_before_unix_ms, &layout.data_id), record)
 }
@@ -159,6 +159,14 @@ pub fn own(
 }
 
 /// From now until the collector has deleted them, `data_id` may have shards at `shards`.
+/// Whether `node_id`/`disk_id` has (or may have) shards of `data_id` by this group's records.
+pub fn holds(store: &Store, node_id: &str, disk_id: &str, data_id: &[u8]) -> Result<bool, MetadataError> {
+    let key = keys::holding(node_id, disk_id, data_id);
+    let found =
+        store.db().get_pinned_cf(store.cf(Cf::Holdings)?, key).map_err(MetadataError::db("reading holdings"))?;
+    Ok(found.is_some())
+}
+
 pub fn hold(
     store: &Store,
     batch: &mut WriteBatch,

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::applier::Applier;
 use crate::cluster::{Cluster, ShardTarget};
+use crate::cluster_feed::ClusterFeed;
 use crate::command::{Command, GcRetry};
 use crate::error::MetadataError;
 use crate::store::Store;
@@ -38,6 +39,8 @@ pub struct Collector {
     pool_version: Option<u64>,
     /// Consecutive failed passes per data id. In memory only: a restart merely restarts backoff.
     failures: HashMap<Vec<u8>, u32>,
+    /// A range group's collector: `cluster` is a copy of group 0's map, refreshed before each pass.
+    feed: Option<Arc<ClusterFeed>>,
 }
 
 /// Result of one pass.
@@ -66,7 +69,14 @@ impl Collector {
             interval,
             pool_version: None,
             failures: HashMap::new(),
+            feed: None,
         }
+    }
+
+    /// A range group's collector (see `cluster_feed`).
+    pub fn with_feed(mut self, feed: Option<Arc<ClusterFeed>>) -> Collector {
+        self.feed = feed;
+        self
     }
 
     /// Runs passes every interval until `stop` fires (or its sender is dropped).
@@ -100,6 +110,9 @@ impl Collector {
 
     /// One pass over the entries due at `now_unix_ms`.
     pub async fn pass(&mut self, now_unix_ms: i64, now: Instant) -> Result<Pass, MetadataError> {
+        if let Some(feed) = &self.feed {
+            feed.refresh().await?;
+        }
         let version = self.cluster.addresses_version();
         if self.pool_version != Some(version) {
             self.pool.set_nodes(self.cluster.addresses());
@@ -267,7 +280,7 @@ mod tests {
             (1_000, b"d", vec![shard("live", "d0")]),
         ];
         for (due, id, shards) in entries {
-            let record = GcRecord { data_id: id.to_vec(), shards };
+            let record = GcRecord { data_id: id.to_vec(), shards, ..Default::default() };
             applier.submit(Command::RecordIntent { intent: keys::gc(due, id), record }).await.unwrap();
         }
 

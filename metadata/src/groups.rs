@@ -6,7 +6,8 @@
 //! opened here, outside the apply path: its own RocksDB at `<db>.groups/<g>/` (the range's
 //! descriptor stored in it before anything else), snapshots at `<db>.groups/<g>.snapshots/`, its
 //! own openraft `Raft` under the process's group-0 node id, batcher, read barrier, leader gate and
-//! `MetadataService`. A watcher polls group 0's records, so a group is opened after its creation
+//! `MetadataService`, a copy of group 0's cluster map (`cluster_feed`) to place and collect its
+//! data by, and its own leader-only workers (`leader_tasks`). A watcher polls group 0's records, so a group is opened after its creation
 //! applies here, after a snapshot install brought the record, and again after every restart.
 //!
 //! One gRPC server serves every group: [`GroupDispatchLayer`] sends a call carrying
@@ -28,14 +29,20 @@ use tonic::body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
 use crate::applier::Applier;
 use crate::cluster::Cluster;
+use crate::cluster_feed::ClusterFeed;
+use crate::config::MetadataConfig;
 use crate::error::MetadataError;
 use crate::leader_gate::LeaderGateLayer;
 use crate::raft::{Membership, RaftOptions, RaftService, Replication};
 use crate::range::{Descriptor, GroupRecord};
 use crate::service::{MetadataService, Timing};
 use crate::store::Store;
+use crate::{leader_tasks, notify};
 
 /// How often the watcher looks for recorded groups not open yet unasked: it wakes when the store
 /// reloads its copy of the records (an applied `CreateRangeGroup`, a snapshot install); this poll
@@ -52,17 +59,18 @@ pub struct Group {
     pub replication: Replication,
     /// The group's `Metadata` and `MetadataRaft` services behind its own leader gate.
     service: GroupService,
+    /// The supervisor of the group's leader-only workers (see `leader_tasks`) and its stop.
+    leader_tasks: std::sync::Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
 
 /// What every range group of the process shares with group 0.
 pub struct Settings {
-    /// Group 0's database path (`--db`); range groups live beside it.
-    pub db: PathBuf,
-    pub advertise: String,
-    pub snapshot_entries: u64,
+    /// Group 0's flags: its database path (`--db`; range groups live beside it), the timings of
+    /// the data path and of the leader's workers, which every group shares.
+    pub config: MetadataConfig,
     pub client: ClientConfig,
-    pub timing: Timing,
-    pub node_timeout: Duration,
+    /// Webhook targets of bucket notifications (each group's dispatcher sends its own events).
+    pub targets: notify::Targets,
 }
 
 /// The range groups open on this process. Cheap to clone.
@@ -143,8 +151,9 @@ impl Groups {
 
     async fn open(&self, record: GroupRecord) -> Result<(), MetadataError> {
         let settings = &self.0.settings;
+        let config = &settings.config;
         let group = record.group;
-        let (dir, snapshot_dir) = group_paths(&settings.db, group);
+        let (dir, snapshot_dir) = group_paths(&config.db, group);
         let descriptor = record.descriptor.clone();
         let store = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
@@ -158,18 +167,24 @@ impl Groups {
         .map_err(|e| MetadataError::Internal(format!("open task failed: {e}")))??;
         let options = RaftOptions {
             membership: Membership::Members(record.voters.iter().cloned().collect()),
-            advertise: settings.advertise.clone(),
+            advertise: config.advertise_url(),
             snapshot_dir,
-            snapshot_entries: settings.snapshot_entries,
+            snapshot_entries: config.raft_snapshot_entries,
             client: settings.client.clone(),
             group,
             node_id: Some(self.0.zero.id()),
         };
         let replication = Replication::start(store.clone(), options).await?;
-        // Nodes register and heartbeat with group 0; a range group's table stays empty (placement
-        // is group 0's in step 1).
-        let cluster = Arc::new(Cluster::new(settings.node_timeout, Vec::new(), Vec::new()));
-        let api = MetadataService::new(store, Applier::replicated(replication.clone()), cluster, settings.timing);
+        // Nodes register and heartbeat with group 0 only: the group places shards, collects its
+        // garbage and plans repair from a copy of group 0's map.
+        let cluster = Arc::new(Cluster::new(config.node_timeout, Vec::new(), Vec::new()));
+        let zero_urls: Vec<String> = self.0.zero.voters().into_iter().map(|(_, url)| url).collect();
+        let feed = Arc::new(ClusterFeed::new(cluster.clone(), &zero_urls, &settings.client)?);
+        let applier = Applier::replicated(replication.clone());
+        let api = MetadataService::new(store.clone(), applier.clone(), cluster.clone(), Timing::from(config))
+            .with_cluster_feed(feed.clone())
+            .with_group(group)
+            .with_notify_targets(settings.targets.clone());
         let routes = tonic::service::Routes::new(
             MetadataServer::new(api)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -181,16 +196,43 @@ impl Groups {
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
         let service = BoxCloneSyncService::new(LeaderGateLayer::new(Some(replication.clone())).layer(routes));
+        // The group's own collector, lifecycle worker, expirer and notification dispatcher, on
+        // whichever replica leads it.
+        let workers = leader_tasks::Workers {
+            store,
+            applier,
+            cluster,
+            config: config.clone(),
+            targets: settings.targets.clone(),
+            tls: settings.client.tls.clone(),
+            group,
+            feed: Some(feed),
+        };
+        let (stop, stopped) = oneshot::channel();
+        let supervisor = tokio::spawn(leader_tasks::supervise(workers, Some(replication.leadership()), stopped));
         let range = record.descriptor.range.to_string();
-        let opened = Arc::new(Group { descriptor: record.descriptor, replication, service });
+        let opened = Arc::new(Group {
+            descriptor: record.descriptor,
+            replication,
+            service,
+            leader_tasks: std::sync::Mutex::new(Some((stop, supervisor))),
+        });
         self.0.open.write().unwrap_or_else(|e| e.into_inner()).insert(group, opened);
         tracing::info!(group, %range, "metadata range group open");
         Ok(())
     }
 
-    /// Stops every open group's Raft.
+    /// Stops every open group's leader workers, then its Raft.
     pub async fn shutdown(&self) {
-        for (_, group) in self.all() {
+        for (group_id, group) in self.all() {
+            let tasks = group.leader_tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((stop, supervisor)) = tasks {
+                // A send error means the supervisor already ended.
+                let _ = stop.send(());
+                if let Err(e) = supervisor.await {
+                    tracing::error!(group = group_id, error = %e, "a range group's leader task supervisor failed");
+                }
+            }
             group.replication.shutdown().await;
         }
     }

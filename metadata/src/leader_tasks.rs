@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::applier::Applier;
 use crate::cluster::Cluster;
+use crate::cluster_feed::ClusterFeed;
 use crate::config::MetadataConfig;
 use crate::gc::Collector;
 use crate::store::Store;
@@ -24,6 +25,10 @@ pub struct Workers {
     pub config: MetadataConfig,
     pub targets: notify::Targets,
     pub tls: Option<coffer_proto::grpc_tls::GrpcTls>,
+    /// The group the workers are for (0: the directory, or a lone service), for the log.
+    pub group: u64,
+    /// A range group's workers: `cluster` is a copy of group 0's map (see `cluster_feed`).
+    pub feed: Option<Arc<ClusterFeed>>,
 }
 
 struct Running {
@@ -46,7 +51,8 @@ impl Workers {
             self.cluster.clone(),
             config.gc_interval,
             self.tls.clone(),
-        );
+        )
+        .with_feed(self.feed.clone());
         spawn("garbage collector", Box::new(move |stop| tokio::spawn(collector.run(stop))));
         let lifecycle = lifecycle::Worker::new(
             self.store.clone(),
@@ -64,8 +70,15 @@ impl Workers {
         running
     }
 
-    /// The node table as the database has it now (a follower applied changes without it).
+    /// The node table as the database has it now (a follower applied changes without it); a range
+    /// group's, as group 0 has it now.
     async fn reload_cluster(&self) {
+        if let Some(feed) = &self.feed {
+            if let Err(e) = feed.refresh().await {
+                tracing::warn!(error = %e, "cannot read group 0's cluster map yet");
+            }
+            return;
+        }
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || Ok::<_, crate::MetadataError>((store.nodes()?, store.node_admin()?)))
             .await
@@ -102,12 +115,18 @@ pub async fn supervise(
         let leading = leadership.as_ref().is_none_or(|l| *l.borrow());
         if leading && running.is_none() {
             if leadership.is_some() {
-                tracing::info!("this replica leads the metadata group: starting the leader's background work");
+                tracing::info!(
+                    group = workers.group,
+                    "this replica leads the metadata group: starting the leader's background work"
+                );
                 workers.reload_cluster().await;
             }
             running = Some(workers.start());
         } else if !leading && let Some(work) = running.take() {
-            tracing::info!("this replica no longer leads: stopping the leader's background work");
+            tracing::info!(
+                group = workers.group,
+                "this replica no longer leads: stopping the leader's background work"
+            );
             work.stop().await;
         }
         match leadership.as_mut() {

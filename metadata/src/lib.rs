@@ -9,6 +9,7 @@ mod accounts;
 mod applier;
 mod bucket_state;
 mod cluster;
+mod cluster_feed;
 mod command;
 pub mod command_codec;
 mod config;
@@ -31,6 +32,7 @@ mod object_lock;
 mod placement;
 pub mod raft;
 mod range;
+mod range_fanout;
 mod repair;
 mod service;
 mod stats;
@@ -141,6 +143,8 @@ pub async fn serve_with(
         config: config.clone(),
         targets: targets.clone(),
         tls: tls.clone(),
+        group: 0,
+        feed: None,
     };
     let (stop_leader_tasks, leader_tasks_stop) = oneshot::channel();
     let leader_tasks =
@@ -150,12 +154,9 @@ pub async fn serve_with(
     // same gRPC server through the group dispatcher.
     let groups = replication.clone().map(|zero| {
         let settings = groups::Settings {
-            db: config.db.clone(),
-            advertise: config.advertise_url(),
-            snapshot_entries: config.raft_snapshot_entries,
+            config: config.clone(),
             client: coffer_proto::metadata_client::ClientConfig { tls: tls.clone(), ..Default::default() },
-            timing: Timing::from(&config),
-            node_timeout: config.node_timeout,
+            targets: targets.clone(),
         };
         groups::Groups::new(settings, store.clone(), zero)
     });
@@ -320,8 +321,8 @@ mod tests {
         client.create_bucket(bucket.clone()).await.unwrap();
         assert_eq!(code(client.create_bucket(bucket).await), ErrorCode::BucketAlreadyOwnedByYou);
 
-        let shape = AllocateDataRequest { data_shards: 2, parity_shards: 1, min_shards: 0 };
-        assert_eq!(code(client.allocate_data(shape).await), ErrorCode::InsufficientCapacity);
+        let shape = AllocateDataRequest { data_shards: 2, parity_shards: 1, ..Default::default() };
+        assert_eq!(code(client.allocate_data(shape.clone()).await), ErrorCode::InsufficientCapacity);
         for id in ["n1", "n2"] {
             client.register_node(RegisterNodeRequest { node: Some(node(id)) }).await.unwrap();
         }

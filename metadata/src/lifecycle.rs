@@ -68,6 +68,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// The (bucket, key) the action changes: it belongs to the group owning that key.
+    pub fn target(&self) -> (&str, &str) {
+        match self {
+            Action::ExpireCurrent { bucket, key, .. }
+            | Action::RemoveVersion { bucket, key, .. }
+            | Action::AbortUpload { bucket, key, .. } => (bucket, key),
+        }
+    }
+
     fn label(&self) -> &'static str {
         match self {
             Action::ExpireCurrent { .. } => "expire",

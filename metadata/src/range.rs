@@ -255,7 +255,7 @@ pub(crate) fn keyed_bucket_of(command: &Command) -> Option<&str> {
 pub(crate) fn admit_in_directory(store: &Store, command: &Command) -> Result<(), MetadataError> {
     match scope(command) {
         Scope::Key(bucket, key) => store.check_directory_key(bucket, key),
-        Scope::Bucket(_) | Scope::Directory => Ok(()),
+        Scope::Bucket(_) | Scope::Directory | Scope::Own => Ok(()),
     }
 }
 
@@ -301,8 +301,12 @@ pub fn listing_end(store: &Store, bucket: &str, at: &[u8]) -> Result<Option<(Str
 enum Scope<'a> {
     Key(&'a str, &'a str),
     Bucket(&'a str),
-    /// State group 0 keeps (nodes, IAM, repair, collector, accounts, range groups, …).
+    /// State group 0 keeps (nodes, IAM, repair, accounts, range groups, …).
     Directory,
+    /// Each group's own bookkeeping, by data id or of its own workers (abandoned intents, the
+    /// collector's results, damaged-shard reports and repairs, the lifecycle cursor, delivered
+    /// notifications): every group applies it to its own entries.
+    Own,
 }
 
 fn scope(command: &Command) -> Scope<'_> {
@@ -328,23 +332,34 @@ fn scope(command: &Command) -> Scope<'_> {
         | Command::SetBucketPolicy { name, .. }
         | Command::SetBucketConfig { name, .. } => Scope::Bucket(name),
         Command::SetBucketState { bucket, .. } => Scope::Bucket(bucket),
-        // Data intents, nodes, repair, the collector, IAM, accounts, the background workers (which
-        // run on group 0 only in step 1) and the range table are group 0's.
-        Command::RecordIntent { .. }
-        | Command::AbandonData { .. }
-        | Command::PutNode { .. }
+        // An intent lives with the record that will commit it: in the group owning its key. One
+        // from a writer that named no key is group 0's (as before range groups).
+        Command::RecordIntent { record, .. } if !record.bucket.is_empty() => Scope::Key(&record.bucket, &record.key),
+        // Each group's leader runs its own lifecycle worker, expirer and notification dispatcher
+        // over the keys it holds.
+        Command::Lifecycle { action, .. } => {
+            let (bucket, key) = action.target();
+            Scope::Key(bucket, key)
+        }
+        // By data id, in the group that holds the intent or the gc entry (a group that holds none
+        // changes nothing), and each group's own worker state.
+        // Damaged-shard reports go to every group, and each keeps those of the data it holds; repair
+        // is planned and completed in the group holding the data's record.
+        Command::AbandonData { .. }
+        | Command::FinishGc { .. }
+        | Command::SetLifecycleCursor { .. }
+        | Command::NotifyDone { .. }
         | Command::ReportDamaged { .. }
+        | Command::DropDamaged { .. }
+        | Command::CompleteRepair { .. } => Scope::Own,
+        // Nodes, IAM, accounts and the range table are group 0's.
+        Command::RecordIntent { .. }
+        | Command::PutNode { .. }
         | Command::SetNodeAdmin { .. }
         | Command::RemoveNode { .. }
         | Command::SetAccountMetadata { .. }
-        | Command::CompleteRepair { .. }
-        | Command::DropDamaged { .. }
         | Command::PutIam { .. }
         | Command::DeleteIam { .. }
-        | Command::FinishGc { .. }
-        | Command::Lifecycle { .. }
-        | Command::SetLifecycleCursor { .. }
-        | Command::NotifyDone { .. }
         | Command::CreateRangeGroup { .. }
         | Command::BucketStateDelivered { .. } => Scope::Directory,
     }
@@ -375,6 +390,7 @@ impl Descriptor {
         match scope(command) {
             Scope::Key(bucket, key) => self.check_key(bucket, key),
             Scope::Bucket(bucket) => self.check_bucket(bucket),
+            Scope::Own => Ok(()),
             Scope::Directory => Err(self.wrong("this command belongs to group 0, not a range group".into())),
         }
     }
@@ -513,6 +529,100 @@ pub(crate) mod tests {
         assert_eq!(refused.code(), coffer_proto::ErrorCode::WrongRange);
         let refused = crate::command::apply(&store, create(5, ("x", ""), ("y", ""))).unwrap_err();
         assert_eq!(refused.code(), coffer_proto::ErrorCode::WrongRange, "range groups create no groups");
+    }
+
+    /// An intent on two shards for `key` of bucket "b" (no key: an older writer's).
+    fn intent(data_id: &[u8], key: Option<&str>) -> (Vec<u8>, Command) {
+        let shards: Vec<coffer_proto::pb::metadata::ShardLocation> = (0..2)
+            .map(|i| coffer_proto::pb::metadata::ShardLocation { node_id: format!("n{i}"), disk_id: "d".into() })
+            .collect();
+        let gc_key = crate::keys::gc(1_000_000, data_id);
+        let record = coffer_proto::pb::metadata::GcRecord {
+            data_id: data_id.to_vec(),
+            shards,
+            bucket: key.map_or(String::new(), |_| "b".into()),
+            key: key.unwrap_or_default().into(),
+        };
+        (gc_key.clone(), Command::RecordIntent { intent: gc_key, record })
+    }
+
+    #[test]
+    fn data_lives_in_the_group_of_the_key_it_is_written_for() {
+        use coffer_proto::pb::metadata::{DataLayout, Segment};
+        let wrong = Err(coffer_proto::ErrorCode::WrongRange);
+        let code = |result: Result<Applied, MetadataError>| result.map(|_| ()).map_err(|e| e.code());
+        let dir = tempfile::tempdir().unwrap();
+        let group = Store::open(dir.path()).unwrap();
+        group.set_range(Descriptor { range: range(("b", "k"), ("b", "m")), epoch: 1 }).unwrap();
+        let bucket = coffer_proto::pb::metadata::BucketRecord { name: "b".into(), ..Default::default() };
+        crate::command::apply(
+            &group,
+            Command::SetBucketState { bucket: "b".into(), record: bucket, deleted: false, generation: 1 },
+        )
+        .unwrap();
+        // A range group takes intents for its own keys only, never one that names no key.
+        assert_eq!(code(crate::command::apply(&group, intent(b"out", Some("zebra")).1)), wrong);
+        assert_eq!(code(crate::command::apply(&group, intent(b"anon", None).1)), wrong);
+        let (kept, record) = intent(b"kept", Some("kite"));
+        crate::command::apply(&group, record).unwrap();
+        let (dropped, record) = intent(b"dropped", Some("kite"));
+        crate::command::apply(&group, record).unwrap();
+
+        // The commit finds the intent in the same database: the data's owner and holdings are here.
+        let layout = DataLayout {
+            data_id: b"kept".to_vec(),
+            data_shards: 1,
+            parity_shards: 1,
+            stripe_size: 1 << 20,
+            size: 10,
+            shards: group.gc_entry(&kept).unwrap().unwrap().shards,
+        };
+        let mut object = inline("kite");
+        object.size = 10;
+        object.segments = vec![Segment { size: 10, layout: Some(layout), ..Default::default() }];
+        let stamp = crate::command::tests::stamp(10);
+        let put =
+            Command::PutObject { record: object, intents: vec![kept.clone()], condition: Default::default(), stamp };
+        crate::command::apply(&group, put).unwrap();
+        assert!(group.gc_entry(&kept).unwrap().is_none(), "committed: no longer garbage");
+        assert_eq!(group.owner(b"kept").unwrap().map(|o| o.key), Some("kite".to_string()));
+
+        // Abandoning and the collector's results are the group's own, by data id.
+        crate::command::apply(
+            &group,
+            Command::AbandonData { intent: dropped, stamp: crate::command::tests::stamp(11) },
+        )
+        .unwrap();
+        let due = group.due_gc(11, 10).unwrap();
+        assert_eq!(due.iter().map(|(_, r)| r.data_id.clone()).collect::<Vec<_>>(), [b"dropped".to_vec()]);
+        crate::command::apply(&group, Command::FinishGc { done: vec![due[0].0.clone()], retry: vec![] }).unwrap();
+        assert!(group.due_gc(i64::MAX - 1, 10).unwrap().is_empty());
+
+        // A damaged-shard report reaches every group; each keeps those of the data it holds.
+        let report = |data_id: &[u8]| coffer_proto::pb::metadata::DamagedShard {
+            node_id: "n0".into(),
+            disk_id: "d".into(),
+            data_id: data_id.to_vec(),
+            reason: "missing".into(),
+            ..Default::default()
+        };
+        let reports = Command::ReportDamaged { shards: vec![report(b"kept"), report(b"elsewhere")] };
+        crate::command::apply(&group, reports).unwrap();
+        let kept: Vec<Vec<u8>> = group.damaged_shards(10).unwrap().into_iter().map(|s| s.data_id).collect();
+        assert_eq!(kept, [b"kept".to_vec()]);
+
+        // Group 0 refuses an intent for a range group's key and keeps taking unkeyed ones.
+        let dir = tempfile::tempdir().unwrap();
+        let zero = Store::open(dir.path()).unwrap();
+        crate::command::apply(&zero, create(1, ("b", "k"), ("b", "m"))).unwrap();
+        assert_eq!(code(crate::command::apply(&zero, intent(b"in-1", Some("kite")).1)), wrong);
+        crate::command::apply(&zero, intent(b"anon", None).1).unwrap();
+        crate::command::apply(&zero, intent(b"zero", Some("zebra")).1).unwrap();
+        // With range groups, group 0 too keeps only the reports of the data it holds.
+        let reports = Command::ReportDamaged { shards: vec![report(b"zero"), report(b"kept")] };
+        crate::command::apply(&zero, reports).unwrap();
+        let kept: Vec<Vec<u8>> = zero.damaged_shards(10).unwrap().into_iter().map(|s| s.data_id).collect();
+        assert_eq!(kept, [b"zero".to_vec()]);
     }
 
     fn inline(key: &str) -> coffer_proto::pb::metadata::ObjectRecord {

@@ -106,6 +106,8 @@ pub fn plan(
             target: Some(target),
             first_stripe: if must_move { 0 } else { column.first_stripe },
             reason: column.reason.to_string(),
+            // Named by the service that hands the task out (see `MetadataService::claim_repairs`).
+            group: 0,
         });
     }
     Ok(plan)
@@ -262,7 +264,7 @@ pub fn complete(
             // After the read grace, like any replaced copy: an in-place rewrite that lost a race
             // with a move wrote where readers of the older layout may still look.
             data::hold(store, batch, data_id, std::slice::from_ref(target))?;
-            let record = GcRecord { data_id: data_id.to_vec(), shards: vec![target.clone()] };
+            let record = GcRecord { data_id: data_id.to_vec(), shards: vec![target.clone()], ..Default::default() };
             data::put_gc(store, batch, &keys::gc(stamp.replaced_gc_unix_ms, data_id), record)?;
         }
         return Ok(Applied::Repaired(false));
@@ -273,7 +275,7 @@ pub fn complete(
         };
         relocate(store, batch, &owner, data_id, index, target)?;
         data::hold(store, batch, data_id, std::slice::from_ref(target))?;
-        let record = GcRecord { data_id: data_id.to_vec(), shards: vec![source.clone()] };
+        let record = GcRecord { data_id: data_id.to_vec(), shards: vec![source.clone()], ..Default::default() };
         data::put_gc(store, batch, &keys::gc(stamp.replaced_gc_unix_ms, data_id), record)?;
     }
     let damaged = store.cf(Cf::Damaged)?;
@@ -357,7 +359,7 @@ mod tests {
     fn put(store: &Store, key: &str, data_id: &[u8]) -> DataLayout {
         let shards = vec![loc(0), loc(1), loc(2)];
         let intent = keys::gc(i64::MAX / 2, data_id);
-        let record = GcRecord { data_id: data_id.to_vec(), shards: shards.clone() };
+        let record = GcRecord { data_id: data_id.to_vec(), shards: shards.clone(), ..Default::default() };
         apply(store, Command::RecordIntent { intent: intent.clone(), record }).unwrap();
         let layout = DataLayout {
             data_id: data_id.to_vec(),

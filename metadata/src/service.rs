@@ -11,10 +11,12 @@ use tonic::{Request, Response, Status};
 
 use crate::applier::Applier;
 use crate::cluster::Cluster;
+use crate::cluster_feed::ClusterFeed;
 use crate::command::{Command, Stamp, validate_node};
 use crate::config::MetadataConfig;
 use crate::error::MetadataError;
 use crate::leases::{self, Leases};
+use crate::range_fanout::RangeGroups;
 use crate::store::Store;
 use crate::{accounts, data, iam, keys, listing, multipart, now_unix_ms, placement, repair, usage, versions};
 
@@ -61,9 +63,14 @@ pub struct MetadataService {
     version_seq: AtomicU64,
     /// Webhook targets a bucket's notification configuration may name.
     notify_targets: crate::notify::Targets,
-    /// Group 0 of a replicated process: how to ask range groups whether they hold a bucket's keys
-    /// before deleting it.
-    range_client: Option<coffer_proto::metadata_client::ClientConfig>,
+    /// Group 0 of a replicated process: how to ask the range groups of a bucket whether they hold
+    /// its keys before deleting it, and for their part of its usage.
+    range_groups: Option<RangeGroups>,
+    /// The group this service answers for (0: the directory, or a lone service); named in the
+    /// repair tasks it hands out.
+    group: u64,
+    /// A range group: its cluster map is a copy of group 0's, refreshed before it is used.
+    cluster_feed: Option<Arc<ClusterFeed>>,
 }
 
 /// Repair tasks handed out per claim at most.
@@ -83,64 +90,36 @@ impl MetadataService {
             leases: Arc::default(),
             version_seq: AtomicU64::new(0),
             notify_targets: Default::default(),
-            range_client: None,
+            range_groups: None,
+            group: 0,
+            cluster_feed: None,
         }
     }
 
-    pub fn with_range_client(mut self, config: coffer_proto::metadata_client::ClientConfig) -> MetadataService {
-        self.range_client = Some(config);
+    /// A range group's service: `feed` keeps `cluster` (the one given to [`MetadataService::new`])
+    /// a copy of group 0's map.
+    pub fn with_cluster_feed(mut self, feed: Arc<ClusterFeed>) -> MetadataService {
+        self.cluster_feed = Some(feed);
         self
     }
 
-    /// Group 0, before deleting `bucket`: refuses (BucketNotEmpty) while a range group whose range
-    /// touches the bucket holds a version (objects included) or an upload of it, asking each
-    /// group's leader. A PUT landing in a range group between this check and the delete's apply is
-    /// not caught (see the sharding design note: a fence command would close it).
-    async fn check_range_groups_empty(&self, bucket: &str) -> Result<(), Status> {
-        let Some(config) = &self.range_client else { return Ok(()) };
-        let records = self.store.directory_records();
-        for record in records.iter().filter(|r| r.descriptor.range.touches_bucket(bucket)) {
-            let range = &record.descriptor.range;
-            let start_at = if range.start_bucket == bucket { range.start_key.clone() } else { String::new() };
-            let urls: Vec<String> = record.voters.iter().map(|(_, url)| url.clone()).collect();
-            let client = coffer_proto::metadata_client::MetadataClient::connect(&urls, config)?;
-            fn addressed<T>(message: T, group: u64) -> Request<T> {
-                let mut request = Request::new(message);
-                request.metadata_mut().insert(coffer_proto::metadata_client::GROUP_HEADER, group.into());
-                request
-            }
-            let versions = ListObjectVersionsRequest {
-                bucket: bucket.to_string(),
-                max_keys: 1,
-                start_at: start_at.clone(),
-                ..Default::default()
-            };
-            let uploads =
-                ListUploadsRequest { bucket: bucket.to_string(), max_uploads: 1, start_at, ..Default::default() };
-            let holds = |status: Status| -> Result<bool, Status> {
-                // A group that never received the bucket holds none of its keys.
-                match coffer_proto::RemoteError::from(status) {
-                    e if e.code == coffer_proto::ErrorCode::NoSuchBucket => Ok(false),
-                    e => Err(e.into_status()),
-                }
-            };
-            let has_versions = match client.rpc().list_object_versions(addressed(versions, record.group)).await {
-                Ok(page) => !page.into_inner().versions.is_empty(),
-                Err(status) => holds(status)?,
-            };
-            let has_uploads = match client.rpc().list_uploads(addressed(uploads, record.group)).await {
-                Ok(page) => !page.into_inner().uploads.is_empty(),
-                Err(status) => holds(status)?,
-            };
-            if has_versions || has_uploads {
-                return Err(MetadataError::BucketNotEmpty(format!(
-                    "{bucket} (range group {} holds keys)",
-                    record.group
-                ))
-                .into());
-            }
+    /// The cluster map as of at most `cluster_feed::MAX_AGE` ago (group 0's own, live, needs nothing).
+    async fn fresh_cluster(&self) -> Result<(), Status> {
+        if let Some(feed) = &self.cluster_feed {
+            feed.refresh().await?;
         }
         Ok(())
+    }
+
+    pub fn with_range_client(mut self, config: coffer_proto::metadata_client::ClientConfig) -> MetadataService {
+        self.range_groups = Some(RangeGroups::new(config));
+        self
+    }
+
+    /// A range group's service.
+    pub fn with_group(mut self, group: u64) -> MetadataService {
+        self.group = group;
+        self
     }
 
     pub fn with_notify_targets(mut self, targets: crate::notify::Targets) -> MetadataService {
@@ -195,6 +174,7 @@ impl MetadataService {
 
     /// Plans repair work off the runtime (it scans), with `limit` tasks not leased now.
     async fn plan_repairs(&self, grace_ms: u64, limit: usize) -> Result<repair::Plan, Status> {
+        self.fresh_cluster().await?;
         let now = Instant::now();
         let disks = self.cluster.disk_views(now, Duration::from_millis(grace_ms));
         let leased = self.leases.snapshot(now);
@@ -209,7 +189,11 @@ impl MetadataService {
         if !plan.stale_reports.is_empty() {
             self.submit(Command::DropDamaged { keys: plan.stale_reports.clone() }).await?;
         }
-        for node_id in &plan.drained {
+        // Node admin states are group 0's. A range group's data on a draining node is moved all
+        // the same; that group 0 calls the node drained while a range group still references it
+        // is left open (see the sharding design note).
+        let drained = if self.store.range().is_none() { &plan.drained[..] } else { &[] };
+        for node_id in drained {
             if self.cluster.admin(node_id) == NodeAdmin::Draining {
                 self.submit(Command::SetNodeAdmin { node_id: node_id.clone(), admin: NodeAdmin::Drained }).await?;
                 self.cluster.set_admin(node_id, NodeAdmin::Drained);
@@ -263,7 +247,9 @@ impl Metadata for MetadataService {
 
     async fn delete_bucket(&self, req: Request<DeleteBucketRequest>) -> Result<Response<DeleteBucketResponse>, Status> {
         let name = req.into_inner().name;
-        self.check_range_groups_empty(&name).await?;
+        if let Some(range_groups) = &self.range_groups {
+            range_groups.check_empty(&self.store.directory_records(), &name).await?;
+        }
         self.submit(Command::DeleteBucket { name, stamp: self.stamp() }).await?;
         Ok(Response::new(DeleteBucketResponse {}))
     }
@@ -339,16 +325,30 @@ impl Metadata for MetadataService {
         req: Request<GetBucketUsageRequest>,
     ) -> Result<Response<GetBucketUsageResponse>, Status> {
         let name = req.into_inner().name;
-        let usage = self.read_point(move |store| {
-            store.bucket(&name)?;
-            usage::get(store, &name)
+        let bucket = name.clone();
+        let mut usage = self.read_point(move |store| {
+            store.bucket(&bucket)?;
+            usage::get(store, &bucket)
         })?;
+        // Group 0 adds what the bucket's range groups hold.
+        if let Some(range_groups) = &self.range_groups {
+            let theirs = range_groups.usage(&self.store.directory_records(), &name).await?;
+            usage.objects = usage.objects.saturating_add(theirs.objects);
+            usage.bytes = usage.bytes.saturating_add(theirs.bytes);
+        }
         Ok(Response::new(GetBucketUsageResponse { objects: usage.objects, bytes: usage.bytes }))
     }
 
     async fn allocate_data(&self, req: Request<AllocateDataRequest>) -> Result<Response<AllocateDataResponse>, Status> {
         let req = req.into_inner();
         let count = placement::validate_shape(req.data_shards, req.parity_shards)?;
+        // The intent lives with the record that will commit it: refused here (as its apply would)
+        // when another group owns the key, before any placement.
+        if !req.bucket.is_empty() {
+            crate::command::validate_key(&req.key)?;
+            self.check_key(&req.bucket, &req.key)?;
+        }
+        self.fresh_cluster().await?;
         let now = Instant::now();
         let nodes = self.cluster.placeable_nodes(now);
         let min_shards = (req.min_shards as usize).min(count);
@@ -357,14 +357,19 @@ impl Metadata for MetadataService {
         let data_id = data::new_data_id();
         let due = now_unix_ms().saturating_add(ms(self.timing.intent_ttl));
         let intent = keys::gc(due, &data_id);
-        let record = GcRecord { data_id: data_id.clone(), shards: shards.clone() };
+        let record = GcRecord { data_id: data_id.clone(), shards: shards.clone(), bucket: req.bucket, key: req.key };
         self.submit(Command::RecordIntent { intent: intent.clone(), record }).await?;
         Ok(Response::new(AllocateDataResponse { data_id, shards, intent }))
     }
 
     async fn abandon_data(&self, req: Request<AbandonDataRequest>) -> Result<Response<AbandonDataResponse>, Status> {
-        let intent = req.into_inner().intent;
-        self.submit(Command::AbandonData { intent, stamp: self.stamp() }).await?;
+        let req = req.into_inner();
+        // The intent is in the group owning the key it was allocated for (group 0 for a writer that
+        // named none); elsewhere abandoning it would silently change nothing.
+        if !req.bucket.is_empty() {
+            self.check_key(&req.bucket, &req.key)?;
+        }
+        self.submit(Command::AbandonData { intent: req.intent, stamp: self.stamp() }).await?;
         Ok(Response::new(AbandonDataResponse {}))
     }
 
@@ -652,7 +657,10 @@ impl Metadata for MetadataService {
         if limit == 0 {
             return Ok(Response::new(ClaimRepairsResponse { tasks: Vec::new() }));
         }
-        let plan = self.plan_repairs(req.grace_ms, limit).await?;
+        let mut plan = self.plan_repairs(req.grace_ms, limit).await?;
+        for task in &mut plan.tasks {
+            task.group = self.group;
+        }
         let until = Instant::now() + leases::lease_length(req.lease_ms);
         let columns = plan.tasks.iter().filter_map(|t| t.layout.as_ref().map(|l| (l.data_id.clone(), t.index)));
         self.leases.grant(&req.worker, columns, until);

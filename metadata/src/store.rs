@@ -667,7 +667,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let mut batch = WriteBatch::default();
         for (t, id) in [(10, b"a"), (20, b"b"), (30, b"c")] {
-            let record = GcRecord { data_id: id.to_vec(), shards: vec![] };
+            let record = GcRecord { data_id: id.to_vec(), shards: vec![], ..Default::default() };
             batch.put_cf(store.cf(Cf::Gc).unwrap(), keys::gc(t, id), record.encode_to_vec());
         }
         store.write(batch).unwrap();

@@ -91,6 +91,11 @@ impl GroupRouter {
     pub fn table(&self) -> Arc<RangeTable> {
         self.state.current()
     }
+
+    /// Every group (0 first), by the table as a call would use it now.
+    pub async fn groups(&self) -> Vec<u64> {
+        self.state.table_for_call().await.groups()
+    }
 }
 
 impl State {
@@ -233,6 +238,9 @@ impl Service<HttpRequest> for GroupRouter {
             // Metadata calls are unary: one message, bounded by the encoder's MAX_MESSAGE_BYTES.
             let body = body.collect().await.map_err(|e| Box::new(e) as BoxError)?.to_bytes();
             let route = message(&body).map_or(crate::range_table::Route::Directory, |m| route(parts.uri.path(), m));
+            if route == crate::range_table::Route::Every {
+                return every_group(&state, &table, &parts, body).await;
+            }
             let mut reroutes = 0;
             loop {
                 let group = table.group_of(&route);
@@ -258,6 +266,34 @@ impl Service<HttpRequest> for GroupRouter {
             }
         })
     }
+}
+
+/// Sends one call to every group in `table`, one after the other: the first refusal or failure is
+/// the answer (the caller resends the whole call; what the call does is idempotent), else group
+/// 0's.
+async fn every_group(
+    state: &Arc<State>,
+    table: &RangeTable,
+    parts: &http::request::Parts,
+    body: Bytes,
+) -> Result<HttpResponse, BoxError> {
+    let mut first: Option<HttpResponse> = None;
+    for group in table.groups() {
+        let Some(router) = state.router(group, table) else {
+            let status = RemoteError::new(
+                ErrorCode::Unavailable,
+                format!("metadata group {group} has no reachable replica in the range table"),
+            );
+            return Ok(status.into_status().into_http());
+        };
+        let response = router.oneshot(rebuild(parts, body.clone(), group)).await?;
+        // A failure is trailers-only: its status is in the headers.
+        if tonic::Status::from_header_map(response.headers()).is_some_and(|s| s.code() != tonic::Code::Ok) {
+            return Ok(response);
+        }
+        first.get_or_insert(response);
+    }
+    first.ok_or_else(|| "a range table without group 0".into())
 }
 
 /// A listing whose pages can stop at the end of one metadata group's part of the key space

@@ -78,6 +78,8 @@ pub struct MetadataClient {
     /// The same stack, for `MetadataRaft` calls (group 0's leader delivering bucket state to range
     /// groups, addressed by header).
     transport: MetadataChannel,
+    /// The router under the stack (`None` in process: one group).
+    router: Option<crate::group_router::GroupRouter>,
 }
 
 impl MetadataClient {
@@ -93,8 +95,9 @@ impl MetadataClient {
             .collect::<Result<Vec<_>, _>>()?;
         let zero = crate::leader_router::LeaderRouter::new(replicas, config.clone());
         // Each call to the group owning its key (see `group_router`); group 0 while there are none.
-        let transport = limit(crate::group_router::GroupRouter::new(zero, config.clone()), config);
-        Ok(MetadataClient { client: generated(transport.clone()), transport })
+        let router = crate::group_router::GroupRouter::new(zero, config.clone());
+        let transport = limit(router.clone(), config);
+        Ok(MetadataClient { client: generated(transport.clone()), transport, router: Some(router) })
     }
 
     /// A client of a metadata service in the same process: direct calls, or in-memory pipes (see `in_process`).
@@ -104,7 +107,16 @@ impl MetadataClient {
             .http2_adaptive_window(true)
             .connect_with_connector_lazy(connector.clone());
         let transport = limit(crate::in_process::InProcessTransport::new(&connector, channel), config);
-        MetadataClient { client: generated(transport.clone()), transport }
+        MetadataClient { client: generated(transport.clone()), transport, router: None }
+    }
+
+    /// Every metadata group (0 first), for calls that go to each in turn (repair claims); the range
+    /// table is fetched first if it never was.
+    pub async fn groups(&self) -> Vec<u64> {
+        match &self.router {
+            Some(router) => router.groups().await,
+            None => vec![0],
+        }
     }
 
     /// The generated client over this stack; clones share the limits.

@@ -10,10 +10,10 @@
 use prost::Message;
 
 use crate::pb::metadata::{
-    AbortUploadRequest, AclSetObjectAclRequest, CompleteUploadRequest, CreateUploadRequest, DeleteObjectRequest,
-    GetObjectRequest, GetUploadRequest, KeyRange, ListObjectVersionsRequest, ListObjectsRequest, ListPartsRequest,
-    ListUploadsRequest, ObjectLockUpdateRequest, PutObjectRequest, PutObjectTagsRequest, PutPartRequest,
-    RangeTableResponse,
+    AbandonDataRequest, AbortUploadRequest, AclSetObjectAclRequest, AllocateDataRequest, CompleteRepairRequest,
+    CompleteUploadRequest, CreateUploadRequest, DeleteObjectRequest, GetObjectRequest, GetUploadRequest, KeyRange,
+    ListObjectVersionsRequest, ListObjectsRequest, ListPartsRequest, ListUploadsRequest, ObjectLockUpdateRequest,
+    PutObjectRequest, PutObjectTagsRequest, PutPartRequest, RangeTableResponse,
 };
 
 /// The gRPC path prefix of the `Metadata` API.
@@ -96,12 +96,18 @@ impl RangeTable {
         self.entries.iter().find(|e| e.group == group).map(|e| e.replicas.as_slice())
     }
 
-    /// The group a call goes to.
+    /// The group a call goes to (for [`Route::Every`], the first: group 0).
     pub fn group_of(&self, route: &Route) -> u64 {
         match route {
-            Route::Directory => 0,
+            Route::Directory | Route::Every => 0,
             Route::Key { bucket, key } => self.owner(bucket.as_bytes(), key),
+            Route::Group(group) => *group,
         }
+    }
+
+    /// Every group: group 0, then each range group by start.
+    pub fn groups(&self) -> Vec<u64> {
+        std::iter::once(0).chain(self.entries.iter().map(|e| e.group)).collect()
     }
 }
 
@@ -113,6 +119,11 @@ pub enum Route {
     /// The group owning (bucket, key): a keyed call's key, or a listing's effective start (not
     /// necessarily a key: the byte successor of a common prefix need not be UTF-8).
     Key { bucket: String, key: Vec<u8> },
+    /// A group the call names itself: a repair completed where it was claimed.
+    Group(u64),
+    /// Every group: a damaged-shard report names data ids, which carry no group (each group keeps
+    /// the reports of the data it holds).
+    Every,
 }
 
 /// The common prefix `key` folds into (as `metadata/src/listing.rs`).
@@ -196,6 +207,16 @@ pub fn route(path: &str, message: &[u8]) -> Route {
         "ListParts" => decode::<ListPartsRequest>(message).map(|r| keyed(r.bucket, r.key)),
         "CompleteUpload" => decode::<CompleteUploadRequest>(message).map(|r| keyed(r.bucket, r.key)),
         "AbortUpload" => decode::<AbortUploadRequest>(message).map(|r| keyed(r.bucket, r.key)),
+        // Data is allocated in the group of the key it is written for (an older writer names no
+        // key: group 0's, as before).
+        "AllocateData" => {
+            decode::<AllocateDataRequest>(message).filter(|r| !r.bucket.is_empty()).map(|r| keyed(r.bucket, r.key))
+        }
+        "AbandonData" => {
+            decode::<AbandonDataRequest>(message).filter(|r| !r.bucket.is_empty()).map(|r| keyed(r.bucket, r.key))
+        }
+        "CompleteRepair" => decode::<CompleteRepairRequest>(message).map(|r| Route::Group(r.group)),
+        "ReportDamagedShards" => Some(Route::Every),
         // Backwards listings (Swift's reverse=true) are not range-aware yet: group 0's.
         "ListObjects" => decode::<ListObjectsRequest>(message).filter(|r| !r.reverse).map(|r| {
             let start = listing_start(&r.prefix, &r.delimiter, &r.start_after, &[0], &r.start_at);
@@ -313,6 +334,20 @@ mod tests {
             let message = GetUploadRequest { bucket: "b".into(), key: method.into(), upload_id: "u".into() };
             assert_eq!(route(&path(method), &encoded(&message)), key("b", method), "{method}");
         }
+        let allocate = AllocateDataRequest { bucket: "b".into(), key: "d".into(), ..Default::default() };
+        assert_eq!(route(&path("AllocateData"), &encoded(&allocate)), key("b", "d"));
+        let unkeyed = AllocateDataRequest { data_shards: 4, ..Default::default() };
+        assert_eq!(route(&path("AllocateData"), &encoded(&unkeyed)), Route::Directory, "an older writer's");
+        let abandon = AbandonDataRequest { intent: vec![1], bucket: "b".into(), key: "d".into() };
+        assert_eq!(route(&path("AbandonData"), &encoded(&abandon)), key("b", "d"));
+        let unkeyed = AbandonDataRequest { intent: vec![1], ..Default::default() };
+        assert_eq!(route(&path("AbandonData"), &encoded(&unkeyed)), Route::Directory);
+        let repaired = CompleteRepairRequest { group: 2, ..Default::default() };
+        assert_eq!(route(&path("CompleteRepair"), &encoded(&repaired)), Route::Group(2));
+        assert_eq!(table().group_of(&Route::Group(2)), 2);
+        let report = crate::pb::metadata::ReportDamagedShardsRequest::default();
+        assert_eq!(route(&path("ReportDamagedShards"), &encoded(&report)), Route::Every);
+        assert_eq!(table().groups(), [0, 1, 2, 3]);
         let list = ListObjectsRequest {
             bucket: "b".into(),
             delimiter: "/".into(),

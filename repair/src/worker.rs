@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use coffer_proto::RemoteError;
 use coffer_proto::blobnode_client::BlobnodePool;
-use coffer_proto::metadata_client::MetadataClient;
+use coffer_proto::metadata_client::{GROUP_HEADER, MetadataClient};
 use coffer_proto::pb::metadata::{
     ClaimRepairsRequest, CompleteRepairRequest, GetClusterMapRequest, GetRepairStatusRequest, RepairTask,
 };
@@ -63,16 +63,47 @@ impl Worker {
         }
     }
 
-    /// One claim and its work; returns how many columns were claimed.
+    /// One claim from every metadata group in turn (each plans the repairs of the data it holds)
+    /// and its work; returns how many columns were claimed. A group that cannot be claimed from is
+    /// skipped this round; the round fails only when none could.
     pub async fn round(&self) -> Result<usize, RepairError> {
         self.refresh_nodes().await?;
+        let mut claimed = 0;
+        let mut failure = None;
+        let groups = self.metadata.groups().await;
+        let count = groups.len();
+        for group in groups {
+            match self.round_in(group).await {
+                Ok(n) => claimed += n,
+                Err(e) => {
+                    tracing::debug!(group, error = %e, "cannot claim repairs from a metadata group");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) if claimed == 0 && count > 0 => Err(e),
+            _ => Ok(claimed),
+        }
+    }
+
+    /// One claim from metadata group `group` and its work.
+    async fn round_in(&self, group: u64) -> Result<usize, RepairError> {
         let request = ClaimRepairsRequest {
             worker: self.name.clone(),
             limit: (self.config.repair_concurrency * CLAIM_FACTOR) as u32,
             grace_ms: self.config.repair_grace.as_millis() as u64,
             lease_ms: self.config.repair_lease.as_millis() as u64,
         };
-        let tasks = self.metadata.rpc().claim_repairs(request).await.map_err(RemoteError::from)?.into_inner().tasks;
+        let mut request = coffer_proto::tonic::Request::new(request);
+        if group != 0 {
+            request.metadata_mut().insert(GROUP_HEADER, group.into());
+        }
+        let mut tasks = self.metadata.rpc().claim_repairs(request).await.map_err(RemoteError::from)?.into_inner().tasks;
+        // Completed where it was claimed (a service from before groups names none).
+        for task in &mut tasks {
+            task.group = group;
+        }
         let claimed = tasks.len();
         futures::stream::iter(tasks)
             .for_each_concurrent(self.config.repair_concurrency, |task| async move {
@@ -119,6 +150,7 @@ impl Worker {
             source: task.source.clone(),
             target: task.target.clone(),
             bytes,
+            group: task.group,
         };
         let applied =
             self.metadata.rpc().complete_repair(request).await.map_err(RemoteError::from)?.into_inner().applied;

@@ -19,6 +19,8 @@ mod metadata_routing;
 mod metadata_stale_reads;
 #[path = "ops/observability.rs"]
 mod observability;
+#[path = "ops/range_group_data.rs"]
+mod range_group_data;
 #[path = "ops/tls.rs"]
 mod tls;
 #[path = "ops/tracing.rs"]

@@ -13,7 +13,7 @@ use super::checksums::ChecksumRequest;
 use super::convert::{MAX_PUT_BYTES, ObjectHeaders, etag, invalid_argument, now_unix_ms, owner, remote, timestamp};
 use super::list::url_encode;
 use super::object_checksum;
-use crate::write_path::Written;
+use crate::write_path::{WriteKey, Written};
 
 const MAX_PART_NUMBER: i32 = 10_000;
 const MAX_LISTED: i32 = 1000;
@@ -74,7 +74,7 @@ impl CofferS3 {
             }
             Err(e) => {
                 // An upload aborted meanwhile: its data goes to the collector now.
-                self.abandon(written.intents).await;
+                self.abandon(&written.key, written.intents).await;
                 Err(e.into())
             }
         }
@@ -151,8 +151,10 @@ impl CofferS3 {
         let customer = super::sse::request_key!(input)?;
         let transform = self.part_transform(&upload, customer.as_ref()).await?;
         let shown = super::sse::shown(upload.sse.as_ref());
-        let written =
-            self.store_body_sealed(input.body, declared, input.content_md5.as_deref(), &checks, transform).await?;
+        let target = WriteKey::new(&input.bucket, &input.key);
+        let written = self
+            .store_body_sealed(&target, input.body, declared, input.content_md5.as_deref(), &checks, transform)
+            .await?;
         let sums = super::checksums::from_map(&written.segment.checksums);
         let (etag_value, _) = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;
         Ok(UploadPartOutput {
@@ -197,10 +199,11 @@ impl CofferS3 {
         }
         // A part of an upload with a checksum algorithm needs that checksum for the object's.
         // Encrypted or compressed bytes on either side take the transforming copy.
+        let target = WriteKey::new(&input.bucket, &input.key);
         let written = if algorithm.is_empty() || super::sse::transformed(&source) || !transform.is_identity() {
-            self.copy_bytes_sealed(&source, range, source_key, transform, &algorithm).await?
+            self.copy_bytes_sealed(&target, &source, range, source_key, transform, &algorithm).await?
         } else {
-            self.copy_bytes_with_checksum(&source, range, &algorithm).await?
+            self.copy_bytes_with_checksum(&target, &source, range, &algorithm).await?
         };
         let sums = super::checksums::from_map(&written.segment.checksums);
         let (etag_value, stored_at) = self.put_part(input.bucket, input.key, input.upload_id, number, written).await?;

@@ -19,7 +19,7 @@ use super::convert::{
 };
 use super::{object_lock, sse, tagging, versioning};
 use crate::error::GatewayError;
-use crate::write_path::Written;
+use crate::write_path::{WriteKey, Written};
 
 /// DeleteObjects requests handled at once.
 const DELETE_CONCURRENCY: usize = 16;
@@ -94,18 +94,21 @@ impl CofferS3 {
     /// Hands allocated but uncommitted data to the collector now rather than when its intent expires.
     /// Safe after any failure, even an ambiguous one: an intent that was committed is gone, and
     /// abandoning it is then a no-op.
-    pub(super) async fn abandon(&self, intents: Vec<Vec<u8>>) {
+    /// `key` is what the data was written for: its group holds the intents.
+    pub(super) async fn abandon(&self, key: &WriteKey, intents: Vec<Vec<u8>>) {
         for intent in intents {
-            if let Err(e) = self.plane.metadata.rpc().abandon_data(AbandonDataRequest { intent }).await {
+            let request = AbandonDataRequest { intent, bucket: key.bucket.clone(), key: key.key.clone() };
+            if let Err(e) = self.plane.metadata.rpc().abandon_data(request).await {
                 tracing::warn!(error = %e, "abandoning data failed; its intent will expire");
             }
         }
     }
 
-    /// Stores a request body, compressed and encrypted as `transform` says (see `crate::sse`):
-    /// checks the declared length and Content-MD5 against what arrived.
+    /// Stores a request body as data of `key`, compressed and encrypted as `transform` says (see
+    /// `crate::sse`): checks the declared length and Content-MD5 against what arrived.
     pub(super) async fn store_body_sealed(
         &self,
+        key: &WriteKey,
         body: Option<StreamingBlob>,
         declared_length: Option<u64>,
         content_md5_header: Option<&str>,
@@ -132,8 +135,8 @@ impl CofferS3 {
             None => futures::stream::empty().boxed(),
         };
         let mut written =
-            self.plane.write_transformed(stream, declared_length.unwrap_or(MAX_PUT_BYTES), transform).await?;
-        let abandon = |w: Written| self.abandon(w.intents);
+            self.plane.write_transformed(key, stream, declared_length.unwrap_or(MAX_PUT_BYTES), transform).await?;
+        let abandon = |w: Written| async move { self.abandon(&w.key, w.intents).await };
         if let Some(len) = declared_length
             && written.segment.size != len
         {
@@ -181,8 +184,10 @@ impl CofferS3 {
         self.precheck_write(&input.bucket, &input.key, &condition).await?;
         let plan = self.write_plan(&input.bucket, sse::write_headers!(input)).await?;
         let transform = self.plan_transform(&input.bucket, input.content_type.as_deref(), plan.as_ref()).await?;
-        let written =
-            self.store_body_sealed(input.body, declared, input.content_md5.as_deref(), &checks, transform).await?;
+        let target = WriteKey::new(&input.bucket, &input.key);
+        let written = self
+            .store_body_sealed(&target, input.body, declared, input.content_md5.as_deref(), &checks, transform)
+            .await?;
         let headers = ObjectHeaders {
             content_type: input.content_type,
             content_encoding: input.content_encoding,
@@ -242,7 +247,7 @@ impl CofferS3 {
         let response = match remote(self.plane.metadata.rpc().put_object(super::notification::hinted(request)).await) {
             Ok(response) => response,
             Err(e) => {
-                self.abandon(intents).await;
+                self.abandon(&written.key, intents).await;
                 return Err(e.into());
             }
         };
@@ -519,7 +524,8 @@ impl CofferS3 {
         }
         let content_type = if replace { input.content_type.clone() } else { Some(source.content_type.clone()) };
         let transform = self.plan_transform(&input.bucket, content_type.as_deref(), plan.as_ref()).await?;
-        let written = self.copy_bytes_sealed(&source, 0..source.size, source_key, transform, "").await?;
+        let target = WriteKey::new(&input.bucket, &input.key);
+        let written = self.copy_bytes_sealed(&target, &source, 0..source.size, source_key, transform, "").await?;
         let mut record = if replace {
             ObjectHeaders {
                 content_type: input.content_type,
@@ -569,10 +575,12 @@ impl CofferS3 {
         })
     }
 
-    /// Reads `range` of an object and writes it as new data: decrypts (with its SSE-C key when it
-    /// has one) and decompresses the source, and compresses and encrypts the copy as `transform` says.
+    /// Reads `range` of an object and writes it as new data of `target`: decrypts (with its SSE-C
+    /// key when it has one) and decompresses the source, and compresses and encrypts the copy as
+    /// `transform` says.
     pub(super) async fn copy_bytes_sealed(
         &self,
+        target: &WriteKey,
         source: &ObjectRecord,
         range: Range<u64>,
         source_key: Option<crate::sse::keys::CustomerKey>,
@@ -593,16 +601,16 @@ impl CofferS3 {
                 }
             })
             .boxed();
-        let mut written = self.plane.write_transformed(stream, len, transform).await?;
+        let mut written = self.plane.write_transformed(target, stream, len, transform).await?;
         if written.segment.size != len {
-            self.abandon(written.intents).await;
+            self.abandon(&written.key, written.intents).await;
             return Err(S3Error::with_message(S3ErrorCode::InternalError, "copy source ended early"));
         }
         if hashing {
             match checks.verify(hasher) {
                 Ok(computed) => written.segment.checksums = computed,
                 Err(e) => {
-                    self.abandon(written.intents).await;
+                    self.abandon(&written.key, written.intents).await;
                     return Err(e);
                 }
             }

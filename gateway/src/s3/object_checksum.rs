@@ -22,7 +22,7 @@ use s3s::{S3Error, S3ErrorCode, S3Result};
 use super::CofferS3;
 use super::checksums::ChecksumRequest;
 use super::convert::remote;
-use crate::write_path::Written;
+use crate::write_path::{WriteKey, Written};
 
 type StdError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -221,9 +221,11 @@ fn invalid_part() -> S3Error {
 const MAX_PARTS: usize = 10_000;
 
 impl CofferS3 {
-    /// Reads `range` of an object and writes it as new data with its `algorithm` checksum.
+    /// Reads `range` of an object and writes it as new data of `target` with its `algorithm`
+    /// checksum.
     pub(super) async fn copy_bytes_with_checksum(
         &self,
+        target: &WriteKey,
         source: &ObjectRecord,
         range: Range<u64>,
         algorithm: &str,
@@ -246,15 +248,15 @@ impl CofferS3 {
                 }
             })
             .boxed();
-        let mut written = self.plane.write(stream, len).await?;
+        let mut written = self.plane.write(target, stream, len).await?;
         if written.segment.size != len {
-            self.abandon(written.intents).await;
+            self.abandon(&written.key, written.intents).await;
             return Err(S3Error::with_message(S3ErrorCode::InternalError, "copy source ended early"));
         }
         match checks.verify(hasher) {
             Ok(computed) => written.segment.checksums = computed,
             Err(e) => {
-                self.abandon(written.intents).await;
+                self.abandon(&written.key, written.intents).await;
                 return Err(e);
             }
         }

@@ -20,7 +20,7 @@ use self::keys::DataKey;
 use self::package::{Geometry, PACKAGE_SIZE, PackageKey};
 use crate::dataplane::DataPlane;
 use crate::error::{GatewayError, GatewayResult};
-use crate::write_path::Written;
+use crate::write_path::{WriteKey, Written};
 
 type StdError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -77,12 +77,13 @@ impl DataPlane {
     /// the stored length and how to undo the transforms.
     pub async fn write_transformed(
         &self,
+        key: &WriteKey,
         body: BoxStream<'static, Result<Bytes, StdError>>,
         max_len: u64,
         transform: Transform,
     ) -> GatewayResult<Written> {
         if !transform.compress && transform.sealer.is_none() {
-            return self.write(body, max_len).await;
+            return self.write(key, body, max_len).await;
         }
         let stats = stream::SharedStats::default();
         let tap = stats.clone();
@@ -112,7 +113,7 @@ impl DataPlane {
             bytes = stream::encrypt(bytes, key, sealer.info.package_size, stream::SharedStats::default());
             bound = package::stored_len(bound);
         }
-        let result = self.write(bytes, bound).await;
+        let result = self.write(key, bytes, bound).await;
         let (plain_len, plain_md5) = {
             let mut stats = stream::lock(&stats);
             let md5 = std::mem::take(&mut stats.md5);

@@ -63,6 +63,11 @@ pub fn wait_for_leader(
 /// Three `coffer metadata` replicas forming one group (`--peers`) on fresh ports, with their data
 /// under `dir`: the processes (stopped when dropped), their URLs and the `--peers` list.
 pub fn start_three(dir: &Path) -> (Vec<super::Proc>, Vec<String>, String) {
+    start_three_with(dir, &[])
+}
+
+/// [`start_three`] with `extra` flags on every replica.
+pub fn start_three_with(dir: &Path, extra: &[&str]) -> (Vec<super::Proc>, Vec<String>, String) {
     let ports: Vec<u16> = (0..3).map(|_| super::free_port()).collect();
     let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
     let peers = urls.join(",");
@@ -71,9 +76,10 @@ pub fn start_three(dir: &Path) -> (Vec<super::Proc>, Vec<String>, String) {
         .enumerate()
         .map(|(i, port)| {
             let db = dir.join(format!("meta{i}")).display().to_string();
-            let args = ["metadata", "--listen", &format!("127.0.0.1:{port}"), "--db", &db, "--peers", &peers]
+            let mut args = ["metadata", "--listen", &format!("127.0.0.1:{port}"), "--db", &db, "--peers", &peers]
                 .map(String::from)
                 .to_vec();
+            args.extend(extra.iter().map(|a| a.to_string()));
             super::Proc::spawn(&format!("meta{i}"), &args, dir)
         })
         .collect();

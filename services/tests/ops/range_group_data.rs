@@ -1,0 +1,381 @@
+//! Range groups stand alone (issue 11; the first of the remaining steps in
+//! docs/design/metadata-sharding.md): three `coffer metadata` replicas form group 0, range group 1
+//! owns bucket "data"'s keys below "m", and three blobnodes and a gateway (`--ec 2+1`, 1 MiB
+//! stripes) serve S3. Erasure-coded objects of several sizes (one stripe, several, multi-MiB) and a
+//! multipart upload written through the gateway land in group 1 — the data allocated there by its
+//! leader from group 0's cluster map, the intents committed there — and read back byte-exact; an
+//! object above "m" stays group 0's. Data that an overwrite, a delete or an aborted upload leaves
+//! behind is collected by group 1's own collector (group 0 never held those data ids): every shard
+//! of it disappears from the blobnodes, and the shards of the objects still stored stay.
+//!
+//! Calls by data id: a damaged-shard report of group 1's data, sent through the routed client, is
+//! kept by group 1 only; a `coffer repair` worker claims it from group 1, rebuilds the column and
+//! completes it there, and the object reads back. The bucket's usage sums both groups. Group 1's own
+//! lifecycle worker expires an object of its range by the bucket's rule (lifecycle days of 2 s).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, CompletedMultipartUpload, CompletedPart, ExpirationStatus, LifecycleExpiration,
+    LifecycleRule, LifecycleRuleFilter,
+};
+use coffer_proto::blobnode_client::BlobnodePool;
+use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
+use coffer_proto::pb::blobnode::ShardId;
+use coffer_proto::pb::metadata::{
+    DamagedShard, DataLayout, GetBucketUsageRequest, GetClusterMapRequest, GetObjectRequest, ListDamagedShardsRequest,
+    ListPartsRequest, ObjectRecord, ReportDamagedShardsRequest, Segment,
+};
+use coffer_proto::{ErrorCode, RemoteError};
+
+use crate::common::metadata_group::{self, status};
+use crate::common::{Proc, blobnode_args_for, client, free_port, get_bytes, get_range, pattern, put_bytes, runtime};
+
+const BUCKET: &str = "data";
+
+fn in_group<T>(message: T, group: u64) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(GROUP_HEADER, group.into());
+    request
+}
+
+/// Waits until some replica reports group `group` with a leader.
+fn wait_for_group(rt: &tokio::runtime::Runtime, urls: &[String], group: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let led = urls.iter().any(|url| {
+            status(rt, url).is_some_and(|s| s.groups.iter().any(|g| g.group == group && g.state == "leader"))
+        });
+        if led {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("group {group} elects a leader");
+}
+
+fn start_blobnodes_and_gateway(dir: &Path, metadata_urls: &str) -> (Vec<Proc>, Proc, SocketAddr) {
+    let blobnodes = (0..3)
+        .map(|i| {
+            let disk = dir.join(format!("disk{i}"));
+            std::fs::create_dir_all(&disk).expect("disk");
+            Proc::spawn(&format!("blobnode{i}"), &blobnode_args_for(&disk, metadata_urls), dir)
+        })
+        .collect();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let args: Vec<String> = [
+        "gateway",
+        "--address",
+        &addr.to_string(),
+        "--metadata",
+        metadata_urls,
+        "--ec",
+        "2+1",
+        "--stripe-size",
+        "1MiB",
+    ]
+    .map(String::from)
+    .to_vec();
+    let gateway = Proc::spawn("gateway", &args, dir);
+    crate::common::wait_ready(addr, &[&gateway]);
+    (blobnodes, gateway, addr)
+}
+
+/// The record of `key` as group `group` holds it (WrongRange if another group owns the key).
+async fn record_in(metadata: &MetadataClient, group: u64, key: &str) -> Result<ObjectRecord, RemoteError> {
+    let request = GetObjectRequest { bucket: BUCKET.into(), key: key.into(), ..Default::default() };
+    let found = metadata.rpc().get_object(in_group(request, group)).await.map_err(RemoteError::from)?;
+    Ok(found.into_inner().record.unwrap_or_default())
+}
+
+fn layouts(segments: &[Segment]) -> Vec<DataLayout> {
+    segments.iter().filter_map(|s| s.layout.clone()).collect()
+}
+
+/// Whether the blobnodes still hold shard 0 of stripe 0 of every column of `layout` (all of them,
+/// or none of them: anything in between is reported as "some").
+async fn shards_held(pool: &BlobnodePool, layout: &DataLayout) -> &'static str {
+    let mut held = 0;
+    for (index, location) in layout.shards.iter().enumerate() {
+        let id = ShardId { data_id: layout.data_id.clone(), stripe: 0, index: index as u32 };
+        match pool.stat_shard(&location.node_id, &location.disk_id, id).await {
+            Ok(_) => held += 1,
+            Err(e) if e.code == ErrorCode::NoSuchShard => {}
+            Err(e) => panic!("stat shard {index} of {}: {e}", hex::encode(&layout.data_id)),
+        }
+    }
+    match held {
+        0 => "none",
+        n if n == layout.shards.len() => "all",
+        _ => "some",
+    }
+}
+
+#[test]
+fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
+    let dir =
+        tempfile::Builder::new().prefix("coffer-range-data").tempdir_in(crate::common::test_root()).expect("tempdir");
+    // Replaced and deleted data is collected one second after it stopped being referenced.
+    let flags =
+        ["--gc-grace", "1s", "--gc-interval", "200ms", "--lifecycle-day-seconds", "2", "--lifecycle-interval", "200ms"];
+    let (_procs, urls, peers) = metadata_group::start_three_with(dir.path(), &flags);
+    let rt = runtime();
+    metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
+    let created = std::process::Command::new(crate::common::coffer_bin())
+        .args(["admin", "--metadata", &peers, "meta", "create-group", "--group", "1"])
+        .args(["--start", BUCKET, "--end", &format!("{BUCKET}/m")])
+        .output()
+        .expect("coffer admin meta create-group");
+    assert!(created.status.success(), "create-group: {}", String::from_utf8_lossy(&created.stderr));
+    wait_for_group(&rt, &urls, 1);
+    let (_blobnodes, _gateway, addr) = start_blobnodes_and_gateway(dir.path(), &peers);
+    let s3 = client(&format!("http://{addr}"));
+    let metadata = rt.block_on(async { MetadataClient::connect(&urls, &ClientConfig::default()) }).expect("client");
+
+    let objects: Vec<(&str, Vec<u8>)> = vec![
+        ("a/200k", pattern(200 << 10, 1)),
+        ("b/1m", pattern(1 << 20, 2)),
+        ("c/5m", pattern((5 << 20) + 17, 3)),
+        ("d/9m", pattern((9 << 20) + 3, 4)),
+        // Above "m": group 0's.
+        ("z/3m", pattern(3 << 20, 5)),
+    ];
+    let part_sizes = [(5 << 20) + 1, 5 << 20, (2 << 20) + 5];
+    let parts: Vec<Vec<u8>> = part_sizes.iter().enumerate().map(|(i, len)| pattern(*len, 10 + i as u64)).collect();
+    let multipart: Vec<u8> = parts.concat();
+
+    let garbage: Vec<DataLayout> = rt.block_on(async {
+        // The bucket is created in group 0 and handed to group 1 in the background; placement
+        // needs the blobnodes' heartbeats. Retry the first write until both are there.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let made = s3.create_bucket().bucket(BUCKET).send().await;
+            if made.is_ok() || Instant::now() > deadline {
+                made.expect("create bucket");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let body = ByteStream::from(pattern(300 << 10, 0));
+            let put = s3.put_object().bucket(BUCKET).key("a/first").body(body).send().await;
+            if put.is_ok() || Instant::now() > deadline {
+                put.expect("the first erasure-coded PUT into group 1");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        let mut garbage = Vec::new();
+        for (key, data) in &objects {
+            put_bytes(&s3, BUCKET, key, data.clone()).await;
+            assert_eq!(&get_bytes(&s3, BUCKET, key).await, data, "{key} reads back");
+            let owner = if *key < "m" { 1 } else { 0 };
+            let record =
+                record_in(&metadata, owner, key).await.unwrap_or_else(|e| panic!("{key} in group {owner}: {e}"));
+            assert!(!layouts(&record.segments).is_empty(), "{key} is erasure-coded, not inline");
+            let elsewhere = record_in(&metadata, 1 - owner, key).await.expect_err("one group holds a key");
+            assert_eq!(elsewhere.code, ErrorCode::WrongRange, "{key} outside group {}", 1 - owner);
+        }
+        let middle = get_range(&s3, BUCKET, "d/9m", (4 << 20) - 5, (4 << 20) + 10).await;
+        assert_eq!(middle, objects[3].1[(4 << 20) - 5..(4 << 20) + 11], "a range across stripes");
+
+        // A multipart upload in group 1: parts allocated there, completed there.
+        let upload = s3.create_multipart_upload().bucket(BUCKET).key("k/multi").send().await.expect("create upload");
+        let upload_id = upload.upload_id().expect("upload id").to_string();
+        let mut completed = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let number = i as i32 + 1;
+            let uploaded = s3
+                .upload_part()
+                .bucket(BUCKET)
+                .key("k/multi")
+                .upload_id(&upload_id)
+                .part_number(number)
+                .body(ByteStream::from(part.clone()))
+                .send()
+                .await
+                .expect("upload part");
+            completed.push(CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag).build());
+        }
+        let done = CompletedMultipartUpload::builder().set_parts(Some(completed)).build();
+        s3.complete_multipart_upload()
+            .bucket(BUCKET)
+            .key("k/multi")
+            .upload_id(&upload_id)
+            .multipart_upload(done)
+            .send()
+            .await
+            .expect("complete upload");
+        assert_eq!(get_bytes(&s3, BUCKET, "k/multi").await, multipart, "the multipart object reads back");
+        let across = get_range(&s3, BUCKET, "k/multi", (5 << 20) - 3, (5 << 20) + 3).await;
+        assert_eq!(across, multipart[(5 << 20) - 3..(5 << 20) + 4], "a range across two parts");
+        let record = record_in(&metadata, 1, "k/multi").await.expect("the multipart object is group 1's");
+        assert_eq!(layouts(&record.segments).len(), 3, "one data per part");
+        garbage.extend(layouts(&record.segments));
+
+        // An aborted upload's part is garbage at once.
+        let aborted = s3.create_multipart_upload().bucket(BUCKET).key("k/aborted").send().await.expect("upload");
+        let aborted_id = aborted.upload_id().expect("upload id").to_string();
+        s3.upload_part()
+            .bucket(BUCKET)
+            .key("k/aborted")
+            .upload_id(&aborted_id)
+            .part_number(1)
+            .body(ByteStream::from(pattern(1 << 20, 20)))
+            .send()
+            .await
+            .expect("upload a part");
+        let listed = ListPartsRequest {
+            bucket: BUCKET.into(),
+            key: "k/aborted".into(),
+            upload_id: aborted_id.clone(),
+            max_parts: 10,
+            ..Default::default()
+        };
+        let listed = metadata.rpc().list_parts(in_group(listed, 1)).await.expect("list parts in group 1");
+        let part_segments: Vec<Segment> = listed.into_inner().parts.into_iter().filter_map(|p| p.segment).collect();
+        assert_eq!(layouts(&part_segments).len(), 1);
+        garbage.extend(layouts(&part_segments));
+        s3.abort_multipart_upload().bucket(BUCKET).key("k/aborted").upload_id(&aborted_id).send().await.expect("abort");
+
+        // An overwrite leaves the old data behind; deletes leave theirs.
+        let replaced = record_in(&metadata, 1, "b/1m").await.expect("b/1m");
+        garbage.extend(layouts(&replaced.segments));
+        let newer = pattern(3 << 20, 30);
+        put_bytes(&s3, BUCKET, "b/1m", newer.clone()).await;
+        assert_eq!(get_bytes(&s3, BUCKET, "b/1m").await, newer, "the overwrite reads back");
+        for key in ["a/200k", "c/5m", "k/multi"] {
+            if key != "k/multi" {
+                let record = record_in(&metadata, 1, key).await.expect("a stored object");
+                garbage.extend(layouts(&record.segments));
+            }
+            s3.delete_object().bucket(BUCKET).key(key).send().await.expect("delete");
+            let gone = s3.head_object().bucket(BUCKET).key(key).send().await;
+            assert!(gone.is_err(), "{key} is deleted");
+        }
+        garbage
+    });
+
+    rt.block_on(async {
+        let map = metadata.rpc().get_cluster_map(GetClusterMapRequest {}).await.expect("cluster map").into_inner();
+        let pool = BlobnodePool::new(ClientConfig::default());
+        pool.set_nodes(map.nodes.into_iter().filter_map(|n| n.info).map(|i| (i.node_id, i.address)));
+        // Group 1's collector deletes every shard of the garbage (it was never group 0's).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for layout in &garbage {
+            loop {
+                let held = shards_held(&pool, layout).await;
+                if held == "none" {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "data {} is still held ({held})", hex::encode(&layout.data_id));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        // What is still stored keeps its shards, and reads back.
+        for key in ["d/9m", "b/1m", "a/first"] {
+            let record = record_in(&metadata, 1, key).await.expect("a stored object");
+            for layout in layouts(&record.segments) {
+                assert_eq!(shards_held(&pool, &layout).await, "all", "{key} keeps its shards");
+            }
+        }
+        assert_eq!(get_bytes(&s3, BUCKET, "d/9m").await, objects[3].1);
+        assert_eq!(get_bytes(&s3, BUCKET, "z/3m").await, objects[4].1);
+        let listing = s3.list_objects_v2().bucket(BUCKET).send().await.expect("list");
+        let keys: Vec<&str> = listing.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, ["a/first", "b/1m", "d/9m", "z/3m"], "the listing crosses from group 1 to group 0");
+        let usage = metadata.rpc().get_bucket_usage(GetBucketUsageRequest { name: BUCKET.into() }).await;
+        let usage = usage.expect("bucket usage").into_inner();
+        let bytes = (300 << 10) + (3 << 20) + objects[3].1.len() + objects[4].1.len();
+        assert_eq!((usage.objects, usage.bytes), (4, bytes as u64), "usage sums group 1's and group 0's objects");
+
+        // Lose column 0 of d/9m (every stripe) and report it through the routed client: it goes to
+        // every group, and only group 1, which holds the data, keeps it.
+        let record = record_in(&metadata, 1, "d/9m").await.expect("d/9m");
+        let layout = layouts(&record.segments).remove(0);
+        let lost = layout.shards[0].clone();
+        pool.delete_data(&lost.node_id, &lost.disk_id, &layout.data_id).await.expect("delete column 0");
+        assert_eq!(shards_held(&pool, &layout).await, "some");
+        let report = DamagedShard {
+            node_id: lost.node_id.clone(),
+            disk_id: lost.disk_id.clone(),
+            data_id: layout.data_id.clone(),
+            stripe: 0,
+            index: 0,
+            reason: "missing".into(),
+            ..Default::default()
+        };
+        metadata
+            .rpc()
+            .report_damaged_shards(ReportDamagedShardsRequest { shards: vec![report] })
+            .await
+            .expect("report");
+        let damaged_in = |group: u64| {
+            let metadata = metadata.clone();
+            async move {
+                let request = in_group(ListDamagedShardsRequest { limit: 100 }, group);
+                metadata.rpc().list_damaged_shards(request).await.expect("list damaged").into_inner().shards.len()
+            }
+        };
+        assert_eq!(damaged_in(1).await, 1, "group 1 holds the data: it keeps the report");
+        assert_eq!(damaged_in(0).await, 0, "group 0 does not hold it");
+    });
+
+    // A repair worker claims from every group in turn and completes where it claimed.
+    let mut args: Vec<String> =
+        ["repair", "--metadata", &peers, "--repair-interval", "300ms"].map(String::from).to_vec();
+    args.extend(["--repair-grace".to_string(), "1h".to_string()]);
+    let _repair = Proc::spawn("repair", &args, dir.path());
+    rt.block_on(async {
+        let map = metadata.rpc().get_cluster_map(GetClusterMapRequest {}).await.expect("cluster map").into_inner();
+        let pool = BlobnodePool::new(ClientConfig::default());
+        pool.set_nodes(map.nodes.into_iter().filter_map(|n| n.info).map(|i| (i.node_id, i.address)));
+        let record = record_in(&metadata, 1, "d/9m").await.expect("d/9m");
+        let layout = layouts(&record.segments).remove(0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while shards_held(&pool, &layout).await != "all" {
+            assert!(Instant::now() < deadline, "column 0 of d/9m is not rebuilt");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(get_bytes(&s3, BUCKET, "d/9m").await, objects[3].1, "d/9m reads back after its repair");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let request = in_group(ListDamagedShardsRequest { limit: 100 }, 1);
+            let left = metadata.rpc().list_damaged_shards(request).await.expect("list damaged").into_inner().shards;
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the report stays after the repair completed: {left:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // Group 1's lifecycle worker applies the bucket's rule (delivered from group 0) to its keys.
+        let rule = LifecycleRule::builder()
+            .id("e")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("e/").build())
+            .expiration(LifecycleExpiration::builder().days(1).build())
+            .build()
+            .expect("rule");
+        let config = BucketLifecycleConfiguration::builder().rules(rule).build().expect("config");
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(BUCKET)
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .expect("lifecycle configuration");
+        put_bytes(&s3, BUCKET, "e/old", pattern(200 << 10, 40)).await;
+        record_in(&metadata, 1, "e/old").await.expect("e/old is group 1's");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s3.head_object().bucket(BUCKET).key("e/old").send().await.is_ok() {
+            assert!(Instant::now() < deadline, "e/old does not expire");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(get_bytes(&s3, BUCKET, "d/9m").await, objects[3].1, "outside the rule's prefix");
+    });
+}
