@@ -265,7 +265,16 @@ async fn handle_swift(swift: &SwiftApi, req: Request<Incoming>) -> Response<Body
     let id = format!("tx{}", coffer_proto::trace_context::trace_id(&span).unwrap_or_else(request_id));
     span.record("trans_id", id.as_str());
     let _in_flight = InFlight::start();
-    swift.handle(req, &id).instrument(span).await
+    let has_body = req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers().contains_key(http::header::TRANSFER_ENCODING);
+    let mut response = swift.handle(req, &id).instrument(span).await;
+    if has_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        // An error may be answered before the upload was read. hyper then closes the connection after the
+        // answer, and a client that reuses it in that instant sees "remote end closed" on its next request;
+        // saying so lets it open a new one instead (as Swift's proxy does).
+        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Accepts connections until `shutdown` resolves, then waits up to `grace` for in-flight

@@ -418,8 +418,17 @@ def admin_call(endpoint: str, method: str, path: str, body=None):
 
 
 def stored_bytes(data: Path) -> int:
-    """Bytes written to the blobnode chunk files (their size covers written bytes only)."""
-    return sum(p.stat().st_size for p in data.glob("disk*/chunks/*.chunk"))
+    """Bytes of records in the blobnode chunk files: their non-zero 4 KiB blocks (a chunk file's size also covers
+    zeros written ahead of the write position, and punched holes read as zeros)."""
+    zero = bytes(4096)
+    total = 0
+    for path in data.glob("disk*/chunks/*.chunk"):
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                view = memoryview(chunk)
+                total += sum(len(view[i:i + 4096]) for i in range(0, len(view), 4096)
+                             if view[i:i + 4096] != zero[:len(view[i:i + 4096])])
+    return total
 
 
 def text(size: int, seed: str) -> bytes:
