@@ -33,6 +33,8 @@ pub const OUTBOX_PREFIX: &[u8] = b"bucket_outbox/";
 const GENERATION_KEY: &[u8] = b"bucket_state_generation";
 /// A range group's `meta` prefix of the generation it holds per bucket (big-endian u64).
 pub const HELD_PREFIX: &[u8] = b"bucket_state/";
+/// In a range group's `meta`: + bucket → empty while DeleteBucket's fence of the bucket stands.
+pub const FENCE_PREFIX: &[u8] = b"bucket_fence/";
 const FORMAT_VERSION: u8 = 1;
 /// The first wait of a range group after a failed delivery (doubling up to [`MAX_BACKOFF`]).
 const DELIVERY_INTERVAL: Duration = Duration::from_millis(100);
@@ -60,6 +62,10 @@ fn outbox_key(group: u64, bucket: &str) -> Vec<u8> {
 
 fn held_key(bucket: &str) -> Vec<u8> {
     [HELD_PREFIX, bucket.as_bytes()].concat()
+}
+
+fn fence_key(bucket: &str) -> Vec<u8> {
+    [FENCE_PREFIX, bucket.as_bytes()].concat()
 }
 
 fn read_u64(store: &Store, key: &[u8]) -> Result<Option<u64>, MetadataError> {
@@ -218,12 +224,50 @@ pub(crate) fn set_state(
             if record.name != bucket {
                 return Err(MetadataError::InvalidArgument("the record names another bucket".into()));
             }
+            // A record of another creation (a deletion and a re-creation coalesced in group 0's
+            // outbox) ends the old bucket's fence; a settings change does not.
+            let held = store.get::<BucketRecord>(Cf::Buckets, &keys::bucket(bucket))?;
+            if held.is_none_or(|held| held.created_unix_ms != record.created_unix_ms) {
+                batch.delete_cf(store.cf(Cf::Meta)?, fence_key(bucket));
+            }
             batch.put_cf(buckets, keys::bucket(bucket), record.encode_to_vec());
         }
-        None => batch.delete_cf(buckets, keys::bucket(bucket)),
+        None => {
+            batch.delete_cf(buckets, keys::bucket(bucket));
+            batch.delete_cf(store.cf(Cf::Meta)?, fence_key(bucket));
+        }
     }
     batch.put_cf(store.cf(Cf::Meta)?, held_key(bucket), generation.to_be_bytes());
     Ok(Applied::Done)
+}
+
+/// `FenceBucket` in a range group, DeleteBucket's fence: answers `Existed(true)` when the group
+/// holds a key of `bucket` (an object, a version or an upload; the group holds only its range's)
+/// and changes nothing then; otherwise fences the bucket, so every later keyed command of it is
+/// refused (`Unavailable`, see `command::apply_into`) until its deletion or a record of another
+/// creation arrives, or `lift`. Group 0 lifts the fences it placed when one group was not empty
+/// or the deletion failed.
+pub(crate) fn fence(store: &Store, batch: &mut WriteBatch, bucket: &str, lift: bool) -> Result<Applied, MetadataError> {
+    if store.range().is_none() {
+        return Err(MetadataError::InvalidArgument("buckets are fenced in range groups, not group 0".into()));
+    }
+    let meta = store.cf(Cf::Meta)?;
+    if lift {
+        batch.delete_cf(meta, fence_key(bucket));
+        return Ok(Applied::Existed(false));
+    }
+    let holds = store.bucket_has_objects(bucket)? || !store.all_uploads(bucket)?.is_empty();
+    if !holds {
+        batch.put_cf(meta, fence_key(bucket), []);
+    }
+    Ok(Applied::Existed(holds))
+}
+
+/// Whether DeleteBucket's fence of `bucket` stands in this range group.
+pub(crate) fn fenced(store: &Store, bucket: &str) -> Result<bool, MetadataError> {
+    let found =
+        store.db().get_cf(store.cf(Cf::Meta)?, fence_key(bucket)).map_err(MetadataError::db("reading a fence"))?;
+    Ok(found.is_some())
 }
 
 /// Whether a range group ever received a state of `bucket` (so a missing bucket is really gone,
@@ -440,5 +484,65 @@ mod tests {
             generation: 1,
         };
         assert_eq!(apply(&store, outside).unwrap_err().code(), ErrorCode::WrongRange);
+    }
+
+    #[test]
+    fn a_fence_refuses_new_keys_of_an_empty_range_and_reports_a_non_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.set_range(Descriptor { range: range(("b", ""), ("c", "")), epoch: 1 }).unwrap();
+        let put = |key: &str| {
+            let segment =
+                coffer_proto::pb::metadata::Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
+            let record = coffer_proto::pb::metadata::ObjectRecord {
+                bucket: "b".into(),
+                key: key.into(),
+                size: 1,
+                segments: vec![segment],
+                ..Default::default()
+            };
+            let stamp = crate::command::tests::stamp(1);
+            apply(&store, Command::PutObject { record, intents: vec![], condition: Default::default(), stamp })
+        };
+        let delete = |key: &str| {
+            let stamp = crate::command::tests::stamp(2);
+            apply(&store, Command::DeleteObject { bucket: "b".into(), key: key.into(), stamp })
+        };
+        let fence =
+            |lift| apply(&store, Command::FenceBucket { bucket: "b".into(), lift }).unwrap().into_existed().unwrap();
+        let state = |generation, created_unix_ms, deleted| {
+            let record = BucketRecord { name: "b".into(), created_unix_ms, ..Default::default() };
+            Command::SetBucketState { bucket: "b".into(), record, deleted, generation }
+        };
+        apply(&store, state(1, 10, false)).unwrap();
+        put("k").unwrap();
+        // Not empty: answered so, and nothing fenced.
+        assert!(fence(false), "the range holds k");
+        assert!(!fenced(&store, "b").unwrap());
+        put("k2").unwrap();
+        delete("k").unwrap();
+        delete("k2").unwrap();
+        // Empty: fenced, and new keys are refused (retryable) until the fence is lifted.
+        assert!(!fence(false));
+        assert_eq!(put("k3").unwrap_err().code(), ErrorCode::Unavailable, "fenced");
+        // A settings change of the same bucket keeps the fence.
+        apply(&store, state(2, 10, false)).unwrap();
+        assert_eq!(put("k3").unwrap_err().code(), ErrorCode::Unavailable, "still fenced");
+        assert!(!fence(true));
+        put("k3").unwrap();
+        delete("k3").unwrap();
+        // The deletion ends the fence; a re-created bucket takes keys again.
+        assert!(!fence(false));
+        apply(&store, state(3, 10, true)).unwrap();
+        assert!(!fenced(&store, "b").unwrap());
+        assert!(!fence(false));
+        // A record of another creation (deletion and re-creation coalesced) ends it too.
+        apply(&store, state(4, 20, false)).unwrap();
+        put("k4").unwrap();
+        // Group 0 fences nothing.
+        let dir0 = tempfile::tempdir().unwrap();
+        let zero = Store::open(dir0.path()).unwrap();
+        let refused = apply(&zero, Command::FenceBucket { bucket: "b".into(), lift: false }).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::InvalidArgument);
     }
 }

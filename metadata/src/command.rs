@@ -280,6 +280,12 @@ pub enum Command {
         bucket: String,
         generation: u64,
     },
+    /// Range groups only: DeleteBucket's fence of `bucket` (see `bucket_state::fence`); `lift`
+    /// removes it. Produces `Existed(holds_keys)`.
+    FenceBucket {
+        bucket: String,
+        lift: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -332,7 +338,6 @@ impl Applied {
         }
     }
 
-    #[cfg(test)]
     pub fn into_existed(self) -> Result<bool, MetadataError> {
         match self {
             Applied::Existed(e) => Ok(e),
@@ -413,6 +418,14 @@ pub fn apply_into(store: &Store, batch: &mut WriteBatch, command: Command) -> Re
     // its state has not arrived yet (retryable).
     let bucket = crate::range::bucket_of(&command).map(str::to_string);
     let keyed_bucket = crate::range::keyed_bucket_of(&command).map(str::to_string);
+    // DeleteBucket's fence: a range group that told group 0 it holds none of the bucket's keys
+    // takes no new one until the deletion arrives or the fence is lifted (one read, range groups only).
+    if store.range().is_some()
+        && let Some(bucket) = keyed_bucket.as_deref()
+        && crate::bucket_state::fenced(store, bucket)?
+    {
+        return Err(MetadataError::Unavailable(format!("bucket {bucket} is being deleted; retry")));
+    }
     let applied = match plan(store, batch, command) {
         Ok(applied) => applied,
         Err(MetadataError::NoSuchBucket(name))
@@ -585,6 +598,7 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
         Command::BucketStateDelivered { group, bucket, generation } => {
             crate::bucket_state::delivered(store, batch, group, &bucket, generation)
         }
+        Command::FenceBucket { bucket, lift } => crate::bucket_state::fence(store, batch, &bucket, lift),
         Command::PutIam { entity, create_only } => {
             crate::iam::put(store, batch, entity, create_only).map(Applied::IamGeneration)
         }

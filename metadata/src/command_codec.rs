@@ -520,6 +520,7 @@ mod tests {
                 generation: 12,
             },
             Command::BucketStateDelivered { group: 7, bucket: "photos".into(), generation: 12 },
+            Command::FenceBucket { bucket: "photos".into(), lift: true },
         ]
     }
 
@@ -565,6 +566,7 @@ mod tests {
             Command::CreateRangeGroup { .. } => "CreateRangeGroup",
             Command::SetBucketState { .. } => "SetBucketState",
             Command::BucketStateDelivered { .. } => "BucketStateDelivered",
+            Command::FenceBucket { .. } => "FenceBucket",
         }
     }
 

@@ -236,7 +236,7 @@ fn first_key_in(store: &Store, range: &Range) -> Result<Option<(&'static str, Ve
 /// The bucket a bucket-level command changes (create, settings, delete), not `SetBucketState`.
 pub(crate) fn bucket_of(command: &Command) -> Option<&str> {
     match (scope(command), command) {
-        (_, Command::SetBucketState { .. }) => None,
+        (_, Command::SetBucketState { .. } | Command::FenceBucket { .. }) => None,
         (Scope::Bucket(bucket), _) => Some(bucket),
         _ => None,
     }
@@ -331,7 +331,7 @@ fn scope(command: &Command) -> Scope<'_> {
         | Command::SetBucketMetadata { name, .. }
         | Command::SetBucketPolicy { name, .. }
         | Command::SetBucketConfig { name, .. } => Scope::Bucket(name),
-        Command::SetBucketState { bucket, .. } => Scope::Bucket(bucket),
+        Command::SetBucketState { bucket, .. } | Command::FenceBucket { bucket, .. } => Scope::Bucket(bucket),
         // An intent lives with the record that will commit it: in the group owning its key. One
         // from a writer that named no key is group 0's (as before range groups).
         Command::RecordIntent { record, .. } if !record.bucket.is_empty() => Scope::Key(&record.bucket, &record.key),

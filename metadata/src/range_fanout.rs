@@ -1,18 +1,22 @@
-//! Group 0 asking the range groups of a bucket (issue 11): whether they hold any of its keys
-//! before it is deleted, and their part of its usage. Each call goes to one range group's leader,
+//! Group 0 asking the range groups of a bucket (issue 11): DeleteBucket's fence (whether they hold
+//! any of its keys, and refusing new ones until it is gone), and their part of its usage. Each call goes to one range group's leader,
 //! addressed by `GROUP_HEADER`, through one client of the process (built on first use over the
 //! groups' voters; the header-addressed router finds each group's replicas in the range table).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
-use coffer_proto::pb::metadata::{GetBucketUsageRequest, ListObjectVersionsRequest, ListUploadsRequest};
+use coffer_proto::pb::metadata::{FenceBucketRequest, GetBucketUsageRequest};
 use coffer_proto::{ErrorCode, RemoteError};
 use tonic::{Request, Status};
 
 use crate::error::MetadataError;
 use crate::range::GroupRecord;
 use crate::usage::Usage;
+
+/// Tries at lifting one group's fence.
+const LIFT_ATTEMPTS: u32 = 3;
 
 pub struct RangeGroups {
     config: ClientConfig,
@@ -50,39 +54,65 @@ impl RangeGroups {
         Ok(self.client.get_or_init(|| client).clone())
     }
 
-    /// Refuses (BucketNotEmpty) while a range group whose range touches `bucket` holds a version
-    /// (objects included) or an upload of it. A PUT landing in a range group between this check and
-    /// the delete's apply is not caught (see the sharding design note: a fence command would close it).
-    pub async fn check_empty(&self, records: &[GroupRecord], bucket: &str) -> Result<(), Status> {
+    /// DeleteBucket's fence: asks every range group whose range touches `bucket`, through its
+    /// leader, to fence the bucket (`FenceBucket`: "empty?", then later keyed writes of it are
+    /// refused). Answers the groups fenced, for [`RangeGroups::lift`] should group 0's own delete
+    /// fail; BucketNotEmpty when one holds a key of the bucket (the fences already placed are
+    /// lifted first), or the error of a group that did not answer (likewise).
+    pub async fn fence(&self, records: &[GroupRecord], bucket: &str) -> Result<Vec<u64>, Status> {
+        let mut fenced = Vec::new();
         for record in records.iter().filter(|r| r.descriptor.range.touches_bucket(bucket)) {
-            let client = self.client(records)?;
-            let range = &record.descriptor.range;
-            let start_at = if range.start_bucket == bucket { range.start_key.clone() } else { String::new() };
-            let versions = ListObjectVersionsRequest {
-                bucket: bucket.to_string(),
-                max_keys: 1,
-                start_at: start_at.clone(),
-                ..Default::default()
+            let answer = match self.client(records) {
+                Ok(client) => {
+                    let request = FenceBucketRequest { bucket: bucket.to_string(), lift: false };
+                    client.raft().fence_bucket(addressed(request, record.group)).await.map(|r| r.into_inner().empty)
+                }
+                Err(status) => Err(status),
             };
-            let uploads =
-                ListUploadsRequest { bucket: bucket.to_string(), max_uploads: 1, start_at, ..Default::default() };
-            let has_versions = match client.rpc().list_object_versions(addressed(versions, record.group)).await {
-                Ok(page) => !page.into_inner().versions.is_empty(),
-                Err(status) => absent_bucket(status).map(|()| false)?,
-            };
-            let has_uploads = match client.rpc().list_uploads(addressed(uploads, record.group)).await {
-                Ok(page) => !page.into_inner().uploads.is_empty(),
-                Err(status) => absent_bucket(status).map(|()| false)?,
-            };
-            if has_versions || has_uploads {
-                return Err(MetadataError::BucketNotEmpty(format!(
-                    "{bucket} (range group {} holds keys)",
-                    record.group
-                ))
-                .into());
+            match answer {
+                Ok(true) => fenced.push(record.group),
+                Ok(false) => {
+                    self.lift(records, bucket, &fenced).await;
+                    return Err(MetadataError::BucketNotEmpty(format!(
+                        "{bucket} (range group {} holds keys)",
+                        record.group
+                    ))
+                    .into());
+                }
+                Err(status) => {
+                    self.lift(records, bucket, &fenced).await;
+                    return Err(status);
+                }
             }
         }
-        Ok(())
+        Ok(fenced)
+    }
+
+    /// Lifts the fences of `bucket` in `groups` (best effort, each tried up to [`LIFT_ATTEMPTS`]
+    /// times; a fence left standing ends with the bucket's deletion or a later DeleteBucket).
+    pub async fn lift(&self, records: &[GroupRecord], bucket: &str, groups: &[u64]) {
+        for &group in groups {
+            let mut wait = Duration::from_millis(100);
+            for attempt in 1..=LIFT_ATTEMPTS {
+                let outcome = match self.client(records) {
+                    Ok(client) => {
+                        let request = FenceBucketRequest { bucket: bucket.to_string(), lift: true };
+                        client.raft().fence_bucket(addressed(request, group)).await.map(|_| ())
+                    }
+                    Err(status) => Err(status),
+                };
+                match outcome {
+                    Ok(()) => break,
+                    Err(status) if attempt == LIFT_ATTEMPTS => {
+                        tracing::warn!(group, %bucket, error = %status, "a fence of a bucket was not lifted");
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                }
+            }
+        }
     }
 
     /// The objects and bytes of `bucket` that its range groups hold, summed.

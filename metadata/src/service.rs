@@ -247,8 +247,17 @@ impl Metadata for MetadataService {
 
     async fn delete_bucket(&self, req: Request<DeleteBucketRequest>) -> Result<Response<DeleteBucketResponse>, Status> {
         let name = req.into_inner().name;
+        // Range groups of the bucket are fenced first (empty, and taking no new key), then group
+        // 0 deletes it (checking its own keys in the apply); the deletion reaches them through the
+        // outbox and ends their fences. A failed delete lifts them.
         if let Some(range_groups) = &self.range_groups {
-            range_groups.check_empty(&self.store.directory_records(), &name).await?;
+            let records = self.store.directory_records();
+            let fenced = range_groups.fence(&records, &name).await?;
+            if let Err(e) = self.submit(Command::DeleteBucket { name: name.clone(), stamp: self.stamp() }).await {
+                range_groups.lift(&records, &name, &fenced).await;
+                return Err(e);
+            }
+            return Ok(Response::new(DeleteBucketResponse {}));
         }
         self.submit(Command::DeleteBucket { name, stamp: self.stamp() }).await?;
         Ok(Response::new(DeleteBucketResponse {}))

@@ -7,9 +7,9 @@ use coffer_proto::metadata_client::{ClientConfig, NOT_LEADER_HEADER, lazy_channe
 use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
 use coffer_proto::pb::metadata::metadata_raft_server::MetadataRaft;
 use coffer_proto::pb::metadata::{
-    CreateGroupRequest, CreateGroupResponse, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, RaftPayload,
-    RaftReplica, RaftStatusRequest, RaftStatusResponse, RangeGroupEntry, RangeTableRequest, RangeTableResponse,
-    SetBucketStateRequest, SetBucketStateResponse,
+    CreateGroupRequest, CreateGroupResponse, FenceBucketRequest, FenceBucketResponse, JoinRequest, JoinResponse,
+    LeaveRequest, LeaveResponse, RaftPayload, RaftReplica, RaftStatusRequest, RaftStatusResponse, RangeGroupEntry,
+    RangeTableRequest, RangeTableResponse, SetBucketStateRequest, SetBucketStateResponse,
 };
 use openraft::ServerState;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
@@ -171,6 +171,22 @@ impl MetadataRaft for RaftService {
             crate::command::Command::SetBucketState { bucket, record: record.unwrap_or_default(), deleted, generation };
         self.replication.submit(command).await?;
         Ok(Response::new(SetBucketStateResponse {}))
+    }
+
+    async fn fence_bucket(
+        &self,
+        request: Request<FenceBucketRequest>,
+    ) -> Result<Response<FenceBucketResponse>, Status> {
+        let FenceBucketRequest { bucket, lift } = request.into_inner();
+        if self.replication.group() == 0 {
+            return Err(MetadataError::InvalidArgument("buckets are fenced in range groups, not group 0".into()).into());
+        }
+        if !self.replication.is_leader() {
+            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
+        }
+        let holds =
+            self.replication.submit(crate::command::Command::FenceBucket { bucket, lift }).await?.into_existed()?;
+        Ok(Response::new(FenceBucketResponse { empty: !holds }))
     }
 
     async fn range_table(&self, _: Request<RangeTableRequest>) -> Result<Response<RangeTableResponse>, Status> {

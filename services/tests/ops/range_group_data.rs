@@ -32,7 +32,9 @@ use coffer_proto::pb::metadata::{
 use coffer_proto::{ErrorCode, RemoteError};
 
 use crate::common::metadata_group::{self, status};
-use crate::common::{Proc, blobnode_args_for, client, free_port, get_bytes, get_range, pattern, put_bytes, runtime};
+use crate::common::{
+    Proc, blobnode_args_for, client, error_code, free_port, get_bytes, get_range, pattern, put_bytes, runtime,
+};
 
 const BUCKET: &str = "data";
 
@@ -377,5 +379,33 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert_eq!(get_bytes(&s3, BUCKET, "d/9m").await, objects[3].1, "outside the rule's prefix");
+
+        // DeleteBucket fences group 1 first. With group 1 empty and group 0 holding z/3m, group 1
+        // is fenced, group 0's delete is refused, and the fence is lifted: group 1 takes keys again.
+        for key in ["a/first", "b/1m", "d/9m"] {
+            s3.delete_object().bucket(BUCKET).key(key).send().await.expect("delete");
+        }
+        assert_eq!(error_code(s3.delete_bucket().bucket(BUCKET).send().await), "BucketNotEmpty", "z/3m is group 0's");
+        put_bytes(&s3, BUCKET, "a/again", pattern(1000, 41)).await;
+        record_in(&metadata, 1, "a/again").await.expect("a/again is group 1's: the fence was lifted");
+        // The bucket's only object lives in group 1: not empty, until it is deleted.
+        s3.delete_object().bucket(BUCKET).key("z/3m").send().await.expect("delete z/3m");
+        assert_eq!(
+            error_code(s3.delete_bucket().bucket(BUCKET).send().await),
+            "BucketNotEmpty",
+            "a/again is group 1's"
+        );
+        s3.delete_object().bucket(BUCKET).key("a/again").send().await.expect("delete a/again");
+        s3.delete_bucket().bucket(BUCKET).send().await.expect("delete the empty bucket");
+        assert_eq!(error_code(s3.head_bucket().bucket(BUCKET).send().await), "NotFound");
+        // The deletion reaches group 1, which then answers NoSuchBucket for the bucket's keys.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match record_in(&metadata, 1, "a/again").await {
+                Err(e) if e.code == ErrorCode::NoSuchBucket => break,
+                other => assert!(Instant::now() < deadline, "the deletion reaches group 1: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
 }
