@@ -286,6 +286,28 @@ pub enum Command {
         bucket: String,
         lift: bool,
     },
+    /// Range groups only: splits the group's range at (`at_bucket`, `at_key`); the right half
+    /// becomes group `child`, with `voters` (see `split`). `epoch` is the range's epoch the split was
+    /// planned against.
+    SplitRange {
+        at_bucket: String,
+        at_key: String,
+        child: u64,
+        epoch: u64,
+        voters: Vec<(u64, String)>,
+    },
+    /// Group 0 only: reserves group id `child` for a split of range group `parent` at
+    /// (`at_bucket`, `at_key`) (see `split_plan`).
+    ReserveSplit {
+        parent: u64,
+        child: u64,
+        at_bucket: String,
+        at_key: String,
+    },
+    /// Group 0 only: the parent applied the split reserved for `child`: both halves are recorded.
+    FinishSplit {
+        child: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -599,6 +621,13 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             crate::bucket_state::delivered(store, batch, group, &bucket, generation)
         }
         Command::FenceBucket { bucket, lift } => crate::bucket_state::fence(store, batch, &bucket, lift),
+        Command::SplitRange { at_bucket, at_key, child, epoch, voters } => {
+            crate::split::split_range(store, batch, (at_bucket, at_key), child, epoch, voters)
+        }
+        Command::ReserveSplit { parent, child, at_bucket, at_key } => {
+            crate::split_plan::reserve(store, batch, parent, child, (at_bucket, at_key))
+        }
+        Command::FinishSplit { child } => crate::split_plan::finish(store, batch, child),
         Command::PutIam { entity, create_only } => {
             crate::iam::put(store, batch, entity, create_only).map(Applied::IamGeneration)
         }

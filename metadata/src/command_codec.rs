@@ -521,6 +521,15 @@ mod tests {
             },
             Command::BucketStateDelivered { group: 7, bucket: "photos".into(), generation: 12 },
             Command::FenceBucket { bucket: "photos".into(), lift: true },
+            Command::SplitRange {
+                at_bucket: "photos".into(),
+                at_key: "m".into(),
+                child: 8,
+                epoch: 3,
+                voters: vec![(1, "http://10.0.0.1:9100".into())],
+            },
+            Command::ReserveSplit { parent: 7, child: 8, at_bucket: "photos".into(), at_key: "m".into() },
+            Command::FinishSplit { child: 8 },
         ]
     }
 
@@ -567,6 +576,9 @@ mod tests {
             Command::SetBucketState { .. } => "SetBucketState",
             Command::BucketStateDelivered { .. } => "BucketStateDelivered",
             Command::FenceBucket { .. } => "FenceBucket",
+            Command::SplitRange { .. } => "SplitRange",
+            Command::ReserveSplit { .. } => "ReserveSplit",
+            Command::FinishSplit { .. } => "FinishSplit",
         }
     }
 

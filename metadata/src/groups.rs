@@ -48,6 +48,8 @@ use crate::{leader_tasks, notify};
 /// reloads its copy of the records (an applied `CreateRangeGroup`, a snapshot install); this poll
 /// guards against a missed wake-up and retries groups that failed to open.
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a split's new group waits for this replica's parent to apply the split.
+const SPLIT_WAIT: Duration = Duration::from_millis(100);
 /// How long a group that failed to open waits before the next attempt.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -55,7 +57,8 @@ type GroupService = BoxCloneSyncService<http::Request<Body>, http::Response<Body
 
 /// One range group open on this process.
 pub struct Group {
-    pub descriptor: Descriptor,
+    /// The group's database; its range changes with splits.
+    store: Arc<Store>,
     pub replication: Replication,
     /// The group's `Metadata` and `MetadataRaft` services behind its own leader gate.
     service: GroupService,
@@ -91,6 +94,13 @@ fn group_paths(db: &std::path::Path, group: u64) -> (PathBuf, PathBuf) {
     base.push(".groups");
     let base = PathBuf::from(base);
     (base.join(group.to_string()), base.join(format!("{group}.snapshots")))
+}
+
+impl Group {
+    /// The group's range as its database holds it now.
+    pub fn descriptor(&self) -> Option<Arc<Descriptor>> {
+        self.store.range()
+    }
 }
 
 impl Groups {
@@ -129,17 +139,36 @@ impl Groups {
                 if self.get(group).is_some() || !due || !self.is_voter(&record) {
                     continue;
                 }
+                if self.parent_not_split_here(&record) {
+                    // Its seed comes with the parent's apply of the split, which this replica has
+                    // not reached yet: opened empty now, it would wait for a snapshot instead.
+                    retry_at.insert(group, tokio::time::Instant::now() + SPLIT_WAIT);
+                    continue;
+                }
                 if let Err(e) = self.open(record).await {
                     tracing::error!(group, error = %e, "could not open a metadata range group; retrying");
                     retry_at.insert(group, tokio::time::Instant::now() + RETRY_AFTER);
                 }
             }
+            let now = tokio::time::Instant::now();
+            retry_at.retain(|_, at| *at > now);
+            let wake = retry_at.values().copied().min().unwrap_or(now + WATCH_INTERVAL).min(now + WATCH_INTERVAL);
             tokio::select! {
-                _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                _ = tokio::time::sleep_until(wake) => {}
                 _ = self.0.directory.directory_reloaded() => {}
                 _ = stop.changed() => return,
             }
         }
+    }
+
+    /// Whether a group open here still holds the start of `record`'s range: `record` was split
+    /// off it, and this replica has not applied the split yet.
+    fn parent_not_split_here(&self, record: &GroupRecord) -> bool {
+        let start = &record.descriptor.range;
+        self.all().iter().any(|(group, open)| {
+            *group != record.group
+                && open.descriptor().is_some_and(|d| d.range.contains(&start.start_bucket, &start.start_key))
+        })
     }
 
     /// A replica that was not among a group's initial voters does not start it: it would
@@ -159,14 +188,26 @@ impl Groups {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| MetadataError::Internal(format!("creating {}: {e}", dir.display())))?;
             let store = Store::open(&dir)?;
-            // Before the Raft starts, so no command of the group is ever applied without it.
-            store.set_range(descriptor)?;
+            // Before the Raft starts, so no command of the group is ever applied without it. A
+            // database that holds one keeps it: from then on its range changes only through its
+            // own log (a split), which group 0's record may not show yet.
+            if store.range().is_none() {
+                store.set_range(descriptor)?;
+            }
             Ok::<_, MetadataError>(Arc::new(store))
         })
         .await
         .map_err(|e| MetadataError::Internal(format!("open task failed: {e}")))??;
+        // A group created empty (epoch 1) starts from the same first entry on every voter; one
+        // born of a split (or split since) never initializes: its state is the split's seed, or
+        // its leader's snapshot (see `split`).
+        let membership = if record.descriptor.epoch == 1 {
+            Membership::Members(record.voters.iter().cloned().collect())
+        } else {
+            Membership::Seeded
+        };
         let options = RaftOptions {
-            membership: Membership::Members(record.voters.iter().cloned().collect()),
+            membership,
             advertise: config.advertise_url(),
             snapshot_dir,
             snapshot_entries: config.raft_snapshot_entries,
@@ -191,7 +232,7 @@ impl Groups {
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            MetadataRaftServer::new(RaftService::new(replication.clone()).with_range(record.descriptor.clone()))
+            MetadataRaftServer::new(RaftService::new(replication.clone()).with_range(store.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
@@ -199,7 +240,7 @@ impl Groups {
         // The group's own collector, lifecycle worker, expirer and notification dispatcher, on
         // whichever replica leads it.
         let workers = leader_tasks::Workers {
-            store,
+            store: store.clone(),
             applier,
             cluster,
             config: config.clone(),
@@ -212,7 +253,7 @@ impl Groups {
         let supervisor = tokio::spawn(leader_tasks::supervise(workers, Some(replication.leadership()), stopped));
         let range = record.descriptor.range.to_string();
         let opened = Arc::new(Group {
-            descriptor: record.descriptor,
+            store,
             replication,
             service,
             leader_tasks: std::sync::Mutex::new(Some((stop, supervisor))),

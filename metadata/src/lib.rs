@@ -35,6 +35,9 @@ mod range;
 mod range_fanout;
 mod repair;
 mod service;
+mod split;
+mod split_driver;
+mod split_plan;
 mod stats;
 mod store;
 mod usage;
@@ -166,6 +169,11 @@ pub async fn serve_with(
     let delivery = replication.clone().map(|zero| {
         tokio::spawn(bucket_state::deliver(store.clone(), zero, range_client.clone(), watching_stopped.clone()))
     });
+    // Group 0's leader carries out splits of range groups, and finishes those a lost leader left.
+    let splits = replication
+        .clone()
+        .map(|zero| Arc::new(split_driver::SplitDriver::new(store.clone(), zero, range_client.clone())));
+    let split_resumer = splits.clone().map(|splits| tokio::spawn(splits.resume(watching_stopped.clone())));
     let group_watcher = groups.clone().map(|groups| tokio::spawn(groups.watch(watching_stopped)));
 
     let stats_task = tokio::spawn(stats::publish(store.clone()));
@@ -202,9 +210,10 @@ pub async fn serve_with(
             builder.tls_config(tls.server()).map_err(|e| MetadataError::InvalidArgument(format!("gRPC TLS: {e}")))?;
     }
     let raft_service = replication.clone().map(|r| {
-        coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer::new(
-            raft::RaftService::new(r).with_groups(groups.clone()),
-        )
+        coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer::new(match &splits {
+            Some(splits) => raft::RaftService::new(r).with_groups(groups.clone()).with_splits(splits.clone()),
+            None => raft::RaftService::new(r).with_groups(groups.clone()),
+        })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
     });
@@ -247,6 +256,9 @@ pub async fn serve_with(
     }
     if let Some(delivery) = delivery {
         let _ = delivery.await;
+    }
+    if let Some(resumer) = split_resumer {
+        let _ = resumer.await;
     }
     if let Some(groups) = &groups {
         groups.shutdown().await;

@@ -131,12 +131,12 @@ pub struct GroupRecord {
     pub voters: Vec<(u64, String)>,
 }
 
-fn to_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn to_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // As in `command_codec::encode`: a Vec grows and every sequence knows its length.
     postcard::to_extend(value, vec![RECORD_VERSION]).expect("a range record always encodes into a Vec")
 }
 
-fn from_bytes<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, MetadataError> {
+pub(crate) fn from_bytes<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, MetadataError> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, body)) => postcard::from_bytes(body).map_err(|e| MetadataError::corrupt(what, e)),
         Some((version, _)) => Err(MetadataError::corrupt(what, format!("unknown format version {version}"))),
@@ -152,7 +152,16 @@ pub fn decode_descriptor(bytes: &[u8]) -> Result<Descriptor, MetadataError> {
     from_bytes("range descriptor", bytes)
 }
 
-fn group_record_key(group: u64) -> Vec<u8> {
+pub(crate) fn encode_record(record: &GroupRecord) -> Vec<u8> {
+    to_bytes(record)
+}
+
+#[cfg(test)]
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<GroupRecord, MetadataError> {
+    from_bytes("range group record", bytes)
+}
+
+pub(crate) fn group_record_key(group: u64) -> Vec<u8> {
     [GROUP_RECORD_PREFIX, &group.to_be_bytes()].concat()
 }
 
@@ -351,7 +360,9 @@ fn scope(command: &Command) -> Scope<'_> {
         | Command::NotifyDone { .. }
         | Command::ReportDamaged { .. }
         | Command::DropDamaged { .. }
-        | Command::CompleteRepair { .. } => Scope::Own,
+        | Command::CompleteRepair { .. }
+        // Refused by group 0 in its apply (it has no range to split).
+        | Command::SplitRange { .. } => Scope::Own,
         // Nodes, IAM, accounts and the range table are group 0's.
         Command::RecordIntent { .. }
         | Command::PutNode { .. }
@@ -361,7 +372,9 @@ fn scope(command: &Command) -> Scope<'_> {
         | Command::PutIam { .. }
         | Command::DeleteIam { .. }
         | Command::CreateRangeGroup { .. }
-        | Command::BucketStateDelivered { .. } => Scope::Directory,
+        | Command::BucketStateDelivered { .. }
+        | Command::ReserveSplit { .. }
+        | Command::FinishSplit { .. } => Scope::Directory,
     }
 }
 
@@ -514,7 +527,7 @@ pub(crate) mod tests {
             assert!(store.set_range(other).is_err(), "a descriptor changes only through the log");
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.range(), Some(&descriptor), "read back at open");
+        assert_eq!(store.range().as_deref(), Some(&descriptor), "read back at open");
         let bucket = coffer_proto::pb::metadata::BucketRecord { name: "b".into(), ..Default::default() };
         crate::command::apply(&store, Command::CreateBucket { bucket }).unwrap();
         let stamp = crate::command::Stamp {

@@ -118,9 +118,12 @@ pub struct Store {
     db: DB,
     /// Kept for its statistics object (tickers), read by [`Store::stats`].
     options: Options,
-    /// A range group's descriptor (`range`), read once at open or set before its Raft starts;
-    /// unset in group 0 and in a lone service, which accept every key.
-    range: std::sync::OnceLock<crate::range::Descriptor>,
+    /// A range group's descriptor (`range`), read at open or set before its Raft starts, and
+    /// reloaded by the write that applies a split of the range (see `split`) and after a snapshot
+    /// install; unset in group 0 and in a lone service, which accept every key.
+    range: std::sync::RwLock<Option<std::sync::Arc<crate::range::Descriptor>>>,
+    /// Set by the apply of a split; the write that persists it reloads [`Store::range`].
+    range_changed: std::sync::atomic::AtomicBool,
     /// Group 0's view of its range-group records (`range::GROUP_RECORD_PREFIX` in `meta`), for the
     /// check that refuses keys a range group owns (see [`Store::check_directory_key`]).
     directory: Directory,
@@ -188,24 +191,45 @@ impl Store {
             ColumnFamilyDescriptor::new(cf.name(), cf_options)
         });
         let db = DB::open_cf_descriptors(&options, path, cfs).map_err(MetadataError::db("opening the database"))?;
-        let store = Store { db, options, range: std::sync::OnceLock::new(), directory: Directory::default() };
+        let store = Store {
+            db,
+            options,
+            range: std::sync::RwLock::default(),
+            range_changed: std::sync::atomic::AtomicBool::new(false),
+            directory: Directory::default(),
+        };
         store.reload_directory()?;
-        let stored = store.db.get_cf(store.cf(Cf::Meta)?, crate::range::DESCRIPTOR_KEY);
-        if let Some(bytes) = stored.map_err(MetadataError::db("reading the range descriptor"))? {
-            let _ = store.range.set(crate::range::decode_descriptor(&bytes)?);
-        }
+        store.reload_range()?;
         Ok(store)
     }
 
     /// This database's range when it is a range group's (see `range`).
-    pub(crate) fn range(&self) -> Option<&crate::range::Descriptor> {
-        self.range.get()
+    pub(crate) fn range(&self) -> Option<std::sync::Arc<crate::range::Descriptor>> {
+        self.range.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads the stored descriptor again (at open, after a split's write, after a snapshot
+    /// install). A database that was a range group's stays one. Blocking.
+    pub(crate) fn reload_range(&self) -> Result<(), MetadataError> {
+        let stored = self.db.get_cf(self.cf(Cf::Meta)?, crate::range::DESCRIPTOR_KEY);
+        if let Some(bytes) = stored.map_err(MetadataError::db("reading the range descriptor"))? {
+            let descriptor = crate::range::decode_descriptor(&bytes)?;
+            *self.range.write().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(descriptor));
+        }
+        Ok(())
+    }
+
+    /// Marks the range as changing: called by the apply of a split, so the write that persists
+    /// it reloads the descriptor before the next command is applied.
+    pub(crate) fn range_changing(&self) {
+        self.range_changed.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Makes this database a range group's, durably (before its Raft starts); the same descriptor
-    /// again is a no-op, another one an error (ranges change only through the log, later). Blocking.
+    /// again is a no-op, another one an error (after that, ranges change only through the log).
+    /// Blocking.
     pub(crate) fn set_range(&self, descriptor: crate::range::Descriptor) -> Result<(), MetadataError> {
-        if let Some(current) = self.range.get() {
+        if let Some(current) = self.range() {
             if *current == descriptor {
                 return Ok(());
             }
@@ -220,7 +244,7 @@ impl Store {
         self.db
             .put_cf_opt(self.cf(Cf::Meta)?, crate::range::DESCRIPTOR_KEY, bytes, &options)
             .map_err(MetadataError::db("storing the range descriptor"))?;
-        let _ = self.range.set(descriptor);
+        *self.range.write().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(descriptor));
         Ok(())
     }
 
@@ -327,6 +351,9 @@ impl Store {
         let written = self.db.write_opt(batch, &options).map_err(MetadataError::db("writing a batch"));
         if self.directory.changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
             self.reload_directory()?;
+        }
+        if self.range_changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.reload_range()?;
         }
         if self.directory.outbox_written.swap(false, std::sync::atomic::Ordering::AcqRel) {
             self.directory.outbox.notify_one();

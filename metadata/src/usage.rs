@@ -13,7 +13,8 @@ use crate::store::{Cf, Store};
 
 /// Marks a database whose usage counters are complete.
 const MARKER: &str = "bucket-usage-v1";
-const KEY_PREFIX: &[u8] = b"usage\0";
+/// Every bucket's counters in `meta` start with this.
+pub(crate) const KEY_PREFIX: &[u8] = b"usage\0";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -64,6 +65,12 @@ pub fn account(
     batch.put_cf(store.cf(Cf::Meta)?, key(bucket), encode(usage));
     // Every change of a key's current object passes here, so the expiry index is kept here too.
     crate::expiry::track(store, batch, bucket, before, after)
+}
+
+/// Writes `bucket`'s counters as given (a split divides them between its halves).
+pub fn set(store: &Store, batch: &mut WriteBatch, bucket: &str, usage: Usage) -> Result<(), MetadataError> {
+    batch.put_cf(store.cf(Cf::Meta)?, key(bucket), encode(usage));
+    Ok(())
 }
 
 pub fn forget(store: &Store, batch: &mut WriteBatch, bucket: &str) -> Result<(), MetadataError> {

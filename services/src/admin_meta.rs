@@ -10,6 +10,7 @@ use coffer_proto::metadata_client::{ClientConfig, NOT_LEADER_HEADER, lazy_channe
 use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
 use coffer_proto::pb::metadata::{
     CreateGroupRequest, KeyBound, KeyRange, LeaveRequest, RaftStatusRequest, RaftStatusResponse, RangeTableRequest,
+    SplitGroupRequest,
 };
 use coffer_proto::tonic;
 use coffer_proto::tonic::transport::Channel;
@@ -30,6 +31,14 @@ pub enum MetaCommand {
         start: String,
         #[arg(long, default_value = "")]
         end: String,
+    },
+    /// Split range group N at BUCKET/KEY: a new range group (same replicas) takes the keys from
+    /// BUCKET/KEY to the group's end. Prints the new group's id.
+    Split {
+        #[arg(long)]
+        group: u64,
+        #[arg(long)]
+        at: String,
     },
 }
 
@@ -252,6 +261,32 @@ pub async fn run(urls: &[String], config: &ClientConfig, command: MetaCommand, j
                 );
             } else {
                 println!("group {group} created for {} with voters {voters:?}", range_text(Some(&range)));
+            }
+        }
+        MetaCommand::Split { group, at } => {
+            let at = bound(&at);
+            let request = SplitGroupRequest { group, at: Some(at.clone()) };
+            let what = format!("splitting group {group}");
+            let child = on_leader(urls, config, &what, async |mut client, attempt| {
+                match client.split_group(request.clone()).await {
+                    Ok(split) => Ok(split.into_inner().child),
+                    // An earlier attempt may have split it after all: a group whose range starts
+                    // at `at` is this command's success.
+                    Err(status) if attempt > 1 => {
+                        let table = client.range_table(RangeTableRequest {}).await?.into_inner();
+                        let starts_at = |g: &coffer_proto::pb::metadata::RangeGroupEntry| {
+                            g.range.as_ref().and_then(|r| r.start.as_ref()) == Some(&at)
+                        };
+                        table.groups.iter().find(|g| starts_at(g)).map(|g| g.group).ok_or(status)
+                    }
+                    Err(status) => Err(status),
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::json!({"group": group, "child": child}));
+            } else {
+                println!("group {group} split at {}/{}: group {child} owns the keys from there", at.bucket, at.key);
             }
         }
     }

@@ -86,6 +86,22 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
     postcard::from_bytes(bytes)
 }
 
+/// The log part of `state_machine::seed_split_child`: no entry, no vote, and `origin` both
+/// committed and purged.
+pub(crate) fn seed(store: &Store, batch: &mut WriteBatch, origin: LogId) -> Result<(), crate::error::MetadataError> {
+    let log = store.cf(Cf::RaftLog)?;
+    // Every 8-byte index key sorts below 9 bytes of 0xFF.
+    batch.delete_range_cf(log, &index_key(0)[..], &[0xFF; 9][..]);
+    let state = store.cf(Cf::RaftState)?;
+    batch.delete_cf(state, VOTE_KEY);
+    let committed =
+        encode(&Some(origin)).map_err(|e| crate::error::MetadataError::Internal(format!("raft state: {e}")))?;
+    let purged = encode(&origin).map_err(|e| crate::error::MetadataError::Internal(format!("raft state: {e}")))?;
+    batch.put_cf(state, COMMITTED_KEY, committed);
+    batch.put_cf(state, PURGED_KEY, purged);
+    Ok(())
+}
+
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 pub use service::RaftService;
 pub use stale_reads::{Permit, StaleRead, requested_bound};
+pub(crate) use state_machine::seed_split_child;
 pub use types::NodeId;
 
 use self::log_store::LogStore;
@@ -75,6 +76,9 @@ pub enum Membership {
     Join(Vec<String>),
     /// One of the initial voters (id → URL) of a range group, the same map on each (see `groups`).
     Members(BTreeMap<NodeId, String>),
+    /// A replica of a range group born of a split (see `split`): its state is the split's seed,
+    /// or, on a replica without one, what the group's leader sends. Never initialized here.
+    Seeded,
 }
 
 /// A handle on this replica's Raft node. Cheap to clone.
@@ -132,6 +136,9 @@ fn node_id(
         },
         // Above any position in a --peers list, so joined replicas never take an initial one's id.
         (None, Membership::Join(_)) => (1 << 32) + u64::from(rand::random::<u32>()),
+        (None, Membership::Seeded) => {
+            return Err(MetadataError::InvalidArgument("a seeded replica takes its process's node id".into()));
+        }
         (None, Membership::Members(members)) => match members.iter().find(|(_, url)| same_url(url, advertise)) {
             Some((id, _)) => *id,
             None => {
@@ -247,6 +254,17 @@ impl Replication {
                         tracing::error!(error = %e, "this replica could not join the metadata group");
                     }
                 });
+            }
+            Membership::Seeded => {
+                // The seed holds applied state but no snapshot file: a replica of the group without
+                // the seed can only be sent a snapshot (the seed's log is purged), so one is built.
+                let seeded = replication.raft.is_initialized().await.map_err(fatal)?;
+                if seeded
+                    && !state_machine::has_snapshot(&snapshot_dir)
+                    && let Err(e) = replication.raft.trigger().snapshot().await
+                {
+                    tracing::warn!(group, error = %e, "could not start the first snapshot of a split's new group");
+                }
             }
             _ => {}
         }

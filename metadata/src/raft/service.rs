@@ -9,7 +9,8 @@ use coffer_proto::pb::metadata::metadata_raft_server::MetadataRaft;
 use coffer_proto::pb::metadata::{
     CreateGroupRequest, CreateGroupResponse, FenceBucketRequest, FenceBucketResponse, JoinRequest, JoinResponse,
     LeaveRequest, LeaveResponse, RaftPayload, RaftReplica, RaftStatusRequest, RaftStatusResponse, RangeGroupEntry,
-    RangeTableRequest, RangeTableResponse, SetBucketStateRequest, SetBucketStateResponse,
+    RangeTableRequest, RangeTableResponse, SetBucketStateRequest, SetBucketStateResponse, SplitGroupRequest,
+    SplitGroupResponse, SplitRangeRequest, SplitRangeResponse,
 };
 use openraft::ServerState;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
@@ -23,24 +24,31 @@ use crate::error::MetadataError;
 
 pub struct RaftService {
     replication: Replication,
-    /// A range group's range (none for group 0).
-    range: Option<crate::range::Descriptor>,
+    /// A range group's database, whose range it reports (none for group 0).
+    range: Option<std::sync::Arc<crate::store::Store>>,
     /// Group 0's service only: the range groups open on this process, for `Status`.
     groups: Option<crate::groups::Groups>,
+    /// Group 0's service only: carries out `SplitGroup`.
+    splits: Option<std::sync::Arc<crate::split_driver::SplitDriver>>,
 }
 
 impl RaftService {
     pub fn new(replication: Replication) -> RaftService {
-        RaftService { replication, range: None, groups: None }
+        RaftService { replication, range: None, groups: None, splits: None }
     }
 
-    pub fn with_range(mut self, range: crate::range::Descriptor) -> RaftService {
-        self.range = Some(range);
+    pub fn with_range(mut self, store: std::sync::Arc<crate::store::Store>) -> RaftService {
+        self.range = Some(store);
         self
     }
 
     pub fn with_groups(mut self, groups: Option<crate::groups::Groups>) -> RaftService {
         self.groups = groups;
+        self
+    }
+
+    pub fn with_splits(mut self, splits: std::sync::Arc<crate::split_driver::SplitDriver>) -> RaftService {
+        self.splits = Some(splits);
         self
     }
 }
@@ -121,10 +129,14 @@ impl MetadataRaft for RaftService {
     }
 
     async fn status(&self, _: Request<RaftStatusRequest>) -> Result<Response<RaftStatusResponse>, Status> {
-        let mut answer = status(&self.replication, self.range.as_ref());
+        let range = self.range.as_ref().and_then(|store| store.range());
+        let mut answer = status(&self.replication, range.as_deref());
         if let Some(groups) = &self.groups {
-            answer.groups =
-                groups.all().iter().map(|(_, group)| status(&group.replication, Some(&group.descriptor))).collect();
+            answer.groups = groups
+                .all()
+                .iter()
+                .map(|(_, group)| status(&group.replication, group.descriptor().as_deref()))
+                .collect();
         }
         Ok(Response::new(answer))
     }
@@ -187,6 +199,31 @@ impl MetadataRaft for RaftService {
         let holds =
             self.replication.submit(crate::command::Command::FenceBucket { bucket, lift }).await?.into_existed()?;
         Ok(Response::new(FenceBucketResponse { empty: !holds }))
+    }
+
+    async fn split_group(&self, request: Request<SplitGroupRequest>) -> Result<Response<SplitGroupResponse>, Status> {
+        let SplitGroupRequest { group, at } = request.into_inner();
+        let Some(splits) = self.splits.as_ref().filter(|_| self.replication.group() == 0) else {
+            return Err(MetadataError::InvalidArgument("range groups are split through group 0".into()).into());
+        };
+        let at = at.unwrap_or_default();
+        let child = splits.split(group, (at.bucket, at.key)).await?;
+        Ok(Response::new(SplitGroupResponse { child }))
+    }
+
+    async fn split_range(&self, request: Request<SplitRangeRequest>) -> Result<Response<SplitRangeResponse>, Status> {
+        let SplitRangeRequest { at, child, epoch, voters } = request.into_inner();
+        if self.replication.group() == 0 {
+            return Err(MetadataError::InvalidArgument("group 0 has no range to split".into()).into());
+        }
+        if !self.replication.is_leader() {
+            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
+        }
+        let at = at.unwrap_or_default();
+        let voters = voters.into_iter().map(|v| (v.node_id, v.address)).collect();
+        let split = crate::command::Command::SplitRange { at_bucket: at.bucket, at_key: at.key, child, epoch, voters };
+        self.replication.submit(split).await?;
+        Ok(Response::new(SplitRangeResponse {}))
     }
 
     async fn range_table(&self, _: Request<RangeTableRequest>) -> Result<Response<RangeTableResponse>, Status> {

@@ -44,6 +44,11 @@ const CHECKPOINT_DIR: &str = "checkpoint";
 /// Bytes of records written per batch while installing a snapshot.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
 
+/// Whether `dir` (a group's snapshot folder) holds a snapshot to send.
+pub(crate) fn has_snapshot(dir: &Path) -> bool {
+    dir.join(CURRENT_SNAPSHOT).exists()
+}
+
 pub struct StateMachine {
     store: Arc<Store>,
     proposals: Arc<Proposals>,
@@ -99,6 +104,26 @@ fn put_meta<T: serde::Serialize>(
     let bytes = encode(value).map_err(|e| MetadataError::Internal(format!("raft state: {e}")))?;
     batch.put_cf(store.cf(Cf::Meta)?, key, bytes);
     Ok(())
+}
+
+/// The Raft state of a group born of a split (`split`), written into its seed: everything up to
+/// log index 0 is applied (the seed itself) and purged, under the membership `voters`, with no
+/// vote and no log. A replica holding the seed starts as an initialized member; one without it
+/// (empty) can only be brought up to date by a snapshot, since the log before index 1 is gone.
+pub(crate) fn seed_split_child(
+    store: &Store,
+    batch: &mut WriteBatch,
+    voters: &[(u64, String)],
+) -> Result<(), MetadataError> {
+    let origin = LogId::new(openraft::CommittedLeaderId::new(0, 0), 0);
+    let nodes: std::collections::BTreeMap<u64, openraft::BasicNode> =
+        voters.iter().map(|(id, url)| (*id, openraft::BasicNode::new(url))).collect();
+    let ids = nodes.keys().copied().collect();
+    let membership = StoredMembership::new(Some(origin), openraft::Membership::new(vec![ids], nodes));
+    put_meta(store, batch, APPLIED_KEY, &origin)?;
+    put_meta(store, batch, MEMBERSHIP_KEY, &membership)?;
+    batch.delete_cf(store.cf(Cf::Meta)?, APPLYING_KEY);
+    super::log_store::seed(store, batch, origin)
 }
 
 /// How far the commands of an unfinished entry went (see the module doc).
@@ -161,8 +186,14 @@ fn apply_command(
     proposed: ProposedCommand,
 ) -> Result<(u64, Outcome), MetadataError> {
     let command = command_codec::decode(&proposed.bytes)?;
+    let splits = matches!(command, command::Command::SplitRange { .. });
     let mut batch = WriteBatch::default();
     let result = command::apply_into(store, &mut batch, command);
+    if splits && let Err(e @ (MetadataError::Db { .. } | MetadataError::Internal(_))) = result {
+        // A split that could not write its new group's database is not a refusal the other
+        // replicas share: this replica stops and applies it again after a restart.
+        return Err(e);
+    }
     if result.is_err() {
         // A refused command changes nothing; only the bookkeeping is written.
         batch.clear();
@@ -204,6 +235,8 @@ fn clear_state(store: &Store) -> Result<(), MetadataError> {
 fn install_file(store: &Store, path: &Path) -> Result<SnapshotMeta, MetadataError> {
     let installed = install_records(store, path);
     store.reload_directory()?;
+    // A range group's snapshot may come from after a split of its range.
+    store.reload_range()?;
     installed
 }
 

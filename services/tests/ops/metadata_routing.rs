@@ -33,7 +33,7 @@ fn in_group<T>(message: T, group: u64) -> tonic::Request<T> {
     request
 }
 
-fn object(key: &str) -> ObjectRecord {
+pub(crate) fn object(key: &str) -> ObjectRecord {
     let segment = Segment { size: key.len() as u64, inline_data: key.as_bytes().to_vec(), ..Default::default() };
     ObjectRecord {
         bucket: "b".into(),
@@ -46,7 +46,7 @@ fn object(key: &str) -> ObjectRecord {
 }
 
 /// `coffer admin meta create-group` for bucket "b"'s keys in [start, end).
-fn create_group(peers: &str, group: u64, start: &str, end: &str) {
+pub(crate) fn create_group(peers: &str, group: u64, start: &str, end: &str) {
     let created = std::process::Command::new(crate::common::coffer_bin())
         .args(["admin", "--metadata", peers, "meta", "create-group", "--group", &group.to_string()])
         .args(["--start", &format!("b/{start}"), "--end", &format!("b/{end}")])
@@ -63,7 +63,7 @@ fn create_group(peers: &str, group: u64, start: &str, end: &str) {
 }
 
 /// Waits until some replica reports group `group` with a leader.
-fn wait_for_group(rt: &tokio::runtime::Runtime, urls: &[String], group: u64) {
+pub(crate) fn wait_for_group(rt: &tokio::runtime::Runtime, urls: &[String], group: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let led = urls.iter().any(|url| {
@@ -275,7 +275,7 @@ fn metadata_clients_route_by_range_and_list_across_range_boundaries() {
 
 /// Puts `key` through the routed client, retrying while its range group has not received the
 /// bucket yet (Unavailable) for at most 30 s.
-async fn put_routed(client: &MetadataClient, key: &str) {
+pub(crate) async fn put_routed(client: &MetadataClient, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let request = PutObjectRequest { record: Some(object(key)), intents: Vec::new(), condition: None };

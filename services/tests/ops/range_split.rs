@@ -1,0 +1,298 @@
+//! A range group splits under a write load while a full listing runs (issue 11): three `coffer
+//! metadata` replicas, range group 1 owning bucket "b"'s keys below "z". 1,500 keys are written first; then
+//! writers keep adding keys on both sides of the split point while a listing pages slowly through
+//! the bucket, and `coffer admin meta split` splits group 1 at "k0750" into a new group. One
+//! replica is down during the split and comes back after it: it applies the split from its log
+//! (so the watcher must wait for that before it opens the new group from its seed).
+//!
+//! Checked: the listing running across the split returns keys in order, each at most once, and
+//! every key written before it started exactly once; after the load stops a full listing equals
+//! the acknowledged writes (plus, at most, writes whose answer was lost); every acknowledged key
+//! reads back byte-exact; the range table shows the two halves; group 0 and each half refuse the
+//! other half's keys; the returning replica serves the new group.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
+use coffer_proto::pb::metadata::{
+    CreateBucketRequest, GetObjectRequest, ListObjectsRequest, PutObjectRequest, RangeTableRequest,
+};
+use coffer_proto::stale_reads::ListingClient;
+use coffer_proto::{ErrorCode, RemoteError};
+
+use crate::common::metadata_group::{self, status};
+use crate::common::{Proc, runtime};
+use crate::metadata_routing::{create_group, object, put_routed, wait_for_group};
+
+const SPLIT_AT: &str = "k0750";
+
+fn key(i: usize) -> String {
+    format!("k{i:04}")
+}
+
+/// One put through the routed client, retried on retryable answers for a bounded time: `Ok`
+/// when acknowledged, `Err` when it gave up (its effect is then unknown).
+async fn put_acknowledged(client: &MetadataClient, key: &str) -> Result<(), RemoteError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let request = PutObjectRequest { record: Some(object(key)), intents: Vec::new(), condition: None };
+        match client.rpc().put_object(request).await.map_err(RemoteError::from) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if matches!(e.code, ErrorCode::Unavailable | ErrorCode::WrongRange | ErrorCode::Internal)
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Every key of bucket "b", page by page as the gateway pages (each page resumes after the last
+/// key), waiting `pause` between pages. Retries a page that fails (a group electing its leader).
+async fn list_all(listings: &ListingClient, page_size: u32, pause: Duration) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut marker = String::new();
+    loop {
+        let request = ListObjectsRequest {
+            bucket: "b".into(),
+            start_after: marker.clone(),
+            max_keys: page_size,
+            ..Default::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let page = loop {
+            match listings.list_objects(request.clone()).await {
+                Ok(page) => break page.into_inner(),
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("a listing page failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("list a page: {e}"),
+            }
+        };
+        keys.extend(page.objects.iter().map(|o| o.key.clone()));
+        if !page.is_truncated {
+            return keys;
+        }
+        marker = page.next_marker;
+        tokio::time::sleep(pause).await;
+    }
+}
+
+fn in_group<T>(message: T, group: u64) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(GROUP_HEADER, group.into());
+    request
+}
+
+fn split(peers: &str, group: u64, at: &str) -> String {
+    let output = std::process::Command::new(crate::common::coffer_bin())
+        .args(["admin", "--metadata", peers, "meta", "split", "--group", &group.to_string(), "--at", at])
+        .output()
+        .expect("coffer admin meta split");
+    assert!(
+        output.status.success(),
+        "split failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_range_group_splits_under_load_and_a_listing_sees_every_key_once() {
+    let dir = tempfile::Builder::new().prefix("coffer-split").tempdir_in(crate::common::test_root()).expect("tempdir");
+    let (procs, urls, peers) = metadata_group::start_three(dir.path());
+    let mut procs: Vec<Option<Proc>> = procs.into_iter().map(Some).collect();
+    let rt = runtime();
+    metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
+    create_group(&peers, 1, "", "z");
+    wait_for_group(&rt, &urls, 1);
+    let client = rt.block_on(async { MetadataClient::connect(&urls, &ClientConfig::default()) }).expect("client");
+    rt.block_on(async {
+        let bucket = CreateBucketRequest { name: "b".into(), owner: "me".into(), ..Default::default() };
+        client.rpc().create_bucket(bucket).await.expect("create the bucket");
+    });
+
+    // The keys every listing must see.
+    let before: BTreeSet<String> = (0..1500).map(|i| key(i * 2)).collect();
+    rt.block_on(async {
+        let mut writes = tokio::task::JoinSet::new();
+        let all: Vec<String> = before.iter().cloned().collect();
+        for chunk in all.chunks(all.len().div_ceil(16)) {
+            let (client, chunk) = (client.clone(), chunk.to_vec());
+            writes.spawn(async move {
+                for key in chunk {
+                    put_routed(&client, &key).await;
+                }
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            done.expect("a writer task");
+        }
+    });
+
+    // A replica is down while the split happens; it comes back afterwards.
+    let victim = urls.iter().position(|url| status(&rt, url).is_some_and(|s| s.state != "leader")).expect("a follower");
+    procs[victim].as_mut().expect("running").kill9();
+
+    // Writers on both sides of the split point (the odd keys), journaled; a slow listing.
+    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+    let unknown = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let listings = ListingClient::linearizable(client.clone());
+    let (writers, listing) = {
+        let _guard = rt.enter();
+        let mut writers = Vec::new();
+        for w in 0..4usize {
+            let (client, acknowledged, unknown, stop) =
+                (client.clone(), acknowledged.clone(), unknown.clone(), stop.clone());
+            writers.push(tokio::spawn(async move {
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) && i < 1500 {
+                    // Spread over the key space (7919 is prime to 1500), so both halves take writes.
+                    let key = key((i * 7919 % 1500) * 2 + 1);
+                    match put_acknowledged(&client, &key).await {
+                        Ok(()) => acknowledged.lock().unwrap().insert(key),
+                        Err(e) => {
+                            eprintln!("put {key} gave up: {e}");
+                            unknown.lock().unwrap().insert(key)
+                        }
+                    };
+                    i += 4;
+                }
+            }));
+        }
+        let listing = {
+            let listings = listings.clone();
+            tokio::spawn(async move {
+                let keys = list_all(&listings, 25, Duration::from_millis(40)).await;
+                (keys, Instant::now())
+            })
+        };
+        (writers, listing)
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let split_started = Instant::now();
+    let answer = split(&peers, 1, &format!("b/{SPLIT_AT}"));
+    eprintln!("split in {:?}: {answer}", split_started.elapsed());
+    assert!(answer.contains("group 2"), "{answer}");
+
+    let split_done = Instant::now();
+    let (listed, listing_done) = rt.block_on(listing).expect("the listing task");
+    assert!(listing_done > split_done, "the listing ran across the split");
+    // Back after the split: it applies it from its log and opens group 2 from its own seed.
+    let db = dir.path().join(format!("meta{victim}")).display().to_string();
+    let port = urls[victim].rsplit(':').next().expect("a port");
+    let args = ["metadata", "--listen", &format!("127.0.0.1:{port}"), "--db", &db, "--peers", &peers].map(String::from);
+    procs[victim] = Some(Proc::spawn("meta-back", &args, dir.path()));
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        rt.block_on(writer).expect("a writer task");
+    }
+
+    // The listing that ran across the split: ordered, no key twice, every earlier key once.
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "the listing is strictly ordered");
+    let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
+    let missing: Vec<&String> = before.difference(&listed_set).collect();
+    assert!(
+        missing.is_empty(),
+        "the listing missed {} keys written before it: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let unknown = unknown.lock().unwrap().clone();
+    for key in &listed {
+        assert!(before.contains(key) || acknowledged.contains(key) || unknown.contains(key), "{key} was never written");
+    }
+    eprintln!(
+        "listing across the split: {} keys; {} written during the load ({} gave up)",
+        listed.len(),
+        acknowledged.len(),
+        unknown.len()
+    );
+    assert!(acknowledged.iter().any(|k| k.as_str() < SPLIT_AT) && acknowledged.iter().any(|k| k.as_str() >= SPLIT_AT));
+
+    rt.block_on(async {
+        // After the load: exactly what was acknowledged (and perhaps writes whose answer was lost).
+        let all = list_all(&listings, 1000, Duration::ZERO).await;
+        let all_set: BTreeSet<String> = all.iter().cloned().collect();
+        assert_eq!(all.len(), all_set.len(), "no key twice");
+        let wanted: BTreeSet<String> = before.union(&acknowledged).cloned().collect();
+        assert!(wanted.is_subset(&all_set), "every acknowledged key is listed");
+        assert!(all_set.difference(&wanted).all(|k| unknown.contains(k)), "nothing else is listed");
+
+        // Every acknowledged key reads back, from the half that owns it.
+        for key in &wanted {
+            let request = GetObjectRequest { bucket: "b".into(), key: key.clone(), ..Default::default() };
+            let record = client.rpc().get_object(request).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
+            let data: Vec<u8> = record
+                .into_inner()
+                .record
+                .unwrap_or_default()
+                .segments
+                .into_iter()
+                .flat_map(|s| s.inline_data)
+                .collect();
+            assert_eq!(data, key.as_bytes());
+        }
+
+        // The table: group 1 keeps [b/, b/k0750), group 2 owns [b/k0750, b/z), both at epoch 2.
+        let table = client.raft().range_table(RangeTableRequest {}).await.expect("range table").into_inner();
+        let ranges: Vec<(u64, String, String, u64)> = table
+            .groups
+            .iter()
+            .map(|g| {
+                let range = g.range.clone().unwrap_or_default();
+                let (start, end) = (range.start.unwrap_or_default(), range.end.unwrap_or_default());
+                (g.group, format!("{}/{}", start.bucket, start.key), format!("{}/{}", end.bucket, end.key), range.epoch)
+            })
+            .collect();
+        assert_eq!(
+            ranges,
+            [(1, "b/".into(), format!("b/{SPLIT_AT}"), 2), (2, format!("b/{SPLIT_AT}"), "b/z".into(), 2)]
+        );
+        // Each half refuses the other's keys, and group 0 both.
+        for (key, owner) in [("k0000", 1u64), ("k0748", 1), (SPLIT_AT, 2), ("k2998", 2)] {
+            for group in 0..3u64 {
+                let request = GetObjectRequest { bucket: "b".into(), key: key.into(), ..Default::default() };
+                let found = client.rpc().get_object(in_group(request, group)).await.map_err(RemoteError::from);
+                match found {
+                    Ok(_) => assert_eq!(group, owner, "{key} is in group {group}"),
+                    Err(e) if group == owner => panic!("{key} is missing from group {owner}: {e}"),
+                    Err(e) => assert_eq!(e.code, ErrorCode::WrongRange, "{key} in group {group}: {e}"),
+                }
+            }
+        }
+    });
+
+    // The replica that was down serves group 2 too: it opened it and caught up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen =
+            status(&rt, &urls[victim]).map(|s| s.groups.iter().map(|g| (g.group, g.state.clone())).collect::<Vec<_>>());
+        if seen
+            .as_ref()
+            .is_some_and(|groups| groups.iter().any(|(g, state)| *g == 2 && (state == "follower" || state == "leader")))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the returning replica opens group 2: {seen:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // It applied the split from its log, so it opened group 2 from its own seed.
+    let log = procs[victim].as_ref().expect("running").log();
+    for line in log.lines().filter(|l| l.contains("split the range") || l.contains("range group open")) {
+        eprintln!("returning replica: {line}");
+    }
+    assert!(log.contains("split the range"), "the returning replica applied the split itself");
+    drop(procs);
+}
