@@ -837,3 +837,84 @@ impl Metadata for MetadataService {
         Ok(Response::new(GetIamGenerationResponse { generation }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use coffer_proto::ErrorCode;
+    use coffer_proto::RemoteError;
+    use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER};
+
+    use super::*;
+    use crate::range::tests::range;
+
+    /// A range group "replica" that accepts connections and never answers: a silent group.
+    async fn silent_replica() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        (url, held)
+    }
+
+    fn draining_node() -> NodeInfo {
+        let disk = DiskInfo { disk_id: "d0".into(), capacity_bytes: 100, healthy: true, ..Default::default() };
+        NodeInfo { node_id: "n1".into(), address: "http://n1:9200".into(), disks: vec![disk] }
+    }
+
+    /// Group 0 (a local applier) with range group 1 recorded at a silent replica, and a node that
+    /// is draining, not alive, and named by none of group 0's records.
+    async fn group_0_with_a_silent_range_group(dir: &std::path::Path) -> (MetadataService, Arc<Cluster>) {
+        let store = Arc::new(Store::open(dir).unwrap());
+        // Dropping the thread's handle or the replica's task leaves both running.
+        let (applier, _thread) = Applier::start(store.clone()).unwrap();
+        let (url, _held) = silent_replica().await;
+        let create = Command::CreateRangeGroup { group: 1, range: range(("x", ""), ("y", "")), voters: vec![(1, url)] };
+        applier.submit(create).await.unwrap();
+        let cluster = Arc::new(Cluster::new(
+            Duration::from_secs(10),
+            vec![draining_node()],
+            vec![("n1".into(), NodeAdmin::Draining)],
+        ));
+        let timing = Timing { gc_grace: Duration::from_secs(60), intent_ttl: Duration::from_secs(600) };
+        let client = ClientConfig {
+            timeout: Duration::from_millis(300),
+            connect_timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let service = MetadataService::new(store, applier, cluster.clone(), timing).with_range_client(client);
+        (service, cluster)
+    }
+
+    #[tokio::test]
+    async fn a_silent_range_group_keeps_a_node_from_being_removed_or_called_drained() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, cluster) = group_0_with_a_silent_range_group(dir.path()).await;
+        let refused = service.remove_node(Request::new(RemoveNodeRequest { node_id: "n1".into() })).await.unwrap_err();
+        let refused = RemoteError::from(refused);
+        assert_eq!(refused.code, ErrorCode::Unavailable, "{refused:?}");
+        assert!(refused.message.contains("range group 1 did not answer"), "{refused:?}");
+        assert!(cluster.knows("n1"), "not removed");
+
+        // Group 0's records name the node no more, but group 1 does not say so: still draining.
+        // Unaddressed, the status is group 1's too, so it fails; addressed to group 0 it answers.
+        let status = GetRepairStatusRequest { grace_ms: 3_600_000 };
+        let failed = RemoteError::from(service.get_repair_status(Request::new(status)).await.unwrap_err());
+        assert_eq!(failed.code, ErrorCode::Unavailable);
+        let mut addressed = Request::new(status);
+        addressed.metadata_mut().insert(GROUP_HEADER, 0.into());
+        service.get_repair_status(addressed).await.expect("group 0 alone");
+        assert_eq!(cluster.admin("n1"), NodeAdmin::Draining);
+        let listed = service.list_damaged_shards(Request::new(ListDamagedShardsRequest { limit: 0 })).await;
+        assert_eq!(RemoteError::from(listed.unwrap_err()).code, ErrorCode::Unavailable, "group 1's part is missing");
+
+        // Without range groups to ask, group 0's own word is enough (as before).
+        let lone =
+            MetadataService::new(service.store.clone(), service.applier.clone(), cluster.clone(), service.timing);
+        lone.get_repair_status(Request::new(status)).await.expect("status");
+        assert_eq!(cluster.admin("n1"), NodeAdmin::Drained);
+    }
+}
