@@ -9,7 +9,8 @@
 //! of it disappears from the blobnodes, and the shards of the objects still stored stay.
 //!
 //! Calls by data id: a damaged-shard report of group 1's data, sent through the routed client, is
-//! kept by group 1 only; a `coffer repair` worker claims it from group 1, rebuilds the column and
+//! kept by group 1 only (one naming the object's key goes to group 1 alone, one naming a key of
+//! group 0 to group 0 alone); a `coffer repair` worker claims it from group 1, rebuilds the column and
 //! completes it there, and the object reads back. The bucket's usage sums both groups, and so do
 //! group 0's repair status and damaged-shard listing (addressed to one group, each answers alone).
 //! Group 1's own lifecycle worker expires an object of its range by the bucket's rule (lifecycle
@@ -251,8 +252,8 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
         let bytes = (300 << 10) + (3 << 20) + objects[3].1.len() + objects[4].1.len();
         assert_eq!((usage.objects, usage.bytes), (4, bytes as u64), "usage sums group 1's and group 0's objects");
 
-        // Lose column 0 of d/9m (every stripe) and report it through the routed client: it goes to
-        // every group, and only group 1, which holds the data, keeps it.
+        // Lose column 0 of d/9m (every stripe) and report it through the routed client: only group
+        // 1, which holds the data, keeps it.
         let record = record_in(&metadata, 1, "d/9m").await.expect("d/9m");
         let layout = layouts(&record.segments).remove(0);
         let lost = layout.shards[0].clone();
@@ -267,9 +268,18 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
             reason: "missing".into(),
             ..Default::default()
         };
+        // Stripe 1 as a writer reports what it could not write: naming the key, which routes the
+        // report to that key's group alone. Stripe 0 without a key, as the scrubber does: to every
+        // group.
+        let keyed = ReportDamagedShardsRequest {
+            shards: vec![DamagedShard { stripe: 1, ..report.clone() }],
+            bucket: BUCKET.into(),
+            key: "d/9m".into(),
+        };
+        metadata.rpc().report_damaged_shards(keyed).await.expect("keyed report");
         metadata
             .rpc()
-            .report_damaged_shards(ReportDamagedShardsRequest { shards: vec![report], ..Default::default() })
+            .report_damaged_shards(ReportDamagedShardsRequest { shards: vec![report.clone()], ..Default::default() })
             .await
             .expect("report");
         let damaged_in = |group: u64| {
@@ -279,12 +289,21 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
                 metadata.rpc().list_damaged_shards(request).await.expect("list damaged").into_inner().shards.len()
             }
         };
-        assert_eq!(damaged_in(1).await, 1, "group 1 holds the data: it keeps the report");
+        assert_eq!(damaged_in(1).await, 2, "group 1 holds the data: it keeps both reports");
         assert_eq!(damaged_in(0).await, 0, "group 0 does not hold it");
+        // A keyed report reaches its key's group only: named by a key of group 0 (wrongly, for
+        // group 1's data), group 1 never sees it and group 0 keeps nothing it does not hold.
+        let misnamed = ReportDamagedShardsRequest {
+            shards: vec![DamagedShard { stripe: 2, ..report.clone() }],
+            bucket: BUCKET.into(),
+            key: "z/elsewhere".into(),
+        };
+        metadata.rpc().report_damaged_shards(misnamed).await.expect("misnamed report");
+        assert_eq!((damaged_in(0).await, damaged_in(1).await), (0, 2), "sent to group 0 alone");
         // Unaddressed, group 0 answers for every group: the union of the reports, the sum of the
         // repair status.
         let all = metadata.rpc().list_damaged_shards(ListDamagedShardsRequest { limit: 100 }).await;
-        assert_eq!(all.expect("list damaged").into_inner().shards.len(), 1, "group 0 lists group 1's report");
+        assert_eq!(all.expect("list damaged").into_inner().shards.len(), 2, "group 0 lists group 1's reports");
         let repair_status = |group: Option<u64>| {
             let metadata = metadata.clone();
             async move {
@@ -298,8 +317,8 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
             }
         };
         assert_eq!(repair_status(Some(0)).await, (0, 0), "group 0 alone");
-        assert_eq!(repair_status(Some(1)).await, (1, 1), "group 1 alone");
-        assert_eq!(repair_status(None).await, (1, 1), "the sum counts group 1's damaged column");
+        assert_eq!(repair_status(Some(1)).await, (2, 1), "group 1 alone: two reports of one column");
+        assert_eq!(repair_status(None).await, (2, 1), "the sum counts group 1's damaged column");
     });
 
     // A repair worker claims from every group in turn and completes where it claimed.
