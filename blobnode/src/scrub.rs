@@ -41,7 +41,7 @@ pub trait DamageReporter: Send + Sync + 'static {
 
 impl DamageReporter for MetadataClient {
     async fn report(&self, shards: Vec<DamagedShard>) -> Result<(), RemoteError> {
-        self.rpc().report_damaged_shards(ReportDamagedShardsRequest { shards }).await?;
+        self.rpc().report_damaged_shards(ReportDamagedShardsRequest { shards, ..Default::default() }).await?;
         Ok(())
     }
 }

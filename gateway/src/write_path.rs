@@ -229,7 +229,7 @@ impl DataPlane {
         while let Some(task) = in_flight.pop_front() {
             join_stripe(task).await?;
         }
-        self.report_unwritten(&allocation.data_id, &allocation.shards, unwritten.take()).await?;
+        self.report_unwritten(key, &allocation.data_id, &allocation.shards, unwritten.take()).await?;
         let md5: [u8; 16] = md5.finalize().into();
         let layout = DataLayout {
             data_id: allocation.data_id,
@@ -254,6 +254,7 @@ impl DataPlane {
     /// finds its work there. Without the record the write must fail.
     async fn report_unwritten(
         &self,
+        key: &WriteKey,
         data_id: &[u8],
         shards: &[ShardLocation],
         unwritten: BTreeMap<u32, u32>,
@@ -278,11 +279,11 @@ impl DataPlane {
             })
             .collect();
         tracing::warn!(data_id = %hex::encode(data_id), shards = reports.len(), "stored with missing shards; recorded for repair");
-        self.metadata
-            .rpc()
-            .report_damaged_shards(ReportDamagedShardsRequest { shards: reports })
-            .await
-            .map_err(coffer_proto::RemoteError::from)?;
+        // Named by the key it was allocated for, the report goes to the one group holding the data
+        // (with range groups, a report sent to every group would fail this write while any group
+        // is down, even one that has nothing to do with it).
+        let request = ReportDamagedShardsRequest { shards: reports, bucket: key.bucket.clone(), key: key.key.clone() };
+        self.metadata.rpc().report_damaged_shards(request).await.map_err(coffer_proto::RemoteError::from)?;
         Ok(())
     }
 

@@ -404,6 +404,20 @@ mod tests {
         Command::CreateBucket { bucket: BucketRecord { name: name.into(), ..Default::default() } }
     }
 
+    /// A one-byte object of bucket "b", stored inline.
+    fn put_inline(store: &Store, key: &str) -> Result<Applied, MetadataError> {
+        let segment = coffer_proto::pb::metadata::Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
+        let record = coffer_proto::pb::metadata::ObjectRecord {
+            bucket: "b".into(),
+            key: key.into(),
+            size: 1,
+            segments: vec![segment],
+            ..Default::default()
+        };
+        let stamp = crate::command::tests::stamp(1);
+        apply(store, Command::PutObject { record, intents: vec![], condition: Default::default(), stamp })
+    }
+
     fn outbox(store: &Store) -> Vec<(u64, String, u64, bool)> {
         pending(store).unwrap().into_iter().map(|p| (p.group, p.bucket, p.generation, p.deleted)).collect()
     }
@@ -451,19 +465,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.set_range(Descriptor { range: range(("b", ""), ("c", "")), epoch: 1 }).unwrap();
-        let put = |key: &str| {
-            let segment =
-                coffer_proto::pb::metadata::Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
-            let record = coffer_proto::pb::metadata::ObjectRecord {
-                bucket: "b".into(),
-                key: key.into(),
-                size: 1,
-                segments: vec![segment],
-                ..Default::default()
-            };
-            let stamp = crate::command::tests::stamp(1);
-            apply(&store, Command::PutObject { record, intents: vec![], condition: Default::default(), stamp })
-        };
+        let put = |key: &str| put_inline(&store, key);
         assert_eq!(put("k").unwrap_err().code(), ErrorCode::Unavailable, "the bucket's state has not arrived");
         let state = |generation, versioning: Versioning, deleted| {
             let mut record = BucketRecord { name: "b".into(), ..Default::default() };
@@ -491,19 +493,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.set_range(Descriptor { range: range(("b", ""), ("c", "")), epoch: 1 }).unwrap();
-        let put = |key: &str| {
-            let segment =
-                coffer_proto::pb::metadata::Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
-            let record = coffer_proto::pb::metadata::ObjectRecord {
-                bucket: "b".into(),
-                key: key.into(),
-                size: 1,
-                segments: vec![segment],
-                ..Default::default()
-            };
-            let stamp = crate::command::tests::stamp(1);
-            apply(&store, Command::PutObject { record, intents: vec![], condition: Default::default(), stamp })
-        };
+        let put = |key: &str| put_inline(&store, key);
         let delete = |key: &str| {
             let stamp = crate::command::tests::stamp(2);
             apply(&store, Command::DeleteObject { bucket: "b".into(), key: key.into(), stamp })

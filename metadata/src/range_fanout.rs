@@ -1,13 +1,19 @@
-//! Group 0 asking the range groups of a bucket (issue 11): DeleteBucket's fence (whether they hold
-//! any of its keys, and refusing new ones until it is gone), and their part of its usage. Each call goes to one range group's leader,
-//! addressed by `GROUP_HEADER`, through one client of the process (built on first use over the
-//! groups' voters; the header-addressed router finds each group's replicas in the range table).
+//! Group 0 asking the range groups (issue 11): of a bucket, DeleteBucket's fence (whether they hold
+//! any of its keys, and refusing new ones until it is gone) and their part of its usage; of every
+//! range group, whether its data still uses a node (before RemoveNode, and before a draining node
+//! is called drained), and its part of the repair status and of the damaged-shard reports. Each
+//! call goes to one range group's leader, addressed by `GROUP_HEADER`, through one client of the
+//! process (built on first use over the groups' voters; the header-addressed router finds each
+//! group's replicas in the range table).
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
-use coffer_proto::pb::metadata::{FenceBucketRequest, GetBucketUsageRequest};
+use coffer_proto::pb::metadata::{
+    DamagedShard, FenceBucketRequest, GetBucketUsageRequest, GetNodeReferencesRequest, GetRepairStatusRequest,
+    GetRepairStatusResponse, ListDamagedShardsRequest,
+};
 use coffer_proto::{ErrorCode, RemoteError};
 use tonic::{Request, Status};
 
@@ -36,6 +42,24 @@ fn absent_bucket(status: Status) -> Result<(), Status> {
         e if e.code == ErrorCode::NoSuchBucket => Ok(()),
         e => Err(e.into_status()),
     }
+}
+
+/// What group 0 answers when a range group failed: Unavailable (retryable) naming the group,
+/// whatever the group's own error was — a "not leader" hint there is not about group 0.
+fn unanswered(group: u64, status: Status) -> Status {
+    MetadataError::Unavailable(format!("range group {group} did not answer: {}", status.message())).into()
+}
+
+/// Adds one group's repair status to `total`. Lost disks are not added: every group counts the
+/// same disks of the one cluster map, so `total` keeps its own (group 0's) count.
+pub fn add_repair_status(total: &mut GetRepairStatusResponse, group: &GetRepairStatusResponse) {
+    total.degraded_columns = total.degraded_columns.saturating_add(group.degraded_columns);
+    total.degraded_stripes = total.degraded_stripes.saturating_add(group.degraded_stripes);
+    total.blocked_columns = total.blocked_columns.saturating_add(group.blocked_columns);
+    total.damaged_reports = total.damaged_reports.saturating_add(group.damaged_reports);
+    total.leased_columns = total.leased_columns.saturating_add(group.leased_columns);
+    total.columns_repaired = total.columns_repaired.saturating_add(group.columns_repaired);
+    total.bytes_repaired = total.bytes_repaired.saturating_add(group.bytes_repaired);
 }
 
 impl RangeGroups {
@@ -131,5 +155,120 @@ impl RangeGroups {
             }
         }
         Ok(total)
+    }
+    /// The first range group whose data still has a column on `node_id`, with how many it counted
+    /// (up to `limit`); `None` when no range group has any. A group that does not answer is an
+    /// error: nothing may be concluded about a silent group.
+    pub async fn node_references(
+        &self,
+        records: &[GroupRecord],
+        node_id: &str,
+        limit: u32,
+    ) -> Result<Option<(u64, u64)>, Status> {
+        for record in records {
+            let client = self.client(records)?;
+            let request = GetNodeReferencesRequest { node_id: node_id.to_string(), limit };
+            let referenced = match client.rpc().get_node_references(addressed(request, record.group)).await {
+                Ok(answer) => answer.into_inner().referenced,
+                Err(status) => return Err(unanswered(record.group, status)),
+            };
+            if referenced > 0 {
+                return Ok(Some((record.group, referenced)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every range group's repair status (planned with the same grace), added to `total`.
+    pub async fn add_repair_status(
+        &self,
+        records: &[GroupRecord],
+        grace_ms: u64,
+        total: &mut GetRepairStatusResponse,
+    ) -> Result<(), Status> {
+        for record in records {
+            let client = self.client(records)?;
+            let request = GetRepairStatusRequest { grace_ms };
+            match client.rpc().get_repair_status(addressed(request, record.group)).await {
+                Ok(status) => add_repair_status(total, &status.into_inner()),
+                Err(status) => return Err(unanswered(record.group, status)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the range groups' damaged-shard reports to `shards`, in group order, until it holds
+    /// `limit` (each group is asked only for what is still missing).
+    pub async fn damaged_shards(
+        &self,
+        records: &[GroupRecord],
+        limit: usize,
+        shards: &mut Vec<DamagedShard>,
+    ) -> Result<(), Status> {
+        for record in records {
+            let missing = limit.saturating_sub(shards.len());
+            if missing == 0 {
+                break;
+            }
+            let client = self.client(records)?;
+            // `limit` 0 asks for the server's default page: never sent, since missing > 0.
+            let request = ListDamagedShardsRequest { limit: u32::try_from(missing).unwrap_or(u32::MAX) };
+            match client.rpc().list_damaged_shards(addressed(request, record.group)).await {
+                Ok(answer) => shards.extend(answer.into_inner().shards.into_iter().take(missing)),
+                Err(status) => return Err(unanswered(record.group, status)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repair_status_adds_every_count_but_the_lost_disks() {
+        let mut total = GetRepairStatusResponse {
+            degraded_columns: 1,
+            degraded_stripes: 2,
+            blocked_columns: 3,
+            damaged_reports: 4,
+            lost_disks: 1,
+            leased_columns: 5,
+            columns_repaired: 6,
+            bytes_repaired: 7,
+        };
+        let group = GetRepairStatusResponse {
+            degraded_columns: 10,
+            degraded_stripes: 20,
+            blocked_columns: 30,
+            damaged_reports: 40,
+            lost_disks: 1,
+            leased_columns: 50,
+            columns_repaired: 60,
+            bytes_repaired: u64::MAX,
+        };
+        add_repair_status(&mut total, &group);
+        assert_eq!(
+            total,
+            GetRepairStatusResponse {
+                degraded_columns: 11,
+                degraded_stripes: 22,
+                blocked_columns: 33,
+                damaged_reports: 44,
+                lost_disks: 1,
+                leased_columns: 55,
+                columns_repaired: 66,
+                bytes_repaired: u64::MAX,
+            }
+        );
+    }
+
+    #[test]
+    fn a_range_group_failure_is_group_0s_unavailable_naming_the_group() {
+        let status = unanswered(3, MetadataError::NotLeader { leader: Some("http://x".into()) }.into());
+        let error = RemoteError::from(status);
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert!(error.message.contains("range group 3 did not answer"), "{}", error.message);
     }
 }

@@ -490,16 +490,23 @@ mod tests {
         assert!(found.drained.is_empty());
         assert_eq!(found.tasks.len(), 1);
         assert_eq!(found.tasks[0].reason, "draining");
+        // What a range group answers group 0 (`GetNodeReferences`) about the draining node.
+        assert_eq!(store.referenced_columns("n2", 1).unwrap(), 1);
         apply(&store, complete_cmd(b"data-3", &found.tasks[0])).unwrap();
         let after = plan_with(&store, &disks);
         assert!(after.tasks.is_empty());
         assert_eq!(after.drained, ["n2"]);
+        // No layout names the node any more (a copy awaiting collection does not count).
+        assert_eq!(store.referenced_columns("n2", 1).unwrap(), 0);
 
         // With no disk to move to, the column is blocked, not handed out.
         put(&store, "k2", b"data-4");
         let short = [view(0, true, false, false), view(1, true, false, false), view(2, false, true, false)];
         let blocked = plan_with(&store, &short);
         assert_eq!((blocked.tasks.len(), blocked.blocked_columns), (0, 1));
+        // Counting stops at the limit.
+        assert_eq!(store.referenced_columns("n0", 1).unwrap(), 1);
+        assert_eq!(store.referenced_columns("n0", 10).unwrap(), 2);
     }
 
     #[test]

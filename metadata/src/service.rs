@@ -75,6 +75,18 @@ pub struct MetadataService {
 
 /// Repair tasks handed out per claim at most.
 const MAX_CLAIM: usize = 256;
+/// How long group 0 waits for the range groups' word that a draining node is empty (within a
+/// repair claim or status call).
+const RANGE_ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Data ids with a column on a node that RemoveNode counts at most, per group.
+const REFERENCE_COUNT_LIMIT: usize = 1000;
+
+/// Whether a cluster-wide call (repair status, damaged shards) answers for every group: when it
+/// names no group. A call addressed by `GROUP_HEADER` — to group 0 too — answers for the group
+/// addressed alone, which is also how group 0 asks the range groups for their part.
+fn unaddressed<T>(req: &Request<T>) -> bool {
+    !req.metadata().contains_key(coffer_proto::metadata_client::GROUP_HEADER)
+}
 
 fn required<T>(field: Option<T>, name: &str) -> Result<T, Status> {
     field.ok_or_else(|| MetadataError::InvalidArgument(format!("{name} is required")).into())
@@ -189,18 +201,45 @@ impl MetadataService {
         if !plan.stale_reports.is_empty() {
             self.submit(Command::DropDamaged { keys: plan.stale_reports.clone() }).await?;
         }
-        // Node admin states are group 0's. A range group's data on a draining node is moved all
-        // the same; that group 0 calls the node drained while a range group still references it
-        // is left open (see the sharding design note).
+        // Node admin states are group 0's. A range group moves its data off a draining node all
+        // the same (its planner reads the same admin state from its copy of the map), so group 0
+        // calls the node drained only once every range group also says it uses the node no more.
         let drained = if self.store.range().is_none() { &plan.drained[..] } else { &[] };
         for node_id in drained {
-            if self.cluster.admin(node_id) == NodeAdmin::Draining {
+            if self.cluster.admin(node_id) == NodeAdmin::Draining && self.range_groups_done_with(node_id).await {
                 self.submit(Command::SetNodeAdmin { node_id: node_id.clone(), admin: NodeAdmin::Drained }).await?;
                 self.cluster.set_admin(node_id, NodeAdmin::Drained);
                 tracing::info!(node_id = %node_id, "node drained: no record references its shards any more");
             }
         }
         Ok(plan)
+    }
+
+    /// Whether no range group's data has a column on `node_id` any more (true without range
+    /// groups). A group that does not answer within [`RANGE_ASK_TIMEOUT`] means "not yet": the
+    /// drain is called done only on every group's word, and a repair claim on group 0 must not
+    /// wait long on another group.
+    async fn range_groups_done_with(&self, node_id: &str) -> bool {
+        let Some(range_groups) = &self.range_groups else { return true };
+        let records = self.store.directory_records();
+        if records.is_empty() {
+            return true;
+        }
+        match tokio::time::timeout(RANGE_ASK_TIMEOUT, range_groups.node_references(&records, node_id, 1)).await {
+            Ok(Ok(None)) => true,
+            Ok(Ok(Some((group, _)))) => {
+                tracing::debug!(node_id, group, "a draining node still holds a range group's data");
+                false
+            }
+            Ok(Err(status)) => {
+                tracing::warn!(node_id, error = %status, "could not ask the range groups whether a node is drained");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(node_id, "the range groups did not answer in time whether a node is drained");
+                false
+            }
+        }
     }
 
     async fn observe_node(&self, node: Option<NodeInfo>, always_store: bool) -> Result<(), Status> {
@@ -576,7 +615,13 @@ impl Metadata for MetadataService {
         &self,
         req: Request<ReportDamagedShardsRequest>,
     ) -> Result<Response<ReportDamagedShardsResponse>, Status> {
-        let mut shards = req.into_inner().shards;
+        let req = req.into_inner();
+        // A report routed by the key its data was written for: a group that does not own the key
+        // would keep none of it, so it answers WrongRange and the router resends it.
+        if !req.bucket.is_empty() {
+            self.check_key(&req.bucket, &req.key)?;
+        }
+        let mut shards = req.shards;
         if shards.len() > MAX_DAMAGED_PER_REPORT {
             return Err(MetadataError::InvalidArgument(format!(
                 "{} damaged shards in one report; at most {MAX_DAMAGED_PER_REPORT}",
@@ -602,12 +647,27 @@ impl Metadata for MetadataService {
         &self,
         req: Request<ListDamagedShardsRequest>,
     ) -> Result<Response<ListDamagedShardsResponse>, Status> {
+        let everywhere = unaddressed(&req);
         let limit = match req.into_inner().limit {
             0 => 1000,
             n => (n as usize).min(10_000),
         };
-        let shards = self.read(move |store| store.damaged_shards(limit)).await?;
+        let mut shards = self.read(move |store| store.damaged_shards(limit)).await?;
+        // Unaddressed, group 0 answers for every group: its own reports first, then each range group's.
+        if let Some(range_groups) = self.range_groups.as_ref().filter(|_| everywhere) {
+            range_groups.damaged_shards(&self.store.directory_records(), limit, &mut shards).await?;
+        }
         Ok(Response::new(ListDamagedShardsResponse { shards }))
+    }
+
+    async fn get_node_references(
+        &self,
+        req: Request<GetNodeReferencesRequest>,
+    ) -> Result<Response<GetNodeReferencesResponse>, Status> {
+        let req = req.into_inner();
+        let limit = (req.limit as usize).clamp(1, REFERENCE_COUNT_LIMIT);
+        let referenced = self.read(move |store| store.referenced_columns(&req.node_id, limit)).await?;
+        Ok(Response::new(GetNodeReferencesResponse { referenced: referenced as u64 }))
     }
 
     async fn set_node_admin(
@@ -645,12 +705,29 @@ impl Metadata for MetadataService {
             .into());
         }
         let id = node_id.clone();
-        let referenced = self.read(move |store| store.referenced_columns(&id, 1000)).await?;
+        let mut referenced = self.read(move |store| store.referenced_columns(&id, REFERENCE_COUNT_LIMIT)).await?;
+        let mut holder = String::new();
+        // Range groups hold data on the node too: each is asked (through its leader) before the
+        // node is forgotten, and one that does not answer refuses the removal.
+        if referenced == 0
+            && let Some(range_groups) = &self.range_groups
+        {
+            let records = self.store.directory_records();
+            let limit = REFERENCE_COUNT_LIMIT as u32;
+            if let Some((group, count)) =
+                range_groups.node_references(&records, &node_id, limit).await.map_err(|status| {
+                    MetadataError::Unavailable(format!("blobnode {node_id} not removed: {}", status.message()))
+                })?
+            {
+                referenced = usize::try_from(count).unwrap_or(usize::MAX);
+                holder = format!(" in range group {group}");
+            }
+        }
         if referenced > 0 {
             return Err(MetadataError::InvalidArgument(format!(
-                "blobnode {node_id} still holds shards of {referenced}{} objects or parts; drain it, or let repair \
-                 move them (see `coffer admin repair status`)",
-                if referenced >= 1000 { "+" } else { "" }
+                "blobnode {node_id} still holds shards of {referenced}{} objects or parts{holder}; drain it, or let \
+                 repair move them (see `coffer admin repair status`)",
+                if referenced >= REFERENCE_COUNT_LIMIT { "+" } else { "" }
             ))
             .into());
         }
@@ -699,8 +776,10 @@ impl Metadata for MetadataService {
         &self,
         req: Request<GetRepairStatusRequest>,
     ) -> Result<Response<GetRepairStatusResponse>, Status> {
-        let plan = self.plan_repairs(req.into_inner().grace_ms, 0).await?;
-        Ok(Response::new(GetRepairStatusResponse {
+        let everywhere = unaddressed(&req);
+        let grace_ms = req.into_inner().grace_ms;
+        let plan = self.plan_repairs(grace_ms, 0).await?;
+        let mut status = GetRepairStatusResponse {
             degraded_columns: plan.degraded_columns,
             degraded_stripes: plan.degraded_stripes,
             blocked_columns: plan.blocked_columns,
@@ -709,7 +788,12 @@ impl Metadata for MetadataService {
             leased_columns: self.leases.count(Instant::now()) as u64,
             columns_repaired: self.leases.columns_repaired.load(std::sync::atomic::Ordering::Relaxed),
             bytes_repaired: self.leases.bytes_repaired.load(std::sync::atomic::Ordering::Relaxed),
-        }))
+        };
+        // Unaddressed, group 0 answers for every group (as GetBucketUsage does for a bucket).
+        if let Some(range_groups) = self.range_groups.as_ref().filter(|_| everywhere) {
+            range_groups.add_repair_status(&self.store.directory_records(), grace_ms, &mut status).await?;
+        }
+        Ok(Response::new(status))
     }
 
     async fn get_cluster_map(
@@ -751,5 +835,86 @@ impl Metadata for MetadataService {
     ) -> Result<Response<GetIamGenerationResponse>, Status> {
         let generation = self.read_point(iam::generation)?;
         Ok(Response::new(GetIamGenerationResponse { generation }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer_proto::ErrorCode;
+    use coffer_proto::RemoteError;
+    use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER};
+
+    use super::*;
+    use crate::range::tests::range;
+
+    /// A range group "replica" that accepts connections and never answers: a silent group.
+    async fn silent_replica() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        (url, held)
+    }
+
+    fn draining_node() -> NodeInfo {
+        let disk = DiskInfo { disk_id: "d0".into(), capacity_bytes: 100, healthy: true, ..Default::default() };
+        NodeInfo { node_id: "n1".into(), address: "http://n1:9200".into(), disks: vec![disk] }
+    }
+
+    /// Group 0 (a local applier) with range group 1 recorded at a silent replica, and a node that
+    /// is draining, not alive, and named by none of group 0's records.
+    async fn group_0_with_a_silent_range_group(dir: &std::path::Path) -> (MetadataService, Arc<Cluster>) {
+        let store = Arc::new(Store::open(dir).unwrap());
+        // Dropping the thread's handle or the replica's task leaves both running.
+        let (applier, _thread) = Applier::start(store.clone()).unwrap();
+        let (url, _held) = silent_replica().await;
+        let create = Command::CreateRangeGroup { group: 1, range: range(("x", ""), ("y", "")), voters: vec![(1, url)] };
+        applier.submit(create).await.unwrap();
+        let cluster = Arc::new(Cluster::new(
+            Duration::from_secs(10),
+            vec![draining_node()],
+            vec![("n1".into(), NodeAdmin::Draining)],
+        ));
+        let timing = Timing { gc_grace: Duration::from_secs(60), intent_ttl: Duration::from_secs(600) };
+        let client = ClientConfig {
+            timeout: Duration::from_millis(300),
+            connect_timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let service = MetadataService::new(store, applier, cluster.clone(), timing).with_range_client(client);
+        (service, cluster)
+    }
+
+    #[tokio::test]
+    async fn a_silent_range_group_keeps_a_node_from_being_removed_or_called_drained() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, cluster) = group_0_with_a_silent_range_group(dir.path()).await;
+        let refused = service.remove_node(Request::new(RemoveNodeRequest { node_id: "n1".into() })).await.unwrap_err();
+        let refused = RemoteError::from(refused);
+        assert_eq!(refused.code, ErrorCode::Unavailable, "{refused:?}");
+        assert!(refused.message.contains("range group 1 did not answer"), "{refused:?}");
+        assert!(cluster.knows("n1"), "not removed");
+
+        // Group 0's records name the node no more, but group 1 does not say so: still draining.
+        // Unaddressed, the status is group 1's too, so it fails; addressed to group 0 it answers.
+        let status = GetRepairStatusRequest { grace_ms: 3_600_000 };
+        let failed = RemoteError::from(service.get_repair_status(Request::new(status)).await.unwrap_err());
+        assert_eq!(failed.code, ErrorCode::Unavailable);
+        let mut addressed = Request::new(status);
+        addressed.metadata_mut().insert(GROUP_HEADER, 0.into());
+        service.get_repair_status(addressed).await.expect("group 0 alone");
+        assert_eq!(cluster.admin("n1"), NodeAdmin::Draining);
+        let listed = service.list_damaged_shards(Request::new(ListDamagedShardsRequest { limit: 0 })).await;
+        assert_eq!(RemoteError::from(listed.unwrap_err()).code, ErrorCode::Unavailable, "group 1's part is missing");
+
+        // Without range groups to ask, group 0's own word is enough (as before).
+        let lone =
+            MetadataService::new(service.store.clone(), service.applier.clone(), cluster.clone(), service.timing);
+        lone.get_repair_status(Request::new(status)).await.expect("status");
+        assert_eq!(cluster.admin("n1"), NodeAdmin::Drained);
     }
 }

@@ -554,28 +554,24 @@ impl Store {
 
     /// How many data still have a column on one of the node's disks, by their owners' layouts
     /// (counting stops at `limit`).
+    /// Checked during the scan, so "does the node hold anything" (`limit` 1, asked by group 0 of
+    /// every range group while a node drains) stops at the first live column instead of reading
+    /// every holding of the node.
     pub fn referenced_columns(&self, node_id: &str, limit: usize) -> Result<usize, MetadataError> {
         let node_prefix = keys::node_holdings_prefix(node_id);
-        let mut data_ids = Vec::new();
+        let limit = limit.max(1);
+        let mut referenced = 0;
         self.scan_prefix(Cf::Holdings, &node_prefix, |key, _| {
             // node 0x00 disk 0x00 data id: the data id follows the second separator.
             let rest = &key[node_prefix.len()..];
-            if let Some(at) = rest.iter().position(|&b| b == keys::SEP) {
-                data_ids.push(rest[at + 1..].to_vec());
-            }
-            Ok(true)
-        })?;
-        let mut referenced = 0;
-        for data_id in data_ids {
-            if let Some((_, layout)) = self.owned_layout(&data_id)?
+            if let Some(at) = rest.iter().position(|&b| b == keys::SEP)
+                && let Some((_, layout)) = self.owned_layout(&rest[at + 1..])?
                 && layout.shards.iter().any(|s| s.node_id == node_id)
             {
                 referenced += 1;
-                if referenced >= limit {
-                    break;
-                }
             }
-        }
+            Ok(referenced < limit)
+        })?;
         Ok(referenced)
     }
 

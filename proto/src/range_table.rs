@@ -13,7 +13,7 @@ use crate::pb::metadata::{
     AbandonDataRequest, AbortUploadRequest, AclSetObjectAclRequest, AllocateDataRequest, CompleteRepairRequest,
     CompleteUploadRequest, CreateUploadRequest, DeleteObjectRequest, GetObjectRequest, GetUploadRequest, KeyRange,
     ListObjectVersionsRequest, ListObjectsRequest, ListPartsRequest, ListUploadsRequest, ObjectLockUpdateRequest,
-    PutObjectRequest, PutObjectTagsRequest, PutPartRequest, RangeTableResponse,
+    PutObjectRequest, PutObjectTagsRequest, PutPartRequest, RangeTableResponse, ReportDamagedShardsRequest,
 };
 
 /// The gRPC path prefix of the `Metadata` API.
@@ -216,7 +216,13 @@ pub fn route(path: &str, message: &[u8]) -> Route {
             decode::<AbandonDataRequest>(message).filter(|r| !r.bucket.is_empty()).map(|r| keyed(r.bucket, r.key))
         }
         "CompleteRepair" => decode::<CompleteRepairRequest>(message).map(|r| Route::Group(r.group)),
-        "ReportDamagedShards" => Some(Route::Every),
+        // A writer's report of the shards it could not write names the key the data was
+        // allocated for: only that key's group holds the data (and the other groups, which would
+        // keep nothing, need not be up for the write to succeed).
+        "ReportDamagedShards" => Some(match decode::<ReportDamagedShardsRequest>(message) {
+            Some(r) if !r.bucket.is_empty() => keyed(r.bucket, r.key),
+            _ => Route::Every,
+        }),
         // Backwards listings (Swift's reverse=true) are not range-aware yet: group 0's.
         "ListObjects" => decode::<ListObjectsRequest>(message).filter(|r| !r.reverse).map(|r| {
             let start = listing_start(&r.prefix, &r.delimiter, &r.start_after, &[0], &r.start_at);
@@ -345,8 +351,10 @@ mod tests {
         let repaired = CompleteRepairRequest { group: 2, ..Default::default() };
         assert_eq!(route(&path("CompleteRepair"), &encoded(&repaired)), Route::Group(2));
         assert_eq!(table().group_of(&Route::Group(2)), 2);
-        let report = crate::pb::metadata::ReportDamagedShardsRequest::default();
+        let report = ReportDamagedShardsRequest::default();
         assert_eq!(route(&path("ReportDamagedShards"), &encoded(&report)), Route::Every);
+        let written = ReportDamagedShardsRequest { bucket: "b".into(), key: "w".into(), ..Default::default() };
+        assert_eq!(route(&path("ReportDamagedShards"), &encoded(&written)), key("b", "w"));
         assert_eq!(table().groups(), [0, 1, 2, 3]);
         let list = ListObjectsRequest {
             bucket: "b".into(),

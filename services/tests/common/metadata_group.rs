@@ -1,9 +1,13 @@
 //! Asking the replicas of a metadata group about themselves (`MetadataRaft.Status`), each
-//! directly: the tests that kill, add, remove or cut off replicas watch the group this way.
+//! directly: the tests that kill, add, remove or cut off replicas watch the group this way. Also
+//! what the tests of several groups share: starting the replicas, addressing a group, and the
+//! blobnodes and gateway in front of them.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use coffer_proto::metadata_client::GROUP_HEADER;
 use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
 use coffer_proto::pb::metadata::{RaftStatusRequest, RaftStatusResponse};
 
@@ -84,4 +88,50 @@ pub fn start_three_with(dir: &Path, extra: &[&str]) -> (Vec<super::Proc>, Vec<St
         })
         .collect();
     (procs, urls, peers)
+}
+
+/// Waits (up to 30 s) until some replica reports range group `group` with a leader.
+pub fn wait_for_group(rt: &tokio::runtime::Runtime, urls: &[String], group: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let led = urls.iter().any(|url| {
+            status(rt, url).is_some_and(|s| s.groups.iter().any(|g| g.group == group && g.state == "leader"))
+        });
+        if led {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("group {group} elects a leader");
+}
+
+/// `message` addressed to metadata group `group` (`x-coffer-group`).
+pub fn in_group<T>(message: T, group: u64) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(GROUP_HEADER, group.into());
+    request
+}
+
+/// Three blobnodes (one disk each, `disk0`..`disk2` under `dir`) and a gateway (`--ec 2+1`, plus
+/// `gateway_extra`) given every replica's URL; waits until the gateway is ready.
+pub fn start_blobnodes_and_gateway(
+    dir: &Path,
+    metadata_urls: &str,
+    gateway_extra: &[&str],
+) -> (Vec<super::Proc>, super::Proc, SocketAddr) {
+    let blobnodes = (0..3)
+        .map(|i| {
+            let disk = dir.join(format!("disk{i}"));
+            std::fs::create_dir_all(&disk).expect("disk");
+            super::Proc::spawn(&format!("blobnode{i}"), &super::blobnode_args_for(&disk, metadata_urls), dir)
+        })
+        .collect();
+    let addr: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().expect("addr");
+    let mut args: Vec<String> = ["gateway", "--address", &addr.to_string(), "--metadata", metadata_urls, "--ec", "2+1"]
+        .map(String::from)
+        .to_vec();
+    args.extend(gateway_extra.iter().map(|a| a.to_string()));
+    let gateway = super::Proc::spawn("gateway", &args, dir);
+    super::wait_ready(addr, &[&gateway]);
+    (blobnodes, gateway, addr)
 }

@@ -6,13 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
+use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
 use coffer_proto::pb::metadata::{
     CreateBucketRequest, GetObjectRequest, ObjectRecord, PutObjectRequest, RaftStatusResponse, Segment,
 };
 use coffer_proto::{ErrorCode, RemoteError};
 
-use crate::common::metadata_group::{self, status};
+use crate::common::metadata_group::{self, in_group, status};
 use crate::common::{Proc, free_port, runtime};
 
 /// Group 1's own status as `url` reports it (in group 0's `groups`), when it has group 1 open.
@@ -30,12 +30,6 @@ fn group_leader(rt: &tokio::runtime::Runtime, urls: &[String], group: u64, limit
         std::thread::sleep(Duration::from_millis(100));
     }
     None
-}
-
-fn in_group<T>(message: T, group: u64) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(GROUP_HEADER, group.into());
-    request
 }
 
 fn object(key: &str, body: &[u8]) -> ObjectRecord {

@@ -8,11 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::net::SocketAddr;
-use std::path::Path;
-
-use crate::common::metadata_group::{self, status, wait_for_status};
-use crate::common::{Proc, blobnode_args_for, client, free_port, md5_hex, pattern, runtime, wait_ready};
+use crate::common::metadata_group::{self, start_blobnodes_and_gateway, status, wait_for_status};
+use crate::common::{Proc, client, free_port, md5_hex, pattern, runtime};
 
 struct Replica {
     url: String,
@@ -31,25 +28,6 @@ fn wait_for_leader(
     let candidates: Vec<String> =
         replicas.iter().filter(|r| r.proc.is_some() && Some(r.url.as_str()) != not).map(|r| r.url.clone()).collect();
     metadata_group::wait_for_leader(rt, &candidates, limit).map(|(url, _)| (url, started.elapsed()))
-}
-
-/// Three blobnodes (one disk each) and a gateway (`--ec 2+1`) given every replica's URL; waits
-/// until the gateway is ready.
-fn start_blobnodes_and_gateway(dir: &Path, metadata_urls: &str) -> (Vec<Proc>, Proc, SocketAddr) {
-    let blobnodes = (0..3)
-        .map(|i| {
-            let disk = dir.join(format!("disk{i}"));
-            std::fs::create_dir_all(&disk).expect("disk");
-            Proc::spawn(&format!("blobnode{i}"), &blobnode_args_for(&disk, metadata_urls), dir)
-        })
-        .collect();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let args: Vec<String> = ["gateway", "--address", &addr.to_string(), "--metadata", metadata_urls, "--ec", "2+1"]
-        .map(String::from)
-        .to_vec();
-    let gateway = Proc::spawn("gateway", &args, dir);
-    wait_ready(addr, &[&gateway]);
-    (blobnodes, gateway, addr)
 }
 
 #[test]
@@ -77,7 +55,7 @@ fn metadata_group_elects_a_new_leader_and_loses_nothing_when_leaders_are_killed(
             Replica { url: url.clone(), args, proc: Some(proc) }
         })
         .collect();
-    let (_blobnodes, _gateway, addr) = start_blobnodes_and_gateway(dir.path(), &peers);
+    let (_blobnodes, _gateway, addr) = start_blobnodes_and_gateway(dir.path(), &peers, &[]);
     let rt = runtime();
     assert!(
         wait_for_leader(&rt, &replicas, None, Duration::from_secs(30)).is_some(),
@@ -197,7 +175,7 @@ fn replicas_join_from_a_snapshot_and_the_group_goes_on_without_the_first() {
     let mut replicas =
         vec![Replica { url: urls[0].clone(), args: replica_args(0, &["--peers", &urls[0]]), proc: None }];
     replicas[0].proc = Some(Proc::spawn("meta0", &replicas[0].args, dir.path()));
-    let (_blobnodes, _gateway, addr) = start_blobnodes_and_gateway(dir.path(), &urls.join(","));
+    let (_blobnodes, _gateway, addr) = start_blobnodes_and_gateway(dir.path(), &urls.join(","), &[]);
     let rt = runtime();
     let s3 = client(&format!("http://{addr}"));
     let objects: Vec<(String, Vec<u8>)> = (0..60u64).map(|i| (format!("k{i:03}"), pattern(2 << 10, i))).collect();

@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
+use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
 use coffer_proto::pb::metadata::{
     CreateBucketRequest, DeleteBucketRequest, DeleteObjectRequest, GetBucketRequest, GetObjectRequest,
     ListObjectVersionsRequest, ListObjectsRequest, ObjectRecord, PutObjectRequest, Segment, SetBucketVersioningRequest,
@@ -24,14 +24,8 @@ use coffer_proto::pb::metadata::{
 use coffer_proto::stale_reads::ListingClient;
 use coffer_proto::{ErrorCode, RemoteError};
 
-use crate::common::metadata_group::{self, status};
+use crate::common::metadata_group::{self, in_group, wait_for_group};
 use crate::common::runtime;
-
-fn in_group<T>(message: T, group: u64) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(GROUP_HEADER, group.into());
-    request
-}
 
 pub(crate) fn object(key: &str) -> ObjectRecord {
     let segment = Segment { size: key.len() as u64, inline_data: key.as_bytes().to_vec(), ..Default::default() };
@@ -60,21 +54,6 @@ pub(crate) fn create_group(peers: &str, group: u64, start: &str, end: &str) {
         String::from_utf8_lossy(&created.stdout),
         String::from_utf8_lossy(&created.stderr)
     );
-}
-
-/// Waits until some replica reports group `group` with a leader.
-pub(crate) fn wait_for_group(rt: &tokio::runtime::Runtime, urls: &[String], group: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let led = urls.iter().any(|url| {
-            status(rt, url).is_some_and(|s| s.groups.iter().any(|g| g.group == group && g.state == "leader"))
-        });
-        if led {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("group {group} elects a leader");
 }
 
 /// The listing of `keys` under no prefix, folded at `delimiter`: what paging must reproduce.

@@ -9,12 +9,17 @@
 //! of it disappears from the blobnodes, and the shards of the objects still stored stay.
 //!
 //! Calls by data id: a damaged-shard report of group 1's data, sent through the routed client, is
-//! kept by group 1 only; a `coffer repair` worker claims it from group 1, rebuilds the column and
-//! completes it there, and the object reads back. The bucket's usage sums both groups. Group 1's own
-//! lifecycle worker expires an object of its range by the bucket's rule (lifecycle days of 2 s).
+//! kept by group 1 only (one naming the object's key goes to group 1 alone, one naming a key of
+//! group 0 to group 0 alone); a `coffer repair` worker claims it from group 1, rebuilds the column and
+//! completes it there, and the object reads back. The bucket's usage sums both groups, and so do
+//! group 0's repair status and damaged-shard listing (addressed to one group, each answers alone).
+//! Group 1's own lifecycle worker expires an object of its range by the bucket's rule (lifecycle
+//! days of 2 s).
+//!
+//! Node administration asks the range groups: a draining node that group 0's records no longer
+//! name but group 1's do cannot be removed and is not called drained until group 1's data moved
+//! (to a fourth blobnode, by a repair worker started only then); then it is removed.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -23,68 +28,19 @@ use aws_sdk_s3::types::{
     LifecycleRule, LifecycleRuleFilter,
 };
 use coffer_proto::blobnode_client::BlobnodePool;
-use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
+use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
 use coffer_proto::pb::blobnode::ShardId;
 use coffer_proto::pb::metadata::{
-    DamagedShard, DataLayout, GetBucketUsageRequest, GetClusterMapRequest, GetObjectRequest, ListDamagedShardsRequest,
-    ListPartsRequest, ObjectRecord, ReportDamagedShardsRequest, Segment,
+    DamagedShard, DataLayout, GetBucketUsageRequest, GetClusterMapRequest, GetObjectRequest, GetRepairStatusRequest,
+    ListDamagedShardsRequest, ListPartsRequest, NodeAdmin, ObjectRecord, RemoveNodeRequest, ReportDamagedShardsRequest,
+    Segment, SetNodeAdminRequest,
 };
 use coffer_proto::{ErrorCode, RemoteError};
 
-use crate::common::metadata_group::{self, status};
-use crate::common::{
-    Proc, blobnode_args_for, client, error_code, free_port, get_bytes, get_range, pattern, put_bytes, runtime,
-};
+use crate::common::metadata_group::{self, in_group, start_blobnodes_and_gateway, wait_for_group};
+use crate::common::{Proc, blobnode_args_for, client, error_code, get_bytes, get_range, pattern, put_bytes, runtime};
 
 const BUCKET: &str = "data";
-
-fn in_group<T>(message: T, group: u64) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(GROUP_HEADER, group.into());
-    request
-}
-
-/// Waits until some replica reports group `group` with a leader.
-fn wait_for_group(rt: &tokio::runtime::Runtime, urls: &[String], group: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let led = urls.iter().any(|url| {
-            status(rt, url).is_some_and(|s| s.groups.iter().any(|g| g.group == group && g.state == "leader"))
-        });
-        if led {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("group {group} elects a leader");
-}
-
-fn start_blobnodes_and_gateway(dir: &Path, metadata_urls: &str) -> (Vec<Proc>, Proc, SocketAddr) {
-    let blobnodes = (0..3)
-        .map(|i| {
-            let disk = dir.join(format!("disk{i}"));
-            std::fs::create_dir_all(&disk).expect("disk");
-            Proc::spawn(&format!("blobnode{i}"), &blobnode_args_for(&disk, metadata_urls), dir)
-        })
-        .collect();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let args: Vec<String> = [
-        "gateway",
-        "--address",
-        &addr.to_string(),
-        "--metadata",
-        metadata_urls,
-        "--ec",
-        "2+1",
-        "--stripe-size",
-        "1MiB",
-    ]
-    .map(String::from)
-    .to_vec();
-    let gateway = Proc::spawn("gateway", &args, dir);
-    crate::common::wait_ready(addr, &[&gateway]);
-    (blobnodes, gateway, addr)
-}
 
 /// The record of `key` as group `group` holds it (WrongRange if another group owns the key).
 async fn record_in(metadata: &MetadataClient, group: u64, key: &str) -> Result<ObjectRecord, RemoteError> {
@@ -133,7 +89,7 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
         .expect("coffer admin meta create-group");
     assert!(created.status.success(), "create-group: {}", String::from_utf8_lossy(&created.stderr));
     wait_for_group(&rt, &urls, 1);
-    let (_blobnodes, _gateway, addr) = start_blobnodes_and_gateway(dir.path(), &peers);
+    let (_blobnodes, _gateway, addr) = start_blobnodes_and_gateway(dir.path(), &peers, &["--stripe-size", "1MiB"]);
     let s3 = client(&format!("http://{addr}"));
     let metadata = rt.block_on(async { MetadataClient::connect(&urls, &ClientConfig::default()) }).expect("client");
 
@@ -296,8 +252,8 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
         let bytes = (300 << 10) + (3 << 20) + objects[3].1.len() + objects[4].1.len();
         assert_eq!((usage.objects, usage.bytes), (4, bytes as u64), "usage sums group 1's and group 0's objects");
 
-        // Lose column 0 of d/9m (every stripe) and report it through the routed client: it goes to
-        // every group, and only group 1, which holds the data, keeps it.
+        // Lose column 0 of d/9m (every stripe) and report it through the routed client: only group
+        // 1, which holds the data, keeps it.
         let record = record_in(&metadata, 1, "d/9m").await.expect("d/9m");
         let layout = layouts(&record.segments).remove(0);
         let lost = layout.shards[0].clone();
@@ -312,9 +268,18 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
             reason: "missing".into(),
             ..Default::default()
         };
+        // Stripe 1 as a writer reports what it could not write: naming the key, which routes the
+        // report to that key's group alone. Stripe 0 without a key, as the scrubber does: to every
+        // group.
+        let keyed = ReportDamagedShardsRequest {
+            shards: vec![DamagedShard { stripe: 1, ..report.clone() }],
+            bucket: BUCKET.into(),
+            key: "d/9m".into(),
+        };
+        metadata.rpc().report_damaged_shards(keyed).await.expect("keyed report");
         metadata
             .rpc()
-            .report_damaged_shards(ReportDamagedShardsRequest { shards: vec![report] })
+            .report_damaged_shards(ReportDamagedShardsRequest { shards: vec![report.clone()], ..Default::default() })
             .await
             .expect("report");
         let damaged_in = |group: u64| {
@@ -324,15 +289,43 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
                 metadata.rpc().list_damaged_shards(request).await.expect("list damaged").into_inner().shards.len()
             }
         };
-        assert_eq!(damaged_in(1).await, 1, "group 1 holds the data: it keeps the report");
+        assert_eq!(damaged_in(1).await, 2, "group 1 holds the data: it keeps both reports");
         assert_eq!(damaged_in(0).await, 0, "group 0 does not hold it");
+        // A keyed report reaches its key's group only: named by a key of group 0 (wrongly, for
+        // group 1's data), group 1 never sees it and group 0 keeps nothing it does not hold.
+        let misnamed = ReportDamagedShardsRequest {
+            shards: vec![DamagedShard { stripe: 2, ..report.clone() }],
+            bucket: BUCKET.into(),
+            key: "z/elsewhere".into(),
+        };
+        metadata.rpc().report_damaged_shards(misnamed).await.expect("misnamed report");
+        assert_eq!((damaged_in(0).await, damaged_in(1).await), (0, 2), "sent to group 0 alone");
+        // Unaddressed, group 0 answers for every group: the union of the reports, the sum of the
+        // repair status.
+        let all = metadata.rpc().list_damaged_shards(ListDamagedShardsRequest { limit: 100 }).await;
+        assert_eq!(all.expect("list damaged").into_inner().shards.len(), 2, "group 0 lists group 1's reports");
+        let repair_status = |group: Option<u64>| {
+            let metadata = metadata.clone();
+            async move {
+                let request = GetRepairStatusRequest { grace_ms: 3_600_000 };
+                let answer = match group {
+                    Some(group) => metadata.rpc().get_repair_status(in_group(request, group)).await,
+                    None => metadata.rpc().get_repair_status(request).await,
+                };
+                let status = answer.expect("repair status").into_inner();
+                (status.damaged_reports, status.degraded_columns)
+            }
+        };
+        assert_eq!(repair_status(Some(0)).await, (0, 0), "group 0 alone");
+        assert_eq!(repair_status(Some(1)).await, (2, 1), "group 1 alone: two reports of one column");
+        assert_eq!(repair_status(None).await, (2, 1), "the sum counts group 1's damaged column");
     });
 
     // A repair worker claims from every group in turn and completes where it claimed.
     let mut args: Vec<String> =
         ["repair", "--metadata", &peers, "--repair-interval", "300ms"].map(String::from).to_vec();
     args.extend(["--repair-grace".to_string(), "1h".to_string()]);
-    let _repair = Proc::spawn("repair", &args, dir.path());
+    let repair = Proc::spawn("repair", &args, dir.path());
     rt.block_on(async {
         let map = metadata.rpc().get_cluster_map(GetClusterMapRequest {}).await.expect("cluster map").into_inner();
         let pool = BlobnodePool::new(ClientConfig::default());
@@ -408,4 +401,80 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+
+    // Node administration asks the range groups. With no repair worker running, a fourth blobnode
+    // to move to and group 0 holding no data at all (z/3m is deleted), a node holding group 1's
+    // data is drained: group 0's records alone would call it drained at once.
+    drop(repair);
+    let disk = dir.path().join("disk3");
+    std::fs::create_dir_all(&disk).expect("disk");
+    let _blobnode3 = Proc::spawn("blobnode3", &blobnode_args_for(&disk, &peers), dir.path());
+    let (node, data) = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let map = metadata.rpc().get_cluster_map(GetClusterMapRequest {}).await.expect("map").into_inner();
+            if map.nodes.iter().filter(|n| n.alive).count() == 4 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the fourth blobnode registers");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        s3.create_bucket().bucket(BUCKET).send().await.expect("create the bucket again");
+        // Group 1 takes the bucket's keys once the re-creation reached it.
+        let data = pattern(300 << 10, 50);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let put = s3.put_object().bucket(BUCKET).key("a/drain").body(ByteStream::from(data.clone())).send().await;
+            if put.is_ok() || Instant::now() > deadline {
+                put.expect("a/drain into group 1");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let record = record_in(&metadata, 1, "a/drain").await.expect("a/drain is group 1's");
+        let node = layouts(&record.segments).remove(0).shards[0].node_id.clone();
+        let drain = SetNodeAdminRequest { node_id: node.clone(), admin: NodeAdmin::Draining as i32 };
+        metadata.rpc().set_node_admin(drain).await.expect("drain");
+        // Group 0's records name the node no more; group 1's do.
+        let refused = metadata.rpc().remove_node(RemoveNodeRequest { node_id: node.clone() }).await;
+        let refused = RemoteError::from(refused.expect_err("group 1 still holds data on the node"));
+        assert_eq!(refused.code, ErrorCode::InvalidArgument, "{refused:?}");
+        assert!(refused.message.contains("range group 1"), "{refused:?}");
+        // Each repair status call plans group 0's repairs, which is where a node is called drained.
+        // Group 1 counts the column to move once its copy of group 0's map (at most about a
+        // second old) shows the drain.
+        let mut calls_since = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while calls_since < 5 {
+            let status = metadata.rpc().get_repair_status(GetRepairStatusRequest { grace_ms: 3_600_000 }).await;
+            if status.expect("repair status").into_inner().degraded_columns >= 1 || calls_since > 0 {
+                calls_since += 1;
+            }
+            assert!(Instant::now() < deadline, "group 1's column to move is counted");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(admin_of(&metadata, &node).await, NodeAdmin::Draining, "group 1 has not moved its data");
+        (node, data)
+    });
+    let _repair = Proc::spawn("repair2", &args, dir.path());
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while admin_of(&metadata, &node).await != NodeAdmin::Drained {
+            assert!(Instant::now() < deadline, "the node is called drained once group 1 moved its data");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let record = record_in(&metadata, 1, "a/drain").await.expect("a/drain");
+        for layout in layouts(&record.segments) {
+            assert!(layout.shards.iter().all(|s| s.node_id != node), "moved off the drained node: {layout:?}");
+        }
+        assert_eq!(get_bytes(&s3, BUCKET, "a/drain").await, data, "a/drain reads back after the move");
+        metadata.rpc().remove_node(RemoveNodeRequest { node_id: node.clone() }).await.expect("remove the node");
+    });
+}
+
+/// The admin state of `node` in group 0's cluster map.
+async fn admin_of(metadata: &MetadataClient, node: &str) -> NodeAdmin {
+    let map = metadata.rpc().get_cluster_map(GetClusterMapRequest {}).await.expect("map").into_inner();
+    let status = map.nodes.into_iter().find(|n| n.info.as_ref().is_some_and(|i| i.node_id == node));
+    status.expect("the node is in the map").admin()
 }

@@ -16,16 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coffer_proto::metadata_client::{ClientConfig, GROUP_HEADER, MetadataClient};
+use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
 use coffer_proto::pb::metadata::{
     CreateBucketRequest, GetObjectRequest, ListObjectsRequest, PutObjectRequest, RangeTableRequest,
 };
 use coffer_proto::stale_reads::ListingClient;
 use coffer_proto::{ErrorCode, RemoteError};
 
-use crate::common::metadata_group::{self, status};
+use crate::common::metadata_group::{self, in_group, status, wait_for_group};
 use crate::common::{Proc, runtime};
-use crate::metadata_routing::{create_group, object, put_routed, wait_for_group};
+use crate::metadata_routing::{create_group, object, put_routed};
 
 const SPLIT_AT: &str = "k0750";
 
@@ -82,12 +82,6 @@ async fn list_all(listings: &ListingClient, page_size: u32, pause: Duration) -> 
         marker = page.next_marker;
         tokio::time::sleep(pause).await;
     }
-}
-
-fn in_group<T>(message: T, group: u64) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(GROUP_HEADER, group.into());
-    request
 }
 
 fn split(peers: &str, group: u64, at: &str) -> String {
