@@ -387,7 +387,7 @@ async fn deliver_once(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use coffer_proto::ErrorCode;
     use coffer_proto::pb::metadata::Versioning;
 
@@ -405,7 +405,7 @@ mod tests {
     }
 
     /// A one-byte object of bucket "b", stored inline.
-    fn put_inline(store: &Store, key: &str) -> Result<Applied, MetadataError> {
+    pub(crate) fn put_inline(store: &Store, key: &str) -> Result<Applied, MetadataError> {
         let segment = coffer_proto::pb::metadata::Segment { size: 1, inline_data: b"x".to_vec(), ..Default::default() };
         let record = coffer_proto::pb::metadata::ObjectRecord {
             bucket: "b".into(),

@@ -68,6 +68,15 @@ pub struct MetadataConfig {
           value_parser = clap::value_parser!(u64).range(10..))]
     pub raft_snapshot_entries: u64,
 
+    /// A range group holding more objects than this asks group 0 to split it at its middle key
+    /// (0: never). Group 0 itself does not split.
+    #[arg(long, env = "COFFER_RANGE_SPLIT_KEYS", default_value_t = 4_000_000)]
+    pub range_split_keys: u64,
+
+    /// How often a range group's leader compares its size with `--range-split-keys` (e.g. "30s").
+    #[arg(long, env = "COFFER_RANGE_SPLIT_CHECK", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub range_split_check: Duration,
+
     #[command(flatten)]
     pub grpc_tls: coffer_proto::grpc_tls::GrpcTlsArgs,
 }
@@ -89,6 +98,8 @@ impl MetadataConfig {
             join: Vec::new(),
             advertise: None,
             raft_snapshot_entries: 50_000,
+            range_split_keys: 4_000_000,
+            range_split_check: Duration::from_secs(30),
             grpc_tls: Default::default(),
         }
     }

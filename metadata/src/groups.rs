@@ -248,6 +248,7 @@ impl Groups {
             tls: settings.client.tls.clone(),
             group,
             feed: Some(feed),
+            zero_urls,
         };
         let (stop, stopped) = oneshot::channel();
         let supervisor = tokio::spawn(leader_tasks::supervise(workers, Some(replication.leadership()), stopped));

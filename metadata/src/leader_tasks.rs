@@ -29,6 +29,9 @@ pub struct Workers {
     pub group: u64,
     /// A range group's workers: `cluster` is a copy of group 0's map (see `cluster_feed`).
     pub feed: Option<Arc<ClusterFeed>>,
+    /// A range group's: group 0's replica URLs, to ask for a split when the group grows large
+    /// (see `split_watch`); empty for group 0.
+    pub zero_urls: Vec<String>,
 }
 
 struct Running {
@@ -67,6 +70,21 @@ impl Workers {
         spawn("expiry", Box::new(move |stop| tokio::spawn(expirer.run(stop))));
         let dispatcher = notify::Dispatcher::new(self.store.clone(), self.applier.clone(), self.targets.clone());
         spawn("notification", Box::new(move |stop| tokio::spawn(dispatcher.run(stop))));
+        if !self.zero_urls.is_empty() {
+            let client = coffer_proto::metadata_client::ClientConfig { tls: self.tls.clone(), ..Default::default() };
+            let watch = crate::split_watch::SplitWatch::new(
+                self.store.clone(),
+                self.group,
+                config.range_split_keys,
+                config.range_split_check,
+                &self.zero_urls,
+                &client,
+            );
+            match watch {
+                Ok(watch) => spawn("split watch", Box::new(move |stop| tokio::spawn(watch.run(stop)))),
+                Err(e) => tracing::error!(group = self.group, error = %e, "the range group cannot ask for splits"),
+            }
+        }
         running
     }
 

@@ -38,6 +38,7 @@ mod service;
 mod split;
 mod split_driver;
 mod split_plan;
+mod split_watch;
 mod stats;
 mod store;
 mod usage;
@@ -148,6 +149,7 @@ pub async fn serve_with(
         tls: tls.clone(),
         group: 0,
         feed: None,
+        zero_urls: Vec::new(),
     };
     let (stop_leader_tasks, leader_tasks_stop) = oneshot::channel();
     let leader_tasks =

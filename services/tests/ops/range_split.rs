@@ -290,3 +290,57 @@ fn a_range_group_splits_under_load_and_a_listing_sees_every_key_once() {
     assert!(log.contains("split the range"), "the returning replica applied the split itself");
     drop(procs);
 }
+
+/// The automatic split: with `--range-split-keys 300`, range group 1 asks group 0 to split it once
+/// it holds more than 300 objects, at its middle key, and the halves keep splitting while they
+/// grow; every key stays listed once and readable.
+#[test]
+fn a_range_group_past_its_size_threshold_splits_by_itself() {
+    let dir =
+        tempfile::Builder::new().prefix("coffer-autosplit").tempdir_in(crate::common::test_root()).expect("tempdir");
+    let extra = ["--range-split-keys", "300", "--range-split-check", "500ms"];
+    let (_procs, urls, peers) = metadata_group::start_three_with(dir.path(), &extra);
+    let rt = runtime();
+    metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
+    create_group(&peers, 1, "", "z");
+    wait_for_group(&rt, &urls, 1);
+    let client = rt.block_on(async { MetadataClient::connect(&urls, &ClientConfig::default()) }).expect("client");
+    let keys: BTreeSet<String> = (0..1000).map(key).collect();
+    rt.block_on(async {
+        let bucket = CreateBucketRequest { name: "b".into(), owner: "me".into(), ..Default::default() };
+        client.rpc().create_bucket(bucket).await.expect("create the bucket");
+        let mut writes = tokio::task::JoinSet::new();
+        let all: Vec<String> = keys.iter().cloned().collect();
+        for chunk in all.chunks(all.len().div_ceil(8)) {
+            let (client, chunk) = (client.clone(), chunk.to_vec());
+            writes.spawn(async move {
+                for key in chunk {
+                    put_acknowledged(&client, &key).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
+                }
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            done.expect("a writer task");
+        }
+
+        // 1,000 objects and a threshold of 300: at least three groups in the end.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let groups = loop {
+            let table = client.raft().range_table(RangeTableRequest {}).await.expect("range table").into_inner();
+            if table.groups.len() >= 3 || Instant::now() > deadline {
+                break table.groups;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert!(groups.len() >= 3, "group 1 split by itself, and again: {groups:?}");
+        eprintln!("range groups after the automatic splits: {}", groups.len());
+
+        let listings = ListingClient::linearizable(client.clone());
+        let listed = list_all(&listings, 100, Duration::ZERO).await;
+        assert_eq!(listed, keys.iter().cloned().collect::<Vec<_>>(), "every key once, in order");
+        for key in &keys {
+            let request = GetObjectRequest { bucket: "b".into(), key: key.clone(), ..Default::default() };
+            client.rpc().get_object(request).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
+        }
+    });
+}
