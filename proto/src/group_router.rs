@@ -42,8 +42,11 @@ type HttpResponse = http::Response<tonic::body::Body>;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// Forced refreshes (after a misrouted call) are at least this far apart.
 pub const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
-/// Resends of one misrouted call at most.
-pub const MAX_REROUTES: u32 = 3;
+/// Resends of one misrouted call at most. The waits between them grow by [`MIN_REFRESH_GAP`]
+/// (0.1 s, 0.2 s, …: 2.1 s in all), enough to ride through a split, whose right half is refused by
+/// the parent until group 0 records the new group (see `metadata::split`; about a second for a
+/// range of a few thousand keys in a debug build).
+pub const MAX_REROUTES: u32 = 6;
 /// Pages one listing follows across range ends at most (see [`list_across_ranges`]).
 const MAX_RANGE_HOPS: usize = 64;
 
