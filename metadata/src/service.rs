@@ -293,7 +293,18 @@ impl Metadata for MetadataService {
             let records = self.store.directory_records();
             let fenced = range_groups.fence(&records, &name).await?;
             if let Err(e) = self.submit(Command::DeleteBucket { name: name.clone(), stamp: self.stamp() }).await {
-                range_groups.lift(&records, &name, &fenced).await;
+                // Also every group of the bucket recorded since: a split meanwhile copied the
+                // parent's fence into its child (lifting an unfenced group changes nothing).
+                let now = self.store.directory_records();
+                let mut lift = fenced;
+                lift.extend(
+                    now.iter()
+                        .filter(|r| {
+                            r.descriptor.range.touches_bucket(&name) && !records.iter().any(|o| o.group == r.group)
+                        })
+                        .map(|r| r.group),
+                );
+                range_groups.lift(&now, &name, &lift).await;
                 return Err(e);
             }
             return Ok(Response::new(DeleteBucketResponse {}));
