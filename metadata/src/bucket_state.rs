@@ -272,6 +272,13 @@ pub(crate) fn fenced(store: &Store, bucket: &str) -> Result<bool, MetadataError>
 
 /// Whether a range group ever received a state of `bucket` (so a missing bucket is really gone,
 /// not yet delivered).
+/// A split of group 0 hands its new range group the bucket records it holds: marked as received at
+/// generation 0, below every generation group 0 delivers.
+pub(crate) fn mark_received(store: &Store, batch: &mut WriteBatch, bucket: &str) -> Result<(), MetadataError> {
+    batch.put_cf(store.cf(Cf::Meta)?, held_key(bucket), 0u64.to_be_bytes());
+    Ok(())
+}
+
 pub(crate) fn received(store: &Store, bucket: &str) -> Result<bool, MetadataError> {
     Ok(read_u64(store, &held_key(bucket))?.is_some())
 }

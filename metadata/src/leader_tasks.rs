@@ -29,8 +29,8 @@ pub struct Workers {
     pub group: u64,
     /// A range group's workers: `cluster` is a copy of group 0's map (see `cluster_feed`).
     pub feed: Option<Arc<ClusterFeed>>,
-    /// A range group's: group 0's replica URLs, to ask for a split when the group grows large
-    /// (see `split_watch`); empty for group 0.
+    /// Group 0's replica URLs, to ask for a split when the group grows large (see `split_watch`);
+    /// empty for a lone service, which does not split.
     pub zero_urls: Vec<String>,
 }
 

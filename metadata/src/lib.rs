@@ -149,7 +149,11 @@ pub async fn serve_with(
         tls: tls.clone(),
         group: 0,
         feed: None,
-        zero_urls: Vec::new(),
+        // A replicated group 0 asks for its own splits too (its leader's request reaches itself).
+        zero_urls: replication
+            .as_ref()
+            .map(|r| r.voters().into_iter().map(|(_, url)| url).collect())
+            .unwrap_or_default(),
     };
     let (stop_leader_tasks, leader_tasks_stop) = oneshot::channel();
     let leader_tasks =

@@ -50,13 +50,20 @@ fn child_key(child: u64) -> Vec<u8> {
 /// Where a range group's sibling `group` lives: beside it (`<db>.groups/<group>`).
 pub fn sibling_dir(store: &Store, group: u64) -> Result<PathBuf, MetadataError> {
     let own = store.db().path();
+    if store.range().is_none() {
+        // Group 0 at `<db>`: its range groups live in `<db>.groups/`.
+        let mut groups = own.as_os_str().to_owned();
+        groups.push(".groups");
+        return Ok(PathBuf::from(groups).join(group.to_string()));
+    }
     let parent =
         own.parent().ok_or_else(|| MetadataError::Internal(format!("{} has no parent folder", own.display())))?;
     Ok(parent.join(group.to_string()))
 }
 
-/// Applies `SplitRange` in a range group (see the module doc). `epoch` is the parent's epoch the
-/// split was planned against, `voters` the child's (the parent's).
+/// Applies `SplitRange` (see the module doc): in a range group, at `epoch` of its range; in group 0,
+/// in the stretch of the key space group 0 owns around `at` (see [`split_directory`]). `voters`
+/// are the child's (the parent's).
 pub fn split_range(
     store: &Store,
     batch: &mut WriteBatch,
@@ -66,7 +73,7 @@ pub fn split_range(
     voters: Vec<(u64, String)>,
 ) -> Result<Applied, MetadataError> {
     let Some(descriptor) = store.range() else {
-        return Err(MetadataError::InvalidArgument("group 0 does not split; range groups do".into()));
+        return split_directory(store, batch, at, child, voters);
     };
     let (at_bucket, at_key) = at;
     let range = &descriptor.range;
@@ -100,24 +107,7 @@ pub fn split_range(
     let next_epoch = descriptor.epoch + 1;
     let child_record =
         GroupRecord { group: child, descriptor: Descriptor { range: right.clone(), epoch: next_epoch }, voters };
-
-    let moved = right_data_ids(store, &right)?;
-    let child_usage = seed_child(store, &child_record, &moved)?;
-
-    // The parent keeps the left half.
-    let (low, high) = bounds(&right);
-    for cf in [Cf::Objects, Cf::Versions, Cf::Uploads] {
-        batch.delete_range_cf(store.cf(cf)?, low.as_slice(), high.as_slice());
-    }
-    prune(store, batch, &right, &moved, Side::Left)?;
-    for (bucket, moved_usage) in &child_usage {
-        let usage = crate::usage::get(store, bucket)?;
-        let kept = Usage {
-            objects: usage.objects.saturating_sub(moved_usage.objects),
-            bytes: usage.bytes.saturating_sub(moved_usage.bytes),
-        };
-        crate::usage::set(store, batch, bucket, kept)?;
-    }
+    hand_over(store, batch, &child_record, Origin::RangeGroup)?;
     let meta = store.cf(Cf::Meta)?;
     let left = Descriptor { range: left, epoch: next_epoch };
     batch.put_cf(meta, crate::range::DESCRIPTOR_KEY, crate::range::encode_descriptor(&left));
@@ -126,6 +116,90 @@ pub fn split_range(
     store.range_changing();
     tracing::info!(child, left = %left.range, right = %right, epoch = next_epoch, "split the range");
     Ok(Applied::Done)
+}
+
+/// `SplitRange` in group 0, the directory: hands the keys from `at` up to the next recorded range
+/// (or the end of the key space) to a new range group `child`, and records it at once — group 0
+/// is the directory, so no `FinishSplit` follows. Its epoch is 2: a group born of a split, which
+/// no replica initializes. Refused for an `at` inside a recorded range (`WrongRange`).
+fn split_directory(
+    store: &Store,
+    batch: &mut WriteBatch,
+    at: (String, String),
+    child: u64,
+    voters: Vec<(u64, String)>,
+) -> Result<Applied, MetadataError> {
+    let (at_bucket, at_key) = at;
+    let records = crate::range::group_records(store)?;
+    if let Some(done) = records.iter().find(|r| r.group == child) {
+        let range = &done.descriptor.range;
+        if range.start_bucket == at_bucket && range.start_key == at_key {
+            return Ok(Applied::Done);
+        }
+        return Err(MetadataError::EntityAlreadyExists(format!("metadata group {child}")));
+    }
+    if child == 0 || voters.is_empty() || crate::split_plan::pending(store)?.iter().any(|p| p.child == child) {
+        return Err(MetadataError::InvalidArgument("a split needs a new group id and voters".into()));
+    }
+    store.check_directory_key(&at_bucket, &at_key)?;
+    let at_bytes = (at_bucket.as_bytes(), at_key.as_bytes());
+    let next = records
+        .iter()
+        .map(|r| &r.descriptor.range)
+        .filter(|r| (r.start_bucket.as_bytes(), r.start_key.as_bytes()) > at_bytes)
+        .min_by(|a, b| {
+            (a.start_bucket.as_bytes(), a.start_key.as_bytes())
+                .cmp(&(b.start_bucket.as_bytes(), b.start_key.as_bytes()))
+        });
+    let right = Range {
+        start_bucket: at_bucket,
+        start_key: at_key,
+        end_bucket: next.map(|r| r.start_bucket.clone()).unwrap_or_default(),
+        end_key: next.map(|r| r.start_key.clone()).unwrap_or_default(),
+    };
+    right.validate()?;
+    let child_record = GroupRecord { group: child, descriptor: Descriptor { range: right.clone(), epoch: 2 }, voters };
+    hand_over(store, batch, &child_record, Origin::Directory)?;
+    batch.put_cf(
+        store.cf(Cf::Meta)?,
+        crate::range::group_record_key(child),
+        crate::range::encode_record(&child_record),
+    );
+    crate::bucket_state::enqueue_for_new_group(store, batch, &child_record)?;
+    // The write of this batch reloads the records, so group 0 refuses the child's keys from the
+    // next command on.
+    store.directory_changing();
+    tracing::info!(child, right = %right, "split the directory's keys");
+    Ok(Applied::Done)
+}
+
+/// Where a split's keys come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    RangeGroup,
+    /// Group 0, whose database also holds what only the directory keeps.
+    Directory,
+}
+
+/// Seeds the child with `child`'s range and deletes that range from the parent, into `batch`.
+fn hand_over(store: &Store, batch: &mut WriteBatch, child: &GroupRecord, origin: Origin) -> Result<(), MetadataError> {
+    let right = &child.descriptor.range;
+    let moved = right_data_ids(store, right)?;
+    let child_usage = seed_child(store, child, &moved, origin)?;
+    let (low, high) = bounds(right);
+    for cf in [Cf::Objects, Cf::Versions, Cf::Uploads] {
+        batch.delete_range_cf(store.cf(cf)?, low.as_slice(), high.as_slice());
+    }
+    prune(store, batch, right, &moved, Side::Left)?;
+    for (bucket, moved_usage) in &child_usage {
+        let usage = crate::usage::get(store, bucket)?;
+        let kept = Usage {
+            objects: usage.objects.saturating_sub(moved_usage.objects),
+            bytes: usage.bytes.saturating_sub(moved_usage.bytes),
+        };
+        crate::usage::set(store, batch, bucket, kept)?;
+    }
+    Ok(())
 }
 
 /// The encoded bounds of `range` in the object, version and upload column families.
@@ -261,8 +335,13 @@ fn seed_child(
     store: &Store,
     child: &GroupRecord,
     moved: &HashSet<Vec<u8>>,
+    origin: Origin,
 ) -> Result<BTreeMap<String, Usage>, MetadataError> {
     let dir = sibling_dir(store, child.group)?;
+    if let Some(groups) = dir.parent() {
+        std::fs::create_dir_all(groups)
+            .map_err(|e| MetadataError::Internal(format!("creating {}: {e}", groups.display())))?;
+    }
     let seeding = dir.with_extension("seeding");
     for leftover in [&seeding, &dir] {
         if leftover.exists() {
@@ -275,7 +354,7 @@ fn seed_child(
         .map_err(MetadataError::db("checkpointing a range for its split"))?;
     let usage = {
         let seed = Store::open(&seeding)?;
-        let usage = prune_to_child(&seed, child, moved)?;
+        let usage = prune_to_child(&seed, child, moved, origin)?;
         for cf in Cf::ALL {
             seed.db().flush_cf(seed.cf(cf)?).map_err(MetadataError::db("flushing a split's new group"))?;
         }
@@ -300,9 +379,30 @@ fn prune_to_child(
     seed: &Store,
     child: &GroupRecord,
     moved: &HashSet<Vec<u8>>,
+    origin: Origin,
 ) -> Result<BTreeMap<String, Usage>, MetadataError> {
     let right = &child.descriptor.range;
     let mut batch = WriteBatch::default();
+    if origin == Origin::Directory {
+        // Nodes, IAM, accounts, the range table and the outbox stay group 0's alone; the buckets'
+        // records are kept as the child's first copies, marked received (generation 0: any state
+        // group 0 delivers later is newer).
+        for cf in [Cf::Nodes, Cf::NodeAdmin, Cf::Iam, Cf::Meta] {
+            let handle = seed.cf(cf)?;
+            seed.scan_prefix(cf, b"", |key, _| {
+                batch.delete_cf(handle, key);
+                Ok(true)
+            })?;
+        }
+        seed.scan_prefix(Cf::Buckets, b"", |key, _| {
+            if let Ok(bucket) = std::str::from_utf8(key)
+                && right.touches_bucket(bucket)
+            {
+                crate::bucket_state::mark_received(seed, &mut batch, bucket)?;
+            }
+            Ok(true)
+        })?;
+    }
     let (low, high) = bounds(right);
     for cf in [Cf::Objects, Cf::Versions, Cf::Uploads] {
         let handle = seed.cf(cf)?;
@@ -446,5 +546,47 @@ mod tests {
         drop(parent);
         put(&child, "n", b"data-n").unwrap();
         assert_eq!(crate::usage::get(&child, "b").unwrap(), Usage { objects: 3, bytes: 30 });
+    }
+
+    #[test]
+    fn group_0_hands_its_keys_from_a_split_point_to_a_new_range_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let zero = Store::open(&dir.path().join("db")).unwrap();
+        crate::command::tests::make_bucket(&zero, "b");
+        for key in ["a", "m", "x"] {
+            crate::bucket_state::tests::put_inline(&zero, key).unwrap();
+        }
+        let voters = vec![(1, "http://a".to_string())];
+        let split = Command::SplitRange {
+            at_bucket: "b".into(),
+            at_key: "m".into(),
+            child: 1,
+            epoch: 0,
+            voters: voters.clone(),
+        };
+        apply(&zero, split.clone()).unwrap();
+        apply(&zero, split).unwrap();
+        let records = crate::range::group_records(&zero).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            (records[0].descriptor.range.clone(), records[0].descriptor.epoch),
+            (range(("b", "m"), ("", "")), 2)
+        );
+        assert!(matches!(zero.check_directory_key("b", "x"), Err(MetadataError::WrongRange { .. })));
+        assert!(zero.find_object("b", "a").unwrap().is_some() && zero.find_object("b", "m").unwrap().is_none());
+        assert_eq!(crate::usage::get(&zero, "b").unwrap(), Usage { objects: 1, bytes: 1 });
+        // Inside the new range: refused.
+        let again = Command::SplitRange { at_bucket: "b".into(), at_key: "y".into(), child: 2, epoch: 0, voters };
+        assert!(matches!(apply(&zero, again), Err(MetadataError::WrongRange { .. })));
+
+        let child = Store::open(&dir.path().join("db.groups").join("1")).unwrap();
+        assert_eq!(child.range().unwrap().range, range(("b", "m"), ("", "")));
+        assert!(child.find_object("b", "x").unwrap().is_some() && child.find_object("b", "a").unwrap().is_none());
+        assert_eq!(crate::usage::get(&child, "b").unwrap(), Usage { objects: 2, bytes: 2 });
+        assert!(crate::bucket_state::received(&child, "b").unwrap());
+        assert!(crate::range::group_records(&child).unwrap().is_empty(), "the range table stays group 0's");
+        // The child takes the bucket's keys at once.
+        drop(zero);
+        crate::bucket_state::tests::put_inline(&child, "n").unwrap();
     }
 }

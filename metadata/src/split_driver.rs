@@ -1,4 +1,5 @@
-//! Group 0's leader carrying splits out (see `split` for the steps): reserve the child's id in
+//! Group 0's leader carrying splits out (see `split` for the steps). Group 0's own keys split in one
+//! command of group 0 (it is the directory as well as the parent). A range group's: reserve the child's id in
 //! group 0, have the parent range group apply the split (`MetadataRaft.SplitRange`, addressed to
 //! it, answered by its leader), record both halves in group 0. Every step is idempotent, and a
 //! split reserved but not recorded is finished by whichever replica leads group 0 next
@@ -70,6 +71,21 @@ impl SplitDriver {
         let directory = self.directory.clone();
         let child = blocking(move || crate::split_plan::next_group_id(&directory)).await?;
         let (at_bucket, at_key) = at;
+        if group == 0 {
+            // Group 0 is the directory: one command seeds the child and records it.
+            let voters = self.zero.voters();
+            self.zero
+                .submit(Command::SplitRange {
+                    at_bucket: at_bucket.clone(),
+                    at_key: at_key.clone(),
+                    child,
+                    epoch: 0,
+                    voters,
+                })
+                .await?;
+            tracing::info!(child, %at_bucket, %at_key, "split group 0's keys off into a range group");
+            return Ok(child);
+        }
         self.zero.submit(Command::ReserveSplit { parent: group, child, at_bucket, at_key }).await?;
         let directory = self.directory.clone();
         let pending = blocking(move || crate::split_plan::pending(&directory)).await?;
