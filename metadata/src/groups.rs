@@ -248,7 +248,7 @@ impl Groups {
             tls: settings.client.tls.clone(),
             group,
             feed: Some(feed),
-            zero_urls,
+            zero: Some(self.0.zero.clone()),
         };
         let (stop, stopped) = oneshot::channel();
         let supervisor = tokio::spawn(leader_tasks::supervise(workers, Some(replication.leadership()), stopped));

@@ -29,9 +29,10 @@ pub struct Workers {
     pub group: u64,
     /// A range group's workers: `cluster` is a copy of group 0's map (see `cluster_feed`).
     pub feed: Option<Arc<ClusterFeed>>,
-    /// Group 0's replica URLs, to ask for a split when the group grows large (see `split_watch`);
-    /// empty for a lone service, which does not split.
-    pub zero_urls: Vec<String>,
+    /// Group 0's replica, to ask (through group 0's voters, as they are when this replica starts
+    /// leading) for a split when the group grows large (see `split_watch`); none for a lone
+    /// service, which does not split.
+    pub zero: Option<crate::raft::Replication>,
 }
 
 struct Running {
@@ -70,14 +71,15 @@ impl Workers {
         spawn("expiry", Box::new(move |stop| tokio::spawn(expirer.run(stop))));
         let dispatcher = notify::Dispatcher::new(self.store.clone(), self.applier.clone(), self.targets.clone());
         spawn("notification", Box::new(move |stop| tokio::spawn(dispatcher.run(stop))));
-        if !self.zero_urls.is_empty() {
+        let zero_urls: Vec<String> = self.zero.iter().flat_map(|zero| zero.voters()).map(|(_, url)| url).collect();
+        if !zero_urls.is_empty() {
             let client = coffer_proto::metadata_client::ClientConfig { tls: self.tls.clone(), ..Default::default() };
             let watch = crate::split_watch::SplitWatch::new(
                 self.store.clone(),
                 self.group,
                 config.range_split_keys,
                 config.range_split_check,
-                &self.zero_urls,
+                &zero_urls,
                 &client,
             );
             match watch {

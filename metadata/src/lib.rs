@@ -150,10 +150,7 @@ pub async fn serve_with(
         group: 0,
         feed: None,
         // A replicated group 0 asks for its own splits too (its leader's request reaches itself).
-        zero_urls: replication
-            .as_ref()
-            .map(|r| r.voters().into_iter().map(|(_, url)| url).collect())
-            .unwrap_or_default(),
+        zero: replication.clone(),
     };
     let (stop_leader_tasks, leader_tasks_stop) = oneshot::channel();
     let leader_tasks =
