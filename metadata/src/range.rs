@@ -75,6 +75,16 @@ impl Range {
         at >= self.start() && self.end().is_none_or(|end| at < end)
     }
 
+    /// Whether the range starts at (bucket, key).
+    pub fn starts_at(&self, bucket: &str, key: &str) -> bool {
+        self.start_bucket == bucket && self.start_key == key
+    }
+
+    /// Whether a split at (bucket, key) leaves both halves non-empty: inside, after the start.
+    pub fn splits_at(&self, bucket: &str, key: &str) -> bool {
+        self.contains(bucket, key) && !self.starts_at(bucket, key)
+    }
+
     /// Whether some key of `bucket` is in the range: bucket-level commands (create, settings)
     /// belong to every range group that holds part of the bucket.
     pub fn touches_bucket(&self, bucket: &str) -> bool {

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use coffer_proto::pb::metadata::{DataOwner, GcRecord, ObjectRecord};
+use coffer_proto::pb::metadata::{DataOwner, GcRecord};
 use rocksdb::WriteBatch;
 
 use crate::command::Applied;
@@ -89,7 +89,7 @@ pub fn split_range(
             detail: format!("a split planned at epoch {epoch} of a range now at epoch {}", descriptor.epoch),
         });
     }
-    if !range.contains(&at_bucket, &at_key) || (range.start_bucket == at_bucket && range.start_key == at_key) {
+    if !range.splits_at(&at_bucket, &at_key) {
         return Err(MetadataError::InvalidArgument(format!(
             "{at_bucket}/{at_key} does not split range {range}: it must lie inside it, after its start"
         )));
@@ -133,7 +133,7 @@ fn split_directory(
     let records = crate::range::group_records(store)?;
     if let Some(done) = records.iter().find(|r| r.group == child) {
         let range = &done.descriptor.range;
-        if range.start_bucket == at_bucket && range.start_key == at_key {
+        if range.starts_at(&at_bucket, &at_key) {
             return Ok(Applied::Done);
         }
         return Err(MetadataError::EntityAlreadyExists(format!("metadata group {child}")));
@@ -410,17 +410,7 @@ fn prune_to_child(
         batch.delete_range_cf(handle, high.as_slice(), KEY_SPACE_END);
     }
     prune(seed, &mut batch, right, moved, Side::Right)?;
-    // Usage: counted again over the right half; the copies of other children's records dropped.
-    let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
-    seed.scan_prefix(Cf::Objects, b"", |key, value| {
-        if key >= low.as_slice() && key < high.as_slice() {
-            let record: ObjectRecord = crate::store::decode(Cf::Objects, key, value)?;
-            let counted = usage.entry(record.bucket).or_default();
-            counted.objects += 1;
-            counted.bytes += record.size;
-        }
-        Ok(true)
-    })?;
+    // The parent's counters and its records of other children are not the child's.
     let meta = seed.cf(Cf::Meta)?;
     for prefix in [crate::usage::KEY_PREFIX, CHILD_PREFIX] {
         seed.scan_prefix(Cf::Meta, prefix, |key, _| {
@@ -428,6 +418,10 @@ fn prune_to_child(
             Ok(true)
         })?;
     }
+    seed.write(batch)?;
+    // Usage counted again over what is left: the right half.
+    let usage = crate::usage::count(seed)?;
+    let mut batch = WriteBatch::default();
     for (bucket, counted) in &usage {
         crate::usage::set(seed, &mut batch, bucket, *counted)?;
     }

@@ -68,7 +68,7 @@ pub fn reserve(
     }
     let range = &record.descriptor.range;
     let (at_bucket, at_key) = at;
-    if !range.contains(&at_bucket, &at_key) || (range.start_bucket == at_bucket && range.start_key == at_key) {
+    if !range.splits_at(&at_bucket, &at_key) {
         return Err(MetadataError::InvalidArgument(format!(
             "{at_bucket}/{at_key} does not split range group {parent}'s range {range}: it must lie inside it, after \
              its start"

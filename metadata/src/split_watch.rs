@@ -110,8 +110,7 @@ fn middle_key(store: &Store) -> Result<Option<(u64, String, String)>, MetadataEr
     let bucket = String::from_utf8(raw[..at].to_vec()).map_err(|e| MetadataError::corrupt("objects", e))?;
     let key = String::from_utf8(raw[at + 1..].to_vec()).map_err(|e| MetadataError::corrupt("objects", e))?;
     if let Some(descriptor) = store.range()
-        && descriptor.range.start_bucket == bucket
-        && descriptor.range.start_key == key
+        && descriptor.range.starts_at(&bucket, &key)
     {
         return Ok(None);
     }

@@ -78,11 +78,8 @@ pub fn forget(store: &Store, batch: &mut WriteBatch, bucket: &str) -> Result<(),
     Ok(())
 }
 
-/// Counts every bucket of a database written before the counters existed, once, at start.
-pub fn build(store: &Store) -> Result<(), MetadataError> {
-    if store.marker(MARKER)? {
-        return Ok(());
-    }
+/// Every bucket's objects and bytes, counted over the `objects` column family. Blocking.
+pub fn count(store: &Store) -> Result<BTreeMap<String, Usage>, MetadataError> {
     let mut totals: BTreeMap<String, Usage> = BTreeMap::new();
     store.scan_prefix(Cf::Objects, b"", |key, value| {
         let record: ObjectRecord = crate::store::decode(Cf::Objects, key, value)?;
@@ -91,6 +88,15 @@ pub fn build(store: &Store) -> Result<(), MetadataError> {
         usage.bytes += record.size;
         Ok(true)
     })?;
+    Ok(totals)
+}
+
+/// Counts every bucket of a database written before the counters existed, once, at start.
+pub fn build(store: &Store) -> Result<(), MetadataError> {
+    if store.marker(MARKER)? {
+        return Ok(());
+    }
+    let totals = count(store)?;
     let mut batch = WriteBatch::default();
     let meta = store.cf(Cf::Meta)?;
     for (bucket, usage) in &totals {

@@ -138,21 +138,7 @@ fn metadata_clients_route_by_range_and_list_across_range_boundaries() {
     for key in ["d/x/1", "d/y", "f", "m/5", "s/deep/1", "t", "t/1", "zz/top"] {
         keys.insert(key.to_string());
     }
-    rt.block_on(async {
-        let mut writes = tokio::task::JoinSet::new();
-        let all: Vec<String> = keys.iter().cloned().collect();
-        for chunk in all.chunks(all.len().div_ceil(16)) {
-            let (client, chunk) = (client.clone(), chunk.to_vec());
-            writes.spawn(async move {
-                for key in chunk {
-                    put_routed(&client, &key).await;
-                }
-            });
-        }
-        while let Some(done) = writes.join_next().await {
-            done.expect("a writer task");
-        }
-    });
+    rt.block_on(put_all_routed(&client, &keys));
     eprintln!("wrote {} keys through the routed client", keys.len());
 
     rt.block_on(async {
@@ -254,6 +240,23 @@ fn metadata_clients_route_by_range_and_list_across_range_boundaries() {
 
 /// Puts `key` through the routed client, retrying while its range group has not received the
 /// bucket yet (Unavailable) for at most 30 s.
+/// Writes every key of `keys` through the routed client, 16 at a time (see [`put_routed`]).
+pub(crate) async fn put_all_routed(client: &MetadataClient, keys: &BTreeSet<String>) {
+    let mut writes = tokio::task::JoinSet::new();
+    let all: Vec<String> = keys.iter().cloned().collect();
+    for chunk in all.chunks(all.len().div_ceil(16)) {
+        let (client, chunk) = (client.clone(), chunk.to_vec());
+        writes.spawn(async move {
+            for key in chunk {
+                put_routed(&client, &key).await;
+            }
+        });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.expect("a writer task");
+    }
+}
+
 pub(crate) async fn put_routed(client: &MetadataClient, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

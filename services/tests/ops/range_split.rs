@@ -25,7 +25,7 @@ use coffer_proto::{ErrorCode, RemoteError};
 
 use crate::common::metadata_group::{self, in_group, status, wait_for_group};
 use crate::common::{Proc, runtime};
-use crate::metadata_routing::{create_group, object, put_routed};
+use crate::metadata_routing::{create_group, object, put_all_routed};
 
 const SPLIT_AT: &str = "k0750";
 
@@ -116,21 +116,7 @@ fn a_range_group_splits_under_load_and_a_listing_sees_every_key_once() {
 
     // The keys every listing must see.
     let before: BTreeSet<String> = (0..1500).map(|i| key(i * 2)).collect();
-    rt.block_on(async {
-        let mut writes = tokio::task::JoinSet::new();
-        let all: Vec<String> = before.iter().cloned().collect();
-        for chunk in all.chunks(all.len().div_ceil(16)) {
-            let (client, chunk) = (client.clone(), chunk.to_vec());
-            writes.spawn(async move {
-                for key in chunk {
-                    put_routed(&client, &key).await;
-                }
-            });
-        }
-        while let Some(done) = writes.join_next().await {
-            done.expect("a writer task");
-        }
-    });
+    rt.block_on(put_all_routed(&client, &before));
 
     // A replica is down while the split happens; it comes back afterwards.
     let victim = urls.iter().position(|url| status(&rt, url).is_some_and(|s| s.state != "leader")).expect("a follower");
