@@ -308,6 +308,18 @@ pub enum Command {
     FinishSplit {
         child: u64,
     },
+    /// Group 0 only: starts a change of range group `group`'s replicas — `to` (node id, URL)
+    /// joins, `from` leaves (see `group_move`).
+    MoveReplica {
+        group: u64,
+        from: Option<u64>,
+        to: Option<(u64, String)>,
+    },
+    /// Group 0 only: the range group's membership changed as its move said: the record's voters
+    /// follow.
+    FinishMove {
+        group: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -628,6 +640,8 @@ fn plan(store: &Store, batch: &mut WriteBatch, command: Command) -> Result<Appli
             crate::split_plan::reserve(store, batch, parent, child, (at_bucket, at_key))
         }
         Command::FinishSplit { child } => crate::split_plan::finish(store, batch, child),
+        Command::MoveReplica { group, from, to } => crate::group_move::begin(store, batch, group, from, to),
+        Command::FinishMove { group } => crate::group_move::finish(store, batch, group),
         Command::PutIam { entity, create_only } => {
             crate::iam::put(store, batch, entity, create_only).map(Applied::IamGeneration)
         }

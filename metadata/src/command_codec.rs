@@ -530,6 +530,8 @@ mod tests {
             },
             Command::ReserveSplit { parent: 7, child: 8, at_bucket: "photos".into(), at_key: "m".into() },
             Command::FinishSplit { child: 8 },
+            Command::MoveReplica { group: 3, from: Some(1), to: Some((4, "http://d:9100".into())) },
+            Command::FinishMove { group: 3 },
         ]
     }
 
@@ -579,6 +581,8 @@ mod tests {
             Command::SplitRange { .. } => "SplitRange",
             Command::ReserveSplit { .. } => "ReserveSplit",
             Command::FinishSplit { .. } => "FinishSplit",
+            Command::MoveReplica { .. } => "MoveReplica",
+            Command::FinishMove { .. } => "FinishMove",
         }
     }
 

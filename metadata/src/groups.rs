@@ -128,15 +128,26 @@ impl Groups {
 
     /// Opens recorded groups as they appear, until `stop` fires.
     pub async fn watch(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let db = self.0.settings.config.db.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || sweep_removed(&db)).await {
+            tracing::warn!(error = %e, "the sweep of closed groups' folders failed");
+        }
         let mut retry_at: HashMap<u64, tokio::time::Instant> = HashMap::new();
         loop {
             // The store's in-memory copy (an atomic load while there are none), current as of the
             // last applied write.
             let records = self.0.directory.directory_records();
+            let me = self.0.zero.id();
+            // A move took these groups off this process: their leaders no longer count it.
+            for (group, _) in self.all() {
+                if records.iter().any(|r| r.group == group && !r.lists(me)) {
+                    self.close(group).await;
+                }
+            }
             for record in records.iter().cloned() {
                 let group = record.group;
                 let due = retry_at.get(&group).is_none_or(|at| *at <= tokio::time::Instant::now());
-                if self.get(group).is_some() || !due || !self.is_voter(&record) {
+                if self.get(group).is_some() || !due || !record.lists(me) {
                     continue;
                 }
                 if self.parent_not_split_here(&record) {
@@ -171,11 +182,34 @@ impl Groups {
         })
     }
 
-    /// A replica that was not among a group's initial voters does not start it: it would
-    /// initialize a membership the voters never agreed on. (Adding replicas to a range group is the
-    /// "move" step, later.)
-    fn is_voter(&self, record: &GroupRecord) -> bool {
-        record.voters.iter().any(|(id, _)| *id == self.0.zero.id())
+    /// Stops group `group` here and deletes this process's copy: a finished move took it away
+    /// (the group's membership no longer has this replica before group 0 records that).
+    async fn close(&self, group: u64) {
+        let Some(closing) = self.0.open.write().unwrap_or_else(|e| e.into_inner()).remove(&group) else {
+            return;
+        };
+        stop_group(group, &closing).await;
+        drop(closing);
+        let (dir, snapshot_dir) = group_paths(&self.0.settings.config.db, group);
+        // Renamed first, so a crash mid-delete leaves no half copy under the group's own name
+        // (`sweep_removed` finishes the delete at the next start).
+        let removed = tokio::task::spawn_blocking(move || {
+            for path in [dir, snapshot_dir] {
+                let gone = removed_path(&path);
+                match std::fs::rename(&path, &gone) {
+                    Ok(()) => std::fs::remove_dir_all(&gone)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => tracing::info!(group, "metadata range group moved away: closed and deleted here"),
+            Ok(Err(e)) => tracing::error!(group, error = %e, "could not delete a range group that moved away"),
+            Err(e) => tracing::error!(group, error = %e, "the deletion of a range group that moved away failed"),
+        }
     }
 
     async fn open(&self, record: GroupRecord) -> Result<(), MetadataError> {
@@ -200,8 +234,10 @@ impl Groups {
         .map_err(|e| MetadataError::Internal(format!("open task failed: {e}")))??;
         // A group created empty (epoch 1) starts from the same first entry on every voter; one
         // born of a split (or split since) never initializes: its state is the split's seed, or
-        // its leader's snapshot (see `split`).
-        let membership = if record.descriptor.epoch == 1 {
+        // its leader's snapshot (see `split`). Nor does any replica once a move started: a
+        // joining one gets the log or a snapshot from the group's leader (see `group_move`).
+        let founder = record.voters.iter().any(|(id, _)| *id == self.0.zero.id());
+        let membership = if record.voters_initialize() && founder {
             Membership::Members(record.voters.iter().cloned().collect())
         } else {
             Membership::Seeded
@@ -267,15 +303,41 @@ impl Groups {
     /// Stops every open group's leader workers, then its Raft.
     pub async fn shutdown(&self) {
         for (group_id, group) in self.all() {
-            let tasks = group.leader_tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some((stop, supervisor)) = tasks {
-                // A send error means the supervisor already ended.
-                let _ = stop.send(());
-                if let Err(e) = supervisor.await {
-                    tracing::error!(group = group_id, error = %e, "a range group's leader task supervisor failed");
-                }
-            }
-            group.replication.shutdown().await;
+            stop_group(group_id, &group).await;
+        }
+    }
+}
+
+/// Stops a group's leader workers, then its Raft.
+async fn stop_group(group_id: u64, group: &Group) {
+    let tasks = group.leader_tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some((stop, supervisor)) = tasks {
+        // A send error means the supervisor already ended.
+        let _ = stop.send(());
+        if let Err(e) = supervisor.await {
+            tracing::error!(group = group_id, error = %e, "a range group's leader task supervisor failed");
+        }
+    }
+    group.replication.shutdown().await;
+}
+
+/// Where a closed group's folder goes before it is deleted: `<g>.removed` beside it.
+fn removed_path(path: &std::path::Path) -> PathBuf {
+    let mut gone = path.as_os_str().to_owned();
+    gone.push(".removed");
+    PathBuf::from(gone)
+}
+
+/// Deletes what a crash left of closed groups' folders (`*.removed` under `<db>.groups`). Blocking.
+fn sweep_removed(db: &std::path::Path) {
+    let (dir, _) = group_paths(db, 0);
+    let Some(base) = dir.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".removed")
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(path = %entry.path().display(), error = %e, "could not delete a closed group's folder");
         }
     }
 }

@@ -17,6 +17,7 @@ mod data;
 mod error;
 mod expiry;
 mod gc;
+mod group_move;
 mod groups;
 mod iam;
 mod keys;
@@ -25,6 +26,7 @@ mod leader_tasks;
 mod leases;
 mod lifecycle;
 mod listing;
+mod move_driver;
 mod multipart;
 mod notify;
 mod object_acl;
@@ -177,6 +179,11 @@ pub async fn serve_with(
         .clone()
         .map(|zero| Arc::new(split_driver::SplitDriver::new(store.clone(), zero, range_client.clone())));
     let split_resumer = splits.clone().map(|splits| tokio::spawn(splits.resume(watching_stopped.clone())));
+    // ... and moves of range groups' replicas.
+    let moves = replication
+        .clone()
+        .map(|zero| Arc::new(move_driver::MoveDriver::new(store.clone(), zero, range_client.clone())));
+    let move_resumer = moves.clone().map(|moves| tokio::spawn(moves.resume(watching_stopped.clone())));
     let group_watcher = groups.clone().map(|groups| tokio::spawn(groups.watch(watching_stopped)));
 
     let stats_task = tokio::spawn(stats::publish(store.clone()));
@@ -213,12 +220,16 @@ pub async fn serve_with(
             builder.tls_config(tls.server()).map_err(|e| MetadataError::InvalidArgument(format!("gRPC TLS: {e}")))?;
     }
     let raft_service = replication.clone().map(|r| {
-        coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer::new(match &splits {
-            Some(splits) => raft::RaftService::new(r).with_groups(groups.clone()).with_splits(splits.clone()),
-            None => raft::RaftService::new(r).with_groups(groups.clone()),
-        })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        let mut service = raft::RaftService::new(r).with_groups(groups.clone());
+        if let Some(splits) = &splits {
+            service = service.with_splits(splits.clone());
+        }
+        if let Some(moves) = &moves {
+            service = service.with_moves(moves.clone());
+        }
+        coffer_proto::pb::metadata::metadata_raft_server::MetadataRaftServer::new(service)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     });
     let (shutting_down, shutdown_seen) = oneshot::channel::<()>();
     let shutdown = async move {
@@ -262,6 +273,10 @@ pub async fn serve_with(
     }
     if let Some(resumer) = split_resumer {
         let _ = resumer.await;
+    }
+    // A move's step may wait minutes for a replica to catch up; every step is safe to cut.
+    if let Some(resumer) = move_resumer {
+        resumer.abort();
     }
     if let Some(groups) = &groups {
         groups.shutdown().await;

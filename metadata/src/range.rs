@@ -24,8 +24,10 @@ use crate::store::{Cf, Store};
 pub const GROUP_RECORD_PREFIX: &[u8] = b"range_group/";
 /// A range group's own `meta` key of its descriptor.
 pub const DESCRIPTOR_KEY: &[u8] = b"range_descriptor";
-/// The first byte of both stored forms below (postcard after it).
+/// The first byte of the stored forms below (postcard after it).
 const RECORD_VERSION: u8 = 1;
+/// The first byte of a [`GroupRecord`]'s stored form since moves (version 1 is still read).
+const GROUP_RECORD_VERSION: u8 = 2;
 
 /// `[start, end)` over (bucket, key). An end with an empty bucket and key is "to the end".
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -137,8 +139,51 @@ pub struct Descriptor {
 pub struct GroupRecord {
     pub group: u64,
     pub descriptor: Descriptor,
-    /// The initial voters (node id, URL): group 0's voters when the creation was proposed.
+    /// The voters (node id, URL): group 0's voters when the creation was proposed (a split's child:
+    /// its parent's), then as moves left them (see `group_move`).
     pub voters: Vec<(u64, String)>,
+    /// How many moves have started on the group: after one, no replica initializes it.
+    pub moves: u64,
+    /// The move under way, if any.
+    pub moving: Option<Move>,
+}
+
+/// A change of a range group's replicas: one replica joins, one leaves, or both (see `group_move`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Move {
+    /// The replica leaving the group.
+    pub from: Option<u64>,
+    /// The replica joining it (node id in group 0, URL).
+    pub to: Option<(u64, String)>,
+}
+
+impl GroupRecord {
+    /// A new group's record: its voters as given, no move yet.
+    pub fn new(group: u64, descriptor: Descriptor, voters: Vec<(u64, String)>) -> GroupRecord {
+        GroupRecord { group, descriptor, voters, moves: 0, moving: None }
+    }
+
+    /// Whether node `id` keeps a replica of the group: one of its voters, or the one joining it.
+    pub fn lists(&self, id: u64) -> bool {
+        self.voters.iter().any(|(voter, _)| *voter == id)
+            || self.moving.as_ref().and_then(|m| m.to.as_ref()).is_some_and(|(to, _)| *to == id)
+    }
+
+    /// Whether the voters start the group themselves, each proposing the recorded membership:
+    /// only a group created empty whose voters never changed. Any other replica waits for the
+    /// group's leader to send it the log or a snapshot — one that initialized with a later voter
+    /// list would hold a first entry that differs from the group's.
+    pub fn voters_initialize(&self) -> bool {
+        self.descriptor.epoch == 1 && self.moves == 0
+    }
+}
+
+/// The stored form of a [`GroupRecord`] before moves existed.
+#[derive(serde::Deserialize)]
+struct GroupRecordV1 {
+    group: u64,
+    descriptor: Descriptor,
+    voters: Vec<(u64, String)>,
 }
 
 pub(crate) fn to_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -163,12 +208,21 @@ pub fn decode_descriptor(bytes: &[u8]) -> Result<Descriptor, MetadataError> {
 }
 
 pub(crate) fn encode_record(record: &GroupRecord) -> Vec<u8> {
-    to_bytes(record)
+    postcard::to_extend(record, vec![GROUP_RECORD_VERSION]).expect("a range record always encodes into a Vec")
 }
 
-#[cfg(test)]
+/// Reads a record in either stored form (version 1 has no moves).
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<GroupRecord, MetadataError> {
-    from_bytes("range group record", bytes)
+    const WHAT: &str = "range group record";
+    match bytes.split_first() {
+        Some((&GROUP_RECORD_VERSION, body)) => postcard::from_bytes(body).map_err(|e| MetadataError::corrupt(WHAT, e)),
+        Some((&RECORD_VERSION, _)) => {
+            let GroupRecordV1 { group, descriptor, voters } = from_bytes(WHAT, bytes)?;
+            Ok(GroupRecord::new(group, descriptor, voters))
+        }
+        Some((version, _)) => Err(MetadataError::corrupt(WHAT, format!("unknown format version {version}"))),
+        None => Err(MetadataError::corrupt(WHAT, "no bytes")),
+    }
 }
 
 pub(crate) fn group_record_key(group: u64) -> Vec<u8> {
@@ -184,7 +238,7 @@ pub fn group_records(store: &Store) -> Result<Vec<GroupRecord>, MetadataError> {
         if !key.starts_with(GROUP_RECORD_PREFIX) {
             break;
         }
-        records.push(from_bytes("range group record", &value)?);
+        records.push(decode_record(&value)?);
     }
     Ok(records)
 }
@@ -223,8 +277,8 @@ pub fn create_group(
             String::from_utf8_lossy(&key).replace('\0', "/")
         )));
     }
-    let record = GroupRecord { group, descriptor: Descriptor { range, epoch: 1 }, voters };
-    batch.put_cf(store.cf(Cf::Meta)?, group_record_key(group), to_bytes(&record));
+    let record = GroupRecord::new(group, Descriptor { range, epoch: 1 }, voters);
+    batch.put_cf(store.cf(Cf::Meta)?, group_record_key(group), encode_record(&record));
     // The new group gets every bucket its range touches before it serves them.
     crate::bucket_state::enqueue_for_new_group(store, batch, &record)?;
     // The write of this batch reloads the store's copy of the records (see `Store::write`).
@@ -384,7 +438,9 @@ fn scope(command: &Command) -> Scope<'_> {
         | Command::CreateRangeGroup { .. }
         | Command::BucketStateDelivered { .. }
         | Command::ReserveSplit { .. }
-        | Command::FinishSplit { .. } => Scope::Directory,
+        | Command::FinishSplit { .. }
+        | Command::MoveReplica { .. }
+        | Command::FinishMove { .. } => Scope::Directory,
     }
 }
 

@@ -105,8 +105,7 @@ pub fn split_range(
     };
     let left = Range { end_bucket: at_bucket, end_key: at_key, ..range.clone() };
     let next_epoch = descriptor.epoch + 1;
-    let child_record =
-        GroupRecord { group: child, descriptor: Descriptor { range: right.clone(), epoch: next_epoch }, voters };
+    let child_record = GroupRecord::new(child, Descriptor { range: right.clone(), epoch: next_epoch }, voters);
     hand_over(store, batch, &child_record, Origin::RangeGroup)?;
     let meta = store.cf(Cf::Meta)?;
     let left = Descriptor { range: left, epoch: next_epoch };
@@ -158,7 +157,7 @@ fn split_directory(
         end_key: next.map(|r| r.start_key.clone()).unwrap_or_default(),
     };
     right.validate()?;
-    let child_record = GroupRecord { group: child, descriptor: Descriptor { range: right.clone(), epoch: 2 }, voters };
+    let child_record = GroupRecord::new(child, Descriptor { range: right.clone(), epoch: 2 }, voters);
     hand_over(store, batch, &child_record, Origin::Directory)?;
     batch.put_cf(
         store.cf(Cf::Meta)?,

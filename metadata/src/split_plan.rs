@@ -66,6 +66,12 @@ pub fn reserve(
     if pending.iter().any(|p| p.parent == parent) {
         return Err(MetadataError::InvalidArgument(format!("a split of range group {parent} is already under way")));
     }
+    // The child takes the parent's voters: they must be settled.
+    if record.moving.is_some() {
+        return Err(MetadataError::InvalidArgument(format!(
+            "range group {parent} is moving a replica: split it once the move is done"
+        )));
+    }
     let range = &record.descriptor.range;
     let (at_bucket, at_key) = at;
     if !range.splits_at(&at_bucket, &at_key) {
@@ -113,9 +119,9 @@ pub fn finish(store: &Store, batch: &mut WriteBatch, child: u64) -> Result<Appli
         },
         ..parent
     };
-    let right = GroupRecord {
-        group: child,
-        descriptor: Descriptor {
+    let right = GroupRecord::new(
+        child,
+        Descriptor {
             range: Range {
                 start_bucket: split.at_bucket.clone(),
                 start_key: split.at_key.clone(),
@@ -124,8 +130,8 @@ pub fn finish(store: &Store, batch: &mut WriteBatch, child: u64) -> Result<Appli
             },
             epoch,
         },
-        voters: split.voters,
-    };
+        split.voters,
+    );
     let meta = store.cf(Cf::Meta)?;
     batch.put_cf(meta, crate::range::group_record_key(left.group), crate::range::encode_record(&left));
     batch.put_cf(meta, crate::range::group_record_key(child), crate::range::encode_record(&right));

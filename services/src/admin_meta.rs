@@ -9,8 +9,8 @@ use clap::Subcommand;
 use coffer_proto::metadata_client::{ClientConfig, NOT_LEADER_HEADER, lazy_channel};
 use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
 use coffer_proto::pb::metadata::{
-    CreateGroupRequest, KeyBound, KeyRange, LeaveRequest, RaftStatusRequest, RaftStatusResponse, RangeTableRequest,
-    SplitGroupRequest,
+    CreateGroupRequest, KeyBound, KeyRange, LeaveRequest, MoveGroupRequest, RaftStatusRequest, RaftStatusResponse,
+    RangeTableRequest, SplitGroupRequest,
 };
 use coffer_proto::tonic;
 use coffer_proto::tonic::transport::Channel;
@@ -40,7 +40,22 @@ pub enum MetaCommand {
         #[arg(long)]
         at: String,
     },
+    /// Move range group N's replica from node FROM to node TO (node ids as `status` shows them;
+    /// TO must be a replica of group 0, e.g. started with `--join`). With only --to a replica is
+    /// added, with only --from one is removed. Returns once the group's new voters are recorded
+    /// and FROM's copy is being deleted.
+    Move {
+        #[arg(long)]
+        group: u64,
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+    },
 }
+
+/// The bound on one `move` call: adding a replica waits until it has caught up.
+const MOVE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `BUCKET/KEY` (the first slash splits), `BUCKET` alone (key empty) or empty.
 fn bound(text: &str) -> KeyBound {
@@ -287,6 +302,21 @@ pub async fn run(urls: &[String], config: &ClientConfig, command: MetaCommand, j
                 println!("{}", serde_json::json!({"group": group, "child": child}));
             } else {
                 println!("group {group} split at {}/{}: group {child} owns the keys from there", at.bucket, at.key);
+            }
+        }
+        MetaCommand::Move { group, from, to } => {
+            if from.is_none() && to.is_none() {
+                anyhow::bail!("name a replica to move: --from, --to or both");
+            }
+            let request = MoveGroupRequest { group, from: from.unwrap_or(0), to: to.unwrap_or(0) };
+            let config = ClientConfig { timeout: MOVE_TIMEOUT, ..config.clone() };
+            let what = format!("moving group {group}'s replica");
+            on_leader(urls, &config, &what, async |mut client, _| client.move_group(request).await.map(|_| ())).await?;
+            if json {
+                println!("{}", serde_json::json!({"group": group, "from": from, "to": to}));
+            } else {
+                let side = |id: Option<u64>| id.map_or_else(|| "-".to_string(), |id| format!("node {id}"));
+                println!("group {group}'s replica moved from {} to {}", side(from), side(to));
             }
         }
     }

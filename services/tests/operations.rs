@@ -21,6 +21,8 @@ mod metadata_stale_reads;
 mod observability;
 #[path = "ops/range_group_data.rs"]
 mod range_group_data;
+#[path = "ops/range_move.rs"]
+mod range_move;
 #[path = "ops/range_split.rs"]
 mod range_split;
 #[path = "ops/tls.rs"]

@@ -205,7 +205,7 @@ impl Replication {
         let proposals = Arc::new(Proposals::default());
         let state_machine = {
             let (store, proposals, dir) = (store.clone(), proposals.clone(), snapshot_dir.clone());
-            tokio::task::spawn_blocking(move || StateMachine::open(store, proposals, dir))
+            tokio::task::spawn_blocking(move || StateMachine::open(store, proposals, dir, group))
                 .await
                 .map_err(|e| MetadataError::Internal(format!("state machine task failed: {e}")))??
         };
@@ -268,11 +268,10 @@ impl Replication {
             }
             _ => {}
         }
-        // Group 0's figures only: the gauges carry no group label (one per range group would be a
-        // label of unbounded values later).
-        if group == 0 {
-            tokio::spawn(publish_metrics(replication.raft.metrics()));
-        }
+        // Every group's figures, labelled by group: a process hosts a bounded number of groups
+        // (each up to `--range-split-keys` objects), and the series of a group that moved away
+        // stop changing rather than vanish.
+        tokio::spawn(publish_metrics(replication.raft.metrics(), group));
         tokio::spawn(replication.freshness.clone().track_lease(replication.raft.metrics()));
         tracing::info!(group, node_id = id, address = %advertise, "metadata replica started");
         Ok(replication)
@@ -289,7 +288,8 @@ impl Replication {
         let (id, outcome) = self.proposals.register();
         place.send(batcher::Queued { id, bytes });
         let outcome = tokio::time::timeout_at(deadline, outcome).await;
-        metrics::histogram!("coffer_metadata_raft_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("coffer_metadata_raft_commit_seconds", "group" => self.group.to_string())
+            .record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(MetadataError::Internal("a proposed command had no outcome".into())),
@@ -366,9 +366,22 @@ impl Replication {
         &self.raft
     }
 
-    /// Adds `node` as a learner, waits until it has caught up, then makes it a voter.
+    /// Whether `node_id` is a voter of the group, and whether it is a member at all (voter or
+    /// learner), in the membership this replica knows.
+    fn membership_of(&self, node_id: NodeId) -> (bool, bool) {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        (membership.voter_ids().any(|id| id == node_id), membership.get_node(&node_id).is_some())
+    }
+
+    /// Adds `node` as a learner, waits until it has caught up, then makes it a voter. Nothing when
+    /// it is a voter already (a move resumed by group 0's next leader asks again).
     pub(crate) async fn add_voter(&self, node_id: NodeId, address: &str) -> Result<(), MetadataError> {
         let _one_at_a_time = self.membership_changes.lock().await;
+        if self.is_leader() && self.membership_of(node_id).0 {
+            return Ok(());
+        }
         let not_leader =
             |e: &dyn std::fmt::Display| MetadataError::Unavailable(format!("adding replica {node_id}: {e}"));
         let added = self.raft.add_learner(node_id, BasicNode::new(address), true).await;
@@ -383,14 +396,20 @@ impl Replication {
         Ok(())
     }
 
-    /// Removes `node_id` from the voters and the group.
+    /// Removes `node_id` from the voters and the group; each step only if still needed (a move
+    /// resumed by group 0's next leader asks again).
     pub(crate) async fn remove(&self, node_id: NodeId) -> Result<(), MetadataError> {
         let _one_at_a_time = self.membership_changes.lock().await;
         let error = |e: &dyn std::fmt::Display| MetadataError::Unavailable(format!("removing replica {node_id}: {e}"));
-        let voters = ChangeMembers::RemoveVoters(BTreeSet::from([node_id]));
-        self.raft.change_membership(voters, false).await.map_err(|e| error(&e))?;
-        let nodes = ChangeMembers::RemoveNodes(BTreeSet::from([node_id]));
-        self.raft.change_membership(nodes, false).await.map_err(|e| error(&e))?;
+        if self.membership_of(node_id).0 {
+            let voters = ChangeMembers::RemoveVoters(BTreeSet::from([node_id]));
+            self.raft.change_membership(voters, false).await.map_err(|e| error(&e))?;
+        }
+        // A leader that removed itself has stepped down; without `retain` the node is gone anyway.
+        if self.is_leader() && self.membership_of(node_id).1 {
+            let nodes = ChangeMembers::RemoveNodes(BTreeSet::from([node_id]));
+            self.raft.change_membership(nodes, false).await.map_err(|e| error(&e))?;
+        }
         Ok(())
     }
 
@@ -403,23 +422,30 @@ impl Replication {
 
 /// Raft's own figures as metrics, whenever they change: term, role, log and apply positions, and
 /// on the leader each replica's lag in entries.
-async fn publish_metrics(mut changes: watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>) {
+async fn publish_metrics(mut changes: watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>, group: u64) {
+    let group = group.to_string();
     loop {
         {
             let m = changes.borrow_and_update();
             let leading = m.state == ServerState::Leader;
             let last = m.last_log_index.unwrap_or(0);
-            metrics::gauge!("coffer_metadata_raft_term").set(m.current_term as f64);
-            metrics::gauge!("coffer_metadata_raft_leader").set(if leading { 1.0 } else { 0.0 });
-            metrics::gauge!("coffer_metadata_raft_last_log_index").set(last as f64);
+            metrics::gauge!("coffer_metadata_raft_term", "group" => group.clone()).set(m.current_term as f64);
+            metrics::gauge!("coffer_metadata_raft_leader", "group" => group.clone()).set(if leading {
+                1.0
+            } else {
+                0.0
+            });
+            metrics::gauge!("coffer_metadata_raft_last_log_index", "group" => group.clone()).set(last as f64);
             let applied = m.last_applied.map_or(0, |l| l.index);
-            metrics::gauge!("coffer_metadata_raft_applied_index").set(applied as f64);
-            metrics::gauge!("coffer_metadata_raft_apply_lag_entries").set(last.saturating_sub(applied) as f64);
-            metrics::gauge!("coffer_metadata_raft_snapshot_index").set(m.snapshot.map_or(0, |l| l.index) as f64);
+            metrics::gauge!("coffer_metadata_raft_applied_index", "group" => group.clone()).set(applied as f64);
+            metrics::gauge!("coffer_metadata_raft_apply_lag_entries", "group" => group.clone())
+                .set(last.saturating_sub(applied) as f64);
+            metrics::gauge!("coffer_metadata_raft_snapshot_index", "group" => group.clone())
+                .set(m.snapshot.map_or(0, |l| l.index) as f64);
             for (replica, matched) in m.replication.iter().flatten() {
                 let lag = last.saturating_sub(matched.map_or(0, |l| l.index));
-                metrics::gauge!("coffer_metadata_raft_replication_lag_entries", "replica" => replica.to_string())
-                    .set(lag as f64);
+                let labels = [("group", group.clone()), ("replica", replica.to_string())];
+                metrics::gauge!("coffer_metadata_raft_replication_lag_entries", &labels).set(lag as f64);
             }
         }
         if changes.changed().await.is_err() {

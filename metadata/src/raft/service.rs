@@ -8,9 +8,9 @@ use coffer_proto::pb::metadata::metadata_raft_client::MetadataRaftClient;
 use coffer_proto::pb::metadata::metadata_raft_server::MetadataRaft;
 use coffer_proto::pb::metadata::{
     CreateGroupRequest, CreateGroupResponse, FenceBucketRequest, FenceBucketResponse, JoinRequest, JoinResponse,
-    LeaveRequest, LeaveResponse, RaftPayload, RaftReplica, RaftStatusRequest, RaftStatusResponse, RangeGroupEntry,
-    RangeTableRequest, RangeTableResponse, SetBucketStateRequest, SetBucketStateResponse, SplitGroupRequest,
-    SplitGroupResponse, SplitRangeRequest, SplitRangeResponse,
+    LeaveRequest, LeaveResponse, MoveGroupRequest, MoveGroupResponse, RaftPayload, RaftReplica, RaftStatusRequest,
+    RaftStatusResponse, RangeGroupEntry, RangeTableRequest, RangeTableResponse, SetBucketStateRequest,
+    SetBucketStateResponse, SplitGroupRequest, SplitGroupResponse, SplitRangeRequest, SplitRangeResponse,
 };
 use openraft::ServerState;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
@@ -30,11 +30,13 @@ pub struct RaftService {
     groups: Option<crate::groups::Groups>,
     /// Group 0's service only: carries out `SplitGroup`.
     splits: Option<std::sync::Arc<crate::split_driver::SplitDriver>>,
+    /// Group 0's service only: carries out `MoveGroup`.
+    moves: Option<std::sync::Arc<crate::move_driver::MoveDriver>>,
 }
 
 impl RaftService {
     pub fn new(replication: Replication) -> RaftService {
-        RaftService { replication, range: None, groups: None, splits: None }
+        RaftService { replication, range: None, groups: None, splits: None, moves: None }
     }
 
     pub fn with_range(mut self, store: std::sync::Arc<crate::store::Store>) -> RaftService {
@@ -49,6 +51,11 @@ impl RaftService {
 
     pub fn with_splits(mut self, splits: std::sync::Arc<crate::split_driver::SplitDriver>) -> RaftService {
         self.splits = Some(splits);
+        self
+    }
+
+    pub fn with_moves(mut self, moves: std::sync::Arc<crate::move_driver::MoveDriver>) -> RaftService {
+        self.moves = Some(moves);
         self
     }
 }
@@ -209,6 +216,16 @@ impl MetadataRaft for RaftService {
         let at = at.unwrap_or_default();
         let child = splits.split(group, (at.bucket, at.key)).await?;
         Ok(Response::new(SplitGroupResponse { child }))
+    }
+
+    async fn move_group(&self, request: Request<MoveGroupRequest>) -> Result<Response<MoveGroupResponse>, Status> {
+        let MoveGroupRequest { group, from, to } = request.into_inner();
+        let Some(moves) = self.moves.as_ref().filter(|_| self.replication.group() == 0) else {
+            return Err(MetadataError::InvalidArgument("range groups are moved through group 0".into()).into());
+        };
+        let some = |id: u64| (id != 0).then_some(id);
+        moves.move_replica(group, some(from), some(to)).await?;
+        Ok(Response::new(MoveGroupResponse {}))
     }
 
     async fn split_range(&self, request: Request<SplitRangeRequest>) -> Result<Response<SplitRangeResponse>, Status> {

@@ -54,6 +54,8 @@ pub struct StateMachine {
     proposals: Arc<Proposals>,
     /// Where snapshot files and the checkpoint they are made from live.
     dir: PathBuf,
+    /// The group's id, the label of its metrics.
+    group: u64,
 }
 
 fn sm_error(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -68,7 +70,12 @@ impl StateMachine {
     /// Opens the state machine over `store`, finishing a snapshot install a crash interrupted.
     /// In-memory views of the state (the node table) are rebuilt when a replica becomes leader
     /// (`leader_tasks`), so nothing else needs to know that a snapshot replaced the state.
-    pub fn open(store: Arc<Store>, proposals: Arc<Proposals>, dir: PathBuf) -> Result<StateMachine, MetadataError> {
+    pub fn open(
+        store: Arc<Store>,
+        proposals: Arc<Proposals>,
+        dir: PathBuf,
+        group: u64,
+    ) -> Result<StateMachine, MetadataError> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| MetadataError::Internal(format!("creating {}: {e}", dir.display())))?;
         let installing =
@@ -77,7 +84,7 @@ impl StateMachine {
             tracing::warn!("finishing a snapshot install that a crash interrupted");
             install_file(&store, &dir.join(CURRENT_SNAPSHOT))?;
         }
-        Ok(StateMachine { store, proposals, dir })
+        Ok(StateMachine { store, proposals, dir, group })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -312,7 +319,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .and_then(|c| c.create_checkpoint(&checkpoint))
                 .map_err(MetadataError::db("creating a checkpoint"))
         })();
-        SnapshotBuilder { dir: self.dir.clone(), checkpoint: taken.map(|()| checkpoint).map_err(|e| e.to_string()) }
+        SnapshotBuilder {
+            dir: self.dir.clone(),
+            checkpoint: taken.map(|()| checkpoint).map_err(|e| e.to_string()),
+            group: self.group,
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
@@ -376,6 +387,7 @@ pub struct SnapshotBuilder {
     dir: PathBuf,
     /// The checkpoint to write the snapshot from, or why it could not be taken.
     checkpoint: Result<PathBuf, String>,
+    group: u64,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -410,7 +422,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(|e| snapshot_error(ErrorVerb::Write, e))??;
         let file = tokio::fs::File::from_std(file);
         let size = file.metadata().await.map_or(0, |m| m.len());
-        metrics::gauge!("coffer_metadata_raft_snapshot_bytes").set(size as f64);
+        metrics::gauge!("coffer_metadata_raft_snapshot_bytes", "group" => self.group.to_string()).set(size as f64);
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = size, "built a snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
@@ -573,7 +585,7 @@ mod tests {
             assert_eq!(buckets(&store), ["a"]);
         }
         let store = Arc::new(Store::open(dir.path()).unwrap());
-        let mut machine = StateMachine::open(store.clone(), proposals, dir.path().join("snapshots")).unwrap();
+        let mut machine = StateMachine::open(store.clone(), proposals, dir.path().join("snapshots"), 0).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (last, _) = rt.block_on(machine.applied_state()).unwrap();
         assert_eq!(last, Some(log_id(1)), "the cut entry is not applied yet, so openraft applies it again");

@@ -29,13 +29,13 @@ use crate::metadata_routing::{create_group, object, put_all_routed};
 
 const SPLIT_AT: &str = "k0750";
 
-fn key(i: usize) -> String {
+pub(crate) fn key(i: usize) -> String {
     format!("k{i:04}")
 }
 
 /// One put through the routed client, retried on retryable answers for a bounded time: `Ok`
 /// when acknowledged, `Err` when it gave up (its effect is then unknown).
-async fn put_acknowledged(client: &MetadataClient, key: &str) -> Result<(), RemoteError> {
+pub(crate) async fn put_acknowledged(client: &MetadataClient, key: &str) -> Result<(), RemoteError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let request = PutObjectRequest { record: Some(object(key)), intents: Vec::new(), condition: None };
@@ -54,7 +54,7 @@ async fn put_acknowledged(client: &MetadataClient, key: &str) -> Result<(), Remo
 
 /// Every key of bucket "b", page by page as the gateway pages (each page resumes after the last
 /// key), waiting `pause` between pages. Retries a page that fails (a group electing its leader).
-async fn list_all(listings: &ListingClient, page_size: u32, pause: Duration) -> Vec<String> {
+pub(crate) async fn list_all(listings: &ListingClient, page_size: u32, pause: Duration) -> Vec<String> {
     let mut keys = Vec::new();
     let mut marker = String::new();
     loop {
