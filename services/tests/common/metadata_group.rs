@@ -135,3 +135,21 @@ pub fn start_blobnodes_and_gateway(
     super::wait_ready(addr, &[&gateway]);
     (blobnodes, gateway, addr)
 }
+
+/// `coffer admin --metadata PEERS meta ARGS…`, which must succeed: its stdout (stderr is shown).
+pub fn meta_admin(peers: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(super::coffer_bin())
+        .args(["admin", "--metadata", peers, "meta"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("coffer admin meta {args:?}: {e}"));
+    eprintln!("meta {} stderr: {}", args.first().unwrap_or(&""), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "meta {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -41,19 +41,8 @@ pub(crate) fn object(key: &str) -> ObjectRecord {
 
 /// `coffer admin meta create-group` for bucket "b"'s keys in [start, end).
 pub(crate) fn create_group(peers: &str, group: u64, start: &str, end: &str) {
-    let created = std::process::Command::new(crate::common::coffer_bin())
-        .args(["admin", "--metadata", peers, "meta", "create-group", "--group", &group.to_string()])
-        .args(["--start", &format!("b/{start}"), "--end", &format!("b/{end}")])
-        .output()
-        .expect("coffer admin meta create-group");
-    eprintln!("create-group {group} stderr: {}", String::from_utf8_lossy(&created.stderr));
-    assert!(
-        created.status.success(),
-        "create-group {group} failed ({}):\nstdout: {}\nstderr: {}",
-        created.status,
-        String::from_utf8_lossy(&created.stdout),
-        String::from_utf8_lossy(&created.stderr)
-    );
+    let (group, start, end) = (group.to_string(), format!("b/{start}"), format!("b/{end}"));
+    metadata_group::meta_admin(peers, &["create-group", "--group", &group, "--start", &start, "--end", &end]);
 }
 
 /// The listing of `keys` under no prefix, folded at `delimiter`: what paging must reproduce.
@@ -156,19 +145,7 @@ fn metadata_clients_route_by_range_and_list_across_range_boundaries() {
             }
         }
         // Every object reads back through the router.
-        for key in &keys {
-            let request = GetObjectRequest { bucket: "b".into(), key: key.clone(), ..Default::default() };
-            let record = client.rpc().get_object(request).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
-            let data: Vec<u8> = record
-                .into_inner()
-                .record
-                .unwrap_or_default()
-                .segments
-                .into_iter()
-                .flat_map(|s| s.inline_data)
-                .collect();
-            assert_eq!(data, key.as_bytes());
-        }
+        assert_read_back(&client, &keys).await;
 
         // One raw page: group 0's part ends where group 1's starts.
         let first = ListObjectsRequest { bucket: "b".into(), max_keys: 1000, ..Default::default() };
@@ -236,6 +213,18 @@ fn metadata_clients_route_by_range_and_list_across_range_boundaries() {
         let request = GetObjectRequest { bucket: "b".into(), key: "m/77x".into(), ..Default::default() };
         client.rpc().get_object(in_group(request, 2)).await.expect("m/77x is in group 2");
     });
+}
+
+/// Every key of bucket "b" in `keys` reads back through the routed client, its inline data the
+/// key's bytes (as [`object`] wrote it).
+pub(crate) async fn assert_read_back(client: &MetadataClient, keys: &BTreeSet<String>) {
+    for key in keys {
+        let request = GetObjectRequest { bucket: "b".into(), key: key.clone(), ..Default::default() };
+        let record = client.rpc().get_object(request).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
+        let data: Vec<u8> =
+            record.into_inner().record.unwrap_or_default().segments.into_iter().flat_map(|s| s.inline_data).collect();
+        assert_eq!(data, key.as_bytes(), "{key}");
+    }
 }
 
 /// Puts `key` through the routed client, retrying while its range group has not received the

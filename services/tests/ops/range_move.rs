@@ -11,35 +11,14 @@
 //! deleted its copy; with the old process killed, every acknowledged key reads back and a new
 //! write lands — the group no longer needs it.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coffer_proto::metadata_client::{ClientConfig, MetadataClient};
-use coffer_proto::pb::metadata::{CreateBucketRequest, GetObjectRequest, RangeTableRequest};
-use coffer_proto::stale_reads::ListingClient;
+use coffer_proto::pb::metadata::RangeTableRequest;
 
-use crate::common::metadata_group::{self, status, wait_for_group};
-use crate::common::{Proc, runtime};
-use crate::metadata_routing::{create_group, put_all_routed};
-use crate::range_split::{key, list_all, put_acknowledged};
-
-fn admin_move(peers: &str, group: u64, from: u64, to: u64) -> String {
-    let output = std::process::Command::new(crate::common::coffer_bin())
-        .args(["admin", "--metadata", peers, "meta", "move", "--group", &group.to_string()])
-        .args(["--from", &from.to_string(), "--to", &to.to_string()])
-        .output()
-        .expect("coffer admin meta move");
-    assert!(
-        output.status.success(),
-        "move failed ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::common::Proc;
+use crate::common::metadata_group::{meta_admin, status};
+use crate::range_split::{Fixture, check_all_after_load, check_listing_across, fixture, put_acknowledged, start_load};
 
 /// Polls `check` every 200 ms until it holds, failing with `what` after 30 s.
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -53,19 +32,7 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 #[test]
 fn a_range_group_moves_to_a_new_process_under_load_and_a_listing_sees_every_key_once() {
     let dir = tempfile::Builder::new().prefix("coffer-move").tempdir_in(crate::common::test_root()).expect("tempdir");
-    let (procs, urls, peers) = metadata_group::start_three(dir.path());
-    let mut procs: Vec<Option<Proc>> = procs.into_iter().map(Some).collect();
-    let rt = runtime();
-    metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
-    create_group(&peers, 1, "", "z");
-    wait_for_group(&rt, &urls, 1);
-    let client = rt.block_on(async { MetadataClient::connect(&urls, &ClientConfig::default()) }).expect("client");
-    rt.block_on(async {
-        let bucket = CreateBucketRequest { name: "b".into(), owner: "me".into(), ..Default::default() };
-        client.rpc().create_bucket(bucket).await.expect("create the bucket");
-    });
-    let before: BTreeSet<String> = (0..1500).map(|i| key(i * 2)).collect();
-    rt.block_on(put_all_routed(&client, &before));
+    let Fixture { mut procs, urls, peers, rt, client, before } = fixture(dir.path());
 
     // A fourth process joins group 0; it holds no range group yet.
     let new_url = format!("http://127.0.0.1:{}", crate::common::free_port());
@@ -98,66 +65,18 @@ fn a_range_group_moves_to_a_new_process_under_load_and_a_listing_sees_every_key_
         .expect("a leader of group 1");
     eprintln!("moving group 1 from node {from} ({}) to node {to} ({new_url})", urls[old]);
 
-    // Writers (the odd keys), journaled; a slow listing.
-    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
-    let unknown = Arc::new(Mutex::new(BTreeSet::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let listings = ListingClient::linearizable(client.clone());
-    let (writers, listing) = {
-        let _guard = rt.enter();
-        let mut writers = Vec::new();
-        for w in 0..4usize {
-            let (client, acknowledged, unknown, stop) =
-                (client.clone(), acknowledged.clone(), unknown.clone(), stop.clone());
-            writers.push(tokio::spawn(async move {
-                let mut i = w;
-                while !stop.load(Ordering::Relaxed) && i < 1500 {
-                    let key = key((i * 7919 % 1500) * 2 + 1);
-                    match put_acknowledged(&client, &key).await {
-                        Ok(()) => acknowledged.lock().unwrap().insert(key),
-                        Err(e) => {
-                            eprintln!("put {key} gave up: {e}");
-                            unknown.lock().unwrap().insert(key)
-                        }
-                    };
-                    i += 4;
-                }
-            }));
-        }
-        let listings = listings.clone();
-        let listing = tokio::spawn(async move {
-            let keys = list_all(&listings, 25, Duration::from_millis(40)).await;
-            (keys, Instant::now())
-        });
-        (writers, listing)
-    };
+    let (writers, listing) = start_load(&rt, &client);
     std::thread::sleep(Duration::from_millis(500));
     let move_started = Instant::now();
-    let answer = admin_move(&peers, 1, from, to);
+    let (from_id, to_id) = (from.to_string(), to.to_string());
+    let answer = meta_admin(&peers, &["move", "--group", "1", "--from", &from_id, "--to", &to_id]);
     let move_done = Instant::now();
     eprintln!("moved in {:?}: {answer}", move_done - move_started);
 
     let (listed, listing_done) = rt.block_on(listing).expect("the listing task");
     assert!(listing_done > move_done, "the listing ran across the move");
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        rt.block_on(writer).expect("a writer task");
-    }
-    assert!(listed.windows(2).all(|w| w[0] < w[1]), "the listing is strictly ordered");
-    let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
-    let missing: Vec<&String> = before.difference(&listed_set).collect();
-    assert!(missing.is_empty(), "the listing missed {} keys: {:?}", missing.len(), &missing[..missing.len().min(10)]);
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    let unknown = unknown.lock().unwrap().clone();
-    for key in &listed {
-        assert!(before.contains(key) || acknowledged.contains(key) || unknown.contains(key), "{key} was never written");
-    }
-    eprintln!(
-        "listing across the move: {} keys; {} written during the load ({} gave up)",
-        listed.len(),
-        acknowledged.len(),
-        unknown.len()
-    );
+    let (acknowledged, unknown) = writers.stop(&rt);
+    check_listing_across("move", &listed, &before, &acknowledged, &unknown);
     assert!(!acknowledged.is_empty(), "writes went on during the move");
 
     // The range table names the new process, not the old one.
@@ -185,25 +104,7 @@ fn a_range_group_moves_to_a_new_process_under_load_and_a_listing_sees_every_key_
         })
         .expect("client");
     rt.block_on(async {
-        let wanted: BTreeSet<String> = before.union(&acknowledged).cloned().collect();
-        let all = list_all(&ListingClient::linearizable(client.clone()), 1000, Duration::ZERO).await;
-        let all_set: BTreeSet<String> = all.iter().cloned().collect();
-        assert_eq!(all.len(), all_set.len(), "no key twice");
-        assert!(wanted.is_subset(&all_set), "every acknowledged key is listed");
-        assert!(all_set.difference(&wanted).all(|k| unknown.contains(k)), "nothing else is listed");
-        for key in &wanted {
-            let request = GetObjectRequest { bucket: "b".into(), key: key.clone(), ..Default::default() };
-            let record = client.rpc().get_object(request).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
-            let data: Vec<u8> = record
-                .into_inner()
-                .record
-                .unwrap_or_default()
-                .segments
-                .into_iter()
-                .flat_map(|s| s.inline_data)
-                .collect();
-            assert_eq!(data, key.as_bytes());
-        }
+        check_all_after_load(&client, &before, &acknowledged, &unknown).await;
         put_acknowledged(&client, "after-the-move").await.expect("a write after the move");
     });
     drop(procs);

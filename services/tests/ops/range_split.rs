@@ -25,7 +25,7 @@ use coffer_proto::{ErrorCode, RemoteError};
 
 use crate::common::metadata_group::{self, in_group, status, wait_for_group};
 use crate::common::{Proc, runtime};
-use crate::metadata_routing::{create_group, object, put_all_routed};
+use crate::metadata_routing::{assert_read_back, create_group, object, put_all_routed};
 
 const SPLIT_AT: &str = "k0750";
 
@@ -84,26 +84,19 @@ pub(crate) async fn list_all(listings: &ListingClient, page_size: u32, pause: Du
     }
 }
 
-fn split(peers: &str, group: u64, at: &str) -> String {
-    let output = std::process::Command::new(crate::common::coffer_bin())
-        .args(["admin", "--metadata", peers, "meta", "split", "--group", &group.to_string(), "--at", at])
-        .output()
-        .expect("coffer admin meta split");
-    assert!(
-        output.status.success(),
-        "split failed ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+/// Three replicas, range group 1 owning bucket "b" below "z", and the 1,500 even keys written
+/// (the keys every listing must see): the start of the split and move tests.
+pub(crate) struct Fixture {
+    pub procs: Vec<Option<Proc>>,
+    pub urls: Vec<String>,
+    pub peers: String,
+    pub rt: tokio::runtime::Runtime,
+    pub client: MetadataClient,
+    pub before: BTreeSet<String>,
 }
 
-#[test]
-fn a_range_group_splits_under_load_and_a_listing_sees_every_key_once() {
-    let dir = tempfile::Builder::new().prefix("coffer-split").tempdir_in(crate::common::test_root()).expect("tempdir");
-    let (procs, urls, peers) = metadata_group::start_three(dir.path());
-    let mut procs: Vec<Option<Proc>> = procs.into_iter().map(Some).collect();
+pub(crate) fn fixture(dir: &std::path::Path) -> Fixture {
+    let (procs, urls, peers) = metadata_group::start_three(dir);
     let rt = runtime();
     metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
     create_group(&peers, 1, "", "z");
@@ -113,30 +106,53 @@ fn a_range_group_splits_under_load_and_a_listing_sees_every_key_once() {
         let bucket = CreateBucketRequest { name: "b".into(), owner: "me".into(), ..Default::default() };
         client.rpc().create_bucket(bucket).await.expect("create the bucket");
     });
-
-    // The keys every listing must see.
     let before: BTreeSet<String> = (0..1500).map(|i| key(i * 2)).collect();
     rt.block_on(put_all_routed(&client, &before));
+    Fixture { procs: procs.into_iter().map(Some).collect(), urls, peers, rt, client, before }
+}
 
-    // A replica is down while the split happens; it comes back afterwards.
-    let victim = urls.iter().position(|url| status(&rt, url).is_some_and(|s| s.state != "leader")).expect("a follower");
-    procs[victim].as_mut().expect("running").kill9();
+/// Four writers adding the odd keys, spread over the key space, each answer journaled.
+pub(crate) struct Writers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<BTreeSet<String>>>,
+    unknown: Arc<Mutex<BTreeSet<String>>>,
+}
 
-    // Writers on both sides of the split point (the odd keys), journaled; a slow listing.
-    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
-    let unknown = Arc::new(Mutex::new(BTreeSet::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let listings = ListingClient::linearizable(client.clone());
-    let (writers, listing) = {
-        let _guard = rt.enter();
-        let mut writers = Vec::new();
-        for w in 0..4usize {
+impl Writers {
+    /// Stops them: the keys acknowledged, and those whose effect is unknown (the put gave up).
+    pub(crate) fn stop(self, rt: &tokio::runtime::Runtime) -> (BTreeSet<String>, BTreeSet<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            rt.block_on(task).expect("a writer task");
+        }
+        let acknowledged = self.acknowledged.lock().unwrap().clone();
+        let unknown = self.unknown.lock().unwrap().clone();
+        (acknowledged, unknown)
+    }
+}
+
+/// Starts the [`Writers`] and a slow listing (pages of 25, 40 ms apart), which answers its keys
+/// and when it ended.
+pub(crate) fn start_load(
+    rt: &tokio::runtime::Runtime,
+    client: &MetadataClient,
+) -> (Writers, tokio::task::JoinHandle<(Vec<String>, Instant)>) {
+    let _guard = rt.enter();
+    let writers = Writers {
+        tasks: Vec::new(),
+        stop: Arc::new(AtomicBool::new(false)),
+        acknowledged: Arc::default(),
+        unknown: Arc::default(),
+    };
+    let tasks = (0..4usize)
+        .map(|w| {
             let (client, acknowledged, unknown, stop) =
-                (client.clone(), acknowledged.clone(), unknown.clone(), stop.clone());
-            writers.push(tokio::spawn(async move {
+                (client.clone(), writers.acknowledged.clone(), writers.unknown.clone(), writers.stop.clone());
+            tokio::spawn(async move {
                 let mut i = w;
                 while !stop.load(Ordering::Relaxed) && i < 1500 {
-                    // Spread over the key space (7919 is prime to 1500), so both halves take writes.
+                    // Spread over the key space (7919 is prime to 1500), so every range takes writes.
                     let key = key((i * 7919 % 1500) * 2 + 1);
                     match put_acknowledged(&client, &key).await {
                         Ok(()) => acknowledged.lock().unwrap().insert(key),
@@ -147,20 +163,77 @@ fn a_range_group_splits_under_load_and_a_listing_sees_every_key_once() {
                     };
                     i += 4;
                 }
-            }));
-        }
-        let listing = {
-            let listings = listings.clone();
-            tokio::spawn(async move {
-                let keys = list_all(&listings, 25, Duration::from_millis(40)).await;
-                (keys, Instant::now())
             })
-        };
-        (writers, listing)
-    };
+        })
+        .collect();
+    let listings = ListingClient::linearizable(client.clone());
+    let listing = tokio::spawn(async move {
+        let keys = list_all(&listings, 25, Duration::from_millis(40)).await;
+        (keys, Instant::now())
+    });
+    (Writers { tasks, ..writers }, listing)
+}
+
+/// The listing that ran across a change (`what`): ordered, no key twice, every key of `before`
+/// once, and nothing that was never written.
+pub(crate) fn check_listing_across(
+    what: &str,
+    listed: &[String],
+    before: &BTreeSet<String>,
+    acknowledged: &BTreeSet<String>,
+    unknown: &BTreeSet<String>,
+) {
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "the listing is strictly ordered");
+    let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
+    let missing: Vec<&String> = before.difference(&listed_set).collect();
+    assert!(
+        missing.is_empty(),
+        "the listing missed {} keys written before it: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    for key in listed {
+        assert!(before.contains(key) || acknowledged.contains(key) || unknown.contains(key), "{key} was never written");
+    }
+    eprintln!(
+        "listing across the {what}: {} keys; {} written during the load ({} gave up)",
+        listed.len(),
+        acknowledged.len(),
+        unknown.len()
+    );
+}
+
+/// After the load: a full listing is exactly what was acknowledged (and perhaps writes whose
+/// answer was lost), and every acknowledged key reads back.
+pub(crate) async fn check_all_after_load(
+    client: &MetadataClient,
+    before: &BTreeSet<String>,
+    acknowledged: &BTreeSet<String>,
+    unknown: &BTreeSet<String>,
+) {
+    let all = list_all(&ListingClient::linearizable(client.clone()), 1000, Duration::ZERO).await;
+    let all_set: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(all.len(), all_set.len(), "no key twice");
+    let wanted: BTreeSet<String> = before.union(acknowledged).cloned().collect();
+    assert!(wanted.is_subset(&all_set), "every acknowledged key is listed");
+    assert!(all_set.difference(&wanted).all(|k| unknown.contains(k)), "nothing else is listed");
+    assert_read_back(client, &wanted).await;
+}
+
+#[test]
+fn a_range_group_splits_under_load_and_a_listing_sees_every_key_once() {
+    let dir = tempfile::Builder::new().prefix("coffer-split").tempdir_in(crate::common::test_root()).expect("tempdir");
+    let Fixture { mut procs, urls, peers, rt, client, before } = fixture(dir.path());
+
+    // A replica is down while the split happens; it comes back afterwards.
+    let victim = urls.iter().position(|url| status(&rt, url).is_some_and(|s| s.state != "leader")).expect("a follower");
+    procs[victim].as_mut().expect("running").kill9();
+
+    // Writers on both sides of the split point, and a slow listing.
+    let (writers, listing) = start_load(&rt, &client);
     std::thread::sleep(Duration::from_millis(500));
     let split_started = Instant::now();
-    let answer = split(&peers, 1, &format!("b/{SPLIT_AT}"));
+    let answer = metadata_group::meta_admin(&peers, &["split", "--group", "1", "--at", &format!("b/{SPLIT_AT}")]);
     eprintln!("split in {:?}: {answer}", split_started.elapsed());
     assert!(answer.contains("group 2"), "{answer}");
 
@@ -173,57 +246,14 @@ fn a_range_group_splits_under_load_and_a_listing_sees_every_key_once() {
     let args = ["metadata", "--listen", &format!("127.0.0.1:{port}"), "--db", &db, "--peers", &peers].map(String::from);
     procs[victim] = Some(Proc::spawn("meta-back", &args, dir.path()));
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        rt.block_on(writer).expect("a writer task");
-    }
+    let (acknowledged, unknown) = writers.stop(&rt);
 
-    // The listing that ran across the split: ordered, no key twice, every earlier key once.
-    assert!(listed.windows(2).all(|w| w[0] < w[1]), "the listing is strictly ordered");
-    let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
-    let missing: Vec<&String> = before.difference(&listed_set).collect();
-    assert!(
-        missing.is_empty(),
-        "the listing missed {} keys written before it: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    let unknown = unknown.lock().unwrap().clone();
-    for key in &listed {
-        assert!(before.contains(key) || acknowledged.contains(key) || unknown.contains(key), "{key} was never written");
-    }
-    eprintln!(
-        "listing across the split: {} keys; {} written during the load ({} gave up)",
-        listed.len(),
-        acknowledged.len(),
-        unknown.len()
-    );
+    check_listing_across("split", &listed, &before, &acknowledged, &unknown);
     assert!(acknowledged.iter().any(|k| k.as_str() < SPLIT_AT) && acknowledged.iter().any(|k| k.as_str() >= SPLIT_AT));
 
     rt.block_on(async {
-        // After the load: exactly what was acknowledged (and perhaps writes whose answer was lost).
-        let all = list_all(&listings, 1000, Duration::ZERO).await;
-        let all_set: BTreeSet<String> = all.iter().cloned().collect();
-        assert_eq!(all.len(), all_set.len(), "no key twice");
-        let wanted: BTreeSet<String> = before.union(&acknowledged).cloned().collect();
-        assert!(wanted.is_subset(&all_set), "every acknowledged key is listed");
-        assert!(all_set.difference(&wanted).all(|k| unknown.contains(k)), "nothing else is listed");
-
-        // Every acknowledged key reads back, from the half that owns it.
-        for key in &wanted {
-            let request = GetObjectRequest { bucket: "b".into(), key: key.clone(), ..Default::default() };
-            let record = client.rpc().get_object(request).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
-            let data: Vec<u8> = record
-                .into_inner()
-                .record
-                .unwrap_or_default()
-                .segments
-                .into_iter()
-                .flat_map(|s| s.inline_data)
-                .collect();
-            assert_eq!(data, key.as_bytes());
-        }
+        // Every acknowledged key is listed once and reads back, from the half that owns it.
+        check_all_after_load(&client, &before, &acknowledged, &unknown).await;
 
         // The table: group 1 keeps [b/, b/k0750), group 2 owns [b/k0750, b/z), both at epoch 2.
         let table = client.raft().range_table(RangeTableRequest {}).await.expect("range table").into_inner();
