@@ -39,25 +39,10 @@ fn addressed<T>(group: u64, message: T) -> tonic::Request<T> {
     request
 }
 
-async fn blocking<T: Send + 'static>(
-    task: impl FnOnce() -> Result<T, MetadataError> + Send + 'static,
-) -> Result<T, MetadataError> {
-    tokio::task::spawn_blocking(task)
-        .await
-        .map_err(|e| MetadataError::Internal(format!("a move bookkeeping task failed: {e}")))?
-}
-
 impl MoveDriver {
     pub fn new(directory: Arc<Store>, zero: Replication, config: ClientConfig) -> MoveDriver {
         let config = ClientConfig { timeout: STEP_TIMEOUT, ..config };
         MoveDriver { directory, zero, config, one_at_a_time: tokio::sync::Mutex::new(()) }
-    }
-
-    fn leading(&self) -> Result<(), MetadataError> {
-        if self.zero.is_leader() {
-            return Ok(());
-        }
-        Err(MetadataError::NotLeader { leader: self.zero.leader_address() })
     }
 
     /// Moves range group `group`'s replica on node `from` to node `to` (either may be absent:
@@ -65,7 +50,7 @@ impl MoveDriver {
     /// group 0 records the new voters.
     pub async fn move_replica(&self, group: u64, from: Option<u64>, to: Option<u64>) -> Result<(), Status> {
         let _one = self.one_at_a_time.lock().await;
-        self.leading()?;
+        self.zero.must_lead()?;
         let to = match to {
             None => None,
             Some(id) => {
@@ -87,7 +72,8 @@ impl MoveDriver {
 
     async fn record(&self, group: u64) -> Result<GroupRecord, MetadataError> {
         let directory = self.directory.clone();
-        let records = blocking(move || crate::range::group_records(&directory)).await?;
+        let records =
+            crate::store::blocking("move bookkeeping", move || crate::range::group_records(&directory)).await?;
         records
             .into_iter()
             .find(|r| r.group == group)
@@ -128,13 +114,15 @@ impl MoveDriver {
             }
             let _one = self.one_at_a_time.lock().await;
             let directory = self.directory.clone();
-            let records = match blocking(move || crate::range::group_records(&directory)).await {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the range groups' records");
-                    continue;
-                }
-            };
+            let records =
+                match crate::store::blocking("move bookkeeping", move || crate::range::group_records(&directory)).await
+                {
+                    Ok(records) => records,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the range groups' records");
+                        continue;
+                    }
+                };
             for record in records.iter().filter(|r| r.moving.is_some()) {
                 match self.carry_out(record).await {
                     Ok(()) => tracing::info!(group = record.group, "finished a move under way"),

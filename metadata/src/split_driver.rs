@@ -34,14 +34,6 @@ pub struct SplitDriver {
     one_at_a_time: tokio::sync::Mutex<()>,
 }
 
-async fn blocking<T: Send + 'static>(
-    task: impl FnOnce() -> Result<T, MetadataError> + Send + 'static,
-) -> Result<T, MetadataError> {
-    tokio::task::spawn_blocking(task)
-        .await
-        .map_err(|e| MetadataError::Internal(format!("a split bookkeeping task failed: {e}")))?
-}
-
 impl SplitDriver {
     pub fn new(directory: Arc<Store>, zero: Replication, config: ClientConfig) -> SplitDriver {
         SplitDriver { directory, zero, config, client: OnceLock::new(), one_at_a_time: tokio::sync::Mutex::new(()) }
@@ -56,20 +48,14 @@ impl SplitDriver {
         Ok(self.client.get_or_init(|| client).clone())
     }
 
-    fn leading(&self) -> Result<(), MetadataError> {
-        if self.zero.is_leader() {
-            return Ok(());
-        }
-        Err(MetadataError::NotLeader { leader: self.zero.leader_address() })
-    }
-
     /// Splits range group `group` at `at`: the new group owns `[at, end)`. Answers its id once
     /// both halves are recorded in group 0.
     pub async fn split(&self, group: u64, at: (String, String)) -> Result<u64, Status> {
         let _one = self.one_at_a_time.lock().await;
-        self.leading()?;
+        self.zero.must_lead()?;
         let directory = self.directory.clone();
-        let child = blocking(move || crate::split_plan::next_group_id(&directory)).await?;
+        let child =
+            crate::store::blocking("split bookkeeping", move || crate::split_plan::next_group_id(&directory)).await?;
         let (at_bucket, at_key) = at;
         if group == 0 {
             // Group 0 is the directory: one command seeds the child and records it.
@@ -88,7 +74,8 @@ impl SplitDriver {
         }
         self.zero.submit(Command::ReserveSplit { parent: group, child, at_bucket, at_key }).await?;
         let directory = self.directory.clone();
-        let pending = blocking(move || crate::split_plan::pending(&directory)).await?;
+        let pending =
+            crate::store::blocking("split bookkeeping", move || crate::split_plan::pending(&directory)).await?;
         let split = pending
             .into_iter()
             .find(|p| p.child == child)
@@ -130,13 +117,15 @@ impl SplitDriver {
             }
             let _one = self.one_at_a_time.lock().await;
             let directory = self.directory.clone();
-            let pending = match blocking(move || crate::split_plan::pending(&directory)).await {
-                Ok(pending) => pending,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the pending splits");
-                    continue;
-                }
-            };
+            let pending =
+                match crate::store::blocking("split bookkeeping", move || crate::split_plan::pending(&directory)).await
+                {
+                    Ok(pending) => pending,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the pending splits");
+                        continue;
+                    }
+                };
             for split in pending {
                 match self.carry_out(&split).await {
                     Ok(()) => tracing::info!(parent = split.parent, child = split.child, "finished a pending split"),

@@ -652,6 +652,17 @@ pub(crate) fn decode<M: Message + Default>(cf: Cf, key: &[u8], value: &[u8]) -> 
     })
 }
 
+/// Runs `task` (blocking database work) on tokio's blocking pool; `what` names it if the task
+/// itself fails.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    task: impl FnOnce() -> Result<T, MetadataError> + Send + 'static,
+) -> Result<T, MetadataError> {
+    tokio::task::spawn_blocking(task)
+        .await
+        .map_err(|e| MetadataError::Internal(format!("a {what} task failed: {e}")))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

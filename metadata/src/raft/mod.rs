@@ -315,6 +315,14 @@ impl Replication {
     }
 
     /// The leader's URL as far as this replica knows.
+    /// `NotLeader` (with the leader's address when known) unless this replica leads.
+    pub(crate) fn must_lead(&self) -> Result<(), MetadataError> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        Err(MetadataError::NotLeader { leader: self.leader_address() })
+    }
+
     pub fn leader_address(&self) -> Option<String> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();

@@ -117,9 +117,7 @@ impl MetadataRaft for RaftService {
         if address.is_empty() || node_id == 0 {
             return Err(MetadataError::InvalidArgument("a joining replica needs an id and an address".into()).into());
         }
-        if !self.replication.is_leader() {
-            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
-        }
+        self.replication.must_lead()?;
         tracing::info!(node_id, %address, "adding a metadata replica");
         self.replication.add_voter(node_id, &address).await?;
         Ok(Response::new(JoinResponse { leader_id: self.replication.id() }))
@@ -127,9 +125,7 @@ impl MetadataRaft for RaftService {
 
     async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
         let node_id = request.into_inner().node_id;
-        if !self.replication.is_leader() {
-            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
-        }
+        self.replication.must_lead()?;
         tracing::info!(node_id, "removing a metadata replica");
         self.replication.remove(node_id).await?;
         Ok(Response::new(LeaveResponse {}))
@@ -158,9 +154,7 @@ impl MetadataRaft for RaftService {
         }
         let range = crate::range::Range::from_pb(&range.unwrap_or_default());
         range.validate()?;
-        if !self.replication.is_leader() {
-            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
-        }
+        self.replication.must_lead()?;
         // Decided here, once, and carried by the command: every replica starts the group with
         // exactly these voters, whatever its own view of group 0's membership when it applies.
         let voters = self.replication.voters();
@@ -183,9 +177,7 @@ impl MetadataRaft for RaftService {
         if !deleted && record.as_ref().is_none_or(|r| r.name != bucket) {
             return Err(MetadataError::InvalidArgument(format!("no record of bucket {bucket}")).into());
         }
-        if !self.replication.is_leader() {
-            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
-        }
+        self.replication.must_lead()?;
         let command =
             crate::command::Command::SetBucketState { bucket, record: record.unwrap_or_default(), deleted, generation };
         self.replication.submit(command).await?;
@@ -200,9 +192,7 @@ impl MetadataRaft for RaftService {
         if self.replication.group() == 0 {
             return Err(MetadataError::InvalidArgument("buckets are fenced in range groups, not group 0".into()).into());
         }
-        if !self.replication.is_leader() {
-            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
-        }
+        self.replication.must_lead()?;
         let holds =
             self.replication.submit(crate::command::Command::FenceBucket { bucket, lift }).await?.into_existed()?;
         Ok(Response::new(FenceBucketResponse { empty: !holds }))
@@ -233,9 +223,7 @@ impl MetadataRaft for RaftService {
         if self.replication.group() == 0 {
             return Err(MetadataError::InvalidArgument("group 0 has no range to split".into()).into());
         }
-        if !self.replication.is_leader() {
-            return Err(MetadataError::NotLeader { leader: self.replication.leader_address() }.into());
-        }
+        self.replication.must_lead()?;
         let at = at.unwrap_or_default();
         let voters = voters.into_iter().map(|v| (v.node_id, v.address)).collect();
         let split = crate::command::Command::SplitRange { at_bucket: at.bucket, at_key: at.key, child, epoch, voters };
