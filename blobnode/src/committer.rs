@@ -4,8 +4,12 @@
 //! records and [`MAX_BATCH_BYTES`] bytes, lingering `--commit-window` for more once puts arrive together), places
 //! the records back to back in the active chunk and writes them with one `pwritev`. The **syncer** takes written
 //! batches in the same order, makes each durable with one fdatasync, indexes it and only then answers its puts.
-//! The two overlap: batch N+1 is collected and written while batch N is being synced. Deletes pass through the
-//! writer to the syncer in order, so a delete never overtakes a put queued before it.
+//! The two overlap only for full batches: a batch with room left waits for its own sync before the writer
+//! collects the next one, so the puts answered by that sync (and everyone else who arrived meanwhile) share the
+//! next fdatasync. Overlapping small batches instead splits the writers into two half-size groups that each pay
+//! a write and a flush, and a disk that serialises writes and flushes (this VM's virtio disk does) gains nothing
+//! from the overlap: 32 writers of 4 KiB shards share ~14 puts per fdatasync overlapped against ~30 waiting.
+//! Deletes pass through the writer to the syncer in order, so a delete never overtakes a put queued before it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,7 +114,10 @@ impl Committer {
             );
         }
         let (to_syncer, from_writer) = std::sync::mpsc::sync_channel::<SyncJob>(SYNC_QUEUE);
+        let progress = Arc::new(SyncProgress::default());
+        let mut sent = 0u64;
         let syncer = Syncer {
+            progress: Arc::clone(&progress),
             shared: Arc::clone(&self.shared),
             stats: std::mem::take(&mut self.state.stats),
             writer_chunk: None,
@@ -170,13 +177,20 @@ impl Committer {
                 std::thread::sleep(LINGER_POLL);
             }
             last_batch = batch.len();
-            if let Some(written) = self.write_puts(batch)
-                && let Err(std::sync::mpsc::SendError(SyncJob::Batch(written))) =
-                    to_syncer.send(SyncJob::Batch(written))
-            {
-                for put in written.placed {
-                    let _ = put.reply.send(Err(BlobnodeError::Internal("the syncer has stopped".into())));
+            let full = batch.len() >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
+            let Some(written) = self.write_puts(batch) else { continue };
+            match to_syncer.send(SyncJob::Batch(written)) {
+                Ok(()) => sent += 1,
+                Err(std::sync::mpsc::SendError(SyncJob::Batch(written))) => {
+                    for put in written.placed {
+                        let _ = put.reply.send(Err(BlobnodeError::Internal("the syncer has stopped".into())));
+                    }
                 }
+                Err(_) => {}
+            }
+            // A batch with room left waits for its sync (see the module docs); full ones stream on.
+            if !full {
+                progress.wait_for(sent, &handle);
             }
         }
         drop(to_syncer);
@@ -319,12 +333,41 @@ impl Committer {
     }
 }
 
+/// How many batches the syncer has finished with (synced or failed), for the writer to wait on.
+#[derive(Default)]
+struct SyncProgress {
+    finished: std::sync::Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl SyncProgress {
+    fn finished(&self, batches: u64) {
+        if let Ok(mut finished) = self.finished.lock() {
+            *finished += batches;
+        }
+        self.changed.notify_one();
+    }
+
+    /// Returns once `batches` batches are finished with, or the syncer thread has ended.
+    fn wait_for(&self, batches: u64, syncer: &std::thread::JoinHandle<()>) {
+        let Ok(mut finished) = self.finished.lock() else { return };
+        while *finished < batches && !syncer.is_finished() {
+            // The timeout only re-checks a syncer that died without a word; a finished batch notifies.
+            match self.changed.wait_timeout(finished, Duration::from_millis(100)) {
+                Ok((guard, _)) => finished = guard,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 /// The syncer's side: durability, the index and its accounting, answers, freeing and retiring.
 struct Syncer {
     shared: Arc<Shared>,
     stats: HashMap<u32, ChunkStats>,
     /// The writer's active chunk as last reported: it and newer chunks are never retired.
     writer_chunk: Option<u32>,
+    progress: Arc<SyncProgress>,
 }
 
 impl Syncer {
@@ -341,9 +384,13 @@ impl Syncer {
             match job {
                 SyncJob::Batch(mut batch) => {
                     // Batches written while the last sync ran share the next one.
+                    let mut batches = 1u64;
                     for _ in 1..MAX_MERGED_BATCHES {
                         match jobs.try_recv() {
-                            Ok(SyncJob::Batch(next)) => batch.absorb(next),
+                            Ok(SyncJob::Batch(next)) => {
+                                batch.absorb(next);
+                                batches += 1;
+                            }
                             Ok(other) => {
                                 carried = Some(other);
                                 break;
@@ -353,6 +400,7 @@ impl Syncer {
                     }
                     self.writer_chunk = batch.active;
                     self.sync_and_answer(batch);
+                    self.progress.finished(batches);
                 }
                 SyncJob::Delete { data_id, reply } => {
                     let _ = reply.send(self.delete(&data_id));
