@@ -36,20 +36,6 @@ fn bench_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("coffer-bench").tempdir_in(root).expect("bench dir")
 }
 
-/// (a) puts/s when every put is its own O_DIRECT write + fdatasync.
-fn ceiling_sync_per_put(dir: &std::path::Path, seconds: f64) -> f64 {
-    let file = direct_file(&dir.join("ceiling-sync"));
-    let record = filled(2 * ALIGN, 0x5a);
-    let started = Instant::now();
-    let mut puts = 0u64;
-    while started.elapsed().as_secs_f64() < seconds {
-        file.write_all_at(&record, puts * record.len() as u64).expect("write");
-        file.sync_data().expect("fdatasync");
-        puts += 1;
-    }
-    puts as f64 / started.elapsed().as_secs_f64()
-}
-
 /// (c) puts/s when `records` records of `record_bytes` each go to disk as one O_DIRECT write + one fdatasync, one
 /// batch after another: the most any group commit of `records` writers can get from this disk with records of
 /// this size, with no CPU spent on anything else.
@@ -143,7 +129,8 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let dir = bench_dir();
     println!("disk: {}", dir.path().display());
-    let sync_ceiling = ceiling_sync_per_put(dir.path(), seconds.min(3.0));
+    // (a) is (c) with a batch of one: every put its own O_DIRECT write + fdatasync.
+    let sync_ceiling = device_bound(dir.path(), 1, 2 * ALIGN, seconds.min(3.0));
     let seq_ceiling = ceiling_sequential(dir.path(), 1024);
     println!("ceiling (a) 8 KiB O_DIRECT write + fdatasync per put, 1 writer: {sync_ceiling:9.0} puts/s");
     println!("ceiling (b) 1 MiB O_DIRECT sequential writes, 1 fdatasync:      {seq_ceiling:9.0} MiB/s");
