@@ -94,24 +94,9 @@ fn a_range_group_serves_its_range_survives_its_leader_and_reopens_after_a_restar
     metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
 
     // Group 1 owns the keys of bucket "b" below "m".
-    let created = std::process::Command::new(crate::common::coffer_bin())
-        .args(["admin", "--metadata", &peers, "meta", "create-group", "--group", "1", "--start", "b", "--end", "b/m"])
-        .output()
-        .expect("coffer admin meta create-group");
-    eprintln!("create-group stderr: {}", String::from_utf8_lossy(&created.stderr));
-    assert!(
-        created.status.success(),
-        "create-group failed ({}):\nstdout: {}\nstderr: {}",
-        created.status,
-        String::from_utf8_lossy(&created.stdout),
-        String::from_utf8_lossy(&created.stderr)
-    );
+    metadata_group::meta_admin(&peers, &["create-group", "--group", "1", "--start", "b", "--end", "b/m"]);
     let leader = group_leader(&rt, &urls, 1, Duration::from_secs(30)).expect("group 1 elects a leader");
-    let shown = std::process::Command::new(crate::common::coffer_bin())
-        .args(["admin", "--metadata", &peers, "meta", "status"])
-        .output()
-        .expect("coffer admin meta status");
-    let shown = String::from_utf8_lossy(&shown.stdout);
+    let shown = metadata_group::meta_admin(&peers, &["status"]);
     eprintln!("coffer admin meta status:\n{shown}");
     assert!(shown.contains("group 1 [b/, b/m) epoch 1"), "status shows group 1's range: {shown}");
 

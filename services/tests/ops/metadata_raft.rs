@@ -220,11 +220,7 @@ fn replicas_join_from_a_snapshot_and_the_group_goes_on_without_the_first() {
     let (leader, took) =
         wait_for_leader(&rt, &replicas, Some(&urls[0]), Duration::from_secs(30)).expect("a joined replica leads");
     eprintln!("{leader} leads {took:?} after the first replica was killed");
-    let removed = std::process::Command::new(crate::common::coffer_bin())
-        .args(["admin", "--metadata", &leader, "meta", "remove", "1"])
-        .output()
-        .expect("coffer admin meta remove");
-    assert!(removed.status.success(), "remove: {}", String::from_utf8_lossy(&removed.stderr));
+    metadata_group::meta_admin(&leader, &["remove", "1"]);
     let now = wait_for_status(&rt, &leader, Duration::from_secs(10)).expect("status of the leader");
     assert_eq!(now.replicas.len(), 2, "the first replica left the group: {now:?}");
     rt.block_on(async {

@@ -82,12 +82,10 @@ fn a_range_group_stores_erasure_coded_objects_and_collects_their_garbage() {
     let (_procs, urls, peers) = metadata_group::start_three_with(dir.path(), &flags);
     let rt = runtime();
     metadata_group::wait_for_leader(&rt, &urls, Duration::from_secs(30)).expect("group 0 elects a leader");
-    let created = std::process::Command::new(crate::common::coffer_bin())
-        .args(["admin", "--metadata", &peers, "meta", "create-group", "--group", "1"])
-        .args(["--start", BUCKET, "--end", &format!("{BUCKET}/m")])
-        .output()
-        .expect("coffer admin meta create-group");
-    assert!(created.status.success(), "create-group: {}", String::from_utf8_lossy(&created.stderr));
+    metadata_group::meta_admin(
+        &peers,
+        &["create-group", "--group", "1", "--start", BUCKET, "--end", &format!("{BUCKET}/m")],
+    );
     wait_for_group(&rt, &urls, 1);
     let (_blobnodes, _gateway, addr) = start_blobnodes_and_gateway(dir.path(), &peers, &["--stripe-size", "1MiB"]);
     let s3 = client(&format!("http://{addr}"));
