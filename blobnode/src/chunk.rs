@@ -4,12 +4,12 @@
 //! DIR/chunks/<id: 8 hex digits>.chunk
 //! [0, 4096)   chunk header, little-endian:
 //!     0   8  magic "COFCHUNK"
-//!     8   4  chunk format version (1)
+//!     8   4  chunk format version (2; 1 before packs)
 //!    12   4  chunk id
 //!    16  16  disk uuid
 //!    32   8  created, unix ms
 //!  4092   4  CRC32C of bytes [0, 4092)
-//! [4096, ..)  records (see `record`), each starting on a 4 KiB boundary
+//! [4096, ..)  records (see `record`) and packs (see `pack`), each starting on a 4 KiB boundary
 //! ```
 //! Space ahead of the write position is reserved with `fallocate(KEEP_SIZE)` in steps, so records land in large
 //! contiguous extents while the file size only ever covers written records: after a crash, the file size bounds
@@ -28,7 +28,10 @@ use crate::fsutil;
 use crate::record::crc32c;
 
 pub const CHUNK_HEADER_BYTES: u64 = ALIGN as u64;
-pub const CHUNK_FORMAT_VERSION: u32 = 1;
+/// Version 2 chunks may hold packs (see `pack`) beside records; version 1 chunks hold records only and still open.
+/// A build that knows only version 1 refuses a version 2 chunk rather than skip its packs as garbage.
+pub const CHUNK_FORMAT_VERSION: u32 = 2;
+const OLDEST_CHUNK_FORMAT_VERSION: u32 = 1;
 const MAGIC: [u8; 8] = *b"COFCHUNK";
 const HEADER_CRC_OFFSET: usize = ALIGN - 4;
 /// At most this many buffers per pwritev (Linux's IOV_MAX is 1024).
@@ -99,7 +102,9 @@ impl ChunkFile {
             Some("bad chunk magic".to_string())
         } else if crc32c(&header[..HEADER_CRC_OFFSET]) != stored {
             Some("chunk header checksum mismatch".to_string())
-        } else if header[8..12] != CHUNK_FORMAT_VERSION.to_le_bytes() {
+        } else if !(OLDEST_CHUNK_FORMAT_VERSION..=CHUNK_FORMAT_VERSION)
+            .contains(&u32::from_le_bytes([header[8], header[9], header[10], header[11]]))
+        {
             Some(format!("unknown chunk format version {:?}", &header[8..12]))
         } else if header[12..16] != id.to_le_bytes() {
             Some("chunk header names another chunk id".to_string())

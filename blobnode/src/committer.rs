@@ -2,28 +2,37 @@
 //!
 //! The **writer** takes jobs in arrival order; consecutive puts form one batch (at most [`MAX_BATCH_RECORDS`]
 //! records and [`MAX_BATCH_BYTES`] bytes, lingering `--commit-window` for more once puts arrive together), places
-//! the records back to back in the active chunk and writes them with one `pwritev`. The **syncer** takes written
-//! batches in the same order, makes each durable with one fdatasync, indexes it and only then answers its puts.
-//! The two overlap only for full batches: a batch with room left waits for its own sync before the writer
-//! collects the next one, so the puts answered by that sync (and everyone else who arrived meanwhile) share the
-//! next fdatasync. Overlapping small batches instead splits the writers into two half-size groups that each pay
-//! a write and a flush, and a disk that serialises writes and flushes (this VM's virtio disk does) gains nothing
-//! from the overlap: 32 writers of 4 KiB shards share ~14 puts per fdatasync overlapped against ~30 waiting.
-//! Deletes pass through the writer to the syncer in order, so a delete never overtakes a put queued before it.
+//! them back to back in the active chunk (shards of up to 64 KiB in packs that share one header block, larger ones
+//! as records of their own) and writes them with one `pwritev`. Each batch is made durable with one fdatasync,
+//! then its puts are answered and indexed.
+//!
+//! Only full batches stream ahead of their sync: they go to the **syncer** thread, which syncs them in order
+//! (merging those that queued meanwhile) while the writer collects the next. A batch with room left waits for its
+//! own sync, so the puts it answers (and everyone else who arrived meanwhile) share the next fdatasync:
+//! overlapping small batches splits the writers into two half-size groups that each pay a write and a flush, and
+//! a disk that serialises writes and flushes (this VM's virtio disk does) gains nothing from the overlap. Such a
+//! batch is synced by the writer itself once the syncer thread has finished everything handed to it: handing it
+//! over would only add two thread switches to every cycle.
+//!
+//! Plain puts are answered as soon as their sync returns, before their index write, which then overlaps the
+//! writers' next puts; until it lands, reads find them among the engine's synced locations. Deletes pass through
+//! the writer to the syncer in order, so a delete never overtakes a put queued before it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::aligned::{AlignedBuf, align_up};
 use crate::chunk::{CHUNK_HEADER_BYTES, ChunkFile};
 use crate::engine::{DiskState, Job, JobKind, Shared};
 use crate::error::BlobnodeError;
 use crate::index::{ChunkStats, IndexBatch, Location};
 use crate::key::ShardKey;
-use crate::record::SealedShard;
+use crate::pack::{self, PackBuilder};
+use crate::record::{HEADER_BYTES, SealedShard};
 
 pub const MAX_BATCH_RECORDS: usize = 256;
 pub const MAX_BATCH_BYTES: u64 = 64 << 20;
@@ -64,7 +73,44 @@ struct PlacedPut {
     shard: SealedShard,
     expect: Option<Location>,
     location: Location,
-    reply: Reply,
+    /// Taken when answered.
+    reply: Option<Reply>,
+}
+
+/// A pack whose header is still collecting entries, and where it goes.
+struct OpenPack {
+    builder: PackBuilder,
+    /// Its header's place in the batch's pieces.
+    piece: usize,
+    chunk: u32,
+    offset: u64,
+}
+
+/// One contiguous run of bytes a batch writes.
+struct Piece {
+    chunk: u32,
+    offset: u64,
+    bytes: PieceBytes,
+}
+
+enum PieceBytes {
+    /// The whole image (header block and data) of the placed put at this position.
+    Record(usize),
+    /// Only the data of the placed put at this position: its header is an entry in a pack header.
+    PackedData(usize),
+    /// A pack header, sealed once its last entry is placed.
+    PackHeader(Option<AlignedBuf>),
+}
+
+impl Piece {
+    /// None for a pack header not sealed yet.
+    fn bytes<'a>(&'a self, placed: &'a [PlacedPut]) -> Option<&'a [u8]> {
+        match &self.bytes {
+            PieceBytes::Record(i) => Some(&placed[*i].shard.image[..]),
+            PieceBytes::PackedData(i) => Some(&placed[*i].shard.image[HEADER_BYTES..]),
+            PieceBytes::PackHeader(block) => block.as_deref(),
+        }
+    }
 }
 
 /// A batch on disk but not yet synced, with what the syncer needs to account for it.
@@ -115,15 +161,20 @@ impl Committer {
         }
         let (to_syncer, from_writer) = std::sync::mpsc::sync_channel::<SyncJob>(SYNC_QUEUE);
         let progress = Arc::new(SyncProgress::default());
+        // Jobs handed to the syncer thread; it counts them off in `progress`.
         let mut sent = 0u64;
-        let syncer = Syncer {
-            progress: Arc::clone(&progress),
+        let syncer = Arc::new(Mutex::new(Syncer {
             shared: Arc::clone(&self.shared),
             stats: std::mem::take(&mut self.state.stats),
             writer_chunk: None,
-        };
+        }));
         let name = format!("sync-{}", &self.shared.disk.id()[..8.min(self.shared.disk.id().len())]);
-        let handle = match std::thread::Builder::new().name(name).spawn(move || syncer.run(from_writer)) {
+        let thread_syncer = Arc::clone(&syncer);
+        let thread_progress = Arc::clone(&progress);
+        let spawned = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run_syncer(&thread_syncer, &thread_progress, from_writer));
+        let handle = match spawned {
             Ok(handle) => handle,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the syncer thread; the disk takes no writes");
@@ -132,7 +183,8 @@ impl Committer {
             }
         };
         let mut carried: Option<Job> = None;
-        let mut last_batch = 0;
+        // How many puts tend to arrive together: the biggest recent batch, forgotten slowly (see below).
+        let mut expected = 0usize;
         loop {
             let first = match carried.take() {
                 Some(job) => job,
@@ -143,19 +195,24 @@ impl Committer {
             };
             if !first.is_put() {
                 let (payload, reply) = first.into_parts();
-                if let JobKind::Delete { data_id } = payload
-                    && let Err(std::sync::mpsc::SendError(SyncJob::Delete { reply, .. })) =
-                        to_syncer.send(SyncJob::Delete { data_id, reply })
-                {
-                    let _ = reply.send(Err(BlobnodeError::Internal("the syncer has stopped".into())));
+                if let JobKind::Delete { data_id } = payload {
+                    match to_syncer.send(SyncJob::Delete { data_id, reply }) {
+                        Ok(()) => sent += 1,
+                        Err(std::sync::mpsc::SendError(SyncJob::Delete { reply, .. })) => {
+                            let _ = reply.send(Err(BlobnodeError::Internal("the syncer has stopped".into())));
+                        }
+                        Err(_) => {}
+                    }
                 }
                 continue;
             }
             let mut bytes = first.put_bytes();
             let mut batch = vec![first];
             // Linger only when puts have been arriving together (a lone writer must not pay the window), and only
-            // until as many puts as last time have queued up: then everyone who was going to come is here.
-            let lingering = last_batch > 1 && !self.shared.config.commit_window.is_zero();
+            // until as many have queued up as usually come: then everyone who was going to come is here. The
+            // expectation is the biggest recent batch rather than the last one: a batch that closed before a few
+            // writers were back would otherwise lower the bar for the next, and batches would shrink for good.
+            let lingering = expected > 1 && !self.shared.config.commit_window.is_zero();
             let deadline = Instant::now() + self.shared.config.commit_window;
             loop {
                 let full = batch.len() >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
@@ -171,26 +228,32 @@ impl Committer {
                     }
                     Err(_) => {}
                 }
-                if full || !lingering || batch.len() >= last_batch || Instant::now() >= deadline {
+                if full || !lingering || batch.len() >= expected || Instant::now() >= deadline {
                     break;
                 }
                 std::thread::sleep(LINGER_POLL);
             }
-            last_batch = batch.len();
+            expected = batch.len().max(expected - expected / 8);
             let full = batch.len() >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
             let Some(written) = self.write_puts(batch) else { continue };
-            match to_syncer.send(SyncJob::Batch(written)) {
-                Ok(()) => sent += 1,
-                Err(std::sync::mpsc::SendError(SyncJob::Batch(written))) => {
-                    for put in written.placed {
-                        let _ = put.reply.send(Err(BlobnodeError::Internal("the syncer has stopped".into())));
+            if full {
+                // Streams on: the syncer thread syncs it while the next one is collected and written.
+                match to_syncer.send(SyncJob::Batch(written)) {
+                    Ok(()) => sent += 1,
+                    Err(std::sync::mpsc::SendError(SyncJob::Batch(written))) => {
+                        fail_all(written.placed, &BlobnodeError::Internal("the syncer has stopped".into()));
                     }
+                    Err(_) => {}
                 }
-                Err(_) => {}
+                continue;
             }
-            // A batch with room left waits for its sync (see the module docs); full ones stream on.
-            if !full {
-                progress.wait_for(sent, &handle);
+            // A batch with room left waits for its sync (see the module docs). Once everything handed over before
+            // it is done, this thread syncs it itself: handing it over and waking up again would add two thread
+            // switches to every cycle of the writers it answers.
+            progress.wait_for(sent, &handle);
+            match syncer.lock() {
+                Ok(mut syncer) => syncer.commit(written),
+                Err(_) => fail_all(written.placed, &BlobnodeError::Internal("the syncer has stopped".into())),
             }
         }
         drop(to_syncer);
@@ -233,43 +296,80 @@ impl Committer {
         }
     }
 
-    /// Gives every record a place and a sequence number and writes them; returns the chunks written to.
+    /// Gives every record a place and a sequence number and writes them; returns the chunks written to. Small
+    /// shards go into packs (see `pack`): one header block for a run of them instead of one each.
     #[allow(clippy::type_complexity)]
     fn place_and_write(
         &mut self,
         puts: Vec<(SealedShard, Option<Location>, Reply)>,
     ) -> Result<(Vec<PlacedPut>, Vec<Arc<ChunkFile>>), (BlobnodeError, Vec<Reply>)> {
         let mut placed: Vec<PlacedPut> = Vec::with_capacity(puts.len());
+        let mut pieces: Vec<Piece> = Vec::with_capacity(puts.len() + 1);
         let mut chunks: Vec<Arc<ChunkFile>> = Vec::new();
         let mut pending = puts.into_iter();
         let outcome = (|| -> Result<(), BlobnodeError> {
+            let mut pack: Option<OpenPack> = None;
             for (mut shard, expect, reply) in pending.by_ref() {
-                let len = shard.header.record_bytes();
-                let active = self.room_for(len)?;
-                let offset = active.end;
-                let chunk = active.chunk.id();
-                active.end += len;
                 let seq = self.state.next_seq;
                 self.state.next_seq += 1;
-                shard.stamp(self.shared.disk.seed(), seq)?;
-                let location = Location { chunk, offset, shard_len: shard.header.shard_len, seq };
-                placed.push(PlacedPut { shard, expect, location, reply });
+                let shard_len = shard.header.shard_len;
+                let location = if pack::packable(shard_len) {
+                    let data_len = align_up(shard_len);
+                    let joins = pack.as_ref().is_some_and(|open| {
+                        open.builder.fits(&shard.header.key) && self.continues(open.chunk, data_len)
+                    });
+                    if !joins {
+                        self.close_pack(pack.take(), &mut pieces)?;
+                        let active = self.room_for(HEADER_BYTES as u64 + data_len)?;
+                        let (chunk, offset) = (active.chunk.id(), active.end);
+                        active.end += HEADER_BYTES as u64;
+                        pieces.push(Piece { chunk, offset, bytes: PieceBytes::PackHeader(None) });
+                        pack =
+                            Some(OpenPack { builder: PackBuilder::default(), piece: pieces.len() - 1, chunk, offset });
+                    }
+                    let Some(open) = pack.as_mut() else {
+                        return Err(BlobnodeError::Internal("no open pack after opening one".into()));
+                    };
+                    let active = self.room_for(data_len)?;
+                    let data_at = active.end;
+                    active.end += data_len;
+                    shard.header.seq = seq;
+                    open.builder.push(&shard.header);
+                    pieces.push(Piece {
+                        chunk: open.chunk,
+                        offset: data_at,
+                        bytes: PieceBytes::PackedData(placed.len()),
+                    });
+                    let offset = data_at - HEADER_BYTES as u64;
+                    Location { chunk: open.chunk, offset, shard_len, seq, pack: Some(open.offset) }
+                } else {
+                    self.close_pack(pack.take(), &mut pieces)?;
+                    let active = self.room_for(shard.header.record_bytes())?;
+                    let (chunk, offset) = (active.chunk.id(), active.end);
+                    active.end += shard.header.record_bytes();
+                    shard.stamp(self.shared.disk.seed(), seq)?;
+                    pieces.push(Piece { chunk, offset, bytes: PieceBytes::Record(placed.len()) });
+                    Location { chunk, offset, shard_len, seq, pack: None }
+                };
+                placed.push(PlacedPut { shard, expect, location, reply: Some(reply) });
             }
-            // Records of one chunk are contiguous and in placement order: one vectored write per chunk.
+            self.close_pack(pack, &mut pieces)?;
+            // Pieces of one chunk are contiguous and in placement order: one vectored write per chunk.
             let mut start = 0;
-            while start < placed.len() {
-                let chunk_id = placed[start].location.chunk;
-                let end = placed[start..]
-                    .iter()
-                    .position(|p| p.location.chunk != chunk_id)
-                    .map_or(placed.len(), |n| start + n);
+            while start < pieces.len() {
+                let chunk_id = pieces[start].chunk;
+                let end = pieces[start..].iter().position(|p| p.chunk != chunk_id).map_or(pieces.len(), |n| start + n);
                 let chunk = self
                     .shared
                     .chunk(chunk_id)
                     .ok_or_else(|| BlobnodeError::Internal(format!("chunk {chunk_id:08x} vanished while writing")))?;
-                let buffers: Vec<&[u8]> = placed[start..end].iter().map(|p| &p.shard.image[..]).collect();
-                chunk.write_at(placed[start].location.offset, &buffers)?;
-                let written: u64 = placed[start..end].iter().map(|p| p.shard.image.len() as u64).sum();
+                let buffers: Vec<&[u8]> = pieces[start..end]
+                    .iter()
+                    .map(|p| p.bytes(&placed))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| BlobnodeError::Internal("a pack header was left unsealed".into()))?;
+                chunk.write_at(pieces[start].offset, &buffers)?;
+                let written: u64 = buffers.iter().map(|b| b.len() as u64).sum();
                 self.shared.counters.bytes_written.fetch_add(written, Ordering::Relaxed);
                 chunks.push(chunk);
                 start = end;
@@ -279,11 +379,27 @@ impl Committer {
         match outcome {
             Ok(()) => Ok((placed, chunks)),
             Err(error) => {
-                let mut replies: Vec<Reply> = placed.into_iter().map(|p| p.reply).collect();
+                let mut replies: Vec<Reply> = placed.into_iter().filter_map(|p| p.reply).collect();
                 replies.extend(pending.map(|(_, _, reply)| reply));
                 Err((error, replies))
             }
         }
+    }
+
+    /// Whether `len` more bytes go into `chunk` right after what is placed: it is still the active one and has room.
+    fn continues(&self, chunk: u32, len: u64) -> bool {
+        self.state
+            .active
+            .as_ref()
+            .is_some_and(|a| a.chunk.id() == chunk && a.end + len <= self.shared.config.chunk_bytes)
+    }
+
+    /// Seals the header of the pack being filled into its placeholder piece.
+    fn close_pack(&self, pack: Option<OpenPack>, pieces: &mut [Piece]) -> Result<(), BlobnodeError> {
+        let Some(open) = pack else { return Ok(()) };
+        let block = open.builder.seal(self.shared.disk.seed()).map_err(BlobnodeError::Internal)?;
+        pieces[open.piece].bytes = PieceBytes::PackHeader(Some(block));
+        Ok(())
     }
 
     /// The active chunk, rolled over to a fresh one when `len` more bytes would not fit, with space reserved.
@@ -333,7 +449,8 @@ impl Committer {
     }
 }
 
-/// How many batches the syncer has finished with (synced or failed), for the writer to wait on.
+/// How many handed-over jobs the syncer thread has finished with (synced, failed or deleted), for the writer to
+/// wait on.
 #[derive(Default)]
 struct SyncProgress {
     finished: std::sync::Mutex<u64>,
@@ -341,17 +458,17 @@ struct SyncProgress {
 }
 
 impl SyncProgress {
-    fn finished(&self, batches: u64) {
+    fn finished(&self, jobs: u64) {
         if let Ok(mut finished) = self.finished.lock() {
-            *finished += batches;
+            *finished += jobs;
         }
         self.changed.notify_one();
     }
 
-    /// Returns once `batches` batches are finished with, or the syncer thread has ended.
-    fn wait_for(&self, batches: u64, syncer: &std::thread::JoinHandle<()>) {
+    /// Returns once `jobs` jobs are finished with, or the syncer thread has ended.
+    fn wait_for(&self, jobs: u64, syncer: &std::thread::JoinHandle<()>) {
         let Ok(mut finished) = self.finished.lock() else { return };
-        while *finished < batches && !syncer.is_finished() {
+        while *finished < jobs && !syncer.is_finished() {
             // The timeout only re-checks a syncer that died without a word; a finished batch notifies.
             match self.changed.wait_timeout(finished, Duration::from_millis(100)) {
                 Ok((guard, _)) => finished = guard,
@@ -361,52 +478,68 @@ impl SyncProgress {
     }
 }
 
-/// The syncer's side: durability, the index and its accounting, answers, freeing and retiring.
+/// The syncer's side: durability, the index and its accounting, answers, freeing and retiring. The syncer thread
+/// runs it for handed-over jobs, the writer for its own batch once the thread is idle.
 struct Syncer {
     shared: Arc<Shared>,
     stats: HashMap<u32, ChunkStats>,
     /// The writer's active chunk as last reported: it and newer chunks are never retired.
     writer_chunk: Option<u32>,
-    progress: Arc<SyncProgress>,
+}
+
+/// The syncer thread: takes handed-over jobs in order until the writer hangs up.
+fn run_syncer(syncer: &Mutex<Syncer>, progress: &SyncProgress, jobs: std::sync::mpsc::Receiver<SyncJob>) {
+    let mut carried: Option<SyncJob> = None;
+    loop {
+        let job = match carried.take() {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let Ok(mut syncer) = syncer.lock() else { return };
+        match job {
+            SyncJob::Batch(mut batch) => {
+                // Batches written while the last sync ran share the next one.
+                let mut batches = 1u64;
+                for _ in 1..MAX_MERGED_BATCHES {
+                    match jobs.try_recv() {
+                        Ok(SyncJob::Batch(next)) => {
+                            batch.absorb(next);
+                            batches += 1;
+                        }
+                        Ok(other) => {
+                            carried = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                syncer.commit(batch);
+                drop(syncer);
+                progress.finished(batches);
+            }
+            SyncJob::Delete { data_id, reply } => {
+                let _ = reply.send(syncer.delete(&data_id));
+                drop(syncer);
+                progress.finished(1);
+            }
+        }
+    }
+}
+
+/// Answers every put of `placed` not answered yet with `error`.
+fn fail_all(placed: Vec<PlacedPut>, error: &BlobnodeError) {
+    for reply in placed.into_iter().filter_map(|p| p.reply) {
+        let _ = reply.send(Err(error.clone_for_reply()));
+    }
 }
 
 impl Syncer {
-    fn run(mut self, jobs: std::sync::mpsc::Receiver<SyncJob>) {
-        let mut carried: Option<SyncJob> = None;
-        loop {
-            let job = match carried.take() {
-                Some(job) => job,
-                None => match jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-            };
-            match job {
-                SyncJob::Batch(mut batch) => {
-                    // Batches written while the last sync ran share the next one.
-                    let mut batches = 1u64;
-                    for _ in 1..MAX_MERGED_BATCHES {
-                        match jobs.try_recv() {
-                            Ok(SyncJob::Batch(next)) => {
-                                batch.absorb(next);
-                                batches += 1;
-                            }
-                            Ok(other) => {
-                                carried = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.writer_chunk = batch.active;
-                    self.sync_and_answer(batch);
-                    self.progress.finished(batches);
-                }
-                SyncJob::Delete { data_id, reply } => {
-                    let _ = reply.send(self.delete(&data_id));
-                }
-            }
-        }
+    fn commit(&mut self, batch: WrittenBatch) {
+        self.writer_chunk = batch.active;
+        self.sync_and_answer(batch);
     }
 
     fn sync_and_answer(&mut self, batch: WrittenBatch) {
@@ -433,7 +566,15 @@ impl Syncer {
     }
 
     fn index_and_answer(&mut self, batch: WrittenBatch) {
-        let WrittenBatch { placed, active: writer_chunk, next_seq, .. } = batch;
+        let WrittenBatch { mut placed, active: writer_chunk, next_seq, .. } = batch;
+        // Durable now. Plain puts are answered before their index write, so the writers' next puts overlap it; until
+        // it lands, reads find them among the synced locations. Relocations are answered after it: whether a copy
+        // counts is only known from the lookups, and the compactor expects to see the effect of its moves.
+        let plain = |put: &&mut PlacedPut| put.expect.is_none();
+        self.shared.publish_synced(placed.iter_mut().filter(plain).map(|p| (p.shard.header.key.clone(), p.location)));
+        for reply in placed.iter_mut().filter(plain).filter_map(|p| p.reply.take()) {
+            let _ = reply.send(Ok(()));
+        }
         let mut index = IndexBatch::default();
         let mut current: HashMap<ShardKey, Location> = HashMap::new();
         let mut dead: Vec<Location> = Vec::new();
@@ -454,26 +595,29 @@ impl Syncer {
                     continue;
                 }
                 if let Some(old) = old {
-                    self.stats.entry(old.chunk).or_default().remove_record(old.shard_len);
+                    self.stats.entry(old.chunk).or_default().remove_record(&old);
                     index.delete_location(old);
                     dead.push(old);
                     touched.push(old.chunk);
                 }
                 index.put_shard(key, location);
-                self.stats.entry(location.chunk).or_default().add_record(location.shard_len);
+                self.stats.entry(location.chunk).or_default().add_record(&location);
                 touched.push(location.chunk);
                 current.insert(key.clone(), location);
             }
             Ok(())
         })();
         if let Err(error) = lookups {
+            // Answered puts must not vanish from reads: they stay among the synced locations, and the disk takes
+            // no more writes until a restart re-indexes them from the chunk files.
+            self.shared.degrade(DiskState::Faulty, &error);
             self.fail_batch(placed, error);
             return;
         }
         // Every record of this batch is indexed now: each chunk it wrote is indexed up to the batch's end there.
         // Later batches may already be written past that point; recovery rescans from here.
         for put in &placed {
-            let end = put.location.offset + put.shard.header.record_bytes();
+            let end = put.location.end();
             let stats = self.stats.entry(put.location.chunk).or_default();
             stats.indexed_end = stats.indexed_end.max(end);
         }
@@ -487,15 +631,17 @@ impl Syncer {
             self.fail_batch(placed, error);
             return;
         }
+        self.shared
+            .unpublish_synced(placed.iter().filter(|p| p.expect.is_none()).map(|p| (&p.shard.header.key, p.location)));
         let count = placed.len() as u64;
         self.shared.counters.puts.fetch_add(count, Ordering::Relaxed);
         self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!("coffer_blobnode_batch_records").record(count as f64);
-        // A chunk emptied by this batch goes before the answers (rare, and then a caller such as the compactor sees
-        // its effect); freeing dead records' space waits until after them.
+        // A chunk emptied by this batch goes before the relocations' answers (rare, and then the compactor sees its
+        // effect); freeing dead records' space waits until after them.
         self.retire_empty(&touched);
-        for put in placed {
-            let _ = put.reply.send(Ok(()));
+        for reply in placed.into_iter().filter_map(|p| p.reply) {
+            let _ = reply.send(Ok(()));
         }
         self.free(&dead);
     }
@@ -513,20 +659,37 @@ impl Syncer {
 
     fn fail_batch(&mut self, placed: Vec<PlacedPut>, error: BlobnodeError) {
         tracing::error!(disk = %self.shared.disk.root().display(), %error, "committing a batch failed");
-        for put in placed {
-            let _ = put.reply.send(Err(error.clone_for_reply()));
-        }
+        fail_all(placed, &error);
     }
 
-    /// Frees dead records' space; a failure only costs space, so it is logged, not returned.
+    /// Frees dead records' space (the index no longer names them); a failure only costs space, so it is logged,
+    /// not returned. A pack header goes with the last live shard it describes.
     fn free(&self, dead: &[Location]) {
         for location in dead {
             let Some(chunk) = self.shared.chunk(location.chunk) else { continue };
-            if let Err(error) = chunk.free(location.offset, crate::record::record_bytes(location.shard_len)) {
+            let (offset, len) = location.span();
+            let mut freed = chunk.free(offset, len);
+            if freed.is_ok()
+                && let Some(pack) = location.pack
+            {
+                freed = match self.pack_has_live_shard(location.chunk, pack) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => chunk.free(pack, HEADER_BYTES as u64),
+                    Err(error) => Err(error),
+                };
+            }
+            if let Err(error) = freed {
                 self.shared.note_error(&error);
                 tracing::warn!(%error, "could not free a dead record");
             }
         }
+    }
+
+    /// Whether the index still names a shard of the pack at `pack`. Its shards' offsets are the first ones from
+    /// the pack's own, so the first record the index has there tells.
+    fn pack_has_live_shard(&self, chunk: u32, pack: u64) -> Result<bool, BlobnodeError> {
+        let Some((_, key)) = self.shared.index.records_from(chunk, pack, 1)?.pop() else { return Ok(false) };
+        Ok(self.shared.index.get(&key)?.is_some_and(|l| l.chunk == chunk && l.pack == Some(pack)))
     }
 
     /// Removes chunks that are finished (not the writer's active one) and hold no live record.
@@ -565,7 +728,7 @@ impl Syncer {
         let mut touched = Vec::new();
         for (key, location) in &shards {
             batch.delete_shard(key, *location);
-            self.stats.entry(location.chunk).or_default().remove_record(location.shard_len);
+            self.stats.entry(location.chunk).or_default().remove_record(location);
             touched.push(location.chunk);
         }
         self.stage_stats(&mut touched, &mut batch);

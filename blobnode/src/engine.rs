@@ -1,11 +1,12 @@
-//! One disk's storage engine: shard records appended to chunk files, an index of where each shard lives, and a
-//! committer (a writer and a syncer thread) that turns concurrent puts into group commits.
+//! One disk's storage engine: shard records and packs appended to chunk files, an index of where each shard lives,
+//! and a committer (a writer and a syncer thread) that turns concurrent puts into group commits.
 //!
 //! Writes: a put hands its sealed record to the committer's bounded queue and waits. The writer takes what has
 //! queued up (bounded in records, bytes and linger time), places the records back to back in the active chunk and
-//! writes them with one `pwritev`; the syncer makes them durable with one `fdatasync`, records them in the index,
-//! and only then answers every put of the batch. Reads go straight to the index and the chunk file from any thread, and
-//! verify the record header and every block they touch.
+//! writes them with one `pwritev`; one `fdatasync` makes the batch durable, and only then are its puts answered
+//! (see `committer`). Reads go straight to the index (or the synced locations of the batch being indexed) and the
+//! chunk file from any thread, and verify the header (the record's own, or its pack's entry) and every block they
+//! touch.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -25,6 +26,7 @@ use crate::disk::{Disk, DiskUsage};
 use crate::error::BlobnodeError;
 use crate::index::{Index, Location};
 use crate::key::ShardKey;
+use crate::pack;
 use crate::record::{HEADER_BYTES, RecordHeader, SealedShard};
 use crate::recovery;
 
@@ -98,9 +100,36 @@ pub(crate) struct Shared {
     pub counters: EngineCounters,
     pub config: EngineConfig,
     pub pool: BufferPool,
+    /// Puts answered (their records synced) whose index write has not landed yet: at most one batch.
+    synced: RwLock<HashMap<ShardKey, Location>>,
 }
 
 impl Shared {
+    /// Where a shard lives: the synced locations of the batch being indexed first, then the index.
+    pub fn locate(&self, key: &ShardKey) -> Result<Option<Location>, BlobnodeError> {
+        if let Some(location) = self.synced.read().ok().and_then(|synced| synced.get(key).copied()) {
+            return Ok(Some(location));
+        }
+        self.index.get(key)
+    }
+
+    pub fn publish_synced(&self, entries: impl Iterator<Item = (ShardKey, Location)>) {
+        if let Ok(mut synced) = self.synced.write() {
+            synced.extend(entries);
+        }
+    }
+
+    /// Forgets synced locations once the index has them (unless a later put replaced one meanwhile).
+    pub fn unpublish_synced<'a>(&self, entries: impl Iterator<Item = (&'a ShardKey, Location)>) {
+        if let Ok(mut synced) = self.synced.write() {
+            for (key, location) in entries {
+                if synced.get(key) == Some(&location) {
+                    synced.remove(key);
+                }
+            }
+        }
+    }
+
     pub fn state(&self) -> DiskState {
         DiskState::from_u8(self.state.load(Ordering::Acquire))
     }
@@ -212,6 +241,7 @@ impl Engine {
             counters: EngineCounters::default(),
             config,
             pool,
+            synced: RwLock::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let committer = Committer::new(Arc::clone(&shared), recovered.writer);
@@ -306,7 +336,7 @@ impl Engine {
     pub fn open_shard(&self, key: &ShardKey) -> Result<OpenShard, BlobnodeError> {
         let shared = &self.shared;
         let location =
-            shared.index.get(key)?.ok_or_else(|| BlobnodeError::NoSuchShard(format!("{key} on disk {}", self.id())))?;
+            shared.locate(key)?.ok_or_else(|| BlobnodeError::NoSuchShard(format!("{key} on disk {}", self.id())))?;
         self.open_at(key, location)
     }
 
@@ -319,10 +349,18 @@ impl Engine {
             )
         })?;
         let mut block = shared.pool.take(HEADER_BYTES);
-        chunk.read_at(&mut block, location.offset).inspect_err(|e| shared.note_error(e))?;
-        let header = RecordHeader::decode(shared.disk.seed(), &block).map_err(|detail| {
-            BlobnodeError::corrupt(chunk.path(), format!("record of {key} at {}: {detail}", location.offset))
-        })?;
+        let at = location.header_offset();
+        chunk.read_at(&mut block, at).inspect_err(|e| shared.note_error(e))?;
+        let header = match location.pack {
+            None => RecordHeader::decode(shared.disk.seed(), &block),
+            Some(pack) => pack::decode(shared.disk.seed(), &block).and_then(|entries| {
+                // The entry whose data starts where the index says this shard's does.
+                let data_at = location.offset + HEADER_BYTES as u64 - pack;
+                let found = pack::data_offsets(&entries).position(|offset| offset == data_at);
+                found.map(|i| entries[i].clone()).ok_or_else(|| format!("no entry with data at {data_at}"))
+            }),
+        }
+        .map_err(|detail| BlobnodeError::corrupt(chunk.path(), format!("record of {key} at {at}: {detail}")))?;
         if header.key != *key || header.seq != location.seq || header.shard_len != location.shard_len {
             return Err(BlobnodeError::corrupt(
                 chunk.path(),
@@ -371,6 +409,7 @@ impl OpenShard {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::collections::HashMap;
     use std::sync::atomic::Ordering;
 
     use super::*;
@@ -458,6 +497,121 @@ pub(crate) mod tests {
         engine.delete(key(0).data_id).await.expect("delete");
         let after = allocated(&path);
         assert!(after + (7 << 20) < before, "allocated {before} before the delete, {after} after");
+    }
+
+    fn unique_key(n: u32) -> ShardKey {
+        ShardKey { data_id: format!("small-{n}").into_bytes(), stripe: 0, index: 0 }
+    }
+
+    /// Puts `count` shards concurrently, every fourth of 1 MiB (a record of its own) and the rest small (packed),
+    /// until some pack holds at least three shards; returns the keys by pack offset.
+    pub(crate) async fn put_packs(engine: &Arc<Engine>, count: u32) -> HashMap<u64, Vec<ShardKey>> {
+        for round in 0..20u32 {
+            let mut tasks = Vec::new();
+            for n in round * count..(round + 1) * count {
+                let engine = Arc::clone(engine);
+                tasks.push(tokio::spawn(async move {
+                    engine.put(seal_key(unique_key(n), &packs_pattern(n))).await.expect("put");
+                }));
+            }
+            for task in tasks {
+                task.await.expect("task");
+            }
+            let mut packs: HashMap<u64, Vec<ShardKey>> = HashMap::new();
+            for n in 0..(round + 1) * count {
+                let location = engine.shared.locate(&unique_key(n)).expect("get").expect("indexed");
+                assert_eq!(location.pack.is_some(), !n.is_multiple_of(4), "shard {n}: {location:?}");
+                if let Some(pack) = location.pack {
+                    packs.entry(pack).or_default().push(unique_key(n));
+                }
+            }
+            if packs.values().any(|keys| keys.len() >= 3) {
+                return packs;
+            }
+        }
+        panic!("20 rounds of concurrent puts never shared a pack");
+    }
+
+    pub(crate) fn packs_pattern(n: u32) -> Vec<u8> {
+        pattern(if n.is_multiple_of(4) { 1 << 20 } else { 1 + (n as usize * 1999) % 65536 }, n)
+    }
+
+    fn key_number(key: &ShardKey) -> u32 {
+        let name = String::from_utf8_lossy(&key.data_id).into_owned();
+        name.trim_start_matches("small-").parse().expect("a unique_key")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_shards_share_packs_and_a_pack_header_goes_with_its_last_shard() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), test_config());
+        let packs = put_packs(&engine, 32).await;
+        for keys in packs.values() {
+            for key in keys {
+                assert_eq!(read_all(&engine, key).expect("read"), packs_pattern(key_number(key)), "{key}");
+            }
+        }
+        let (&offset, keys) = packs.iter().find(|(_, keys)| keys.len() >= 3).expect("a shared pack");
+        let chunk = dir.path().join("chunks").join(crate::chunk::file_name(1));
+        let header_block = || {
+            let bytes = std::fs::read(&chunk).expect("read chunk");
+            bytes[offset as usize..offset as usize + HEADER_BYTES].to_vec()
+        };
+        assert!(pack::looks_like_pack(&header_block()));
+        // A flipped byte in a packed shard's data is caught by its CRC from the pack header.
+        let (&other_offset, other_keys) = packs.iter().find(|(o, _)| **o != offset).expect("a second pack");
+        let victim = &other_keys[0];
+        let at = engine.shared.locate(victim).expect("get").expect("indexed");
+        assert_eq!(at.pack, Some(other_offset));
+        let mut bytes = std::fs::read(&chunk).expect("read chunk");
+        bytes[(at.offset + HEADER_BYTES as u64) as usize] ^= 0x01;
+        std::fs::write(&chunk, &bytes).expect("flip a byte");
+        assert!(matches!(read_all(&engine, victim), Err(BlobnodeError::CorruptShard { .. })), "{victim}");
+        bytes[(at.offset + HEADER_BYTES as u64) as usize] ^= 0x01;
+        std::fs::write(&chunk, &bytes).expect("flip it back");
+        assert_eq!(read_all(&engine, victim).expect("read"), packs_pattern(key_number(victim)));
+
+        let (last, others) = keys.split_last().expect("keys");
+        for key in others {
+            engine.delete(key.data_id.clone()).await.expect("delete");
+            assert!(matches!(engine.open_shard(key), Err(BlobnodeError::NoSuchShard(_))), "{key}");
+        }
+        assert!(pack::looks_like_pack(&header_block()), "the header stays while a shard it describes lives");
+        assert_eq!(read_all(&engine, last).expect("read"), packs_pattern(key_number(last)));
+        engine.delete(last.data_id.clone()).await.expect("delete the last");
+        assert!(header_block().iter().all(|&b| b == 0), "the header is punched out with its last shard");
+
+        // Rebuilt from the chunk files alone: every shard still live comes back, no deleted one does.
+        drop(engine);
+        std::fs::remove_dir_all(dir.path().join("index")).expect("lose the index");
+        let engine = open(dir.path(), test_config());
+        for (other_offset, other_keys) in &packs {
+            for key in other_keys {
+                if *other_offset == offset {
+                    assert!(matches!(engine.open_shard(key), Err(BlobnodeError::NoSuchShard(_))), "{key}");
+                } else {
+                    assert_eq!(read_all(&engine, key).expect("read"), packs_pattern(key_number(key)), "{key}");
+                    assert_eq!(engine.shared.locate(key).expect("get").and_then(|l| l.pack), Some(*other_offset));
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn answered_puts_are_found_before_their_index_write_lands() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), test_config());
+        let shared = &engine.shared;
+        let at = |offset| Location { chunk: 1, offset, shard_len: 10, seq: offset, pack: None };
+        shared.publish_synced([(key(1), at(4096))].into_iter());
+        assert_eq!(shared.locate(&key(1)).expect("locate"), Some(at(4096)));
+        assert_eq!(shared.locate(&key(2)).expect("locate"), None);
+        // Only the location that was published is forgotten, not a newer one for the same shard.
+        shared.publish_synced([(key(1), at(8192))].into_iter());
+        shared.unpublish_synced([(&key(1), at(4096))].into_iter());
+        assert_eq!(shared.locate(&key(1)).expect("locate"), Some(at(8192)));
+        shared.unpublish_synced([(&key(1), at(8192))].into_iter());
+        assert_eq!(shared.locate(&key(1)).expect("locate"), None);
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! and per-chunk accounting. It is derived state: every entry can be rebuilt by scanning the chunk files.
 //!
 //! ```text
-//! s <len u8> <data id> <stripe be32> <index be32>  -> Location (chunk, offset, shard length, seq)
+//! s <len u8> <data id> <stripe be32> <index be32>  -> Location (chunk, offset, shard length, seq[, pack offset])
 //! l <chunk be32> <offset be64>                     -> the `s` key suffix of the record there (compaction's view)
 //! c <chunk be32>                                   -> ChunkStats (live bytes and records, indexed_end)
 //! m next_seq                                       -> the next sequence number to hand out
@@ -17,21 +17,26 @@ use rocksdb::{
     BlockBasedOptions, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+use crate::aligned::align_up;
 use crate::error::BlobnodeError;
 use crate::key::ShardKey;
-use crate::record::record_bytes;
+use crate::record::{HEADER_BYTES, record_bytes};
 
 const SHARD: u8 = b's';
 const LOCATION: u8 = b'l';
 const CHUNK: u8 = b'c';
 const NEXT_SEQ: &[u8] = b"mnext_seq";
 
+/// Where a shard's record lives. `offset` is where the record starts: its header block, followed by its data.
+/// A packed shard (see `pack`) has no header block of its own: its data still starts at `offset + 4096`, and
+/// `pack` says where the pack header describing it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
     pub chunk: u32,
     pub offset: u64,
     pub shard_len: u64,
     pub seq: u64,
+    pub pack: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,38 +109,71 @@ fn chunk_key(chunk: u32) -> Vec<u8> {
 }
 
 impl Location {
-    fn encode(&self) -> [u8; 28] {
-        let mut out = [0u8; 28];
-        out[0..4].copy_from_slice(&self.chunk.to_le_bytes());
-        out[4..12].copy_from_slice(&self.offset.to_le_bytes());
-        out[12..20].copy_from_slice(&self.shard_len.to_le_bytes());
-        out[20..28].copy_from_slice(&self.seq.to_le_bytes());
+    /// Where the block holding this shard's header (its own, or its pack's) starts.
+    pub fn header_offset(&self) -> u64 {
+        self.pack.unwrap_or(self.offset)
+    }
+
+    /// The chunk bytes this shard occupies alone: its data, plus its header block unless packed.
+    pub fn stored_bytes(&self) -> u64 {
+        match self.pack {
+            Some(_) => align_up(self.shard_len),
+            None => record_bytes(self.shard_len),
+        }
+    }
+
+    /// The bytes a dead record frees: (offset, length). Never a packed shard's neighbour or its pack header.
+    pub fn span(&self) -> (u64, u64) {
+        match self.pack {
+            Some(_) => (self.offset + HEADER_BYTES as u64, align_up(self.shard_len)),
+            None => (self.offset, record_bytes(self.shard_len)),
+        }
+    }
+
+    /// Where this record's bytes end in the chunk.
+    pub fn end(&self) -> u64 {
+        self.offset + record_bytes(self.shard_len)
+    }
+
+    /// 28 bytes, or 36 for a packed shard: entries written before packs existed read as unpacked.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(36);
+        out.extend_from_slice(&self.chunk.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.shard_len.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        if let Some(pack) = self.pack {
+            out.extend_from_slice(&pack.to_le_bytes());
+        }
         out
     }
 
     fn decode(bytes: &[u8]) -> Option<Location> {
-        if bytes.len() != 28 {
-            return None;
-        }
+        let pack = match bytes.len() {
+            28 => None,
+            36 => Some(u64::from_le_bytes(bytes[28..36].try_into().ok()?)),
+            _ => return None,
+        };
         Some(Location {
             chunk: u32::from_le_bytes(bytes[0..4].try_into().ok()?),
             offset: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
             shard_len: u64::from_le_bytes(bytes[12..20].try_into().ok()?),
             seq: u64::from_le_bytes(bytes[20..28].try_into().ok()?),
+            pack,
         })
     }
 }
 
 impl ChunkStats {
-    /// A record holding `shard_len` bytes became live in this chunk.
-    pub fn add_record(&mut self, shard_len: u64) {
-        self.live_bytes += record_bytes(shard_len);
+    /// The record at `location` became live in this chunk.
+    pub fn add_record(&mut self, location: &Location) {
+        self.live_bytes += location.stored_bytes();
         self.live_records += 1;
     }
 
-    /// A record of this chunk died: deleted, overwritten or moved elsewhere.
-    pub fn remove_record(&mut self, shard_len: u64) {
-        self.live_bytes = self.live_bytes.saturating_sub(record_bytes(shard_len));
+    /// The record at `location` died: deleted, overwritten or moved elsewhere.
+    pub fn remove_record(&mut self, location: &Location) {
+        self.live_bytes = self.live_bytes.saturating_sub(location.stored_bytes());
         self.live_records = self.live_records.saturating_sub(1);
     }
 
@@ -290,8 +328,13 @@ impl Index {
 
     /// The records the index places in `chunk`, in offset order, as (offset, shard key).
     pub fn records_in(&self, chunk: u32) -> Result<Vec<(u64, ShardKey)>, BlobnodeError> {
-        let prefix = location_key(chunk, 0)[..5].to_vec();
-        self.scan(&prefix, &prefix, usize::MAX)?
+        self.records_from(chunk, 0, usize::MAX)
+    }
+
+    /// Up to `limit` records the index places in `chunk` at or after `offset`, in offset order.
+    pub fn records_from(&self, chunk: u32, offset: u64, limit: usize) -> Result<Vec<(u64, ShardKey)>, BlobnodeError> {
+        let from = location_key(chunk, offset);
+        self.scan(&from[..5], &from, limit)?
             .into_iter()
             .map(|(k, v)| {
                 let offset = k.get(5..13).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
@@ -337,7 +380,7 @@ mod tests {
     }
 
     fn at(chunk: u32, offset: u64) -> Location {
-        Location { chunk, offset, shard_len: 10, seq: offset }
+        Location { chunk, offset, shard_len: 10, seq: offset, pack: None }
     }
 
     #[test]
@@ -368,6 +411,19 @@ mod tests {
         let rest = index.shards_after(Some(&page[1].0), 10).expect("rest");
         assert_eq!(page.len() + rest.len(), 4);
         assert!(rest.iter().all(|(k, _)| !page.iter().any(|(p, _)| p == k)));
+
+        assert_eq!(index.records_from(1, 4097, 5).expect("records"), vec![(8192, key(b"ab", 1, 0))]);
+        assert_eq!(index.records_from(1, 8193, 5).expect("records"), vec![]);
+
+        // A packed shard's location keeps its pack offset; one without reads back without.
+        let packed = Location { pack: Some(4096), ..at(3, 8192) };
+        let mut batch = IndexBatch::default();
+        batch.put_shard(&key(b"p", 0, 0), packed);
+        index.write(batch, true).expect("write");
+        assert_eq!(index.get(&key(b"p", 0, 0)).expect("get"), Some(packed));
+        assert_eq!(packed.span(), (12288, 4096));
+        assert_eq!(at(3, 8192).span(), (8192, 8192));
+        assert_eq!(packed.header_offset(), 4096);
 
         let mut batch = IndexBatch::default();
         batch.delete_shard(&key(b"ab", 0, 1), at(1, 4096));

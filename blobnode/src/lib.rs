@@ -28,6 +28,7 @@ mod heartbeat;
 mod index;
 mod key;
 mod pace;
+mod pack;
 mod record;
 mod recovery;
 mod scrub;

@@ -52,7 +52,7 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
 
 /// CRC32C of `seed ++ bytes`, where `seed` is the disk's uuid (see the module docs). A streaming digest: CRC
 /// combination is far slower than hashing the 16 bytes of seed (it showed up at 30% of a put profile).
-fn seeded_crc(seed: &[u8; 16], bytes: &[u8]) -> u32 {
+pub(crate) fn seeded_crc(seed: &[u8; 16], bytes: &[u8]) -> u32 {
     let mut digest = crc_fast::Digest::new(CrcAlgorithm::Crc32Iscsi);
     digest.update(seed);
     digest.update(bytes);

@@ -17,6 +17,7 @@ use crate::disk::Disk;
 use crate::error::BlobnodeError;
 use crate::index::{ChunkStats, Index, IndexBatch, Location};
 use crate::key::ShardKey;
+use crate::pack;
 use crate::record::{HEADER_BYTES, RecordHeader};
 
 /// Index entries written per batch while scanning, so a rebuild of a big disk does not hold them all in memory.
@@ -120,38 +121,35 @@ pub fn scan_chunk(
     let mut header_block = AlignedBuf::zeroed(HEADER_BYTES);
     while position + HEADER_BYTES as u64 <= end {
         file.read_at(&mut header_block, position)?;
-        let Some(header) = valid_record(disk, file, &header_block, position, end)? else {
-            position += ALIGN as u64;
-            report.skipped_bytes += ALIGN as u64;
-            continue;
-        };
-        let location = Location { chunk: file.id(), offset: position, shard_len: header.shard_len, seq: header.seq };
-        let existing = match in_batch.get(&header.key) {
-            Some(l) => Some(*l),
-            None => index.get(&header.key)?,
-        };
-        *next_seq = (*next_seq).max(header.seq.saturating_add(1));
-        let size = header.record_bytes();
-        match existing {
-            Some(current) if current.seq >= header.seq => {}
-            _ => {
-                if let Some(old) = existing {
-                    let s = stats.entry(old.chunk).or_default();
-                    s.remove_record(old.shard_len);
-                    batch.delete_location(old);
-                    if old.chunk != file.id() {
-                        batch.put_chunk(old.chunk, *s);
+        let found = records_at(disk, file, &header_block, position, end)?;
+        report.skipped_bytes += found.skipped;
+        position += found.advance;
+        for (header, location) in found.records {
+            let existing = match in_batch.get(&header.key) {
+                Some(l) => Some(*l),
+                None => index.get(&header.key)?,
+            };
+            *next_seq = (*next_seq).max(header.seq.saturating_add(1));
+            match existing {
+                Some(current) if current.seq >= header.seq => {}
+                _ => {
+                    if let Some(old) = existing {
+                        let s = stats.entry(old.chunk).or_default();
+                        s.remove_record(&old);
+                        batch.delete_location(old);
+                        if old.chunk != file.id() {
+                            batch.put_chunk(old.chunk, *s);
+                        }
                     }
+                    batch.put_shard(&header.key, location);
+                    stats.entry(file.id()).or_default().add_record(&location);
+                    in_batch.insert(header.key.clone(), location);
+                    report.records += 1;
                 }
-                batch.put_shard(&header.key, location);
-                stats.entry(file.id()).or_default().add_record(header.shard_len);
-                in_batch.insert(header.key.clone(), location);
-                report.records += 1;
             }
         }
-        position += size;
         if in_batch.len() >= SCAN_BATCH {
-            flush(index, file.id(), position, stats, *next_seq, std::mem::take(&mut batch))?;
+            flush(index, file.id(), position.min(end), stats, *next_seq, std::mem::take(&mut batch))?;
             in_batch.clear();
         }
     }
@@ -174,31 +172,76 @@ fn flush(
     index.write(batch, true)
 }
 
-/// The header at `position` if it is a whole, verifying record that ends within the file.
-fn valid_record(
+/// What a scan finds at one position: the verified records there and how far to move on.
+struct Found {
+    records: Vec<(RecordHeader, Location)>,
+    advance: u64,
+    skipped: u64,
+}
+
+/// The whole, verifying records that start at `position`: one record, the shards of a pack whose data verifies
+/// (a torn pack keeps the shards that reached the disk whole; none of them was acknowledged), or nothing.
+fn records_at(
     disk: &Disk,
     file: &ChunkFile,
     header_block: &[u8],
     position: u64,
     end: u64,
-) -> Result<Option<RecordHeader>, BlobnodeError> {
+) -> Result<Found, BlobnodeError> {
+    let nothing = Found { records: Vec::new(), advance: ALIGN as u64, skipped: ALIGN as u64 };
+    if pack::looks_like_pack(header_block) {
+        let Ok(entries) = pack::decode(disk.seed(), header_block) else { return Ok(nothing) };
+        // A torn pack ends with the file: what lies past the last whole block cannot verify, and the writer
+        // continues from the file's end.
+        let pack_end = position + pack::pack_bytes(&entries);
+        let readable_end = pack_end.min(end - end % ALIGN as u64);
+        let body_len = readable_end.saturating_sub(position + HEADER_BYTES as u64);
+        let mut body = AlignedBuf::zeroed(body_len as usize);
+        if body_len > 0 {
+            file.read_at(&mut body, position + HEADER_BYTES as u64)?;
+        }
+        let mut found = Found { records: Vec::new(), advance: pack_end.min(align_up(end)) - position, skipped: 0 };
+        let offsets: Vec<u64> = pack::data_offsets(&entries).collect();
+        for (entry, offset) in entries.into_iter().zip(offsets) {
+            let len = align_up(entry.shard_len);
+            let in_body = (offset - HEADER_BYTES as u64) as usize;
+            match body.get(in_body..in_body + len as usize) {
+                Some(data) if entry.verify_blocks(0, data).is_ok() => {
+                    let location = Location {
+                        chunk: file.id(),
+                        offset: position + offset - HEADER_BYTES as u64,
+                        shard_len: entry.shard_len,
+                        seq: entry.seq,
+                        pack: Some(position),
+                    };
+                    found.records.push((entry, location));
+                }
+                _ => found.skipped += len,
+            }
+        }
+        return Ok(found);
+    }
     if !RecordHeader::looks_like_header(header_block) {
-        return Ok(None);
+        return Ok(nothing);
     }
     let Ok(header) = RecordHeader::decode(disk.seed(), header_block) else {
-        return Ok(None);
+        return Ok(nothing);
     };
     let size = header.record_bytes();
     if position + size > end {
-        return Ok(None);
+        return Ok(nothing);
     }
     let body_len = (size - HEADER_BYTES as u64) as usize;
-    if body_len == 0 {
-        return Ok(Some(header));
-    }
     let mut body = AlignedBuf::zeroed(body_len);
-    file.read_at(&mut body, position + HEADER_BYTES as u64)?;
-    Ok(header.verify_blocks(0, &body).is_ok().then_some(header))
+    if body_len > 0 {
+        file.read_at(&mut body, position + HEADER_BYTES as u64)?;
+    }
+    if header.verify_blocks(0, &body).is_err() {
+        return Ok(nothing);
+    }
+    let location =
+        Location { chunk: file.id(), offset: position, shard_len: header.shard_len, seq: header.seq, pack: None };
+    Ok(Found { records: vec![(header, location)], advance: size, skipped: 0 })
 }
 
 #[cfg(test)]
@@ -206,7 +249,7 @@ mod tests {
     use std::fs::OpenOptions;
 
     use super::*;
-    use crate::engine::tests::{key, open, read_all};
+    use crate::engine::tests::{key, open, packs_pattern, put_packs, read_all};
     use crate::engine::{DiskState, EngineConfig};
     use crate::record::tests::{pattern, seal_key};
     use crate::store::tests::test_config;
@@ -313,6 +356,58 @@ mod tests {
         drop(engine);
         let engine = open(dir.path(), test_config());
         assert_eq!(read_all(&engine, &key(102)).expect("read"), pattern(10_000, 102));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_torn_pack_keeps_the_shards_that_reached_the_disk_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), test_config());
+        let packs = put_packs(&engine, 32).await;
+        drop(engine);
+        // Cut the chunk inside the biggest pack's last shard, and forget everything from that pack on, as if the
+        // node died while the batch was written.
+        let (&offset, keys) = packs.iter().max_by_key(|(_, keys)| keys.len()).expect("a pack");
+        let disk = Disk::open(dir.path()).expect("disk");
+        let index = Index::open(&disk.index_dir()).expect("index");
+        let locations: Vec<(ShardKey, Location)> =
+            keys.iter().map(|k| (k.clone(), index.get(k).expect("get").expect("indexed"))).collect();
+        let (last_key, last) = locations.iter().max_by_key(|(_, l)| l.offset).expect("last").clone();
+        let cut = last.offset + HEADER_BYTES as u64 + align_up(last.shard_len) / 2;
+        let path = chunk_path(dir.path(), last.chunk);
+        OpenOptions::new().write(true).open(&path).expect("open").set_len(cut).expect("tear");
+        let mut batch = IndexBatch::default();
+        let mut later = Vec::new();
+        for (key, location) in index.shards_after(None, usize::MAX).expect("scan") {
+            if location.chunk == last.chunk && location.offset >= offset {
+                batch.delete_shard(&key, location);
+                later.push(key);
+            }
+        }
+        batch.put_chunk(last.chunk, ChunkStats { indexed_end: offset, ..ChunkStats::default() });
+        index.write(batch, true).expect("write");
+        drop(index);
+
+        let engine = open(dir.path(), test_config());
+        assert!(matches!(engine.open_shard(&last_key), Err(BlobnodeError::NoSuchShard(_))), "the torn shard");
+        for key in later.iter().filter(|k| **k != last_key) {
+            let n: u32 = String::from_utf8_lossy(&key.data_id).trim_start_matches("small-").parse().expect("n");
+            match read_all(&engine, key) {
+                Ok(data) => assert_eq!(data, packs_pattern(n), "{key}"),
+                // Only what lay past the cut may be missing, and then it must be missing, not damaged.
+                Err(BlobnodeError::NoSuchShard(_)) => {}
+                Err(other) => panic!("{key}: {other}"),
+            }
+        }
+        for (key, location) in &locations {
+            if *key != last_key && location.offset < last.offset {
+                assert!(read_all(&engine, key).is_ok(), "{key}, whole before the cut, came back");
+            }
+        }
+        // New puts continue after the torn bytes.
+        engine.put(seal_key(key(900), &pattern(3000, 900))).await.expect("put after recovery");
+        drop(engine);
+        let engine = open(dir.path(), test_config());
+        assert_eq!(read_all(&engine, &key(900)).expect("read"), pattern(3000, 900));
     }
 
     #[tokio::test]
