@@ -134,7 +134,7 @@ fn read_copy(
 mod tests {
     use super::*;
     use crate::engine::EngineConfig;
-    use crate::engine::tests::{key, open, read_all};
+    use crate::engine::tests::{key, open, packs_pattern, put_packs, read_all};
     use crate::record::tests::{pattern, seal_key};
     use crate::store::tests::test_config;
 
@@ -167,5 +167,48 @@ mod tests {
             assert_eq!(read_all(&engine, &key(n)).expect("read"), pattern(500_000, n), "shard {n}");
         }
         assert!(matches!(engine.open_shard(&key(0)), Err(BlobnodeError::NoSuchShard(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn packed_shards_move_and_their_old_chunks_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), EngineConfig { chunk_bytes: 4 << 20, ..test_config() });
+        let packs = put_packs(&engine, 32).await;
+        // Every 1 MiB record and every other packed shard go: the chunks written are mostly dead.
+        let mut kept = Vec::new();
+        // put_packs puts rounds of 32 shards, 24 of them packed.
+        let rounds = (packs.values().map(Vec::len).sum::<usize>() / 24) as u32;
+        for n in 0..rounds * 32 {
+            let data_id = format!("small-{n}").into_bytes();
+            if n % 4 == 0 || n % 2 == 1 {
+                engine.delete(data_id).await.expect("delete");
+            } else {
+                kept.push(n);
+            }
+        }
+        let chunks = || std::fs::read_dir(dir.path().join("chunks")).expect("list").count();
+        let before = chunks();
+        let config = CompactConfig { threshold: 0.9, bytes_per_s: 0 };
+        let moved = compact_once(&engine, config, 0).await.expect("compact");
+        assert!(moved > 0, "nothing moved out of {before} chunks");
+        assert!(chunks() < before, "{before} chunks before, {} after", chunks());
+        let unique = |n: u32| ShardKey { data_id: format!("small-{n}").into_bytes(), stripe: 0, index: 0 };
+        for &n in &kept {
+            assert_eq!(read_all(&engine, &unique(n)).expect("read"), packs_pattern(n), "shard {n}");
+        }
+        // And the moved shards are where a rebuild from the chunk files finds them; the deleted ones stay gone.
+        drop(engine);
+        std::fs::remove_dir_all(dir.path().join("index")).expect("lose the index");
+        let engine = open(dir.path(), test_config());
+        for n in 0..rounds * 32 {
+            match read_all(&engine, &unique(n)) {
+                Ok(data) => {
+                    assert!(kept.contains(&n), "deleted shard {n} came back");
+                    assert_eq!(data, packs_pattern(n), "shard {n}");
+                }
+                Err(BlobnodeError::NoSuchShard(_)) => assert!(!kept.contains(&n), "kept shard {n} is gone"),
+                Err(other) => panic!("shard {n}: {other}"),
+            }
+        }
     }
 }

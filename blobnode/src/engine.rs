@@ -504,8 +504,8 @@ pub(crate) mod tests {
     }
 
     /// Puts `count` shards concurrently, every fourth of 1 MiB (a record of its own) and the rest small (packed),
-    /// until some pack holds at least three shards; returns the keys by pack offset.
-    pub(crate) async fn put_packs(engine: &Arc<Engine>, count: u32) -> HashMap<u64, Vec<ShardKey>> {
+    /// until some pack holds at least three shards; returns the keys by pack (chunk, offset).
+    pub(crate) async fn put_packs(engine: &Arc<Engine>, count: u32) -> HashMap<(u32, u64), Vec<ShardKey>> {
         for round in 0..20u32 {
             let mut tasks = Vec::new();
             for n in round * count..(round + 1) * count {
@@ -517,12 +517,12 @@ pub(crate) mod tests {
             for task in tasks {
                 task.await.expect("task");
             }
-            let mut packs: HashMap<u64, Vec<ShardKey>> = HashMap::new();
+            let mut packs: HashMap<(u32, u64), Vec<ShardKey>> = HashMap::new();
             for n in 0..(round + 1) * count {
                 let location = engine.shared.locate(&unique_key(n)).expect("get").expect("indexed");
                 assert_eq!(location.pack.is_some(), !n.is_multiple_of(4), "shard {n}: {location:?}");
                 if let Some(pack) = location.pack {
-                    packs.entry(pack).or_default().push(unique_key(n));
+                    packs.entry((location.chunk, pack)).or_default().push(unique_key(n));
                 }
             }
             if packs.values().any(|keys| keys.len() >= 3) {
@@ -551,24 +551,24 @@ pub(crate) mod tests {
                 assert_eq!(read_all(&engine, key).expect("read"), packs_pattern(key_number(key)), "{key}");
             }
         }
-        let (&offset, keys) = packs.iter().find(|(_, keys)| keys.len() >= 3).expect("a shared pack");
-        let chunk = dir.path().join("chunks").join(crate::chunk::file_name(1));
+        let (&(chunk_id, offset), keys) = packs.iter().find(|(_, keys)| keys.len() >= 3).expect("a shared pack");
+        let chunk_path = |id| dir.path().join("chunks").join(crate::chunk::file_name(id));
         let header_block = || {
-            let bytes = std::fs::read(&chunk).expect("read chunk");
+            let bytes = std::fs::read(chunk_path(chunk_id)).expect("read chunk");
             bytes[offset as usize..offset as usize + HEADER_BYTES].to_vec()
         };
         assert!(pack::looks_like_pack(&header_block()));
         // A flipped byte in a packed shard's data is caught by its CRC from the pack header.
-        let (&other_offset, other_keys) = packs.iter().find(|(o, _)| **o != offset).expect("a second pack");
+        let (&other, other_keys) = packs.iter().find(|(p, _)| **p != (chunk_id, offset)).expect("a second pack");
         let victim = &other_keys[0];
         let at = engine.shared.locate(victim).expect("get").expect("indexed");
-        assert_eq!(at.pack, Some(other_offset));
-        let mut bytes = std::fs::read(&chunk).expect("read chunk");
+        assert_eq!((at.chunk, at.pack), (other.0, Some(other.1)));
+        let mut bytes = std::fs::read(chunk_path(at.chunk)).expect("read chunk");
         bytes[(at.offset + HEADER_BYTES as u64) as usize] ^= 0x01;
-        std::fs::write(&chunk, &bytes).expect("flip a byte");
+        std::fs::write(chunk_path(at.chunk), &bytes).expect("flip a byte");
         assert!(matches!(read_all(&engine, victim), Err(BlobnodeError::CorruptShard { .. })), "{victim}");
         bytes[(at.offset + HEADER_BYTES as u64) as usize] ^= 0x01;
-        std::fs::write(&chunk, &bytes).expect("flip it back");
+        std::fs::write(chunk_path(at.chunk), &bytes).expect("flip it back");
         assert_eq!(read_all(&engine, victim).expect("read"), packs_pattern(key_number(victim)));
 
         let (last, others) = keys.split_last().expect("keys");
@@ -585,13 +585,14 @@ pub(crate) mod tests {
         drop(engine);
         std::fs::remove_dir_all(dir.path().join("index")).expect("lose the index");
         let engine = open(dir.path(), test_config());
-        for (other_offset, other_keys) in &packs {
+        for (other, other_keys) in &packs {
             for key in other_keys {
-                if *other_offset == offset {
+                if *other == (chunk_id, offset) {
                     assert!(matches!(engine.open_shard(key), Err(BlobnodeError::NoSuchShard(_))), "{key}");
                 } else {
                     assert_eq!(read_all(&engine, key).expect("read"), packs_pattern(key_number(key)), "{key}");
-                    assert_eq!(engine.shared.locate(key).expect("get").and_then(|l| l.pack), Some(*other_offset));
+                    let at = engine.shared.locate(key).expect("get").expect("indexed");
+                    assert_eq!((at.chunk, at.pack), (other.0, Some(other.1)));
                 }
             }
         }

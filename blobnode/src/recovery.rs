@@ -366,7 +366,7 @@ mod tests {
         drop(engine);
         // Cut the chunk inside the biggest pack's last shard, and forget everything from that pack on, as if the
         // node died while the batch was written.
-        let (&offset, keys) = packs.iter().max_by_key(|(_, keys)| keys.len()).expect("a pack");
+        let (&(_, offset), keys) = packs.iter().max_by_key(|(_, keys)| keys.len()).expect("a pack");
         let disk = Disk::open(dir.path()).expect("disk");
         let index = Index::open(&disk.index_dir()).expect("index");
         let locations: Vec<(ShardKey, Location)> =
