@@ -24,7 +24,7 @@
 
 use crate::aligned::{ALIGN, AlignedBuf, align_up};
 use crate::key::{MAX_DATA_ID_BYTES, ShardKey};
-use crate::record::{BLOCK_BYTES, HEADER_BYTES, RecordHeader, seeded_crc};
+use crate::record::{BLOCK_BYTES, HEADER_BYTES, RecordHeader, check_header_block, le_u32, seeded_crc};
 
 const MAGIC: [u8; 8] = *b"COFRPACK";
 pub const PACK_FORMAT_VERSION: u32 = 1;
@@ -112,19 +112,7 @@ impl PackBuilder {
 
 /// Parses and verifies a pack header block into its entries; the error describes the corruption.
 pub fn decode(seed: &[u8; 16], block: &[u8]) -> Result<Vec<RecordHeader>, String> {
-    let block = block.get(..HEADER_BYTES).ok_or("pack header block is short")?;
-    if !looks_like_pack(block) {
-        return Err("no pack header here".into());
-    }
-    let stored_crc = le_u32(block, HEADER_CRC_OFFSET);
-    let actual_crc = seeded_crc(seed, &block[..HEADER_CRC_OFFSET]);
-    if stored_crc != actual_crc {
-        return Err(format!("pack header crc32c {actual_crc:#010x}, expected {stored_crc:#010x}"));
-    }
-    let version = le_u32(block, 8);
-    if version != PACK_FORMAT_VERSION {
-        return Err(format!("unknown pack format version {version}"));
-    }
+    let block = check_header_block(seed, block, &MAGIC, PACK_FORMAT_VERSION, "pack")?;
     let count = le_u32(block, 12) as usize;
     if count == 0 || count > (HEADER_CRC_OFFSET - ENTRIES_OFFSET) / (ENTRY_FIXED_BYTES + 1) {
         return Err(format!("pack of {count} entries"));
@@ -157,12 +145,6 @@ pub fn decode(seed: &[u8; 16], block: &[u8]) -> Result<Vec<RecordHeader>, String
         at += ENTRY_FIXED_BYTES + id_len;
     }
     Ok(entries)
-}
-
-fn le_u32(block: &[u8], at: usize) -> u32 {
-    let mut bytes = [0u8; 4];
-    bytes.copy_from_slice(&block[at..at + 4]);
-    u32::from_le_bytes(bytes)
 }
 
 #[cfg(test)]

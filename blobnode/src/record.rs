@@ -136,19 +136,7 @@ impl RecordHeader {
 
     /// Parses and verifies a header block; the error is a description of the corruption.
     pub fn decode(seed: &[u8; 16], block: &[u8]) -> Result<Self, String> {
-        let block = block.get(..HEADER_BYTES).ok_or("header block is short")?;
-        if block[0..8] != MAGIC {
-            return Err("no record header here".into());
-        }
-        let stored_crc = le_u32(block, HEADER_CRC_OFFSET);
-        let actual_crc = seeded_crc(seed, &block[..HEADER_CRC_OFFSET]);
-        if stored_crc != actual_crc {
-            return Err(format!("header crc32c {actual_crc:#010x}, expected {stored_crc:#010x}"));
-        }
-        let version = le_u32(block, 8);
-        if version != RECORD_FORMAT_VERSION {
-            return Err(format!("unknown record format version {version}"));
-        }
+        let block = check_header_block(seed, block, &MAGIC, RECORD_FORMAT_VERSION, "record")?;
         let block_size = le_u32(block, 12);
         if block_size as usize != BLOCK_BYTES {
             return Err(format!("unsupported block size {block_size}"));
@@ -227,7 +215,32 @@ impl RecordHeader {
     }
 }
 
-fn le_u32(block: &[u8], at: usize) -> u32 {
+/// The checks every 4 KiB header block (a record's or a pack's) passes before it is parsed: its magic, its CRC
+/// seeded with the disk uuid (last 4 bytes) and its format version (bytes 8..12). Returns the block.
+pub(crate) fn check_header_block<'a>(
+    seed: &[u8; 16],
+    block: &'a [u8],
+    magic: &[u8; 8],
+    version: u32,
+    kind: &str,
+) -> Result<&'a [u8], String> {
+    let block = block.get(..HEADER_BYTES).ok_or_else(|| format!("{kind} header block is short"))?;
+    if block[0..8] != magic[..] {
+        return Err(format!("no {kind} header here"));
+    }
+    let stored_crc = le_u32(block, HEADER_CRC_OFFSET);
+    let actual_crc = seeded_crc(seed, &block[..HEADER_CRC_OFFSET]);
+    if stored_crc != actual_crc {
+        return Err(format!("{kind} header crc32c {actual_crc:#010x}, expected {stored_crc:#010x}"));
+    }
+    let stored_version = le_u32(block, 8);
+    if stored_version != version {
+        return Err(format!("unknown {kind} format version {stored_version}"));
+    }
+    Ok(block)
+}
+
+pub(crate) fn le_u32(block: &[u8], at: usize) -> u32 {
     let mut bytes = [0u8; 4];
     bytes.copy_from_slice(&block[at..at + 4]);
     u32::from_le_bytes(bytes)
