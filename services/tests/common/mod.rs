@@ -22,14 +22,23 @@ pub fn coffer_bin() -> PathBuf {
 
 /// A free port below Linux's ephemeral range (32768–60999): tests restart killed services on the same port, and
 /// a port from that range can meanwhile be taken by any outgoing connection on the machine.
+///
+/// Never the same port twice in one test process: a port handed out is free until its child binds it, so a second
+/// pick in between could land on it (two blobnodes of one cluster once did).
 pub fn free_port() -> u16 {
-    for _ in 0..64 {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..256 {
         let port = rand::random_range(20_000..32_768);
-        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
-            return listener.local_addr().map(|a| a.port()).expect("bound address");
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
         }
     }
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+    handed_out.insert(port);
+    port
 }
 
 /// A `coffer` child process, stopped (SIGTERM, then SIGKILL) when dropped.
