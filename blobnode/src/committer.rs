@@ -331,6 +331,10 @@ impl Committer {
                         return Err(BlobnodeError::Internal("no open pack after opening one".into()));
                     };
                     let active = self.room_for(data_len)?;
+                    if active.chunk.id() != open.chunk {
+                        // Room for the header and this shard was made together: a roll-over here is a bug.
+                        return Err(BlobnodeError::Internal("a pack's shard would land in another chunk".into()));
+                    }
                     let data_at = active.end;
                     active.end += data_len;
                     shard.header.seq = seq;
