@@ -77,6 +77,13 @@ struct PlacedPut {
     reply: Option<Reply>,
 }
 
+impl PlacedPut {
+    /// A put from a client, as opposed to a relocation that only counts if the shard is still where it was read.
+    fn is_plain(&self) -> bool {
+        self.expect.is_none()
+    }
+}
+
 /// A pack whose header is still collecting entries, and where it goes.
 struct OpenPack {
     builder: PackBuilder,
@@ -199,7 +206,7 @@ impl Committer {
                     match to_syncer.send(SyncJob::Delete { data_id, reply }) {
                         Ok(()) => sent += 1,
                         Err(std::sync::mpsc::SendError(SyncJob::Delete { reply, .. })) => {
-                            let _ = reply.send(Err(BlobnodeError::Internal("the syncer has stopped".into())));
+                            let _ = reply.send(Err(syncer_stopped()));
                         }
                         Err(_) => {}
                     }
@@ -241,7 +248,7 @@ impl Committer {
                 match to_syncer.send(SyncJob::Batch(written)) {
                     Ok(()) => sent += 1,
                     Err(std::sync::mpsc::SendError(SyncJob::Batch(written))) => {
-                        fail_all(written.placed, &BlobnodeError::Internal("the syncer has stopped".into()));
+                        fail_all(written.placed, &syncer_stopped());
                     }
                     Err(_) => {}
                 }
@@ -253,7 +260,7 @@ impl Committer {
             progress.wait_for(sent, &handle);
             match syncer.lock() {
                 Ok(mut syncer) => syncer.commit(written),
-                Err(_) => fail_all(written.placed, &BlobnodeError::Internal("the syncer has stopped".into())),
+                Err(_) => fail_all(written.placed, &syncer_stopped()),
             }
         }
         drop(to_syncer);
@@ -533,6 +540,10 @@ fn run_syncer(syncer: &Mutex<Syncer>, progress: &SyncProgress, jobs: std::sync::
     }
 }
 
+fn syncer_stopped() -> BlobnodeError {
+    BlobnodeError::Internal("the syncer has stopped".into())
+}
+
 /// Answers every put of `placed` not answered yet with `error`.
 fn fail_all(placed: Vec<PlacedPut>, error: &BlobnodeError) {
     for reply in placed.into_iter().filter_map(|p| p.reply) {
@@ -574,9 +585,9 @@ impl Syncer {
         // Durable now. Plain puts are answered before their index write, so the writers' next puts overlap it; until
         // it lands, reads find them among the synced locations. Relocations are answered after it: whether a copy
         // counts is only known from the lookups, and the compactor expects to see the effect of its moves.
-        let plain = |put: &&mut PlacedPut| put.expect.is_none();
-        self.shared.publish_synced(placed.iter_mut().filter(plain).map(|p| (p.shard.header.key.clone(), p.location)));
-        for reply in placed.iter_mut().filter(plain).filter_map(|p| p.reply.take()) {
+        self.shared
+            .publish_synced(placed.iter().filter(|p| p.is_plain()).map(|p| (p.shard.header.key.clone(), p.location)));
+        for reply in placed.iter_mut().filter(|p| p.is_plain()).filter_map(|p| p.reply.take()) {
             let _ = reply.send(Ok(()));
         }
         let mut index = IndexBatch::default();
@@ -635,8 +646,7 @@ impl Syncer {
             self.fail_batch(placed, error);
             return;
         }
-        self.shared
-            .unpublish_synced(placed.iter().filter(|p| p.expect.is_none()).map(|p| (&p.shard.header.key, p.location)));
+        self.shared.unpublish_synced(placed.iter().filter(|p| p.is_plain()).map(|p| (&p.shard.header.key, p.location)));
         let count = placed.len() as u64;
         self.shared.counters.puts.fetch_add(count, Ordering::Relaxed);
         self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);

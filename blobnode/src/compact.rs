@@ -134,7 +134,7 @@ fn read_copy(
 mod tests {
     use super::*;
     use crate::engine::EngineConfig;
-    use crate::engine::tests::{key, open, packs_pattern, put_packs, read_all};
+    use crate::engine::tests::{key, open, packs_pattern, put_packs, read_all, unique_key};
     use crate::record::tests::{pattern, seal_key};
     use crate::store::tests::test_config;
 
@@ -179,9 +179,8 @@ mod tests {
         // put_packs puts rounds of 32 shards, 24 of them packed.
         let rounds = (packs.values().map(Vec::len).sum::<usize>() / 24) as u32;
         for n in 0..rounds * 32 {
-            let data_id = format!("small-{n}").into_bytes();
             if n % 4 == 0 || n % 2 == 1 {
-                engine.delete(data_id).await.expect("delete");
+                engine.delete(unique_key(n).data_id).await.expect("delete");
             } else {
                 kept.push(n);
             }
@@ -192,16 +191,15 @@ mod tests {
         let moved = compact_once(&engine, config, 0).await.expect("compact");
         assert!(moved > 0, "nothing moved out of {before} chunks");
         assert!(chunks() < before, "{before} chunks before, {} after", chunks());
-        let unique = |n: u32| ShardKey { data_id: format!("small-{n}").into_bytes(), stripe: 0, index: 0 };
         for &n in &kept {
-            assert_eq!(read_all(&engine, &unique(n)).expect("read"), packs_pattern(n), "shard {n}");
+            assert_eq!(read_all(&engine, &unique_key(n)).expect("read"), packs_pattern(n), "shard {n}");
         }
         // And the moved shards are where a rebuild from the chunk files finds them; the deleted ones stay gone.
         drop(engine);
         std::fs::remove_dir_all(dir.path().join("index")).expect("lose the index");
         let engine = open(dir.path(), test_config());
         for n in 0..rounds * 32 {
-            match read_all(&engine, &unique(n)) {
+            match read_all(&engine, &unique_key(n)) {
                 Ok(data) => {
                     assert!(kept.contains(&n), "deleted shard {n} came back");
                     assert_eq!(data, packs_pattern(n), "shard {n}");

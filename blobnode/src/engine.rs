@@ -499,7 +499,7 @@ pub(crate) mod tests {
         assert!(after + (7 << 20) < before, "allocated {before} before the delete, {after} after");
     }
 
-    fn unique_key(n: u32) -> ShardKey {
+    pub(crate) fn unique_key(n: u32) -> ShardKey {
         ShardKey { data_id: format!("small-{n}").into_bytes(), stripe: 0, index: 0 }
     }
 
@@ -536,7 +536,8 @@ pub(crate) mod tests {
         pattern(if n.is_multiple_of(4) { 1 << 20 } else { 1 + (n as usize * 1999) % 65536 }, n)
     }
 
-    fn key_number(key: &ShardKey) -> u32 {
+    /// The `n` of a [`unique_key`].
+    pub(crate) fn key_number(key: &ShardKey) -> u32 {
         let name = String::from_utf8_lossy(&key.data_id).into_owned();
         name.trim_start_matches("small-").parse().expect("a unique_key")
     }

@@ -249,7 +249,7 @@ mod tests {
     use std::fs::OpenOptions;
 
     use super::*;
-    use crate::engine::tests::{key, open, packs_pattern, put_packs, read_all};
+    use crate::engine::tests::{key, key_number, open, packs_pattern, put_packs, read_all};
     use crate::engine::{DiskState, EngineConfig};
     use crate::record::tests::{pattern, seal_key};
     use crate::store::tests::test_config;
@@ -390,9 +390,8 @@ mod tests {
         let engine = open(dir.path(), test_config());
         assert!(matches!(engine.open_shard(&last_key), Err(BlobnodeError::NoSuchShard(_))), "the torn shard");
         for key in later.iter().filter(|k| **k != last_key) {
-            let n: u32 = String::from_utf8_lossy(&key.data_id).trim_start_matches("small-").parse().expect("n");
             match read_all(&engine, key) {
-                Ok(data) => assert_eq!(data, packs_pattern(n), "{key}"),
+                Ok(data) => assert_eq!(data, packs_pattern(key_number(key)), "{key}"),
                 // Only what lay past the cut may be missing, and then it must be missing, not damaged.
                 Err(BlobnodeError::NoSuchShard(_)) => {}
                 Err(other) => panic!("{key}: {other}"),
