@@ -8,11 +8,12 @@
 //! itself and its disks (with their state: ok, read-only, faulty, missing) and heartbeats; it never calls the
 //! metadata service on the read or write path.
 //!
-//! Code map: `config` (flags), `error`, `aligned` (direct-I/O buffers), `record` and `chunk` (the on-disk
-//! formats), `index` (shard id → location), `engine` (one disk: reads, state, the job queue), `committer` (group
-//! commit, deletes, chunk roll-over), `recovery` (index vs chunks at start), `scrub`, `compact`, `pace` (their rate limit), `fsutil`
-//! (durability primitives), `disk` (identity, layout, capacity), `budget` (memory bound), `store` (the node's
-//! disks), `service` (gRPC), `heartbeat`.
+//! Code map: `config` (flags), `error`, `aligned` (direct-I/O buffers), `record`, `pack` and `chunk` (the
+//! on-disk formats), `index` (shard id → location), `engine` (one disk: reads, state, the job queue), `committer`
+//! (group commit, deletes, chunk roll-over), `staging` (contiguous memory for the device), `recovery`
+//! (index vs chunks at start), `scrub`, `compact`, `pace` (their rate limit), `fsutil` (durability primitives),
+//! `disk` (identity, layout, capacity), `budget` (memory bound), `store` (the node's disks), `service` (gRPC),
+//! `heartbeat`.
 
 mod aligned;
 mod budget;
@@ -33,6 +34,7 @@ mod record;
 mod recovery;
 mod scrub;
 mod service;
+mod staging;
 mod store;
 
 use std::future::Future;
@@ -53,6 +55,7 @@ pub use error::BlobnodeError;
 pub use key::MAX_DATA_ID_BYTES;
 pub use key::ShardKey;
 pub use record::{BLOCK_BYTES, MAX_SHARD_BYTES, ShardImage, crc32c as shard_crc32c};
+pub use staging::{STAGING_BYTES, StagingBuffer};
 
 use crate::compact::CompactConfig;
 use crate::scrub::ScrubConfig;
