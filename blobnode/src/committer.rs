@@ -11,16 +11,20 @@
 //! own sync, so the puts it answers (and everyone else who arrived meanwhile) share the next fdatasync:
 //! overlapping small batches splits the writers into two half-size groups that each pay a write and a flush, and
 //! a disk that serialises writes and flushes (this VM's virtio disk does) gains nothing from the overlap. Such a
-//! batch is synced by the writer itself once the syncer thread has finished everything handed to it: handing it
-//! over would only add two thread switches to every cycle.
+//! batch is synced by the writer itself (handing it over would only add two thread switches to every cycle),
+//! which answers its plain puts and keeps the rest (index lookups and write, relocations' answers, freeing) until
+//! the writers it answered are back with their next batch: then the syncer thread does it during that batch's
+//! write and sync, when the CPU is idle, instead of competing with the writers while they prepare their puts.
 //!
-//! Plain puts are answered as soon as their sync returns, before their index write, which then overlaps the
-//! writers' next puts; until it lands, reads find them among the engine's synced locations. Deletes pass through
-//! the writer to the syncer in order, so a delete never overtakes a put queued before it.
+//! Plain puts are answered as soon as their sync returns, before their index write; until it lands, reads find
+//! them among the engine's synced locations. Index work runs on the syncer thread in batch order, so each chunk's
+//! `indexed_end` only grows past indexed records; once the disk is faulty no index write is made at all, and a
+//! restart re-indexes the answered puts from the chunk files. Deletes pass through the writer to the syncer in
+//! order (after any index work held back), so a delete never overtakes a put queued before it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -149,8 +153,14 @@ impl WrittenBatch {
 }
 
 enum SyncJob {
+    /// Written, to be synced, answered and indexed.
     Batch(WrittenBatch),
-    Delete { data_id: Vec<u8>, reply: Reply },
+    /// Synced by the writer and its plain puts answered: the index work is left.
+    Index(WrittenBatch),
+    Delete {
+        data_id: Vec<u8>,
+        reply: Reply,
+    },
 }
 
 impl Committer {
@@ -172,20 +182,13 @@ impl Committer {
             );
         }
         let (to_syncer, from_writer) = std::sync::mpsc::sync_channel::<SyncJob>(SYNC_QUEUE);
-        let progress = Arc::new(SyncProgress::default());
-        // Jobs handed to the syncer thread; it counts them off in `progress`.
-        let mut sent = 0u64;
-        let syncer = Arc::new(Mutex::new(Syncer {
+        let mut syncer = Syncer {
             shared: Arc::clone(&self.shared),
             stats: std::mem::take(&mut self.state.stats),
             writer_chunk: None,
-        }));
+        };
         let name = format!("sync-{}", &self.shared.disk.id()[..8.min(self.shared.disk.id().len())]);
-        let thread_syncer = Arc::clone(&syncer);
-        let thread_progress = Arc::clone(&progress);
-        let spawned = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || run_syncer(&thread_syncer, &thread_progress, from_writer));
+        let spawned = std::thread::Builder::new().name(name).spawn(move || run_syncer(&mut syncer, from_writer));
         let handle = match spawned {
             Ok(handle) => handle,
             Err(e) => {
@@ -197,24 +200,23 @@ impl Committer {
         let mut carried: Option<Job> = None;
         // How many puts tend to arrive together: the biggest recent batch, forgotten slowly (see below).
         let mut expected = 0usize;
+        // The last batch this thread synced and answered, until its index work goes to the syncer thread.
+        let mut unindexed: Option<WrittenBatch> = None;
         loop {
             let first = match carried.take() {
                 Some(job) => job,
-                None => match rx.blocking_recv() {
+                None => match self.next_job(&mut rx, &mut unindexed, &to_syncer) {
                     Some(job) => job,
                     None => break,
                 },
             };
             if !first.is_put() {
+                self.hand_over_index(&mut unindexed, &to_syncer);
                 let (payload, reply) = first.into_parts();
-                if let JobKind::Delete { data_id } = payload {
-                    match to_syncer.send(SyncJob::Delete { data_id, reply }) {
-                        Ok(()) => sent += 1,
-                        Err(std::sync::mpsc::SendError(SyncJob::Delete { reply, .. })) => {
-                            let _ = reply.send(Err(syncer_stopped()));
-                        }
-                        Err(_) => {}
-                    }
+                if let JobKind::Delete { data_id } = payload
+                    && let Err(std::sync::mpsc::SendError(job)) = to_syncer.send(SyncJob::Delete { data_id, reply })
+                {
+                    self.syncer_gone(job);
                 }
                 continue;
             }
@@ -246,31 +248,75 @@ impl Committer {
                 std::thread::sleep(LINGER_POLL);
             }
             expected = batch.len().max(expected - expected / 8);
+            // The writers are all here: the last batch's index work now overlaps this one's write and sync rather
+            // than competing with the writers for the CPU while they prepare their puts.
+            self.hand_over_index(&mut unindexed, &to_syncer);
             let full = batch.len() >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
             let Some(written) = self.write_puts(batch) else { continue };
             if full {
                 // Streams on: the syncer thread syncs it while the next one is collected and written.
-                match to_syncer.send(SyncJob::Batch(written)) {
-                    Ok(()) => sent += 1,
-                    Err(std::sync::mpsc::SendError(SyncJob::Batch(written))) => {
-                        fail_all(written.placed, &syncer_stopped());
-                    }
-                    Err(_) => {}
+                if let Err(std::sync::mpsc::SendError(job)) = to_syncer.send(SyncJob::Batch(written)) {
+                    self.syncer_gone(job);
                 }
                 continue;
             }
-            // A batch with room left waits for its sync (see the module docs). Once everything handed over before
-            // it is done, this thread syncs it itself: handing it over and waking up again would add two thread
-            // switches to every cycle of the writers it answers.
-            progress.wait_for(sent, &handle);
-            match syncer.lock() {
-                Ok(mut syncer) => syncer.commit(written),
-                Err(_) => fail_all(written.placed, &syncer_stopped()),
-            }
+            // A batch with room left waits for its sync (see the module docs), which this thread runs itself:
+            // handing it over and waking up again would add two thread switches to every cycle of the writers it
+            // answers.
+            let Some(mut synced) = sync_batch(&self.shared, written) else { continue };
+            answer_plain(&self.shared, &mut synced.placed);
+            unindexed = Some(synced);
         }
+        self.hand_over_index(&mut unindexed, &to_syncer);
         drop(to_syncer);
         if handle.join().is_err() {
             tracing::error!(disk = %self.shared.disk.root().display(), "syncer thread panicked");
+        }
+    }
+
+    /// The next job; None once the queue has closed. The last batch's index work waits for the writers it
+    /// answered to send their next puts (at most one commit window), so that it runs during the next batch's
+    /// write and sync; before this thread sleeps for longer, it hands that work over.
+    fn next_job(
+        &self,
+        rx: &mut mpsc::Receiver<Job>,
+        unindexed: &mut Option<WrittenBatch>,
+        to_syncer: &std::sync::mpsc::SyncSender<SyncJob>,
+    ) -> Option<Job> {
+        if unindexed.is_some() {
+            let deadline = Instant::now() + self.shared.config.commit_window;
+            loop {
+                match rx.try_recv() {
+                    Ok(job) => return Some(job),
+                    Err(mpsc::error::TryRecvError::Empty) if Instant::now() < deadline => {
+                        std::thread::sleep(LINGER_POLL)
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.hand_over_index(unindexed, to_syncer);
+        }
+        rx.blocking_recv()
+    }
+
+    fn hand_over_index(&self, unindexed: &mut Option<WrittenBatch>, to_syncer: &std::sync::mpsc::SyncSender<SyncJob>) {
+        if let Some(batch) = unindexed.take()
+            && let Err(std::sync::mpsc::SendError(job)) = to_syncer.send(SyncJob::Index(batch))
+        {
+            self.syncer_gone(job);
+        }
+    }
+
+    /// A job the syncer thread can no longer take. Puts already answered stay among the synced locations; the
+    /// disk takes no more writes, so a restart re-indexes them from the chunk files.
+    fn syncer_gone(&self, job: SyncJob) {
+        let error = syncer_stopped();
+        self.shared.degrade(DiskState::Faulty, &error);
+        match job {
+            SyncJob::Batch(batch) | SyncJob::Index(batch) => fail_all(batch.placed, &error),
+            SyncJob::Delete { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
         }
     }
 
@@ -466,37 +512,7 @@ impl Committer {
     }
 }
 
-/// How many handed-over jobs the syncer thread has finished with (synced, failed or deleted), for the writer to
-/// wait on.
-#[derive(Default)]
-struct SyncProgress {
-    finished: std::sync::Mutex<u64>,
-    changed: std::sync::Condvar,
-}
-
-impl SyncProgress {
-    fn finished(&self, jobs: u64) {
-        if let Ok(mut finished) = self.finished.lock() {
-            *finished += jobs;
-        }
-        self.changed.notify_one();
-    }
-
-    /// Returns once `jobs` jobs are finished with, or the syncer thread has ended.
-    fn wait_for(&self, jobs: u64, syncer: &std::thread::JoinHandle<()>) {
-        let Ok(mut finished) = self.finished.lock() else { return };
-        while *finished < jobs && !syncer.is_finished() {
-            // The timeout only re-checks a syncer that died without a word; a finished batch notifies.
-            match self.changed.wait_timeout(finished, Duration::from_millis(100)) {
-                Ok((guard, _)) => finished = guard,
-                Err(_) => return,
-            }
-        }
-    }
-}
-
-/// The syncer's side: durability, the index and its accounting, answers, freeing and retiring. The syncer thread
-/// runs it for handed-over jobs, the writer for its own batch once the thread is idle.
+/// The syncer thread's state: the index and its accounting, freeing and retiring.
 struct Syncer {
     shared: Arc<Shared>,
     stats: HashMap<u32, ChunkStats>,
@@ -505,7 +521,7 @@ struct Syncer {
 }
 
 /// The syncer thread: takes handed-over jobs in order until the writer hangs up.
-fn run_syncer(syncer: &Mutex<Syncer>, progress: &SyncProgress, jobs: std::sync::mpsc::Receiver<SyncJob>) {
+fn run_syncer(syncer: &mut Syncer, jobs: std::sync::mpsc::Receiver<SyncJob>) {
     let mut carried: Option<SyncJob> = None;
     loop {
         let job = match carried.take() {
@@ -515,17 +531,12 @@ fn run_syncer(syncer: &Mutex<Syncer>, progress: &SyncProgress, jobs: std::sync::
                 Err(_) => return,
             },
         };
-        let Ok(mut syncer) = syncer.lock() else { return };
         match job {
             SyncJob::Batch(mut batch) => {
                 // Batches written while the last sync ran share the next one.
-                let mut batches = 1u64;
                 for _ in 1..MAX_MERGED_BATCHES {
                     match jobs.try_recv() {
-                        Ok(SyncJob::Batch(next)) => {
-                            batch.absorb(next);
-                            batches += 1;
-                        }
+                        Ok(SyncJob::Batch(next)) => batch.absorb(next),
                         Ok(other) => {
                             carried = Some(other);
                             break;
@@ -533,17 +544,58 @@ fn run_syncer(syncer: &Mutex<Syncer>, progress: &SyncProgress, jobs: std::sync::
                         Err(_) => break,
                     }
                 }
-                syncer.commit(batch);
-                drop(syncer);
-                progress.finished(batches);
+                if let Some(mut synced) = sync_batch(&syncer.shared, batch) {
+                    answer_plain(&syncer.shared, &mut synced.placed);
+                    syncer.index(synced);
+                }
             }
+            SyncJob::Index(batch) => syncer.index(batch),
             SyncJob::Delete { data_id, reply } => {
                 let _ = reply.send(syncer.delete(&data_id));
-                drop(syncer);
-                progress.finished(1);
             }
         }
     }
+}
+
+/// Makes a written batch durable; when that fails, answers its puts with the error and returns None.
+fn sync_batch(shared: &Shared, batch: WrittenBatch) -> Option<WrittenBatch> {
+    // After a failed sync the page cache can no longer be trusted to hold what later batches wrote.
+    let synced = if shared.state() == DiskState::Faulty {
+        Err(BlobnodeError::DiskUnavailable { disk_id: shared.disk.id().to_string(), state: "faulty" })
+    } else {
+        batch.chunks.iter().try_for_each(|chunk| {
+            chunk.sync()?;
+            shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+    };
+    match synced {
+        Ok(()) => Some(batch),
+        Err(error) => {
+            shared.note_error(&error);
+            if matches!(error, BlobnodeError::Io { .. }) {
+                // fsync errors are sticky in spirit: whatever it was, this disk's durability is now in doubt.
+                shared.degrade(DiskState::Faulty, &error);
+            }
+            fail_batch(shared, batch.placed, error);
+            None
+        }
+    }
+}
+
+/// Durable now: plain puts are published among the synced locations and answered, before their index write.
+/// Relocations are answered after it: whether a copy counts is only known from the lookups, and the compactor
+/// expects to see the effect of its moves.
+fn answer_plain(shared: &Shared, placed: &mut [PlacedPut]) {
+    shared.publish_synced(placed.iter().filter(|p| p.is_plain()).map(|p| (p.shard.header.key.clone(), p.location)));
+    for reply in placed.iter_mut().filter(|p| p.is_plain()).filter_map(|p| p.reply.take()) {
+        let _ = reply.send(Ok(()));
+    }
+}
+
+fn fail_batch(shared: &Shared, placed: Vec<PlacedPut>, error: BlobnodeError) {
+    tracing::error!(disk = %shared.disk.root().display(), %error, "committing a batch failed");
+    fail_all(placed, &error);
 }
 
 fn syncer_stopped() -> BlobnodeError {
@@ -558,43 +610,16 @@ fn fail_all(placed: Vec<PlacedPut>, error: &BlobnodeError) {
 }
 
 impl Syncer {
-    fn commit(&mut self, batch: WrittenBatch) {
-        self.writer_chunk = batch.active;
-        self.sync_and_answer(batch);
-    }
-
-    fn sync_and_answer(&mut self, batch: WrittenBatch) {
-        // After a failed sync the page cache can no longer be trusted to hold what later batches wrote.
-        let synced = if self.shared.state() == DiskState::Faulty {
-            Err(BlobnodeError::DiskUnavailable { disk_id: self.shared.disk.id().to_string(), state: "faulty" })
-        } else {
-            batch.chunks.iter().try_for_each(|chunk| {
-                chunk.sync()?;
-                self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            })
-        };
-        if let Err(error) = synced {
-            self.shared.note_error(&error);
-            if matches!(error, BlobnodeError::Io { .. }) {
-                // fsync errors are sticky in spirit: whatever it was, this disk's durability is now in doubt.
-                self.shared.degrade(DiskState::Faulty, &error);
-            }
-            self.fail_batch(batch.placed, error);
+    /// Indexes a synced batch whose plain puts are answered, then answers its relocations and frees what died.
+    fn index(&mut self, batch: WrittenBatch) {
+        let WrittenBatch { placed, active: writer_chunk, next_seq, .. } = batch;
+        self.writer_chunk = writer_chunk;
+        if self.shared.state() == DiskState::Faulty {
+            // An earlier batch's index write may have failed with its puts answered: advancing `indexed_end` past
+            // them now would hide them from the rescan at restart. Answered puts stay among the synced locations.
+            let error = BlobnodeError::DiskUnavailable { disk_id: self.shared.disk.id().to_string(), state: "faulty" };
+            fail_batch(&self.shared, placed, error);
             return;
-        }
-        self.index_and_answer(batch);
-    }
-
-    fn index_and_answer(&mut self, batch: WrittenBatch) {
-        let WrittenBatch { mut placed, active: writer_chunk, next_seq, .. } = batch;
-        // Durable now. Plain puts are answered before their index write, so the writers' next puts overlap it; until
-        // it lands, reads find them among the synced locations. Relocations are answered after it: whether a copy
-        // counts is only known from the lookups, and the compactor expects to see the effect of its moves.
-        self.shared
-            .publish_synced(placed.iter().filter(|p| p.is_plain()).map(|p| (p.shard.header.key.clone(), p.location)));
-        for reply in placed.iter_mut().filter(|p| p.is_plain()).filter_map(|p| p.reply.take()) {
-            let _ = reply.send(Ok(()));
         }
         let mut index = IndexBatch::default();
         let mut current: HashMap<ShardKey, Location> = HashMap::new();
@@ -632,7 +657,7 @@ impl Syncer {
             // Answered puts must not vanish from reads: they stay among the synced locations, and the disk takes
             // no more writes until a restart re-indexes them from the chunk files.
             self.shared.degrade(DiskState::Faulty, &error);
-            self.fail_batch(placed, error);
+            fail_batch(&self.shared, placed, error);
             return;
         }
         // Every record of this batch is indexed now: each chunk it wrote is indexed up to the batch's end there.
@@ -649,7 +674,7 @@ impl Syncer {
         index.set_next_seq(next_seq);
         if let Err(error) = self.shared.index.write(index, false) {
             self.shared.degrade(DiskState::Faulty, &error);
-            self.fail_batch(placed, error);
+            fail_batch(&self.shared, placed, error);
             return;
         }
         self.shared.unpublish_synced(placed.iter().filter(|p| p.is_plain()).map(|p| (&p.shard.header.key, p.location)));
@@ -675,11 +700,6 @@ impl Syncer {
                 batch.put_chunk(*id, *stats);
             }
         }
-    }
-
-    fn fail_batch(&mut self, placed: Vec<PlacedPut>, error: BlobnodeError) {
-        tracing::error!(disk = %self.shared.disk.root().display(), %error, "committing a batch failed");
-        fail_all(placed, &error);
     }
 
     /// Frees dead records' space (the index no longer names them); a failure only costs space, so it is logged,
@@ -760,5 +780,47 @@ impl Syncer {
         self.free(&locations);
         self.retire_empty(&touched);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tests::{key, open};
+    use crate::record::tests::seal_key;
+    use crate::store::tests::test_config;
+
+    /// A batch as the writer hands it over: synced, its one plain put answered.
+    fn answered_batch(n: u32, offset: u64) -> (WrittenBatch, Location) {
+        let location = Location { chunk: 1, offset, shard_len: 3, seq: u64::from(n), pack: None };
+        let put = PlacedPut { shard: seal_key(key(n), b"abc"), expect: None, location, reply: None };
+        let batch = WrittenBatch { placed: vec![put], chunks: Vec::new(), active: Some(1), next_seq: u64::from(n) + 1 };
+        (batch, location)
+    }
+
+    #[tokio::test]
+    async fn answered_batches_are_indexed_but_never_once_the_disk_is_faulty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), test_config());
+        let shared = Arc::clone(engine.shared());
+        let mut syncer = Syncer { shared: Arc::clone(&shared), stats: HashMap::new(), writer_chunk: None };
+
+        // A healthy batch: indexed, its chunk's indexed_end past it, and gone from the synced locations.
+        let (batch, location) = answered_batch(1, 1 << 20);
+        shared.publish_synced([(key(1), location)].into_iter());
+        syncer.index(batch);
+        assert_eq!(shared.index.get(&key(1)).expect("index"), Some(location));
+        assert_eq!(syncer.stats.get(&1).map(|s| s.indexed_end), Some(location.end()));
+
+        // Once the disk is faulty (say an earlier batch's index write failed after its puts were answered), a
+        // later answered batch is not indexed either: indexed_end stays put, so a restart rescans both batches
+        // from the chunk file, and until then reads find the puts among the synced locations.
+        shared.degrade(DiskState::Faulty, &"test");
+        let (batch, later) = answered_batch(2, 2 << 20);
+        shared.publish_synced([(key(2), later)].into_iter());
+        syncer.index(batch);
+        assert_eq!(shared.index.get(&key(2)).expect("index"), None);
+        assert_eq!(shared.locate(&key(2)).expect("locate"), Some(later));
+        assert_eq!(syncer.stats.get(&1).map(|s| s.indexed_end), Some(location.end()));
     }
 }

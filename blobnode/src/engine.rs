@@ -3,10 +3,10 @@
 //!
 //! Writes: a put hands its sealed record to the committer's bounded queue and waits. The writer takes what has
 //! queued up (bounded in records, bytes and linger time), places the records back to back in the active chunk and
-//! writes them with one `pwritev`; one `fdatasync` makes the batch durable, and only then are its puts answered
-//! (see `committer`). Reads go straight to the index (or the synced locations of the batch being indexed) and the
-//! chunk file from any thread, and verify the header (the record's own, or its pack's entry) and every block they
-//! touch.
+//! writes them through a contiguous staging buffer; one `fdatasync` makes the batch durable, and only then are its
+//! puts answered (see `committer`). Reads go straight to the index (or the synced locations of batches not indexed
+//! yet) and the chunk file from any thread, and verify the header (the record's own, or its pack's entry) and
+//! every block they touch.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -100,7 +100,8 @@ pub(crate) struct Shared {
     pub counters: EngineCounters,
     pub config: EngineConfig,
     pub pool: BufferPool,
-    /// Puts answered (their records synced) whose index write has not landed yet: at most one batch.
+    /// Puts answered (their records synced) whose index write has not landed yet: the batch whose index work the
+    /// writer holds back and those queued for the syncer thread, a few at most (its queue is bounded).
     synced: RwLock<HashMap<ShardKey, Location>>,
 }
 
