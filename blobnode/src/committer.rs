@@ -266,6 +266,10 @@ impl Committer {
             let Some(mut synced) = sync_batch(&self.shared, written) else { continue };
             answer_plain(&self.shared, &mut synced.placed);
             unindexed = Some(synced);
+            if expected <= 1 {
+                // A lone writer: nobody else is coming for the index work to wait for.
+                self.hand_over_index(&mut unindexed, &to_syncer);
+            }
         }
         self.hand_over_index(&mut unindexed, &to_syncer);
         drop(to_syncer);
