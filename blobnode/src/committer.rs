@@ -565,7 +565,7 @@ fn run_syncer(syncer: &mut Syncer, jobs: std::sync::mpsc::Receiver<SyncJob>) {
 fn sync_batch(shared: &Shared, batch: WrittenBatch) -> Option<WrittenBatch> {
     // After a failed sync the page cache can no longer be trusted to hold what later batches wrote.
     let synced = if shared.state() == DiskState::Faulty {
-        Err(BlobnodeError::DiskUnavailable { disk_id: shared.disk.id().to_string(), state: "faulty" })
+        Err(shared.unavailable(DiskState::Faulty))
     } else {
         batch.chunks.iter().try_for_each(|chunk| {
             chunk.sync()?;
@@ -621,8 +621,7 @@ impl Syncer {
         if self.shared.state() == DiskState::Faulty {
             // An earlier batch's index write may have failed with its puts answered: advancing `indexed_end` past
             // them now would hide them from the rescan at restart. Answered puts stay among the synced locations.
-            let error = BlobnodeError::DiskUnavailable { disk_id: self.shared.disk.id().to_string(), state: "faulty" };
-            fail_batch(&self.shared, placed, error);
+            fail_batch(&self.shared, placed, self.shared.unavailable(DiskState::Faulty));
             return;
         }
         let mut index = IndexBatch::default();

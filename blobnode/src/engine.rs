@@ -139,8 +139,13 @@ impl Shared {
     pub fn writable(&self) -> Result<(), BlobnodeError> {
         match self.state() {
             DiskState::Ok => Ok(()),
-            state => Err(BlobnodeError::DiskUnavailable { disk_id: self.disk.id().to_string(), state: state.as_str() }),
+            state => Err(self.unavailable(state)),
         }
+    }
+
+    /// The error a write gets from this disk in `state`.
+    pub fn unavailable(&self, state: DiskState) -> BlobnodeError {
+        BlobnodeError::DiskUnavailable { disk_id: self.disk.id().to_string(), state: state.as_str() }
     }
 
     /// Moves to a worse state (never back from Faulty or Missing here); returns whether it changed.

@@ -55,7 +55,7 @@ pub use error::BlobnodeError;
 pub use key::MAX_DATA_ID_BYTES;
 pub use key::ShardKey;
 pub use record::{BLOCK_BYTES, MAX_SHARD_BYTES, ShardImage, crc32c as shard_crc32c};
-pub use staging::{STAGING_BYTES, StagingBuffer};
+pub use staging::StagingBuffer;
 
 use crate::compact::CompactConfig;
 use crate::scrub::ScrubConfig;
