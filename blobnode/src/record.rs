@@ -96,8 +96,12 @@ impl RecordHeader {
     pub fn for_data(key: ShardKey, data: &[u8]) -> Result<Self, BlobnodeError> {
         check_len(data.len() as u64)?;
         let block_crcs: Vec<u32> = data.chunks(BLOCK_BYTES).map(crc32c).collect();
-        // A second hardware-CRC pass over the data costs less than combining the block CRCs.
-        let crc32c = crc32c(data);
+        // A shard of one block (every packed shard) already has its CRC; for longer ones a second hardware-CRC
+        // pass over the data costs less than combining the block CRCs.
+        let crc32c = match block_crcs.as_slice() {
+            [only] => *only,
+            _ => crc32c(data),
+        };
         Ok(RecordHeader { key, seq: 0, shard_len: data.len() as u64, crc32c, block_crcs })
     }
 

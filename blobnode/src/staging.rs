@@ -66,6 +66,25 @@ impl StagingBuffer {
         }
     }
 
+    /// Copies `bytes` into the window at `at`, ahead of [`write_staged`](Self::write_staged); false, with nothing
+    /// copied, when they would not fit.
+    pub fn stage(&mut self, at: usize, bytes: &[u8]) -> bool {
+        let Some(slot) = at.checked_add(bytes.len()).and_then(|end| self.window().get_mut(at..end)) else {
+            return false;
+        };
+        slot.copy_from_slice(bytes);
+        true
+    }
+
+    /// Writes the first `len` bytes of the window, as staged, into `chunk` at `offset`.
+    pub fn write_staged(&mut self, chunk: &ChunkFile, offset: u64, len: usize) -> Result<(), BlobnodeError> {
+        let window = self.window();
+        let staged = window
+            .get(..len)
+            .ok_or_else(|| BlobnodeError::Internal(format!("{len} staged bytes exceed the staging buffer")))?;
+        chunk.write_at(offset, &[staged])
+    }
+
     /// The first `len` bytes of the buffer, to fill in place; None beyond [`STAGING_BYTES`].
     pub fn window_mut(&mut self, len: usize) -> Option<&mut [u8]> {
         (len <= STAGING_BYTES).then(|| &mut self.window()[..len])
@@ -156,6 +175,25 @@ mod tests {
         assert_eq!(&back[..ALIGN], &small[..]);
         assert_eq!(&back[ALIGN..ALIGN + big.len()], &big[..]);
         assert_eq!(&back[ALIGN + big.len()..], &small[..]);
+    }
+
+    #[test]
+    fn staged_bytes_are_written_as_placed_and_never_past_the_buffer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chunk = ChunkFile::create(dir.path(), 1, &[7; 16], false).expect("chunk");
+        let mut staging = StagingBuffer::new();
+        let (a, b) = (vec![0xaa; ALIGN], vec![0xbb; 2 * ALIGN]);
+        // Out of order, as a pack header is staged after the shards that follow it.
+        assert!(staging.stage(ALIGN, &b));
+        assert!(staging.stage(0, &a));
+        assert!(!staging.stage(STAGING_BYTES - ALIGN, &b), "past the end");
+        assert!(!staging.stage(usize::MAX, &a), "overflowing offset");
+        staging.write_staged(&chunk, ALIGN as u64, 3 * ALIGN).expect("write");
+        assert!(staging.write_staged(&chunk, 0, STAGING_BYTES + ALIGN).is_err());
+        let mut back = crate::aligned::AlignedBuf::zeroed(3 * ALIGN);
+        chunk.read_at(&mut back, ALIGN as u64).expect("read");
+        assert_eq!(&back[..ALIGN], &a[..]);
+        assert_eq!(&back[ALIGN..], &b[..]);
     }
 
     #[test]
