@@ -365,36 +365,37 @@ impl Committer {
     /// staging window: by the time the last writer is back, only the pack header is left to copy.
     fn place(&mut self, batch: &mut Placement, job: Job) {
         let (payload, reply) = job.into_parts();
-        let JobKind::Put { shard, expect } = payload else { return };
+        // Only puts are batched: the linger loop carries anything else over to the next round.
+        let JobKind::Put { mut shard, expect } = payload else { return };
         if batch.refusal.is_some() || batch.failure.is_some() {
             batch.refused.push(reply);
             return;
         }
-        if let Err(error) = self.place_put(batch, shard, expect) {
-            batch.failure = Some(error);
-            batch.refused.push(reply);
-            return;
-        }
-        // Only a put whose pieces all went in joins the placed ones (a failure above leaves at most an unsealed
-        // pack header behind, and the batch is never written).
-        if let Some(placed) = batch.placed.last_mut()
-            && placed.reply.is_none()
-        {
-            placed.reply = Some(reply);
+        match self.place_put(batch, &mut shard) {
+            Ok((location, piece)) => {
+                batch.placed.push(PlacedPut { shard, expect, location, reply: Some(reply) });
+                batch.pieces.push(piece);
+                self.stage_last(batch);
+            }
+            // At most an unsealed pack header is left behind: the batch is never written.
+            Err(error) => {
+                batch.failure = Some(error);
+                batch.refused.push(reply);
+            }
         }
     }
 
-    /// Small shards go into packs (see `pack`): one header block for a run of them instead of one each.
+    /// The put's place and its piece, which refers to it as the next placed put. Small shards go into packs (see
+    /// `pack`): one header block for a run of them instead of one each.
     fn place_put(
         &mut self,
         batch: &mut Placement,
-        mut shard: SealedShard,
-        expect: Option<Location>,
-    ) -> Result<(), BlobnodeError> {
+        shard: &mut SealedShard,
+    ) -> Result<(Location, Piece), BlobnodeError> {
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
         let shard_len = shard.header.shard_len;
-        let (location, piece) = if pack::packable(shard_len) {
+        Ok(if pack::packable(shard_len) {
             let data_len = align_up(shard_len);
             let joins = batch
                 .pack
@@ -433,11 +434,7 @@ impl Committer {
             shard.stamp(self.shared.disk.seed(), seq)?;
             let piece = Piece { chunk, offset, bytes: PieceBytes::Record(batch.placed.len()) };
             (Location { chunk, offset, shard_len, seq, pack: None }, piece)
-        };
-        batch.placed.push(PlacedPut { shard, expect, location, reply: None });
-        batch.pieces.push(piece);
-        self.stage_last(batch);
-        Ok(())
+        })
     }
 
     /// Copies the newest piece into the staging window, after the others, while every piece so far is there; a
