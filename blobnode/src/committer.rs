@@ -39,7 +39,7 @@ use crate::index::{ChunkStats, IndexBatch, Location};
 use crate::key::ShardKey;
 use crate::pack::{self, PackBuilder};
 use crate::record::{HEADER_BYTES, SealedShard};
-use crate::staging::{STAGING_BYTES, StagingBuffer};
+use crate::staging::StagingBuffer;
 
 pub const MAX_BATCH_RECORDS: usize = 256;
 /// Two staging windows: a batch of large shards this big is "full" and streams to the syncer, so the disk writes
@@ -133,6 +133,11 @@ impl Placement {
             failure: None,
             refused: Vec::new(),
         }
+    }
+
+    /// Puts taken into the batch, placed or refused.
+    fn len(&self) -> usize {
+        self.placed.len() + self.refused.len()
     }
 }
 
@@ -255,7 +260,6 @@ impl Committer {
                 continue;
             }
             let mut bytes = first.put_bytes();
-            let mut count = 1;
             let mut batch = Placement::new(self.shared.writable().err());
             self.place(&mut batch, first);
             // Linger only when puts have been arriving together (a lone writer must not pay the window), and only
@@ -265,11 +269,10 @@ impl Committer {
             let lingering = expected > 1 && !self.shared.config.commit_window.is_zero();
             let deadline = Instant::now() + self.shared.config.commit_window;
             loop {
-                let full = count >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
+                let full = batch.len() >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
                 match if full { Err(mpsc::error::TryRecvError::Empty) } else { rx.try_recv() } {
                     Ok(job) if job.is_put() => {
                         bytes += job.put_bytes();
-                        count += 1;
                         self.place(&mut batch, job);
                         continue;
                     }
@@ -279,16 +282,16 @@ impl Committer {
                     }
                     Err(_) => {}
                 }
-                if full || !lingering || count >= expected || Instant::now() >= deadline {
+                if full || !lingering || batch.len() >= expected || Instant::now() >= deadline {
                     break;
                 }
                 std::thread::sleep(LINGER_POLL);
             }
-            expected = count.max(expected - expected / 8);
+            expected = batch.len().max(expected - expected / 8);
             // The writers are all here: the last batch's index work now overlaps this one's write and sync rather
             // than competing with the writers for the CPU while they prepare their puts.
             self.hand_over_index(&mut unindexed, &to_syncer);
-            let full = count >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
+            let full = batch.len() >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
             let Some(written) = self.write_batch(batch) else { continue };
             if full {
                 // Streams on: the syncer thread syncs it while the next one is collected and written.
@@ -447,7 +450,7 @@ impl Committer {
         }
         let staged = match last.bytes(&batch.placed) {
             Some(bytes) => self.staging.stage(batch.staged_bytes, bytes).then_some(bytes.len()),
-            None => (batch.staged_bytes + HEADER_BYTES <= STAGING_BYTES).then_some(HEADER_BYTES),
+            None => StagingBuffer::fits(batch.staged_bytes, HEADER_BYTES).then_some(HEADER_BYTES),
         };
         if let Some(len) = staged {
             batch.staged += 1;

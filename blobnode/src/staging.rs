@@ -69,11 +69,16 @@ impl StagingBuffer {
     /// Copies `bytes` into the window at `at`, ahead of [`write_staged`](Self::write_staged); false, with nothing
     /// copied, when they would not fit.
     pub fn stage(&mut self, at: usize, bytes: &[u8]) -> bool {
-        let Some(slot) = at.checked_add(bytes.len()).and_then(|end| self.window().get_mut(at..end)) else {
+        if !Self::fits(at, bytes.len()) {
             return false;
-        };
-        slot.copy_from_slice(bytes);
+        }
+        self.window()[at..at + bytes.len()].copy_from_slice(bytes);
         true
+    }
+
+    /// Whether `len` bytes at `at` lie inside the window.
+    pub fn fits(at: usize, len: usize) -> bool {
+        at.checked_add(len).is_some_and(|end| end <= STAGING_BYTES)
     }
 
     /// Writes the first `len` bytes of the window, as staged, into `chunk` at `offset`.
