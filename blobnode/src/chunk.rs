@@ -11,9 +11,11 @@
 //!  4092   4  CRC32C of bytes [0, 4092)
 //! [4096, ..)  records (see `record`) and packs (see `pack`), each starting on a 4 KiB boundary
 //! ```
-//! Space ahead of the write position is reserved with `fallocate(KEEP_SIZE)` in steps, so records land in large
-//! contiguous extents while the file size only ever covers written records: after a crash, the file size bounds
-//! what recovery has to scan.
+//! Records are plain appends, so the file size only ever covers written records: after a crash, it bounds what
+//! recovery has to scan. Space is not reserved ahead with `fallocate(KEEP_SIZE)`: on ext4 a direct write into
+//! reserved (unwritten) space completes through the extent-conversion workqueue and its fdatasync also writes the
+//! extent tree's leaf, while appends allocate contiguously as they go (fewer extents than 64 MiB reservation steps
+//! left). Against 64 MiB steps, 8 alternating rounds each: 4 KiB × 32 +3 % and +5 %, 1 MiB × 32 +10 to +17 %.
 
 use std::fs::{self, File};
 use std::io;
@@ -131,24 +133,6 @@ impl ChunkFile {
         Ok(self.file.metadata().map_err(|e| BlobnodeError::io("stat chunk", &self.path, e))?.len())
     }
 
-    /// Reserves `[offset, offset + len)` without changing the file size. A filesystem without fallocate only
-    /// loses the contiguity, not correctness.
-    pub fn reserve(&self, offset: u64, len: u64) -> Result<(), BlobnodeError> {
-        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
-            return Err(BlobnodeError::Internal(format!("reserve {offset}+{len} beyond off_t")));
-        };
-        // SAFETY: fallocate on a valid open descriptor with plain integer arguments.
-        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => Ok(()),
-            _ => Err(BlobnodeError::io("reserve chunk space", &self.path, e)),
-        }
-    }
-
     /// Writes `buffers` back to back from `offset` (all aligned), looping over short writes.
     pub fn write_at(&self, offset: u64, buffers: &[&[u8]]) -> Result<(), BlobnodeError> {
         let mut position = offset;
@@ -260,8 +244,7 @@ mod tests {
     fn create_write_read_free() {
         let dir = tempfile::tempdir().expect("tempdir");
         let chunk = ChunkFile::create(dir.path(), 3, &SEED, true).expect("create");
-        chunk.reserve(CHUNK_HEADER_BYTES, 1 << 20).expect("reserve");
-        assert_eq!(chunk.len().expect("len"), CHUNK_HEADER_BYTES, "reservation keeps the size");
+        assert_eq!(chunk.len().expect("len"), CHUNK_HEADER_BYTES, "a new chunk is its header");
         let mut a = AlignedBuf::zeroed(ALIGN);
         a.fill(1);
         let mut b = AlignedBuf::zeroed(3 * ALIGN);

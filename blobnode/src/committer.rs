@@ -46,8 +46,6 @@ pub const MAX_BATCH_RECORDS: usize = 256;
 /// the next batch while the last one flushes. Against 64 MiB (1 MiB shards, 32 writers, 5 alternating rounds):
 /// 427 MiB/s against 414 on average, p99 about 95 ms against 140.
 pub const MAX_BATCH_BYTES: u64 = 8 << 20;
-/// Chunk space is reserved ahead of the write position in steps of this size.
-const RESERVE_STEP: u64 = 64 << 20;
 /// Written batches waiting for the syncer. Their memory is bounded by the node's I/O budget (a put holds its
 /// permit until answered); the count bounds how far the writer runs ahead of durability.
 const SYNC_QUEUE: usize = 4;
@@ -63,7 +61,6 @@ pub struct Active {
     pub chunk: Arc<ChunkFile>,
     /// Where the next record goes: everything below is written (or garbage from a failed write).
     pub end: u64,
-    pub reserved_end: u64,
 }
 
 /// What recovery hands the committer: the writer's position and the index's accounting.
@@ -548,7 +545,8 @@ impl Committer {
             .is_some_and(|a| a.chunk.id() == chunk && a.end + len <= self.shared.config.chunk_bytes)
     }
 
-    /// The active chunk, rolled over to a fresh one when `len` more bytes would not fit, with space reserved.
+    /// The active chunk, rolled over to a fresh one when `len` more bytes would not fit. Space is not reserved
+    /// ahead (see `chunk`): a full disk shows as ENOSPC from the batch's write, which makes the disk read-only.
     fn room_for(&mut self, len: u64) -> Result<&mut Active, BlobnodeError> {
         let limit = self.shared.config.chunk_bytes;
         let needs_new = match &self.state.active {
@@ -568,30 +566,12 @@ impl Committer {
             if let Ok(mut map) = self.shared.chunks.write() {
                 map.insert(id, Arc::clone(&chunk));
             }
-            let finished =
-                self.state.active.replace(Active { chunk, end: CHUNK_HEADER_BYTES, reserved_end: CHUNK_HEADER_BYTES });
+            let finished = self.state.active.replace(Active { chunk, end: CHUNK_HEADER_BYTES });
             if let Some(finished) = finished {
                 tracing::debug!(chunk = %finished.chunk.path().display(), end = finished.end, "chunk full");
             }
         }
-        let Some(active) = self.state.active.as_mut() else {
-            return Err(BlobnodeError::Internal("no active chunk after roll-over".into()));
-        };
-        if active.end + len > active.reserved_end {
-            let needed = active.end + len - active.reserved_end;
-            let step = needed.max(RESERVE_STEP).min(limit.saturating_sub(active.reserved_end).max(needed));
-            // A disk close to full may not have a whole step left: then reserve what this record needs, and let
-            // that one fail with ENOSPC if even that is not there.
-            match active.chunk.reserve(active.reserved_end, step) {
-                Ok(()) => active.reserved_end += step,
-                Err(_) if step > needed => {
-                    active.chunk.reserve(active.reserved_end, needed)?;
-                    active.reserved_end += needed;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(active)
+        self.state.active.as_mut().ok_or_else(|| BlobnodeError::Internal("no active chunk after roll-over".into()))
     }
 }
 

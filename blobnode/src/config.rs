@@ -42,7 +42,7 @@ pub struct BlobnodeConfig {
     #[arg(long = "io-memory", env = "COFFER_IO_MEMORY", default_value = "256MiB", value_parser = parse_bytes)]
     pub io_memory_bytes: u64,
 
-    /// Largest size of one chunk file (shards are appended into chunk files; space is reserved in 64 MiB steps).
+    /// Largest size of one chunk file (shards are appended into chunk files).
     #[arg(long = "chunk-size", env = "COFFER_CHUNK_SIZE", default_value = "1GiB", value_parser = parse_chunk_size)]
     pub chunk_bytes: u64,
 

@@ -94,7 +94,7 @@ pub fn recover(disk: &Disk, index: &Index) -> Result<Recovered, BlobnodeError> {
     let active = match ids.last().and_then(|id| chunks.get(id)) {
         Some(file) => {
             let end = align_up(file.len()?).max(CHUNK_HEADER_BYTES);
-            Some(Active { chunk: Arc::clone(file), end, reserved_end: end })
+            Some(Active { chunk: Arc::clone(file), end })
         }
         None => None,
     };
