@@ -60,6 +60,7 @@ impl Role {
 
 fn main() -> std::process::ExitCode {
     cap_malloc_arenas();
+    let raised_file_limit = raise_open_file_limit();
     let cli = Cli::parse();
     // One crypto provider for every TLS user in the process (tonic's mutual TLS, the S3 port): with
     // more than one compiled in, rustls will not pick by itself.
@@ -75,6 +76,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         // Both start tasks on this runtime: the trace exporter and the metrics listener.
         telemetry = Some(logging::init(cli.log_format, cli.role.service_name())?);
+        if let Some((from, to)) = raised_file_limit {
+            tracing::info!(from, to, "raised the soft limit on open files to the hard one");
+        }
         let metrics = metrics::install(cli.metrics_address)?;
         let shutdown = shutdown::on_signal();
         match cli.role {
@@ -102,6 +106,30 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// A blobnode keeps every chunk file of its disks open (and a gateway a socket per client): at 1 GiB a chunk, a node
+/// holding 10 TB needs 10,000 descriptors, ten times the soft limit systemd gives services. The soft limit is raised
+/// to the hard one, as Go's runtime does for every program; the hard limit stays the operator's to set. Returns the
+/// limits before and after when it changed.
+fn raise_open_file_limit() -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    // An unlimited hard limit is not a valid soft limit for open files (the kernel caps it at fs.nr_open).
+    let target = if limit.rlim_max == libc::RLIM_INFINITY { 1 << 20 } else { limit.rlim_max };
+    if limit.rlim_cur >= target {
+        return None;
+    }
+    let before = limit.rlim_cur;
+    limit.rlim_cur = target;
+    // SAFETY: setrlimit only reads the struct; raising a soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return None;
+    }
+    Some((before, target))
+}
+
 /// glibc gives threads that allocate concurrently arenas of their own, up to 8 per core; with tokio's blocking
 /// pool that is many arenas each keeping freed memory. One per core is what the runtime's threads need: in
 /// `coffer server`'s 64 MiB PUT+GET runs it lowered peak RSS from 413 to 367 MB.
@@ -115,5 +143,30 @@ fn cap_malloc_arenas() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn open_file_limit() -> libc::rlimit {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit only writes into the struct it is given.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        limit
+    }
+
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+        let hard = open_file_limit().rlim_max;
+        let lowered = libc::rlimit { rlim_cur: 256.min(hard), rlim_max: hard };
+        // SAFETY: setrlimit only reads the struct; lowering the soft limit alone can be undone, as below.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+        let raised = super::raise_open_file_limit();
+        let expected = if hard == libc::RLIM_INFINITY { 1 << 20 } else { hard };
+        assert_eq!(open_file_limit().rlim_cur, expected.max(256.min(hard)));
+        if expected > 256 {
+            assert_eq!(raised, Some((256, expected)));
+        }
+        assert_eq!(super::raise_open_file_limit(), None, "nothing left to raise");
     }
 }
