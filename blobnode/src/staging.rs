@@ -11,8 +11,8 @@
 //! The buffer is [`STAGING_BYTES`] (one request of at most the usual 4 MiB `max_sectors_kb`), aligned to and
 //! advised as transparent huge pages (`MADV_HUGEPAGE`); longer batches stream through it window by window. Where
 //! the kernel has none to give, ordinary pages back it: still correct, only without the gain, and a warning says so
-//! (read from `/proc/self/smaps` once the buffer is faulted in). It is the writer's
-//! own, one per disk, and never grows.
+//! (read from `/proc/self/smaps` once the buffer is faulted in). It is the writer's own, one per disk, and never
+//! grows.
 
 use crate::chunk::ChunkFile;
 use crate::error::BlobnodeError;
