@@ -10,9 +10,12 @@
 //! acknowledged nothing before `t`. The leader stamps each AppendEntries with how long ago that was
 //! ([`QUORUM_AGE_HEADER`]); a follower that accepts it notes `arrival − age` together with the
 //! message's commit index, and may serve once it has applied that index, for as long as that point
-//! is within the caller's bound. The message's transit time (normally well under a millisecond;
-//! the leader gives up on one after its 250 ms timeout) and the scheduling delay of the task that
-//! reads openraft's metrics are not measured and add to the bound.
+//! is within the caller's bound. The leader dates its acknowledgement no later than the look at
+//! openraft's metrics before the one that showed it (see `track_lease`), so neither scheduling
+//! delays nor a stopped process make its lease look fresher. The message's transit time (normally
+//! well under a millisecond; the leader gives up on one after its 250 ms timeout) is not measured
+//! and adds to the bound: a follower stopped with an AppendEntries still unread would date that
+//! proof from when it resumed.
 //!
 //! A follower never serves while it installs a snapshot (which clears its state and loads it in
 //! several batches): the `MetadataRaft` service brackets every install, and a read that overlapped
@@ -135,20 +138,24 @@ impl Freshness {
     }
 
     /// Follows openraft's metrics: while this replica leads, when a majority last acknowledged it.
+    ///
+    /// openraft measures the age when it publishes the metrics, and this task may read them much
+    /// later: after a scheduling delay, or after the whole process was stopped in between (a leader
+    /// resumed after SIGSTOP once served listings eight seconds stale, dating an old acknowledgement
+    /// from the moment it woke up). So the age is counted from this task's previous look instead: a
+    /// value that is new since then was published after it, so the lease is never fresher than it is.
+    /// It is older by at most the time between two publications (openraft publishes on every event,
+    /// heartbeat responses included). The first value seen gives no lease.
     pub(crate) async fn track_lease(self, mut metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>) {
+        let mut previous_look: Option<Instant> = None;
         loop {
+            // Taken before the value is read: anything published after this is left for the next look.
+            let look = Instant::now();
             {
                 let m = metrics.borrow_and_update();
-                let now = Instant::now();
-                let lease = match (m.state, m.millis_since_quorum_ack) {
-                    // +1: openraft rounds the age down to whole milliseconds.
-                    (ServerState::Leader, Some(ms)) => now
-                        .checked_sub(Duration::from_millis(ms + 1))
-                        .map(|acked_at| Lease { term: m.current_term, acked_at }),
-                    _ => None,
-                };
-                self.set_lease(lease);
+                self.set_lease(lease_from(m.state, m.current_term, m.millis_since_quorum_ack, previous_look));
             }
+            previous_look = Some(look);
             if metrics.changed().await.is_err() {
                 return;
             }
@@ -216,6 +223,23 @@ enum Verdict {
         deadline: Instant,
     },
     Refuse(Refusal),
+}
+
+/// The lease a metrics value proves: acknowledged by a majority `quorum_ack_ms` before it was
+/// published, and it was published after `published_after`.
+fn lease_from(
+    state: ServerState,
+    term: u64,
+    quorum_ack_ms: Option<u64>,
+    published_after: Option<Instant>,
+) -> Option<Lease> {
+    match (state, quorum_ack_ms, published_after) {
+        // +1: openraft rounds the age down to whole milliseconds.
+        (ServerState::Leader, Some(ms), Some(after)) => {
+            after.checked_sub(Duration::from_millis(ms + 1)).map(|acked_at| Lease { term, acked_at })
+        }
+        _ => None,
+    }
 }
 
 /// Whether the leader may answer without a barrier: a majority acknowledged it within `bound`, in
@@ -465,5 +489,45 @@ mod tests {
         drop(guard);
         assert!(!before.holds(), "ran meanwhile");
         assert!(permit(&freshness).holds());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lease_read_late_is_dated_from_the_look_before_it_never_from_the_wake_up() {
+        let leading = |ms: u64| {
+            let mut m = RaftMetrics::<NodeId, BasicNode>::new_initial(1);
+            m.state = ServerState::Leader;
+            m.current_term = 3;
+            m.millis_since_quorum_ack = Some(ms);
+            m
+        };
+        let freshness = Freshness::default();
+        let (tx, rx) = watch::channel(leading(0));
+        let tracker = tokio::spawn(freshness.clone().track_lease(rx));
+        tokio::task::yield_now().await;
+        assert!(freshness.lease().is_none(), "the first value seen proves nothing about when it was published");
+        // Published 100 ms after a majority acknowledged it; then the process stalls (this thread
+        // blocks, so the tracker cannot run) before the tracker reads it.
+        let published = Instant::now();
+        tx.send_replace(leading(100));
+        std::thread::sleep(Duration::from_millis(300));
+        tokio::task::yield_now().await;
+        let lease = freshness.lease().expect("a leader's lease");
+        assert_eq!(lease.term, 3);
+        assert!(lease.acked_at + Duration::from_millis(100) <= published, "{:?} too fresh", published - lease.acked_at);
+        assert!(Instant::now() - lease.acked_at >= Duration::from_millis(400), "the stall counts against the lease");
+        let view = View { id: 1, state: ServerState::Leader, term: 3, leader: Some(1), applied: 9, applied_term: 3 };
+        assert!(!leader_may_serve(&view, Some(lease), Instant::now(), Duration::from_millis(300)));
+        drop(tx);
+        tracker.await.expect("tracker");
+    }
+
+    #[test]
+    fn only_a_leader_with_a_publication_bound_has_a_lease() {
+        let after = Instant::now();
+        assert!(lease_from(ServerState::Follower, 3, Some(5), Some(after)).is_none());
+        assert!(lease_from(ServerState::Leader, 3, None, Some(after)).is_none());
+        assert!(lease_from(ServerState::Leader, 3, Some(5), None).is_none());
+        let lease = lease_from(ServerState::Leader, 3, Some(5), Some(after)).expect("lease");
+        assert_eq!(after - lease.acked_at, Duration::from_millis(6), "rounded-down age plus a millisecond");
     }
 }
