@@ -83,7 +83,7 @@ struct Run {
 
 async fn engine_run(dir: &std::path::Path, shard_bytes: usize, writers: usize, seconds: f64) -> Run {
     let engine = open_engine(dir).await;
-    drive(&engine, &AtomicU64::new(0), shard_bytes, writers, seconds).await
+    drive(&engine, &Arc::new(AtomicU64::new(0)), shard_bytes, writers, seconds).await
 }
 
 async fn open_engine(dir: &std::path::Path) -> Arc<Engine> {
@@ -99,18 +99,18 @@ async fn open_engine(dir: &std::path::Path) -> Arc<Engine> {
     )
 }
 
-/// `writers` tasks putting `shard_bytes` shards for `seconds`, under keys numbered on from `next`.
-async fn drive(engine: &Arc<Engine>, shared_next: &AtomicU64, shard_bytes: usize, writers: usize, seconds: f64) -> Run {
+/// `writers` tasks putting `shard_bytes` shards for `seconds`, under keys numbered on from `next` (shared with
+/// later slices on the same engine, so that no key is written twice).
+async fn drive(engine: &Arc<Engine>, next: &Arc<AtomicU64>, shard_bytes: usize, writers: usize, seconds: f64) -> Run {
     let data: Arc<Vec<u8>> = Arc::new((0..shard_bytes).map(|i| (i * 31 % 251) as u8).collect());
     let crc = shard_crc32c(&data);
-    let next = Arc::new(AtomicU64::new(shared_next.load(Ordering::Relaxed)));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let (puts0, syncs0) =
         (engine.counters().puts.load(Ordering::Relaxed), engine.counters().syncs.load(Ordering::Relaxed));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..writers {
-        let (engine, data, next) = (Arc::clone(engine), Arc::clone(&data), Arc::clone(&next));
+        let (engine, data, next) = (Arc::clone(engine), Arc::clone(&data), Arc::clone(next));
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
@@ -129,7 +129,6 @@ async fn drive(engine: &Arc<Engine>, shared_next: &AtomicU64, shard_bytes: usize
     for task in tasks {
         latencies.extend(task.await.expect("writer"));
     }
-    shared_next.store(next.load(Ordering::Relaxed), Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let puts = engine.counters().puts.load(Ordering::Relaxed) - puts0;
@@ -228,17 +227,14 @@ fn interleaved(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) {
     for (shard_bytes, label) in [(4096usize, "4 KiB"), (1 << 20, "1 MiB")] {
         let run_dir = tempfile::tempdir_in(dir).expect("run dir");
         let engine = runtime.block_on(open_engine(run_dir.path()));
-        let next = AtomicU64::new(0);
+        let next = Arc::new(AtomicU64::new(0));
         let (mut engine_sum, mut ceiling_sum) = (0.0, 0.0);
         let mut ratios = Vec::new();
         for _ in 0..INTERLEAVED_ROUNDS {
-            let (ceiling, achieved) = if shard_bytes == 4096 {
-                let ceiling = device_bound(dir, 1, 2 * ALIGN, 1.0);
-                (ceiling, runtime.block_on(drive(&engine, &next, shard_bytes, 32, 1.0)).puts_per_s)
-            } else {
-                let ceiling = ceiling_sequential(dir, 512);
-                (ceiling, runtime.block_on(drive(&engine, &next, shard_bytes, 32, 1.0)).mib_per_s)
-            };
+            let ceiling =
+                if shard_bytes == 4096 { device_bound(dir, 1, 2 * ALIGN, 1.0) } else { ceiling_sequential(dir, 512) };
+            let run = runtime.block_on(drive(&engine, &next, shard_bytes, 32, 1.0));
+            let achieved = if shard_bytes == 4096 { run.puts_per_s } else { run.mib_per_s };
             engine_sum += achieved;
             ceiling_sum += ceiling;
             ratios.push(achieved / ceiling);
