@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::slab::{SLAB_MIN_BUFFER, Slab};
+
 /// Logical block size assumed for direct I/O (the common 4 KiB; 512-byte devices accept it too).
 pub const ALIGN: usize = 4096;
 
@@ -19,16 +21,41 @@ pub const fn align_up(n: u64) -> u64 {
     n.div_ceil(ALIGN as u64) * ALIGN as u64
 }
 
-/// A heap-allocated buffer starting on an [`ALIGN`] boundary, its length a non-zero multiple of [`ALIGN`].
+/// A buffer starting on an [`ALIGN`] boundary, its length a non-zero multiple of [`ALIGN`].
 ///
-/// Built on an over-allocated `Vec` and an aligned window into it, so no unsafe code is needed; the `Vec` is never
-/// grown, so the window never moves. A buffer taken from a [`BufferPool`] goes back to it when dropped (also when
-/// it was handed out as `Bytes`), so steady traffic allocates, zeroes and page-faults no new memory.
+/// Mostly an over-allocated `Vec` and an aligned window into it (never grown, so the window never moves); a pooled
+/// buffer of [`SLAB_MIN_BUFFER`] or more is a slot of a huge-page [`Slab`] instead. A buffer taken from a
+/// [`BufferPool`] goes back to it when dropped (also when it was handed out as `Bytes`), so steady traffic
+/// allocates, zeroes and page-faults no new memory.
 pub struct AlignedBuf {
-    storage: Vec<u8>,
-    start: usize,
+    storage: Storage,
     len: usize,
     pool: Option<BufferPool>,
+}
+
+enum Storage {
+    /// The aligned window starts at `start`.
+    Heap {
+        bytes: Vec<u8>,
+        start: usize,
+    },
+    Slot {
+        slab: Arc<Slab>,
+        index: usize,
+    },
+}
+
+impl Storage {
+    fn slab(&self) -> Option<&Arc<Slab>> {
+        match self {
+            Storage::Heap { .. } => None,
+            Storage::Slot { slab, .. } => Some(slab),
+        }
+    }
+
+    fn is_in(&self, slab: &Arc<Slab>) -> bool {
+        self.slab().is_some_and(|mine| Arc::ptr_eq(mine, slab))
+    }
 }
 
 impl AlignedBuf {
@@ -38,11 +65,17 @@ impl AlignedBuf {
         AlignedBuf::within(vec![0u8; len + ALIGN - 1], len, None)
     }
 
-    fn within(storage: Vec<u8>, len: usize, pool: Option<BufferPool>) -> Self {
-        let misalignment = storage.as_ptr().addr() % ALIGN;
+    fn within(bytes: Vec<u8>, len: usize, pool: Option<BufferPool>) -> Self {
+        let misalignment = bytes.as_ptr().addr() % ALIGN;
         let start = (ALIGN - misalignment) % ALIGN;
-        debug_assert!(start + len <= storage.len());
-        AlignedBuf { storage, start, len, pool }
+        debug_assert!(start + len <= bytes.len());
+        AlignedBuf { storage: Storage::Heap { bytes, start }, len, pool }
+    }
+
+    /// Whether the buffer lies in huge pages: physically contiguous in 2 MiB runs, so the device takes it in a
+    /// segment or two, as it would from the staging buffer.
+    pub fn huge_backed(&self) -> bool {
+        self.storage.slab().is_some_and(|slab| slab.huge())
     }
 
     /// Hands `range` of the buffer over as `Bytes` without copying it.
@@ -68,7 +101,8 @@ impl AsRef<[u8]> for Window {
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.take() {
-            pool.give(std::mem::take(&mut self.storage));
+            let storage = std::mem::replace(&mut self.storage, Storage::Heap { bytes: Vec::new(), start: 0 });
+            pool.give(storage, self.len);
         }
     }
 }
@@ -77,13 +111,22 @@ impl Deref for AlignedBuf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
+        match &self.storage {
+            Storage::Heap { bytes, start } => &bytes[*start..*start + self.len],
+            // SAFETY: the slot is `len` bytes inside the live slab (the pool cut it so) and this buffer is its only
+            // owner until it goes back to the pool.
+            Storage::Slot { slab, index } => unsafe { std::slice::from_raw_parts(slab.slot(*index), self.len) },
+        }
     }
 }
 
 impl DerefMut for AlignedBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + self.len]
+        match &mut self.storage {
+            Storage::Heap { bytes, start } => &mut bytes[*start..*start + self.len],
+            // SAFETY: as in `deref`; `&mut self` makes this the only reference to the slot.
+            Storage::Slot { slab, index } => unsafe { std::slice::from_raw_parts_mut(slab.slot(*index), self.len) },
+        }
     }
 }
 
@@ -92,23 +135,50 @@ const MAX_POOLED_BYTES: usize = 64 << 20;
 
 /// Free direct-I/O buffers by exact aligned length (shard sizes repeat: stripe size / k, plus the header), holding
 /// at most `max_free_bytes` while idle. Exact lengths matter: rounding a 1 MiB + 4 KiB record up to a power of two
-/// would double the memory of every shard in flight. The memory in use is bounded elsewhere (`budget`); the pool
-/// only keeps it from being freed and faulted in again.
+/// would double the memory of every shard in flight. Buffers of [`SLAB_MIN_BUFFER`] or more are cut from
+/// huge-page slabs (see `slab`), made when a length has no free buffer left; an idle slab is unmapped once the
+/// pool holds more than its bound. So slab memory stays within about twice what was in use at the peak (plus
+/// rounding to whole huge pages). The memory in use is bounded elsewhere (`budget`); the pool only keeps it from being freed and faulted
+/// in again.
 #[derive(Clone)]
 pub struct BufferPool {
     inner: Arc<PoolInner>,
 }
 
 struct PoolInner {
-    free: Mutex<HashMap<usize, Vec<Vec<u8>>>>,
+    free: Mutex<Classes>,
     free_bytes: AtomicU64,
     max_free_bytes: u64,
+    /// Whether large buffers come from slabs (always, but in tests of the heap path).
+    slabs: bool,
+}
+
+#[derive(Default)]
+struct Classes {
+    /// Free buffers by length.
+    free: HashMap<usize, Vec<Storage>>,
+    /// Slab buffers made by length, free or not.
+    made: HashMap<usize, usize>,
+    /// Whether this machine backs slabs with huge pages, as the first slab found.
+    huge: Option<bool>,
 }
 
 impl BufferPool {
     pub fn new(max_free_bytes: u64) -> Self {
-        let inner = PoolInner { free: Mutex::new(HashMap::new()), free_bytes: AtomicU64::new(0), max_free_bytes };
+        BufferPool::with_slabs(max_free_bytes, true, None)
+    }
+
+    fn with_slabs(max_free_bytes: u64, slabs: bool, huge: Option<bool>) -> Self {
+        let classes = Classes { huge, ..Classes::default() };
+        let inner = PoolInner { free: Mutex::new(classes), free_bytes: AtomicU64::new(0), max_free_bytes, slabs };
         BufferPool { inner: Arc::new(inner) }
+    }
+
+    /// For tests of the writer's two paths whatever this machine's huge pages: no slabs (every buffer staged), or
+    /// slabs taken as huge-page backed (large records written from where they are).
+    #[cfg(test)]
+    pub fn for_test(max_free_bytes: u64, slabs_as_huge: bool) -> Self {
+        BufferPool::with_slabs(max_free_bytes, slabs_as_huge, Some(true))
     }
 
     /// A buffer of at least `min_len` bytes whose contents are unspecified (whatever its last user left).
@@ -117,29 +187,53 @@ impl BufferPool {
         if len > MAX_POOLED_BYTES {
             return AlignedBuf::zeroed(len);
         }
-        let reused = self.inner.free.lock().ok().and_then(|mut free| free.get_mut(&len).and_then(Vec::pop));
-        let storage = match reused {
-            Some(storage) => {
-                self.inner.free_bytes.fetch_sub(storage.len() as u64, Ordering::Relaxed);
-                storage
-            }
-            None => vec![0u8; len + ALIGN - 1],
-        };
-        AlignedBuf::within(storage, len, Some(self.clone()))
+        let Ok(mut classes) = self.inner.free.lock() else { return AlignedBuf::zeroed(len) };
+        if let Some(storage) = classes.free.get_mut(&len).and_then(Vec::pop) {
+            self.inner.free_bytes.fetch_sub(len as u64, Ordering::Relaxed);
+            return AlignedBuf { storage, len, pool: Some(self.clone()) };
+        }
+        let made = classes.made.get(&len).copied().unwrap_or(0);
+        if len >= SLAB_MIN_BUFFER
+            && self.inner.slabs
+            && let Some(slab) = Slab::new(len, Slab::slots_after(made, len), classes.huge)
+        {
+            // Every buffer of this length is in use: a new slab, one buffer for the caller and the rest kept free.
+            classes.huge.get_or_insert(slab.huge());
+            *classes.made.entry(len).or_default() += slab.slots();
+            let spare = (1..slab.slots()).map(|index| Storage::Slot { slab: Arc::clone(&slab), index });
+            classes.free.entry(len).or_default().extend(spare);
+            self.inner.free_bytes.fetch_add(((slab.slots() - 1) * len) as u64, Ordering::Relaxed);
+            return AlignedBuf { storage: Storage::Slot { slab, index: 0 }, len, pool: Some(self.clone()) };
+        }
+        drop(classes);
+        AlignedBuf::within(vec![0u8; len + ALIGN - 1], len, Some(self.clone()))
     }
 
-    fn give(&self, storage: Vec<u8>) {
-        let size = storage.len() as u64;
-        if self.inner.free_bytes.fetch_add(size, Ordering::Relaxed) + size > self.inner.max_free_bytes {
-            self.inner.free_bytes.fetch_sub(size, Ordering::Relaxed);
-            return;
-        }
-        let len = storage.len() + 1 - ALIGN;
-        match self.inner.free.lock() {
-            Ok(mut free) => free.entry(len).or_default().push(storage),
-            Err(_) => {
-                self.inner.free_bytes.fetch_sub(size, Ordering::Relaxed);
+    fn give(&self, storage: Storage, len: usize) {
+        let Ok(mut classes) = self.inner.free.lock() else { return };
+        let over =
+            self.inner.free_bytes.fetch_add(len as u64, Ordering::Relaxed) + len as u64 > self.inner.max_free_bytes;
+        match storage.slab() {
+            // Over the bound: a heap buffer is freed; a slab only once all its other buffers are back too.
+            Some(slab)
+                if over
+                    && classes.free.get(&len).map_or(0, |class| class.iter().filter(|s| s.is_in(slab)).count())
+                        == slab.slots() - 1 =>
+            {
+                let slab = Arc::clone(slab);
+                drop(storage);
+                if let Some(class) = classes.free.get_mut(&len) {
+                    class.retain(|s| !s.is_in(&slab));
+                }
+                if let Some(made) = classes.made.get_mut(&len) {
+                    *made = made.saturating_sub(slab.slots());
+                }
+                self.inner.free_bytes.fetch_sub((slab.slots() * len) as u64, Ordering::Relaxed);
             }
+            None if over => {
+                self.inner.free_bytes.fetch_sub(len as u64, Ordering::Relaxed);
+            }
+            _ => classes.free.entry(len).or_default().push(storage),
         }
     }
 
@@ -194,6 +288,32 @@ mod tests {
         assert!(pool.free_bytes() <= 1 << 20);
         // Too large for any class: a plain buffer.
         assert_eq!(pool.take(100 << 20).len(), 100 << 20);
+    }
+
+    #[test]
+    fn large_buffers_come_from_slabs_that_grow_and_are_unmapped_when_idle_beyond_the_bound() {
+        let len = (1 << 20) + ALIGN;
+        let pool = BufferPool::for_test(4 << 20, true);
+        // A slab is made only when every buffer of the length is in use, each as large as all before it: one
+        // buffer (a 2 MiB huge page), one, then two rounded up to 4 MiB, which holds three.
+        let mut bufs: Vec<AlignedBuf> = (0..3).map(|_| pool.take(len)).collect();
+        assert_eq!(pool.free_bytes(), 2 * len as u64);
+        for (i, buf) in bufs.iter_mut().enumerate() {
+            assert!(buf.huge_backed());
+            assert_eq!((buf.as_ptr().addr() % ALIGN, buf.len()), (0, len));
+            buf.fill(i as u8 + 1);
+        }
+        for (i, buf) in bufs.iter().enumerate() {
+            assert!(buf.iter().all(|&b| b == i as u8 + 1), "buffer {i} shares memory with another");
+        }
+        let first = bufs[0].as_ptr().addr();
+        // Given back: the first stays (within the bound); the other two slabs go once all their buffers are back
+        // and the pool would hold more than 4 MiB.
+        drop(bufs);
+        assert_eq!(pool.free_bytes(), len as u64);
+        assert_eq!(pool.take(len).as_ptr().addr(), first, "the kept slab is reused");
+        // Shorter buffers are heap memory, as before.
+        assert!(!pool.take(64 << 10).huge_backed());
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! header block, larger ones as records of their own), and copies it into a physically contiguous staging buffer
 //! (see `staging`) while the batch fits there: the copying overlaps the wait for the last writers, and when the
 //! batch closes only its pack header is left to copy before the write (4 KiB × 32: +5 %, 8 alternating rounds).
-//! Each batch is made durable with one fdatasync, then its puts are answered and indexed.
+//! A record whose image lies in huge pages (large shards' buffers come from huge-page slabs, see `slab`) is not
+//! copied: the same write takes it from where it is, between the staged runs around it (1 MiB × 32: 86–90 % of
+//! ceiling (b) against 73–82 % staged). Each batch is made durable with one fdatasync, then its puts are answered
+//! and indexed.
 //!
 //! Only full batches stream ahead of their sync: they go to the **syncer** thread, which syncs them in order
 //! (merging those that queued meanwhile) while the writer collects the next. A batch with room left waits for its
@@ -25,9 +28,10 @@
 //! order (after any index work held back), so a delete never overtakes a put queued before it.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -49,8 +53,6 @@ pub const MAX_BATCH_BYTES: u64 = 8 << 20;
 /// Written batches waiting for the syncer. Their memory is bounded by the node's I/O budget (a put holds its
 /// permit until answered); the count bounds how far the writer runs ahead of durability.
 const SYNC_QUEUE: usize = 4;
-/// How often the writer looks for more puts while it lingers (its timer slack is set to match).
-const LINGER_POLL: Duration = Duration::from_micros(10);
 /// At most this many written batches share one fdatasync.
 const MAX_MERGED_BATCHES: usize = 8;
 
@@ -75,6 +77,8 @@ pub struct Committer {
     shared: Arc<Shared>,
     state: WriterState,
     staging: StagingBuffer,
+    /// Jobs taken from the queue so far: with the doorbell's count, how many are waiting in it.
+    taken: u64,
 }
 
 struct PlacedPut {
@@ -106,8 +110,9 @@ struct Placement {
     placed: Vec<PlacedPut>,
     pieces: Vec<Piece>,
     pack: Option<OpenPack>,
-    /// The leading pieces copied (or, for a pack header not sealed yet, with room kept) into the staging buffer,
-    /// back to back, and their length.
+    /// The leading pieces ready for one write: copied (or, for a pack header not sealed yet, with room kept) into
+    /// the staging buffer back to back, or written from where they are (records in huge pages); and the length of
+    /// what is in the staging buffer.
     staged: usize,
     staged_bytes: usize,
     /// Why the disk took no writes when the batch began: its puts are refused, nothing is placed.
@@ -143,6 +148,8 @@ struct Piece {
     chunk: u32,
     offset: u64,
     bytes: PieceBytes,
+    /// Where it is staged in the staging window, if it is (a pack header not sealed yet has its room kept there).
+    staged_at: Option<usize>,
 }
 
 enum PieceBytes {
@@ -155,6 +162,15 @@ enum PieceBytes {
 }
 
 impl Piece {
+    fn new(chunk: u32, offset: u64, bytes: PieceBytes) -> Self {
+        Piece { chunk, offset, bytes, staged_at: None }
+    }
+
+    /// Whether the device can take it from where it is, as from the staging buffer: a record in huge pages.
+    fn direct(&self, placed: &[PlacedPut]) -> bool {
+        matches!(self.bytes, PieceBytes::Record(i) if placed[i].shard.image.huge_backed())
+    }
+
     /// None for a pack header not sealed yet.
     fn bytes<'a>(&'a self, placed: &'a [PlacedPut]) -> Option<&'a [u8]> {
         match &self.bytes {
@@ -163,6 +179,14 @@ impl Piece {
             PieceBytes::PackHeader(block) => block.as_deref(),
         }
     }
+}
+
+/// Where a run of a batch's write comes from.
+enum Source<'a> {
+    /// This range of the staging window.
+    Staged(Range<usize>),
+    /// A record's own memory, in huge pages.
+    Direct(&'a [u8]),
 }
 
 /// A batch on disk but not yet synced, with what the syncer needs to account for it.
@@ -201,12 +225,12 @@ enum SyncJob {
 
 impl Committer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Committer {
-        Committer { shared, state, staging: StagingBuffer::new() }
+        Committer { shared, state, staging: StagingBuffer::new(), taken: 0 }
     }
 
     /// Runs the writer on this thread and the syncer on another until the job queue closes.
     pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        // The default 50 µs timer slack would stretch every linger poll; this thread sleeps for microseconds.
+        // The default 50 µs timer slack would stretch every linger deadline; this thread sleeps for microseconds.
         // SAFETY: prctl(PR_SET_TIMERSLACK) takes plain integers and only affects the calling thread.
         unsafe {
             libc::prctl(
@@ -217,6 +241,7 @@ impl Committer {
                 0 as libc::c_ulong,
             );
         }
+        self.shared.doorbell.attach_writer();
         let (to_syncer, from_writer) = std::sync::mpsc::sync_channel::<SyncJob>(SYNC_QUEUE);
         let mut syncer = Syncer {
             shared: Arc::clone(&self.shared),
@@ -267,7 +292,7 @@ impl Committer {
             let deadline = Instant::now() + self.shared.config.commit_window;
             loop {
                 let full = batch.len() >= MAX_BATCH_RECORDS || bytes >= MAX_BATCH_BYTES;
-                match if full { Err(mpsc::error::TryRecvError::Empty) } else { rx.try_recv() } {
+                match if full { Err(mpsc::error::TryRecvError::Empty) } else { self.try_take(&mut rx) } {
                     Ok(job) if job.is_put() => {
                         bytes += job.put_bytes();
                         self.place(&mut batch, job);
@@ -282,7 +307,8 @@ impl Committer {
                 if full || !lingering || batch.len() >= expected || Instant::now() >= deadline {
                     break;
                 }
-                std::thread::sleep(LINGER_POLL);
+                // Asleep until the put that completes the expected batch arrives (see `doorbell`).
+                self.shared.doorbell.wait_for(self.taken + (expected - batch.len()) as u64, deadline);
             }
             expected = batch.len().max(expected - expected / 8);
             // The writers are all here: the last batch's index work now overlaps this one's write and sync rather
@@ -319,7 +345,7 @@ impl Committer {
     /// answered to send their next puts (at most one commit window), so that it runs during the next batch's
     /// write and sync; before this thread sleeps for longer, it hands that work over.
     fn next_job(
-        &self,
+        &mut self,
         rx: &mut mpsc::Receiver<Job>,
         unindexed: &mut Option<WrittenBatch>,
         to_syncer: &std::sync::mpsc::SyncSender<SyncJob>,
@@ -327,17 +353,25 @@ impl Committer {
         if unindexed.is_some() {
             let deadline = Instant::now() + self.shared.config.commit_window;
             loop {
-                match rx.try_recv() {
+                match self.try_take(rx) {
                     Ok(job) => return Some(job),
                     Err(mpsc::error::TryRecvError::Empty) if Instant::now() < deadline => {
-                        std::thread::sleep(LINGER_POLL)
+                        self.shared.doorbell.wait_for(self.taken + 1, deadline)
                     }
                     Err(_) => break,
                 }
             }
             self.hand_over_index(unindexed, to_syncer);
         }
-        rx.blocking_recv()
+        let job = rx.blocking_recv();
+        self.taken += u64::from(job.is_some());
+        job
+    }
+
+    fn try_take(&mut self, rx: &mut mpsc::Receiver<Job>) -> Result<Job, mpsc::error::TryRecvError> {
+        let job = rx.try_recv()?;
+        self.taken += 1;
+        Ok(job)
     }
 
     fn hand_over_index(&self, unindexed: &mut Option<WrittenBatch>, to_syncer: &std::sync::mpsc::SyncSender<SyncJob>) {
@@ -406,7 +440,7 @@ impl Committer {
                 let active = self.room_for(HEADER_BYTES as u64 + data_len)?;
                 let (chunk, offset) = (active.chunk.id(), active.end);
                 active.end += HEADER_BYTES as u64;
-                batch.pieces.push(Piece { chunk, offset, bytes: PieceBytes::PackHeader(None) });
+                batch.pieces.push(Piece::new(chunk, offset, PieceBytes::PackHeader(None)));
                 self.stage_last(batch);
                 batch.pack =
                     Some(OpenPack { builder: PackBuilder::default(), piece: batch.pieces.len() - 1, chunk, offset });
@@ -423,7 +457,7 @@ impl Committer {
             active.end += data_len;
             shard.header.seq = seq;
             open.builder.push(&shard.header);
-            let piece = Piece { chunk: open.chunk, offset: data_at, bytes: PieceBytes::PackedData(batch.placed.len()) };
+            let piece = Piece::new(open.chunk, data_at, PieceBytes::PackedData(batch.placed.len()));
             let offset = data_at - HEADER_BYTES as u64;
             (Location { chunk: open.chunk, offset, shard_len, seq, pack: Some(open.offset) }, piece)
         } else {
@@ -432,24 +466,31 @@ impl Committer {
             let (chunk, offset) = (active.chunk.id(), active.end);
             active.end += shard.header.record_bytes();
             shard.stamp(self.shared.disk.seed(), seq)?;
-            let piece = Piece { chunk, offset, bytes: PieceBytes::Record(batch.placed.len()) };
+            let piece = Piece::new(chunk, offset, PieceBytes::Record(batch.placed.len()));
             (Location { chunk, offset, shard_len, seq, pack: None }, piece)
         })
     }
 
-    /// Copies the newest piece into the staging window, after the others, while every piece so far is there; a
-    /// pack header's place is kept free until it is sealed.
+    /// Copies the newest piece into the staging window, after the others, while every piece so far is there (or
+    /// written from where it is: see [`Piece::direct`]); a pack header's place is kept free until it is sealed.
     fn stage_last(&mut self, batch: &mut Placement) {
-        let Some((last, first)) = batch.pieces.last().zip(batch.pieces.first()) else { return };
-        // Pieces of one chunk follow each other on disk, so the staged ones are one contiguous run.
-        if batch.staged + 1 != batch.pieces.len() || last.chunk != first.chunk {
+        let last = batch.pieces.len().wrapping_sub(1);
+        let (Some(piece), Some(first)) = (batch.pieces.get(last), batch.pieces.first()) else { return };
+        // Pieces of one chunk follow each other on disk, so the staged ones make one contiguous write.
+        if batch.staged != last || piece.chunk != first.chunk {
             return;
         }
-        let staged = match last.bytes(&batch.placed) {
-            Some(bytes) => self.staging.stage(batch.staged_bytes, bytes).then_some(bytes.len()),
-            None => StagingBuffer::fits(batch.staged_bytes, HEADER_BYTES).then_some(HEADER_BYTES),
+        if piece.direct(&batch.placed) {
+            batch.staged += 1;
+            return;
+        }
+        let at = batch.staged_bytes;
+        let staged = match piece.bytes(&batch.placed) {
+            Some(bytes) => self.staging.stage(at, bytes).then_some(bytes.len()),
+            None => StagingBuffer::fits(at, HEADER_BYTES).then_some(HEADER_BYTES),
         };
         if let Some(len) = staged {
+            batch.pieces[last].staged_at = Some(at);
             batch.staged += 1;
             batch.staged_bytes += len;
         }
@@ -459,11 +500,10 @@ impl Committer {
     fn close_pack(&mut self, batch: &mut Placement) -> Result<(), BlobnodeError> {
         let Some(open) = batch.pack.take() else { return Ok(()) };
         let block = open.builder.seal(self.shared.disk.seed()).map_err(BlobnodeError::Internal)?;
-        if open.piece < batch.staged {
-            let at = (batch.pieces[open.piece].offset - batch.pieces[0].offset) as usize;
-            if !self.staging.stage(at, &block) {
-                return Err(BlobnodeError::Internal("a staged pack header fell outside the staging buffer".into()));
-            }
+        if let Some(at) = batch.pieces[open.piece].staged_at
+            && !self.staging.stage(at, &block)
+        {
+            return Err(BlobnodeError::Internal("a staged pack header fell outside the staging buffer".into()));
         }
         batch.pieces[open.piece].bytes = PieceBytes::PackHeader(Some(block));
         Ok(())
@@ -522,12 +562,29 @@ impl Committer {
                 .ok_or_else(|| BlobnodeError::Internal("a pack header was left unsealed".into()))?;
             let written: u64 = buffers.iter().map(|b| b.len() as u64).sum();
             // Through physically contiguous memory: a few large transfers rather than one per page. The staged
-            // pieces all lie at the start of the first chunk's run.
+            // pieces (copied into the staging window, or direct) all lie at the start of the first chunk's run.
             let staged = if start == 0 { batch.staged } else { 0 };
             let mut offset = pieces[start].offset;
             if staged > 0 {
-                self.staging.write_staged(&chunk, offset, batch.staged_bytes)?;
-                offset += batch.staged_bytes as u64;
+                // One iovec per run of staged pieces (they lie back to back in the window) and per direct one.
+                let mut runs: Vec<Source> = Vec::new();
+                for (piece, bytes) in pieces[..staged].iter().zip(&buffers) {
+                    match (piece.staged_at, runs.last_mut()) {
+                        (Some(at), Some(Source::Staged(run))) if run.end == at => run.end += bytes.len(),
+                        (Some(at), _) => runs.push(Source::Staged(at..at + bytes.len())),
+                        (None, _) => runs.push(Source::Direct(bytes)),
+                    }
+                }
+                let sources: Vec<&[u8]> = runs
+                    .into_iter()
+                    .map(|run| match run {
+                        Source::Staged(window) => self.staging.staged(window.start, window.len()),
+                        Source::Direct(bytes) => Some(bytes),
+                    })
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| BlobnodeError::Internal("a staged piece lies outside the staging buffer".into()))?;
+                chunk.write_at(offset, &sources)?;
+                offset += sources.iter().map(|b| b.len() as u64).sum::<u64>();
             }
             self.staging.write_through(&chunk, offset, &buffers[staged..])?;
             self.shared.counters.bytes_written.fetch_add(written, Ordering::Relaxed);

@@ -23,6 +23,7 @@ use crate::aligned::BufferPool;
 use crate::chunk::ChunkFile;
 use crate::committer::Committer;
 use crate::disk::{Disk, DiskUsage};
+use crate::doorbell::Doorbell;
 use crate::error::BlobnodeError;
 use crate::index::{Index, Location};
 use crate::key::ShardKey;
@@ -103,6 +104,8 @@ pub(crate) struct Shared {
     /// Puts answered (their records synced) whose index write has not landed yet: the batch whose index work the
     /// writer holds back and those queued for the syncer thread, a few at most (its queue is bounded).
     synced: RwLock<HashMap<ShardKey, Location>>,
+    /// Rung by every job sent to the committer, so the writer can sleep until as many as it expects have come.
+    pub doorbell: Doorbell,
 }
 
 impl Shared {
@@ -248,6 +251,7 @@ impl Engine {
             config,
             pool,
             synced: RwLock::new(HashMap::new()),
+            doorbell: Doorbell::new(),
         });
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let committer = Committer::new(Arc::clone(&shared), recovered.writer);
@@ -318,6 +322,7 @@ impl Engine {
         jobs.send(Job { kind, reply })
             .await
             .map_err(|_| BlobnodeError::Internal("the committer has stopped".into()))?;
+        self.shared.doorbell.ring();
         answer.await.map_err(|_| BlobnodeError::Internal("the committer dropped a request".into()))?
     }
 
@@ -419,7 +424,7 @@ pub(crate) mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::record::tests::{pattern, seal_key};
+    use crate::record::tests::{pattern, seal_key, seal_key_in};
     use crate::store::tests::test_config;
 
     pub(crate) fn open(root: &std::path::Path, config: EngineConfig) -> Arc<Engine> {
@@ -507,9 +512,22 @@ pub(crate) mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_past_the_staging_window_and_across_chunks_land_byte_exact() {
-        // Records of 1 MiB + 1 byte among small packed shards, lingering for many to batch together: a batch passes
-        // the 4 MiB staging window (its start is staged as puts arrive, the rest streams through the buffer), and
-        // 16 MiB chunks roll over in the middle of batches (staging stops at the chunk change).
+        // Images in heap memory: every piece goes through the staging buffer, and batches pass its 4 MiB window
+        // (their start is staged as puts arrive, the rest streams through the buffer).
+        large_and_small_batches_land_byte_exact(&BufferPool::for_test(64 << 20, false)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_in_huge_pages_are_written_from_where_they_are_beside_staged_pieces() {
+        // Large images in slabs taken as huge-page backed: the writer hands them to the device as they are, in the
+        // same write as the staged pack headers and small shards around them.
+        large_and_small_batches_land_byte_exact(&BufferPool::for_test(64 << 20, true)).await;
+    }
+
+    /// Records of 1 MiB + 1 byte among small packed shards, lingering for many to batch together, with 16 MiB chunks
+    /// that roll over in the middle of batches (staging stops at the chunk change); read back, then again from the
+    /// chunk files alone.
+    async fn large_and_small_batches_land_byte_exact(pool: &BufferPool) {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = EngineConfig { chunk_bytes: 16 << 20, commit_window: Duration::from_millis(20), ..test_config() };
         let len = |n: u32| if n.is_multiple_of(3) { (1 << 20) + 1 } else { 5000 + n as usize };
@@ -517,7 +535,7 @@ pub(crate) mod tests {
         for round in 0..2u32 {
             // Sealed first, so that the puts reach the writer together.
             let sealed: Vec<_> =
-                (round * 48..(round + 1) * 48).map(|n| seal_key(unique_key(n), &pattern(len(n), n))).collect();
+                (round * 48..(round + 1) * 48).map(|n| seal_key_in(pool, unique_key(n), &pattern(len(n), n))).collect();
             let mut tasks = Vec::new();
             for shard in sealed {
                 let engine = Arc::clone(&engine);
@@ -532,7 +550,6 @@ pub(crate) mod tests {
         for n in 0..96u32 {
             assert_eq!(read_all(&engine, &unique_key(n)).expect("read"), pattern(len(n), n), "shard {n}");
         }
-        // And from the chunk files alone.
         drop(engine);
         std::fs::remove_dir_all(dir.path().join("index")).expect("lose the index");
         let engine = open(dir.path(), config);

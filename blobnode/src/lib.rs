@@ -8,9 +8,10 @@
 //! itself and its disks (with their state: ok, read-only, faulty, missing) and heartbeats; it never calls the
 //! metadata service on the read or write path.
 //!
-//! Code map: `config` (flags), `error`, `aligned` (direct-I/O buffers), `record`, `pack` and `chunk` (the
+//! Code map: `config` (flags), `error`, `aligned` (direct-I/O buffers and their pool), `slab` (huge-page memory
+//! for large buffers), `record`, `pack` and `chunk` (the
 //! on-disk formats), `index` (shard id → location), `engine` (one disk: reads, state, the job queue), `committer`
-//! (group commit, deletes, chunk roll-over), `staging` (contiguous memory for the device), `recovery`
+//! (group commit, deletes, chunk roll-over), `doorbell` (how the writer sleeps while puts queue up), `staging` (contiguous memory for the device), `recovery`
 //! (index vs chunks at start), `scrub`, `compact`, `pace` (their rate limit), `fsutil` (durability primitives),
 //! `disk` (identity, layout, capacity), `budget` (memory bound), `store` (the node's disks), `service` (gRPC),
 //! `heartbeat`.
@@ -22,6 +23,7 @@ mod committer;
 mod compact;
 mod config;
 mod disk;
+mod doorbell;
 mod engine;
 mod error;
 mod fsutil;
@@ -34,6 +36,7 @@ mod record;
 mod recovery;
 mod scrub;
 mod service;
+mod slab;
 mod staging;
 mod store;
 

@@ -361,8 +361,11 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn seal_key(key: ShardKey, data: &[u8]) -> SealedShard {
-        let mut image =
-            ShardImage::new(key, data.len() as u64, &BufferPool::new(1 << 20)).expect("length within bounds");
+        seal_key_in(&BufferPool::new(1 << 20), key, data)
+    }
+
+    pub(crate) fn seal_key_in(pool: &BufferPool, key: ShardKey, data: &[u8]) -> SealedShard {
+        let mut image = ShardImage::new(key, data.len() as u64, pool).expect("length within bounds");
         image.append(data).expect("append");
         image.seal(crc32c(data)).expect("seal")
     }

@@ -77,7 +77,7 @@ impl StagingBuffer {
         }
     }
 
-    /// Copies `bytes` into the window at `at`, ahead of [`write_staged`](Self::write_staged); false, with nothing
+    /// Copies `bytes` into the window at `at`, to be written from [`staged`](Self::staged); false, with nothing
     /// copied, when they would not fit.
     pub fn stage(&mut self, at: usize, bytes: &[u8]) -> bool {
         if !Self::fits(at, bytes.len()) {
@@ -92,13 +92,9 @@ impl StagingBuffer {
         at.checked_add(len).is_some_and(|end| end <= STAGING_BYTES)
     }
 
-    /// Writes the first `len` bytes of the window, as staged, into `chunk` at `offset`.
-    pub fn write_staged(&mut self, chunk: &ChunkFile, offset: u64, len: usize) -> Result<(), BlobnodeError> {
-        let window = self.window();
-        let staged = window
-            .get(..len)
-            .ok_or_else(|| BlobnodeError::Internal(format!("{len} staged bytes exceed the staging buffer")))?;
-        chunk.write_at(offset, &[staged])
+    /// The `len` bytes staged at `at`; None if they would lie outside the window.
+    pub fn staged(&self, at: usize, len: usize) -> Option<&[u8]> {
+        Self::fits(at, len).then(|| &self.storage[self.start + at..self.start + at + len])
     }
 
     /// The first `len` bytes of the buffer, to fill in place; None beyond [`STAGING_BYTES`].
@@ -113,7 +109,7 @@ impl StagingBuffer {
 
 /// Bytes of transparent huge pages backing the mapping that holds `addr`, from `/proc/self/smaps`; None where that
 /// cannot be read (not Linux, no procfs). A mapping merged with its neighbours counts theirs too.
-fn huge_page_bytes(addr: usize) -> Option<u64> {
+pub fn huge_page_bytes(addr: usize) -> Option<u64> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
     let mut inside = false;
     for line in smaps.lines() {
@@ -213,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn staged_bytes_are_written_as_placed_and_never_past_the_buffer() {
+    fn staged_bytes_are_read_back_as_placed_and_never_past_the_buffer() {
         let dir = tempfile::tempdir().expect("tempdir");
         let chunk = ChunkFile::create(dir.path(), 1, &[7; 16], false).expect("chunk");
         let mut staging = StagingBuffer::new();
@@ -223,8 +219,10 @@ mod tests {
         assert!(staging.stage(0, &a));
         assert!(!staging.stage(STAGING_BYTES - ALIGN, &b), "past the end");
         assert!(!staging.stage(usize::MAX, &a), "overflowing offset");
-        staging.write_staged(&chunk, ALIGN as u64, 3 * ALIGN).expect("write");
-        assert!(staging.write_staged(&chunk, 0, STAGING_BYTES + ALIGN).is_err());
+        let staged = staging.staged(0, 3 * ALIGN).expect("inside the window");
+        chunk.write_at(ALIGN as u64, &[staged]).expect("write");
+        assert!(staging.staged(0, STAGING_BYTES + ALIGN).is_none());
+        assert!(staging.staged(usize::MAX, ALIGN).is_none());
         let mut back = crate::aligned::AlignedBuf::zeroed(3 * ALIGN);
         chunk.read_at(&mut back, ALIGN as u64).expect("read");
         assert_eq!(&back[..ALIGN], &a[..]);
