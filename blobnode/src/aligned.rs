@@ -138,8 +138,8 @@ const MAX_POOLED_BYTES: usize = 64 << 20;
 /// would double the memory of every shard in flight. Buffers of [`SLAB_MIN_BUFFER`] or more are cut from
 /// huge-page slabs (see `slab`), made when a length has no free buffer left; an idle slab is unmapped once the
 /// pool holds more than its bound. So slab memory stays within about twice what was in use at the peak (plus
-/// rounding to whole huge pages). The memory in use is bounded elsewhere (`budget`); the pool only keeps it from being freed and faulted
-/// in again.
+/// rounding to whole huge pages). The memory in use is bounded elsewhere (`budget`); the pool only keeps it from
+/// being freed and faulted in again.
 #[derive(Clone)]
 pub struct BufferPool {
     inner: Arc<PoolInner>,

@@ -9,11 +9,11 @@
 //! metadata service on the read or write path.
 //!
 //! Code map: `config` (flags), `error`, `aligned` (direct-I/O buffers and their pool), `slab` (huge-page memory
-//! for large buffers), `record`, `pack` and `chunk` (the
-//! on-disk formats), `index` (shard id → location), `engine` (one disk: reads, state, the job queue), `committer`
-//! (group commit, deletes, chunk roll-over), `doorbell` (how the writer sleeps while puts queue up), `staging` (contiguous memory for the device), `recovery`
-//! (index vs chunks at start), `scrub`, `compact`, `pace` (their rate limit), `fsutil` (durability primitives),
-//! `disk` (identity, layout, capacity), `budget` (memory bound), `store` (the node's disks), `service` (gRPC),
+//! for large buffers), `record`, `pack` and `chunk` (the on-disk formats), `index` (shard id → location), `engine`
+//! (one disk: reads, state, the job queue), `committer` (group commit, deletes, chunk roll-over), `doorbell` (how
+//! the writer sleeps while puts queue up), `staging` (contiguous memory for the device), `recovery` (index vs
+//! chunks at start), `scrub`, `compact`, `pace` (their rate limit), `fsutil` (durability primitives), `disk`
+//! (identity, layout, capacity), `budget` (memory bound), `store` (the node's disks), `service` (gRPC),
 //! `heartbeat`.
 
 mod aligned;
