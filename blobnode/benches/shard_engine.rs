@@ -90,7 +90,7 @@ async fn open_engine(dir: &std::path::Path) -> Arc<Engine> {
     let disk = Disk::open(dir).expect("disk");
     let window = std::env::var("COFFER_BENCH_WINDOW").ok().and_then(|s| humantime::parse_duration(&s).ok());
     let window = window.unwrap_or(Duration::from_micros(100));
-    let config = EngineConfig { chunk_bytes: 1 << 30, commit_window: window, reserve_bytes: 0 };
+    let config = EngineConfig { chunk_bytes: 1 << 30, preallocate: true, commit_window: window, reserve_bytes: 0 };
     Arc::new(
         tokio::task::spawn_blocking(move || Engine::open(disk, config, BufferPool::new(256 << 20)))
             .await

@@ -602,8 +602,9 @@ impl Committer {
             .is_some_and(|a| a.chunk.id() == chunk && a.end + len <= self.shared.config.chunk_bytes)
     }
 
-    /// The active chunk, rolled over to a fresh one when `len` more bytes would not fit. Space is not reserved
-    /// ahead (see `chunk`): a full disk shows as ENOSPC from the batch's write, which makes the disk read-only.
+    /// The active chunk, rolled over to a fresh one (its space reserved whole with `--chunk-preallocate`, see
+    /// `chunk`) when `len` more bytes would not fit. A disk with less room than a chunk still takes writes: a full disk shows as ENOSPC from the
+    /// batch's write, which makes the disk read-only.
     fn room_for(&mut self, len: u64) -> Result<&mut Active, BlobnodeError> {
         let limit = self.shared.config.chunk_bytes;
         let needs_new = match &self.state.active {
@@ -618,6 +619,13 @@ impl Committer {
                 self.shared.disk.seed(),
                 self.shared.disk.direct_io(),
             )?);
+            if self.shared.config.preallocate
+                && let Err(error) = chunk.reserve(limit)
+            {
+                // Only the reservation is lost; an I/O error still marks the disk (EIO: faulty).
+                self.shared.note_error(&error);
+                tracing::warn!(%error, "could not reserve a new chunk's space");
+            }
             self.state.next_chunk =
                 id.checked_add(1).ok_or_else(|| BlobnodeError::Internal("chunk ids exhausted on this disk".into()))?;
             if let Ok(mut map) = self.shared.chunks.write() {

@@ -42,9 +42,16 @@ pub struct BlobnodeConfig {
     #[arg(long = "io-memory", env = "COFFER_IO_MEMORY", default_value = "256MiB", value_parser = parse_bytes)]
     pub io_memory_bytes: u64,
 
-    /// Largest size of one chunk file (shards are appended into chunk files).
+    /// Size of one chunk file (shards are appended into chunk files).
     #[arg(long = "chunk-size", env = "COFFER_CHUNK_SIZE", default_value = "1GiB", value_parser = parse_chunk_size)]
     pub chunk_bytes: u64,
+
+    /// Reserve each new chunk's whole size on disk when it is made (one fallocate), so its records land in a few
+    /// large extents and a full disk shows at a roll-over; `false`: plain appends (`coffer server`'s default, so
+    /// that a trial folder does not hold a chunk per disk).
+    #[arg(long = "chunk-preallocate", env = "COFFER_CHUNK_PREALLOCATE", default_value_t = true,
+        action = clap::ArgAction::Set)]
+    pub chunk_preallocate: bool,
 
     /// How long a disk's committer waits for more puts to share one fdatasync once puts arrive concurrently (a lone
     /// writer never waits); "0s" takes only what has queued meanwhile.
@@ -86,6 +93,7 @@ impl BlobnodeConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
             chunk_bytes: 1 << 30,
+            chunk_preallocate: true,
             commit_window: Duration::from_micros(100),
             reserve_bytes: 256 << 20,
             scrub_bytes_per_s: 1 << 20,
@@ -99,6 +107,7 @@ impl BlobnodeConfig {
     pub(crate) fn engine(&self) -> EngineConfig {
         EngineConfig {
             chunk_bytes: self.chunk_bytes,
+            preallocate: self.chunk_preallocate,
             commit_window: self.commit_window,
             reserve_bytes: self.reserve_bytes,
         }
@@ -192,6 +201,7 @@ mod tests {
             "500ms",
             "--io-memory",
             "64MiB",
+            "--chunk-preallocate=false",
         ])
         .expect("parse");
         let c = cli.config;
@@ -199,6 +209,7 @@ mod tests {
         assert_eq!(c.metadata, ["http://a:1", "http://b:2"]);
         assert_eq!(c.heartbeat_interval, Duration::from_millis(500));
         assert_eq!(c.io_memory_bytes, 64 << 20);
+        assert!(!c.chunk_preallocate);
         // BlobnodeConfig::new must agree with the flag defaults.
         let parsed = Cli::try_parse_from(["blobnode", "--disk", "/d"]).expect("defaults").config;
         let built = BlobnodeConfig::new(vec!["/d".into()]);

@@ -40,6 +40,8 @@ const JOB_QUEUE: usize = 1024;
 pub struct EngineConfig {
     /// Largest size of one chunk file.
     pub chunk_bytes: u64,
+    /// Whether a new chunk's whole size is reserved on disk when it is made.
+    pub preallocate: bool,
     /// How long the committer lingers for more puts after the first of a batch (zero: take what has queued).
     pub commit_window: Duration,
     /// Free space the disk keeps: below it the disk turns read-only.

@@ -156,7 +156,7 @@ pub(crate) mod tests {
     use crate::record::tests::{pattern, seal_key};
 
     pub(crate) fn test_config() -> EngineConfig {
-        EngineConfig { chunk_bytes: 64 << 20, commit_window: Duration::ZERO, reserve_bytes: 0 }
+        EngineConfig { chunk_bytes: 64 << 20, preallocate: true, commit_window: Duration::ZERO, reserve_bytes: 0 }
     }
 
     #[tokio::test]

@@ -236,6 +236,10 @@ pub async fn run(
         blob_args.push("--disk".into());
         blob_args.push(disk.display().to_string());
     }
+    if std::env::var_os("COFFER_CHUNK_PREALLOCATE").is_none() {
+        // A trial folder should not hold a reserved 1 GiB chunk per disk after its first object.
+        blob_args.push("--chunk-preallocate=false".into());
+    }
     let blobnode_config: coffer_blobnode::BlobnodeConfig = parse_role(&blob_args)?;
     let mut gateway_args = vec![
         "--address".into(),
