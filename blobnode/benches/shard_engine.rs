@@ -10,7 +10,8 @@
 //!
 //! `cargo bench --bench shard_engine` (release). `COFFER_BENCH_DIR` picks the disk (default: the temp dir);
 //! `COFFER_BENCH_SECONDS` the duration of each engine run (default 5); `COFFER_BENCH_ONLY="4 KiB:32"` one case;
-//! `COFFER_BENCH_WINDOW=200us` the committer's linger (`--commit-window`, default 100us). After the table, the two
+//! `COFFER_BENCH_WINDOW=200us` the committer's linger (`--commit-window`, default 100us); `COFFER_BENCH_PREALLOCATE=
+//! false` plain-append chunks (`--chunk-preallocate`, default true). After the table, the two
 //! targets are measured again with the ceiling and one engine taking turns in 1 s slices (`COFFER_BENCH_ONLY=
 //! interleaved` runs only that): this disk's speed drifts by a quarter within minutes, and a ceiling measured once
 //! at the start can make a ratio look a third better or worse than it is.
@@ -90,7 +91,9 @@ async fn open_engine(dir: &std::path::Path) -> Arc<Engine> {
     let disk = Disk::open(dir).expect("disk");
     let window = std::env::var("COFFER_BENCH_WINDOW").ok().and_then(|s| humantime::parse_duration(&s).ok());
     let window = window.unwrap_or(Duration::from_micros(100));
-    let config = EngineConfig { chunk_bytes: 1 << 30, preallocate: true, commit_window: window, reserve_bytes: 0 };
+    // `--chunk-preallocate`, as `coffer blobnode` defaults to it; COFFER_BENCH_PREALLOCATE=false measures appends.
+    let preallocate = std::env::var("COFFER_BENCH_PREALLOCATE").map_or(true, |v| v != "false");
+    let config = EngineConfig { chunk_bytes: 1 << 30, preallocate, commit_window: window, reserve_bytes: 0 };
     Arc::new(
         tokio::task::spawn_blocking(move || Engine::open(disk, config, BufferPool::new(256 << 20)))
             .await
