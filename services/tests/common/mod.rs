@@ -176,9 +176,10 @@ pub fn wait_ready(addr: SocketAddr, procs: &[&Proc]) {
 
 /// `coffer server DIR` on a free port.
 pub struct Embedded {
-    pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    // Fields drop in order: the process stops (and a failing test prints its log) before its folder goes.
     pub proc: Proc,
+    pub dir: tempfile::TempDir,
 }
 
 impl Embedded {
@@ -204,7 +205,6 @@ impl Embedded {
 
 /// The split roles as separate processes: 1 metadata, N blobnodes (one disk each), 1 gateway.
 pub struct Split {
-    pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub metadata: Proc,
     pub blobnodes: Vec<Proc>,
@@ -213,6 +213,9 @@ pub struct Split {
     pub blobnode_args: Vec<Vec<String>>,
     pub gateway: Proc,
     pub metadata_url: String,
+    // Last, so it drops last: the processes stop (and a failing test prints their logs) before their folder goes.
+    // Removed first, it raced the running blobnodes and left their disks behind, reserved chunks and all.
+    pub dir: tempfile::TempDir,
 }
 
 /// Extra flags for the roles of a [`Split`].
