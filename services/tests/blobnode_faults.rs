@@ -230,7 +230,11 @@ fn a_full_disk_turns_read_only_and_new_shards_go_elsewhere() {
         let states = disk_states(&metadata).await;
         assert_eq!(states.get(&small), Some(&(DiskState::ReadOnly as i32)), "{states:?}");
     });
-    drop(cluster);
+    // The processes stop, then the small disk is unmounted, and only then the folder goes: a mount point inside it
+    // stopped the folder's removal half way and left the other disks behind.
+    let dir = cluster.stop();
+    drop(mounts);
+    drop(dir);
 }
 
 #[test]

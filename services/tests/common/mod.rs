@@ -293,6 +293,16 @@ impl Split {
         }
     }
 
+    /// Stops every process and hands back the folder, for a test that must undo something in it (a mount) before
+    /// it goes.
+    pub fn stop(self) -> tempfile::TempDir {
+        let Split { gateway, blobnodes, metadata, dir, .. } = self;
+        drop(gateway);
+        drop(blobnodes);
+        drop(metadata);
+        dir
+    }
+
     /// Starts one more blobnode with a fresh disk; returns its index.
     pub fn add_blobnode(&mut self) -> usize {
         let i = self.blobnodes.len();
