@@ -878,10 +878,13 @@ mod tests {
 
     /// Group 0 (a local applier) with range group 1 recorded at a silent replica, and a node that
     /// is draining, not alive, and named by none of group 0's records.
-    async fn group_0_with_a_silent_range_group(dir: &std::path::Path) -> (MetadataService, Arc<Cluster>) {
+    async fn group_0_with_a_silent_range_group(
+        dir: &std::path::Path,
+    ) -> (MetadataService, Arc<Cluster>, crate::applier::ApplierThread) {
         let store = Arc::new(Store::open(dir).unwrap());
-        // Dropping the thread's handle or the replica's task leaves both running.
-        let (applier, _thread) = Applier::start(store.clone()).unwrap();
+        // The caller stops the thread before the test ends: one still exiting when the process does runs RocksDB's
+        // thread-exit hooks against its destroyed statics ("pthread lock: Invalid argument", an abort).
+        let (applier, thread) = Applier::start(store.clone()).unwrap();
         let (url, _held) = silent_replica().await;
         let create = Command::CreateRangeGroup { group: 1, range: range(("x", ""), ("y", "")), voters: vec![(1, url)] };
         applier.submit(create).await.unwrap();
@@ -897,13 +900,13 @@ mod tests {
             ..Default::default()
         };
         let service = MetadataService::new(store, applier, cluster.clone(), timing).with_range_client(client);
-        (service, cluster)
+        (service, cluster, thread)
     }
 
     #[tokio::test]
     async fn a_silent_range_group_keeps_a_node_from_being_removed_or_called_drained() {
         let dir = tempfile::tempdir().unwrap();
-        let (service, cluster) = group_0_with_a_silent_range_group(dir.path()).await;
+        let (service, cluster, thread) = group_0_with_a_silent_range_group(dir.path()).await;
         let refused = service.remove_node(Request::new(RemoveNodeRequest { node_id: "n1".into() })).await.unwrap_err();
         let refused = RemoteError::from(refused);
         assert_eq!(refused.code, ErrorCode::Unavailable, "{refused:?}");
@@ -927,5 +930,7 @@ mod tests {
             MetadataService::new(service.store.clone(), service.applier.clone(), cluster.clone(), service.timing);
         lone.get_repair_status(Request::new(status)).await.expect("status");
         assert_eq!(cluster.admin("n1"), NodeAdmin::Drained);
+        drop((lone, service));
+        thread.stop().await;
     }
 }
