@@ -90,9 +90,7 @@ impl Slab {
             // SAFETY: `page` < `bytes`, inside the mapping, which nobody else has seen yet.
             unsafe { base.as_ptr().add(page).write_volatile(0) };
         }
-        let huge = huge.unwrap_or_else(|| {
-            crate::staging::huge_page_bytes(base.as_ptr().addr()).is_some_and(|b| b >= bytes as u64)
-        });
+        let huge = huge.unwrap_or_else(|| huge_page_bytes(base.as_ptr().addr()).is_some_and(|b| b >= bytes as u64));
         Some(Arc::new(Slab { base, bytes, slot_len, slots: bytes / slot_len, huge }))
     }
 
@@ -111,6 +109,25 @@ impl Slab {
         debug_assert!(index < self.slots);
         self.base.as_ptr().wrapping_add(index * self.slot_len)
     }
+}
+
+/// Bytes of transparent huge pages backing the mapping that holds `addr`, from `/proc/self/smaps`; None where that
+/// cannot be read (not Linux, no procfs). A mapping merged with its neighbours counts theirs too.
+pub fn huge_page_bytes(addr: usize) -> Option<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else { continue };
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
+        {
+            inside = (start..end).contains(&addr);
+        } else if inside && first == "AnonHugePages:" {
+            return fields.next()?.parse::<u64>().ok().map(|kib| kib * 1024);
+        }
+    }
+    None
 }
 
 impl Drop for Slab {

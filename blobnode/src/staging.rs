@@ -16,9 +16,8 @@
 
 use crate::chunk::ChunkFile;
 use crate::error::BlobnodeError;
+use crate::slab::{HUGE_PAGE, huge_page_bytes};
 
-/// A transparent huge page on x86-64 and aarch64 with 4 KiB pages.
-const HUGE_PAGE: usize = 2 << 20;
 /// Bytes per write: larger batches go out in windows of this size, one after the other.
 pub const STAGING_BYTES: usize = 4 << 20;
 
@@ -105,25 +104,6 @@ impl StagingBuffer {
     fn window(&mut self) -> &mut [u8] {
         &mut self.storage[self.start..self.start + STAGING_BYTES]
     }
-}
-
-/// Bytes of transparent huge pages backing the mapping that holds `addr`, from `/proc/self/smaps`; None where that
-/// cannot be read (not Linux, no procfs). A mapping merged with its neighbours counts theirs too.
-pub fn huge_page_bytes(addr: usize) -> Option<u64> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let mut inside = false;
-    for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        let Some(first) = fields.next() else { continue };
-        if let Some((start, end)) = first.split_once('-')
-            && let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
-        {
-            inside = (start..end).contains(&addr);
-        } else if inside && first == "AnonHugePages:" {
-            return fields.next()?.parse::<u64>().ok().map(|kib| kib * 1024);
-        }
-    }
-    None
 }
 
 impl Default for StagingBuffer {
